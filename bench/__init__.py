@@ -1,0 +1,1 @@
+"""Energy and carbon of LLM inference, kernel by kernel: measurement harness."""

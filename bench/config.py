@@ -1,0 +1,141 @@
+"""Typed configuration schemas (registered in Hydra's ConfigStore) and their validation.
+
+YAML in `conf/` only sets values; types are enforced by these dataclasses when Hydra composes,
+and `validate` checks what types cannot (ranges, choices, GQA divisibility, device presence,
+a writable results directory), raising `ConfigError` with a one-line message naming the field.
+No device is probed when a config object is built; only `validate` and `resolve_*` look.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+
+from bench import results
+from bench.meters import GPU_CHOICES, HOST_CHOICES
+from kernels import REGISTRY
+
+TASKS = ("measure",)
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass
+class MeasureConf:
+    trials: int = 3
+    min_window_s: float = 0.5
+    warmup_s: float = 0.2
+    period_samples: int = 5
+    period_timeout_s: float = 5.0
+
+
+@dataclass
+class MeterConf:
+    gpu: str = "auto"  # auto | nvml | none
+    host: str = "auto"  # auto | rapl | model | none
+    powercap_root: str = "/sys/class/powercap"
+    cpu_tdp_w: Optional[float] = None  # overrides the TDP looked up for the host model
+    cpu_cores: Optional[int] = None  # cores of the part that TDP belongs to
+
+
+@dataclass
+class BenchConf:
+    task: str = "measure"
+    kernel: str = "prefill.torch"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 1
+    seq_len: int = 256
+    context_len: int = 1024
+    heads: int = 32
+    kv_heads: int = 8
+    head_dim: int = 128
+    causal: bool = True
+    page_size: int = 16
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 keeps PyTorch's default
+    results_dir: str = "results/default"
+    measure: MeasureConf = field(default_factory=MeasureConf)
+    meter: MeterConf = field(default_factory=MeterConf)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        super().__init__(f"invalid {name}={value!r}: {allowed}")
+        self.field = name
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=BenchConf)
+    from bench.sweeper import ValidatingSweeperConf
+
+    cs.store(group="hydra/sweeper", name="bench", node=ValidatingSweeperConf, provider="bench")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(name, value, f"choose one of {', '.join(choices)}")
+
+
+def _at_least(name: str, value: Any, low: float, what: str = "an integer") -> None:
+    if value is None or value < low:
+        raise ConfigError(name, value, f"must be {what} >= {low:g}")
+
+
+def validate(cfg: Any) -> None:
+    """Check a composed config (DictConfig or BenchConf); raises `ConfigError`."""
+    _choice("task", cfg.task, TASKS)
+    if cfg.kernel not in REGISTRY:
+        raise ConfigError("kernel", cfg.kernel, f"choose one of {', '.join(REGISTRY.names())}")
+    _choice("device", cfg.device, DEVICES)
+    _choice("dtype", cfg.dtype, ("auto",) + tuple(DTYPES))
+    for name in ("batch_size", "seq_len", "context_len", "heads", "kv_heads", "head_dim", "page_size"):
+        _at_least(name, getattr(cfg, name), 1)
+    _at_least("threads", cfg.threads, 0)
+    if cfg.heads % cfg.kv_heads:
+        divisors = [d for d in range(1, cfg.heads + 1) if cfg.heads % d == 0]
+        raise ConfigError("kv_heads", cfg.kv_heads,
+                          f"heads={cfg.heads} must be a multiple of kv_heads; allowed kv_heads: {divisors}")
+    _at_least("measure.trials", cfg.measure.trials, 1)
+    if not cfg.measure.min_window_s > 0:
+        raise ConfigError("measure.min_window_s", cfg.measure.min_window_s, "must be > 0 seconds")
+    _at_least("measure.warmup_s", cfg.measure.warmup_s, 0, "a number of seconds")
+    _at_least("measure.period_samples", cfg.measure.period_samples, 2)
+    if not cfg.measure.period_timeout_s > 0:
+        raise ConfigError("measure.period_timeout_s", cfg.measure.period_timeout_s, "must be > 0 seconds")
+    _choice("meter.gpu", cfg.meter.gpu, GPU_CHOICES)
+    _choice("meter.host", cfg.meter.host, HOST_CHOICES)
+    if cfg.meter.cpu_tdp_w is not None and not cfg.meter.cpu_tdp_w > 0:
+        raise ConfigError("meter.cpu_tdp_w", cfg.meter.cpu_tdp_w, "must be > 0 watts or null")
+    if cfg.meter.cpu_cores is not None:
+        _at_least("meter.cpu_cores", cfg.meter.cpu_cores, 1)
+    # Probing the machine comes last, after every pure check.
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda", "no CUDA GPU is visible here; choose auto or cpu")
+    if cfg.meter.gpu == "nvml" and resolve_device(cfg.device).type != "cuda":
+        raise ConfigError("meter.gpu", "nvml", "needs a CUDA device; choose auto or none")
+    case = REGISTRY.get(cfg.kernel)
+    reason = case.unsupported_reason(resolve_device(cfg.device))
+    if reason:
+        raise ConfigError("kernel", cfg.kernel, reason)
+    try:
+        results.check_writable(cfg.results_dir)
+    except results.NotWritable as err:
+        raise ConfigError("results_dir", cfg.results_dir, f"must be a writable directory ({err})") from None

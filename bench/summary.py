@@ -1,0 +1,52 @@
+"""Readable table of measured points (what `python -m bench` prints at the end)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:.{digits}g}"
+
+
+def _length(row: Mapping[str, Any]) -> str:
+    return f"N={row['seq_len']}" if row["phase"] == "prefill" else f"L={row['context_len']}"
+
+
+def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> Table:
+    out = Table(title=title, title_justify="left")
+    for name, justify in [
+        ("kernel", "left"), ("device", "left"), ("B", "right"), ("len", "right"),
+        ("ms/call", "right"), ("cv", "right"), ("tokens/s", "right"),
+        ("mJ/token", "right"), ("dyn mJ/token", "right"), ("energy cv", "right"), ("energy method", "left"),
+    ]:
+        out.add_column(name, justify=justify)
+    for row in rows:
+        out.add_row(
+            row["kernel"],
+            f"{row['device']} {row['dtype']}",
+            str(row["batch_size"]),
+            _length(row),
+            _fmt(row["time_per_call_s"], 1e3),
+            f"{_fmt(row['time_per_call_s_cv'], 100, 2)}%",
+            _fmt(row["tokens_per_s"]),
+            _fmt(row["energy_per_token_j"], 1e3),
+            _fmt(row["dynamic_energy_per_token_j"], 1e3),
+            f"{_fmt(row['energy_per_call_j_cv'], 100, 2)}%",
+            row["energy_method"],
+        )
+    return out
+
+
+def print_table(rows: list[Mapping[str, Any]], title: str = "measured points") -> None:
+    console = Console(width=max(Console().width, 160))
+    console.print(table(rows, title))
+    notes = sorted({f"{d}: {row.get(f'{d}_method_detail', '')}" for row in rows
+                    for d in str(row.get("energy_domains", "")).split("+") if d})
+    for note in notes:
+        console.print(f"  {note}", highlight=False)

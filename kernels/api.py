@@ -1,0 +1,129 @@
+"""Public functional API: `prefill` and `decode` dispatch to an implementation by name.
+
+Shapes are checked here (cheaply, without reading device memory) so every implementation can
+assume valid input; an unsupported combination raises `ValueError` naming what is wrong.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from kernels import torch_attention
+
+DecodeImpl = Callable[..., torch.Tensor]
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _decode_impls() -> dict[str, DecodeImpl]:
+    return {"torch": torch_attention.decode_torch}
+
+
+def prefill_impls() -> tuple[str, ...]:
+    return tuple(torch_attention.PREFILL_BACKENDS)
+
+
+def decode_impls() -> tuple[str, ...]:
+    return tuple(_decode_impls())
+
+
+def _check_common(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hq: int, hkv: int) -> None:
+    if q.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype {q.dtype} is not supported; use one of {FLOAT_DTYPES}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v devices differ: {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"head_dim of q ({q.shape[-1]}) != head_dim of k ({k.shape[-1]})")
+    if hkv < 1 or hq % hkv != 0:
+        raise ValueError(f"query heads ({hq}) must be a multiple of kv heads ({hkv})")
+
+
+def prefill(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    impl: str = "torch",
+) -> torch.Tensor:
+    """Attention forward over whole sequences.
+
+    Args:
+        q: `[B, Hq, N, D]` queries.
+        k, v: `[B, Hkv, M, D]` keys and values, `Hq % Hkv == 0` (GQA/MQA).
+        causal: mask aligned to the end: query i sees keys `j <= i + M - N` (needs N <= M).
+        sm_scale: softmax scale, default `1/sqrt(D)`.
+        impl: one of `prefill_impls()`.
+
+    Returns:
+        `[B, Hq, N, D]` in q's dtype.
+    """
+    if impl not in torch_attention.PREFILL_BACKENDS:
+        raise ValueError(f"prefill impl {impl!r} unknown; choose one of {prefill_impls()}")
+    if q.dim() != 4 or k.dim() != 4:
+        raise ValueError(f"prefill needs 4-D q [B,Hq,N,D] and k/v [B,Hkv,M,D]; got {tuple(q.shape)}, {tuple(k.shape)}")
+    _check_common(q, k, v, q.shape[1], k.shape[1])
+    if q.shape[0] != k.shape[0]:
+        raise ValueError(f"batch of q ({q.shape[0]}) != batch of k ({k.shape[0]})")
+    if causal and q.shape[2] > k.shape[2]:
+        raise ValueError(f"causal prefill needs N <= M; got N={q.shape[2]}, M={k.shape[2]}")
+    return torch_attention.prefill_torch(
+        q, k, v, causal=causal, sm_scale=sm_scale, backend=torch_attention.PREFILL_BACKENDS[impl]
+    )
+
+
+def decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    seq_lens: torch.Tensor,
+    *,
+    block_table: torch.Tensor | None = None,
+    sm_scale: float | None = None,
+    impl: str = "torch",
+    **opts: object,
+) -> torch.Tensor:
+    """One new query token per request attending to its cached keys and values.
+
+    Args:
+        q: `[B, Hq, D]`.
+        k_cache, v_cache: contiguous `[B, Hkv, L, D]`, or paged `[P, page_size, Hkv, D]` with
+            `block_table`.
+        seq_lens: `[B]` integer lengths, `1 <= seq_lens[b] <=` cache capacity; may differ.
+        block_table: `[B, max_pages]` page indices into the paged caches; entries past a
+            request's length must still be valid page indices (they are masked, not read).
+        sm_scale: softmax scale, default `1/sqrt(D)`.
+        impl: one of `decode_impls()`.
+        opts: implementation options (e.g. offload settings); unknown ones raise.
+
+    Returns:
+        `[B, Hq, D]` in q's dtype.
+    """
+    impls = _decode_impls()
+    if impl not in impls:
+        raise ValueError(f"decode impl {impl!r} unknown; choose one of {decode_impls()}")
+    if opts:
+        raise ValueError(f"decode impl {impl!r} takes no options; got {sorted(opts)}")
+    if q.dim() != 3 or k_cache.dim() != 4:
+        raise ValueError(f"decode needs q [B,Hq,D] and 4-D caches; got {tuple(q.shape)}, {tuple(k_cache.shape)}")
+    batch = q.shape[0]
+    if block_table is None:
+        hkv = k_cache.shape[1]
+        if k_cache.shape[0] != batch:
+            raise ValueError(f"contiguous cache batch ({k_cache.shape[0]}) != q batch ({batch})")
+    else:
+        hkv = k_cache.shape[2]
+        if block_table.dim() != 2 or block_table.shape[0] != batch:
+            raise ValueError(f"block_table must be [B={batch}, max_pages]; got {tuple(block_table.shape)}")
+        if block_table.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"block_table must be int32 or int64; got {block_table.dtype}")
+    _check_common(q, k_cache, v_cache, q.shape[1], hkv)
+    if seq_lens.shape != (batch,):
+        raise ValueError(f"seq_lens must have shape [B={batch}]; got {tuple(seq_lens.shape)}")
+    return impls[impl](q, k_cache, v_cache, seq_lens, block_table=block_table, sm_scale=sm_scale)
