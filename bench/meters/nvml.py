@@ -75,6 +75,11 @@ class NvmlEnergyMeter(Meter):
         return Reading(energy_j - e0, now - t0, self.domain, self.method)
 
 
+def integrate_trapezoid(samples: list[tuple[float, float]]) -> float:
+    """Energy in J of `(time_s, power_w)` samples, linear between samples."""
+    return sum((t1 - t0) * (p0 + p1) / 2.0 for (t0, p0), (t1, p1) in zip(samples, samples[1:]))
+
+
 class NvmlPowerMeter(Meter):
     """Trapezoidal integral of NVML power samples taken by a background thread (fallback only)."""
 
@@ -126,11 +131,8 @@ class NvmlPowerMeter(Meter):
         self._thread.join()
         self._thread = None
         self._sample()
-        energy_j = sum(
-            (t1 - t0) * (p0 + p1) / 2.0 for (t0, p0), (t1, p1) in zip(self._samples, self._samples[1:])
-        )
         duration_s = self._samples[-1][0] - self._samples[0][0]
-        return Reading(energy_j, duration_s, self.domain, self.method)
+        return Reading(integrate_trapezoid(self._samples), duration_s, self.domain, self.method)
 
     def close(self) -> None:
         if self._thread is not None:

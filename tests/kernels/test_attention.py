@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+import kernels
+from kernels.cases import make_paged_cache
+from tests.conftest import DEVICES, TOL, rel_err
+from tests.kernels.reference import attention_ref, decode_ref
+
+
+def randn(*shape, device="cpu", dtype=torch.float32, gen=None):
+    return torch.randn(*shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def dtype_for(device):
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", kernels.prefill_impls())
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "b,hq,hkv,n,m,d",
+    [(1, 4, 4, 17, 17, 64), (2, 4, 2, 33, 33, 128), (1, 8, 2, 13, 45, 64), (2, 8, 1, 31, 31, 64), (1, 16, 2, 7, 7, 128)],
+)
+def test_prefill_matches_float64_reference(device, impl, causal, b, hq, hkv, n, m, d):
+    gen = torch.Generator().manual_seed(hash((b, hq, hkv, n, m, d, causal)) % 2**31)
+    dtype = dtype_for(device)
+    q, k, v = (randn(b, h, s, d, device=device, dtype=dtype, gen=gen) for h, s in [(hq, n), (hkv, m), (hkv, m)])
+    out = kernels.prefill(q, k, v, causal=causal, impl=impl)
+    assert out.shape == (b, hq, n, d) and out.dtype == dtype
+    assert rel_err(out, attention_ref(q, k, v, causal=causal)) < TOL[dtype]
+
+
+def test_prefill_custom_scale():
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = randn(1, 2, 5, 64, gen=gen), randn(1, 2, 9, 64, gen=gen), randn(1, 2, 9, 64, gen=gen)
+    out = kernels.prefill(q, k, v, sm_scale=0.3, impl="torch")
+    assert rel_err(out, attention_ref(q, k, v, causal=False, sm_scale=0.3)) < TOL[torch.float32]
+
+
+def _decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q = randn(b, hq, d, device=device, dtype=dtype, gen=gen)
+    k = randn(b, hkv, cache_len, d, device=device, dtype=dtype, gen=gen)
+    v = randn(b, hkv, cache_len, d, device=device, dtype=dtype, gen=gen)
+    return q, k, v, torch.tensor(seq_lens, dtype=torch.int32, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("group", [1, 2, 4, 8])
+@pytest.mark.parametrize("d", [64, 128])
+def test_decode_contiguous_varied_lengths(device, group, d):
+    dtype = dtype_for(device)
+    seq_lens = [1, 37, 64, 50]
+    q, k, v, lens = _decode_inputs(4, 2 * group, 2, 64, d, seq_lens, device, dtype, seed=group * d)
+    # Poison the cache past each request's length with huge values: a kernel that lets them in
+    # fails loudly. (Finite: the masked SDPA baseline multiplies masked V by a zero weight.)
+    for r, n in enumerate(seq_lens):
+        k[r, :, n:] = 3e4
+        v[r, :, n:] = -3e4
+    out = kernels.decode(q, k, v, lens, impl="torch")
+    assert out.shape == (4, 2 * group, d)
+    ref = decode_ref(q, k, v, lens)
+    assert rel_err(out, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("page_size", [16, 7])
+def test_decode_paged_equals_reference(device, page_size):
+    dtype = dtype_for(device)
+    seq_lens = [1, 29, 16, 40, 33]  # 1, not a multiple of the page size, exact multiples
+    q, k, v, lens = _decode_inputs(5, 8, 2, 40, 64, seq_lens, device, dtype, seed=page_size)
+    gen = torch.Generator(device=device).manual_seed(3)
+    k_pages, v_pages, table = make_paged_cache(k, v, lens.cpu(), page_size, gen)
+    assert table.shape == (5, -(-40 // page_size))
+    out = kernels.decode(q, k_pages, v_pages, lens, block_table=table, impl="torch")
+    assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[dtype]
+
+
+def test_paged_layout_is_scattered_and_complete():
+    seq_lens = torch.tensor([5, 16, 17], dtype=torch.int32)
+    k = torch.randn(3, 2, 17, 4)
+    v = torch.randn(3, 2, 17, 4)
+    k_pages, v_pages, table = make_paged_cache(k, v, seq_lens, 8, torch.Generator().manual_seed(0))
+    used = [int(table[r, p]) for r, n in enumerate(seq_lens.tolist()) for p in range(-(-n // 8))]
+    assert sorted(used) == list(range(k_pages.shape[0]))  # every page used once
+    for r, n in enumerate(seq_lens.tolist()):
+        for pos in range(n):
+            page, slot = int(table[r, pos // 8]), pos % 8
+            assert torch.equal(k_pages[page, slot], k[r, :, pos])
+            assert torch.equal(v_pages[page, slot], v[r, :, pos])
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kernels.prefill(torch.randn(1, 6, 4, 8), torch.randn(1, 4, 4, 8), torch.randn(1, 4, 4, 8)), "multiple"),
+        (lambda: kernels.prefill(torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 16), torch.randn(1, 2, 4, 16)), "head_dim"),
+        (lambda: kernels.prefill(torch.randn(1, 2, 9, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), causal=True), "N <= M"),
+        (lambda: kernels.prefill(torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), impl="nope"), "impl"),
+        (lambda: kernels.prefill(torch.randn(2, 4, 8), torch.randn(2, 4, 8), torch.randn(2, 4, 8)), "4-D"),
+        (lambda: kernels.decode(torch.randn(2, 4, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8), torch.tensor([5])), "seq_lens"),
+        (lambda: kernels.decode(torch.randn(2, 4, 8), torch.randn(3, 2, 5, 8), torch.randn(3, 2, 5, 8), torch.tensor([5, 5])), "batch"),
+        (lambda: kernels.decode(torch.randn(2, 4, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8), torch.tensor([5, 5]), impl="x"), "impl"),
+        (lambda: kernels.decode(torch.randn(2, 4, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8), torch.tensor([5, 5]), threads=3), "options"),
+        (lambda: kernels.decode(torch.randn(2, 4, 8), torch.randn(4, 4, 2, 8), torch.randn(4, 4, 2, 8), torch.tensor([5, 5]),
+                                block_table=torch.zeros(2, 2)), "int32"),
+    ],
+)
+def test_bad_input_raises_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,94 @@
+"""`python -m bench` end to end on the CPU: single run, multirun, resume, bad input."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["heads=4", "kv_heads=2", "head_dim=64", "seq_len=32", "context_len=64",
+         "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01"]
+METHODS = ("nvml_counter", "nvml_power_integration", "rapl")
+
+
+def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags precede the overrides
+    args = flags + [a for a in args if not a.startswith("-")]
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=240)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def point_files(results: Path) -> list[Path]:
+    return sorted((results / "points").glob("*.json")) if (results / "points").is_dir() else []
+
+
+def test_single_point_run_writes_one_labelled_row(tmp_path):
+    out = bench("sweep=none", "kernel=decode.torch_paged", "batch_size=3", f"results_dir={tmp_path}", *SMALL)
+    [path] = point_files(tmp_path)
+    row = json.loads(path.read_text())
+    assert row["kernel"] == "decode.torch_paged" and row["batch_size"] == 3 and row["seq_len"] is None
+    assert row["time_per_call_s"] > 0 and row["energy_per_token_j"] > 0
+    for domain in row["energy_domains"].split("+"):
+        method = row[f"{domain}_method"]
+        assert method in METHODS or method.startswith("model:")
+    assert row["env_torch_version"] and row["env_cpu_model"]
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 1 and table.loc[0, "key"] == row["key"]
+    assert "measured points" in out.stdout
+
+
+def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
+    sweep = ["-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL]
+    bench(*sweep)
+    files = point_files(tmp_path)
+    assert len(files) == 4
+    lost = files[1]
+    kept = {p.name: p.read_text() for p in files if p != lost}
+    lost.unlink()  # as if the sweep had been killed before this point
+    out = bench(*sweep)
+    assert (out.stdout + out.stderr).count("already measured") == 3
+    again = point_files(tmp_path)
+    assert [p.name for p in again] == [p.name for p in files]
+    assert all(p.read_text() == kept[p.name] for p in again if p.name in kept)  # not re-measured
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 4 and table["key"].is_unique
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (["batch_size=0"], "batch_size"),
+        (["kernel=nope"], "kernel"),
+        (["dtype=fp7"], "dtype"),
+        (["heads=6", "kv_heads=4"], "kv_heads"),
+        (["-m", "batch_size=1,0"], "batch_size"),  # a bad job anywhere in a sweep stops it first
+        pytest.param(["device=cuda"], "device", marks=pytest.mark.skipif(
+            __import__("torch").cuda.is_available(), reason="needs a machine without a GPU")),
+    ],
+)
+def test_bad_input_fails_before_any_work(tmp_path, overrides, field):
+    results = tmp_path / "results"
+    proc = bench(*SMALL, *overrides, f"results_dir={results}", check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench: invalid {field}="), proc.stderr
+    assert not results.exists()
+
+
+def test_unwritable_results_dir_fails_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = bench(f"results_dir={tmp_path}/file/results", *SMALL, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("bench: invalid results_dir=")
+
+
+def test_default_main_job_measures_prefill_and_decode(tmp_path):
+    out = bench(f"results_dir={tmp_path}")
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert set(table["phase"]) == {"prefill", "decode"} and len(table) == 6
+    assert (table["energy_per_token_j"] > 0).all()
+    assert "mJ/token" in out.stdout

@@ -1,0 +1,96 @@
+"""Every config option composes and validates; every bad value names its field."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench.config import BenchConf, ConfigError, register_configs, validate
+from kernels import REGISTRY
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+register_configs()
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def composer():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield lambda *overrides, hydra=False: compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_defaults_compose_and_validate(composer, tmp_path):
+    cfg = composer(f"results_dir={tmp_path}")
+    validate(cfg)
+    assert isinstance(OmegaConf.to_object(cfg), BenchConf)
+
+
+@pytest.mark.parametrize("option", options("sweep"))
+def test_every_sweep_option_composes(composer, option, tmp_path):
+    cfg = composer(f"sweep={option}", f"results_dir={tmp_path}", hydra=True)
+    assert str(cfg.hydra.mode) in ("RunMode.RUN", "RunMode.MULTIRUN")
+    for key in (cfg.hydra.sweeper.params or {}):
+        OmegaConf.select(cfg, key, throw_on_missing=True)  # every swept key exists in the schema
+
+
+def test_default_job_sweeps_prefill_and_decode(composer):
+    cfg = composer(hydra=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    kernels = cfg.hydra.sweeper.params.kernel.split(",")
+    assert {REGISTRY.get(k).phase for k in kernels} == {"prefill", "decode"}
+
+
+@pytest.mark.parametrize("kernel", REGISTRY.names())
+def test_every_kernel_case_validates(composer, kernel, tmp_path):
+    validate(composer(f"kernel={kernel}", f"results_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["device=cpu", "dtype=float16", "dtype=bfloat16", "dtype=float32", "meter.host=model", "meter.host=none",
+     "meter.gpu=none", "meter.cpu_tdp_w=200", "meter.cpu_cores=64", "threads=2", "causal=false", "measure.trials=1"],
+)
+def test_valid_overrides_pass(composer, override, tmp_path):
+    validate(composer(override, f"results_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize(
+    "overrides, field, hint",
+    [
+        (["batch_size=0"], "batch_size", ">= 1"),
+        (["kernel=nope"], "kernel", "decode.torch"),
+        (["dtype=fp7"], "dtype", "bfloat16"),
+        (["heads=6", "kv_heads=4"], "kv_heads", "[1, 2, 3, 6]"),
+        (["task=train"], "task", "measure"),
+        (["device=tpu"], "device", "cuda"),
+        (["seq_len=-3"], "seq_len", ">= 1"),
+        (["measure.trials=0"], "measure.trials", ">= 1"),
+        (["measure.min_window_s=0"], "measure.min_window_s", "> 0"),
+        (["meter.host=wattmeter"], "meter.host", "rapl"),
+        (["meter.gpu=dcgm"], "meter.gpu", "nvml"),
+        (["meter.cpu_tdp_w=-5"], "meter.cpu_tdp_w", "> 0"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_allowed_values(composer, overrides, field, hint, tmp_path):
+    cfg = composer(*overrides, f"results_dir={tmp_path}")
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.field == field
+    message = str(err.value)
+    assert message.startswith(f"invalid {field}=") and hint in message and "\n" not in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_gpu_is_refused(composer, tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        validate(composer("device=cuda", f"results_dir={tmp_path}"))
+
+
+def test_unwritable_results_dir_is_refused(composer, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="results_dir"):
+        validate(composer(f"results_dir={tmp_path}/file/sub"))
