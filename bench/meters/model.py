@@ -12,7 +12,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from typing import Callable
 
@@ -28,8 +28,12 @@ _NOISE = re.compile(r"\((R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*GHz|\b\
 
 def tdp_table() -> pd.DataFrame:
     """codecarbon's bundled CPU table: `Name`, `TDP` (watts)."""
-    path = resources.files("codecarbon") / "data" / "hardware" / "cpu_power.csv"
-    table = pd.read_csv(str(path), dtype=str)
+    # Locate the package without importing it: codecarbon's import pulls in its whole tracker.
+    spec = importlib.util.find_spec("codecarbon")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("codecarbon is not installed; its CPU table is needed for the host model")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "hardware" / "cpu_power.csv"
+    table = pd.read_csv(path, dtype=str)
     # A few rows hold ranges such as "27.29.5" that are not one number: drop them.
     table["TDP"] = pd.to_numeric(table["TDP"], errors="coerce")
     return table.dropna(subset=["TDP"]).reset_index(drop=True)
