@@ -3,7 +3,9 @@
 1. Warm up (JIT compilation and autotuning happen here, outside every window) and estimate the
    time of one call from batches of calls long enough to hide timer and launch noise.
 2. Measure each meter's update period by polling it (never assumed).
-3. Size the window: enough calls to last `max(min_window_s, 10 x slowest update period)`.
+3. Size the window: enough calls to last `max(min_window_s, 10 x slowest update period)`,
+   checked by running a whole unmetered window and growing the count until it lasts that long
+   (a short calibration underestimates calls while clocks ramp up; this also preheats).
 4. Measure idle power of each domain over a window of the same length with the device idle.
 5. Run `trials` windows, synchronising the device at both edges of each.
 6. Report per call: time, total energy, dynamic energy (total - idle power x window), average
@@ -20,6 +22,8 @@ from typing import Callable, Sequence
 from bench.meters.base import Meter, Reading
 
 UPDATES_PER_WINDOW = 10
+MAX_SIZING_ROUNDS = 4
+SIZING_MARGIN = 1.05  # grow a short window a little past the target so trials do not fall short
 TIME_METHOD = "perf_counter, device synchronised at window edges"
 
 
@@ -140,12 +144,18 @@ def measure_point(
     target_s = max([protocol.min_window_s] + [UPDATES_PER_WINDOW * p for p in periods])
     calls = max(1, math.ceil(target_s / call_s))
 
-    _, idle = _window(meters, lambda: sleep(target_s), sync, clock)
-    idle_w = [r.power_w for r in idle]
-
     def run_calls() -> None:
         for _ in range(calls):
             fn()
+
+    for _ in range(MAX_SIZING_ROUNDS):
+        elapsed, _ = _window([], run_calls, sync, clock)
+        if elapsed >= target_s:
+            break
+        calls = math.ceil(calls * target_s / elapsed * SIZING_MARGIN)
+
+    _, idle = _window(meters, lambda: sleep(target_s), sync, clock)
+    idle_w = [r.power_w for r in idle]
 
     times: list[float] = []
     windows: list[float] = []

@@ -96,8 +96,10 @@ def decode(
         k_cache, v_cache: contiguous `[B, Hkv, L, D]`, or paged `[P, page_size, Hkv, D]` with
             `block_table`.
         seq_lens: `[B]` integer lengths, `1 <= seq_lens[b] <=` cache capacity; may differ.
-            Slots past a request's length must hold finite values for `impl="torch"` (its masked
-            SDPA weighs them by zero, and 0 x NaN is NaN).
+            For `impl="torch"`, slots past a request's length must hold finite values of ordinary
+            magnitude: masked SDPA weighs them by zero (0 x NaN is NaN), and the cuDNN backend
+            PyTorch picks on Hopper masks with a finite bias that values near 1e4 overcome
+            (measured on H100 with torch 2.11: `scripts/debug_decode_mask.py`).
         block_table: `[B, max_pages]` page indices into the paged caches; entries past a
             request's length must still be valid page indices (they are masked, not read).
         sm_scale: softmax scale, default `1/sqrt(D)`.

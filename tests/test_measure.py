@@ -11,8 +11,9 @@ class FakeMachine:
     """A device whose time and energy advance only through the protocol's own calls: each kernel
     call takes `call_s` at a busy power, sleeping and clock reads draw idle power."""
 
-    def __init__(self, idle_w=50.0, busy_w=(300.0,), call_s=0.01, tick_s=1e-5):
+    def __init__(self, idle_w=50.0, busy_w=(300.0,), call_s=0.01, tick_s=1e-5, slow_calls=0):
         self.idle_w, self.busy_w, self.call_s, self.tick_s = idle_w, list(busy_w), call_s, tick_s
+        self.slow_calls = slow_calls  # the first calls take 3x as long, as while clocks ramp up
         self.now_s = 0.0
         self.energy_j = 0.0
         self.window = 0  # meter starts so far: the idle window is 1, trial k is k + 1
@@ -32,7 +33,7 @@ class FakeMachine:
     def fn(self):
         self.calls += 1
         power = self.busy_w[min(max(self.window - 2, 0), len(self.busy_w) - 1)]
-        self._advance(self.call_s, power)
+        self._advance(self.call_s * (3 if self.calls <= self.slow_calls else 1), power)
 
 
 class FakeMeter(Meter):
@@ -137,3 +138,11 @@ def test_window_edges_are_synchronised():
             assert events[i - 1] == "sync"
         if event == "stop":
             assert events[i - 1] in ("sync", "stop")
+
+
+def test_windows_reach_their_target_when_calls_speed_up_after_calibration():
+    machine = FakeMachine(call_s=0.01, slow_calls=6)  # calibration sees only slow calls
+    result = run(machine, FakeMeter(machine, period_s=0.02), warmup_s=0.0, min_window_s=0.2)
+    assert result.window_s_target == pytest.approx(0.2, rel=1e-3)
+    assert min(result.trials_time_per_call_s) * result.calls_per_window >= 0.2
+    assert result.time_per_call_s == pytest.approx(0.01, rel=1e-3)
