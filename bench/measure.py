@@ -3,9 +3,10 @@
 1. Warm up (JIT compilation and autotuning happen here, outside every window) and estimate the
    time of one call from batches of calls long enough to hide timer and launch noise.
 2. Measure each meter's update period by polling it (never assumed).
-3. Size the window: enough calls to last `max(min_window_s, 10 x slowest update period)`,
-   checked by running a whole unmetered window and growing the count until it lasts that long
-   (a short calibration underestimates calls while clocks ramp up; this also preheats).
+3. Size the window to last `max(min_window_s, 10 x slowest update period)`. A window ends on
+   time, not on a call count fixed in advance: calls run in chunks of about a tenth of the
+   window, the device is synchronised after each, and the window closes at the first chunk
+   boundary past the target (a short calibration misjudges calls while clocks ramp up).
 4. Measure idle power of each domain over a window of the same length with the device idle.
 5. Run `trials` windows, synchronising the device at both edges of each.
 6. Report per call: time, total energy, dynamic energy (total - idle power x window), average
@@ -22,8 +23,7 @@ from typing import Callable, Sequence
 from bench.meters.base import Meter, Reading
 
 UPDATES_PER_WINDOW = 10
-MAX_SIZING_ROUNDS = 4
-SIZING_MARGIN = 1.05  # grow a short window a little past the target so trials do not fall short
+CHUNKS_PER_WINDOW = 10  # synchronisations per window: enough to end on time, too few to cost
 TIME_METHOD = "perf_counter, device synchronised at window edges"
 
 
@@ -58,6 +58,7 @@ class DomainResult:
 @dataclass(frozen=True)
 class PointResult:
     calls_per_window: int
+    trials_calls: tuple[int, ...]
     window_s_target: float
     window_s: float
     time_per_call_s: float
@@ -142,17 +143,19 @@ def measure_point(
     call_s = time_per_call_s(fn, sync, clock, protocol.warmup_s, protocol.calibration_s)
     periods = [update_period_s(m, clock, protocol.period_samples, protocol.period_timeout_s) for m in meters]
     target_s = max([protocol.min_window_s] + [UPDATES_PER_WINDOW * p for p in periods])
-    calls = max(1, math.ceil(target_s / call_s))
+    chunk = max(1, math.ceil(target_s / call_s / CHUNKS_PER_WINDOW))
+    calls_done: list[int] = []
 
-    def run_calls() -> None:
-        for _ in range(calls):
-            fn()
-
-    for _ in range(MAX_SIZING_ROUNDS):
-        elapsed, _ = _window([], run_calls, sync, clock)
-        if elapsed >= target_s:
-            break
-        calls = math.ceil(calls * target_s / elapsed * SIZING_MARGIN)
+    def run_until_target() -> None:
+        calls, start = 0, clock()
+        while True:
+            for _ in range(chunk):
+                fn()
+            calls += chunk
+            sync()
+            if clock() - start >= target_s:
+                calls_done.append(calls)
+                return
 
     _, idle = _window(meters, lambda: sleep(target_s), sync, clock)
     idle_w = [r.power_w for r in idle]
@@ -163,7 +166,8 @@ def measure_point(
     dynamic: list[list[float]] = [[] for _ in meters]
     power: list[list[float]] = [[] for _ in meters]
     for _ in range(protocol.trials):
-        elapsed, readings = _window(meters, run_calls, sync, clock)
+        elapsed, readings = _window(meters, run_until_target, sync, clock)
+        calls = calls_done[-1]
         windows.append(elapsed)
         times.append(elapsed / calls)
         for i, reading in enumerate(readings):
@@ -187,7 +191,8 @@ def measure_point(
         for i, m in enumerate(meters)
     )
     return PointResult(
-        calls_per_window=calls,
+        calls_per_window=int(statistics.median(calls_done)),
+        trials_calls=tuple(calls_done),
         window_s_target=target_s,
         window_s=statistics.median(windows),
         time_per_call_s=statistics.median(times),

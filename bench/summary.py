@@ -18,6 +18,13 @@ def _length(row: Mapping[str, Any]) -> str:
     return f"N={row['seq_len']}" if row["phase"] == "prefill" else f"L={row['context_len']}"
 
 
+def _methods(row: Mapping[str, Any]) -> str:
+    """Short form of each domain's method; the model's inputs are printed under the table."""
+    domains = [d for d in str(row.get("energy_domains", "")).split("+") if d]
+    short = [f"{d}={'model' if str(row[f'{d}_method']).startswith('model:') else row[f'{d}_method']}" for d in domains]
+    return ", ".join(short) or "none"
+
+
 def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> Table:
     out = Table(title=title, title_justify="left")
     for name, justify in [
@@ -38,7 +45,7 @@ def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> 
             _fmt(row["energy_per_token_j"], 1e3),
             _fmt(row["dynamic_energy_per_token_j"], 1e3),
             f"{_fmt(row['energy_per_call_j_cv'], 100, 2)}%",
-            row["energy_method"],
+            _methods(row),
         )
     return out
 
@@ -46,7 +53,7 @@ def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> 
 def print_table(rows: list[Mapping[str, Any]], title: str = "measured points") -> None:
     console = Console(width=max(Console().width, 160))
     console.print(table(rows, title))
-    notes = sorted({f"{d}: {row.get(f'{d}_method_detail', '')}" for row in rows
+    notes = sorted({f"{d}: {row.get(f'{d}_method')} ({row.get(f'{d}_method_detail', '')})" for row in rows
                     for d in str(row.get("energy_domains", "")).split("+") if d})
     for note in notes:
         console.print(f"  {note}", highlight=False)

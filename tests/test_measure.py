@@ -80,8 +80,8 @@ def test_window_lasts_max_of_min_window_and_ten_update_periods(min_window_s, per
     machine = FakeMachine()
     result = run(machine, FakeMeter(machine, period_s=period_s), min_window_s=min_window_s)
     assert result.window_s_target == pytest.approx(expected_s, rel=1e-3)
-    assert result.calls_per_window == math.ceil(result.window_s_target / machine.call_s - 1e-6)
-    assert result.window_s >= expected_s * (1 - 1e-3)
+    assert min(result.trials_calls) * machine.call_s >= expected_s  # no window ends early
+    assert result.window_s <= expected_s * 1.12  # nor runs much past its target
     assert result.domains[0].update_period_s == pytest.approx(period_s, rel=1e-2)
 
 
@@ -93,7 +93,7 @@ def test_idle_power_is_subtracted_for_dynamic_energy():
     assert d.energy_per_call_j == pytest.approx(300.0 * 0.01, rel=1e-3)
     assert d.dynamic_energy_per_call_j == pytest.approx(250.0 * 0.01, rel=1e-3)
     assert d.power_w == pytest.approx(300.0, rel=1e-3)
-    assert result.time_per_call_s == pytest.approx(0.01, rel=1e-3)
+    assert result.time_per_call_s == pytest.approx(0.01, rel=2e-3)  # plus the fake clock's ticks
 
 
 def test_median_and_cv_across_trials():
@@ -144,5 +144,5 @@ def test_windows_reach_their_target_when_calls_speed_up_after_calibration():
     machine = FakeMachine(call_s=0.01, slow_calls=6)  # calibration sees only slow calls
     result = run(machine, FakeMeter(machine, period_s=0.02), warmup_s=0.0, min_window_s=0.2)
     assert result.window_s_target == pytest.approx(0.2, rel=1e-3)
-    assert min(result.trials_time_per_call_s) * result.calls_per_window >= 0.2
-    assert result.time_per_call_s == pytest.approx(0.01, rel=1e-3)
+    assert all(t * n >= 0.2 for t, n in zip(result.trials_time_per_call_s, result.trials_calls))
+    assert result.time_per_call_s == pytest.approx(0.01, rel=2e-3)  # plus the fake clock's ticks

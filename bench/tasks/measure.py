@@ -66,7 +66,7 @@ def _row(ident: dict[str, Any], key: str, case: Case, shape: Shape, dtype: torch
         **{f"measure_{k}": v for k, v in ident["measure"].items()},
         **{f"meter_{k}": v for k, v in ident["meter"].items()},
         "flops_per_call": flops, "min_bytes_per_call": min_bytes, "tokens_per_call": tokens,
-        "calls_per_window": result.calls_per_window,
+        "calls_per_window": result.calls_per_window, "trials_calls": json.dumps(result.trials_calls),
         "window_s_target": result.window_s_target, "window_s": result.window_s,
         "time_per_call_s": t, "time_per_call_s_cv": result.time_per_call_s_cv, "time_method": TIME_METHOD,
         "trials_time_per_call_s": json.dumps(result.trials_time_per_call_s),
