@@ -1,14 +1,22 @@
 """`python -m bench [task=measure] [overrides...]`: the Hydra entry point."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
-import hydra
-from omegaconf import DictConfig
+import torch
 
-from bench.config import register_configs
-from bench.sweeper import exit_if_invalid
-from bench.tasks import TASKS
+# Without a GPU, Triton kernels run in its interpreter (numpy on CPU tensors: correct, slow),
+# which must be chosen before any kernel module is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from bench.config import register_configs  # noqa: E402
+from bench.sweeper import exit_if_invalid  # noqa: E402
+from bench.tasks import TASKS  # noqa: E402
 
 register_configs()
 

@@ -16,12 +16,23 @@ DecodeImpl = Callable[..., torch.Tensor]
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def _decode_triton(*args: object, **kwargs: object) -> torch.Tensor:
+    # Imported on first use: `kernels` stays importable where Triton is not installed.
+    from kernels.triton_decode import decode_triton
+
+    return decode_triton(*args, **kwargs)
+
+
 def _decode_impls() -> dict[str, DecodeImpl]:
-    return {"torch": torch_attention.decode_torch}
+    return {"torch": torch_attention.decode_torch, "triton": _decode_triton}
+
+
+# Options each decode implementation accepts besides the common arguments.
+_DECODE_OPTS = {"torch": (), "triton": ("num_splits",)}
 
 
 def prefill_impls() -> tuple[str, ...]:
-    return tuple(torch_attention.PREFILL_BACKENDS)
+    return ("triton",) + tuple(torch_attention.PREFILL_BACKENDS)
 
 
 def decode_impls() -> tuple[str, ...]:
@@ -59,12 +70,13 @@ def prefill(
         k, v: `[B, Hkv, M, D]` keys and values, `Hq % Hkv == 0` (GQA/MQA).
         causal: mask aligned to the end: query i sees keys `j <= i + M - N` (needs N <= M).
         sm_scale: softmax scale, default `1/sqrt(D)`.
-        impl: one of `prefill_impls()`.
+        impl: one of `prefill_impls()`: `triton` (head_dim 64 or 128), or SDPA with PyTorch's
+            choice of backend (`torch`) or one pinned (`torch_math`, `torch_flash`, ...).
 
     Returns:
         `[B, Hq, N, D]` in q's dtype.
     """
-    if impl not in torch_attention.PREFILL_BACKENDS:
+    if impl not in prefill_impls():
         raise ValueError(f"prefill impl {impl!r} unknown; choose one of {prefill_impls()}")
     if q.dim() != 4 or k.dim() != 4:
         raise ValueError(f"prefill needs 4-D q [B,Hq,N,D] and k/v [B,Hkv,M,D]; got {tuple(q.shape)}, {tuple(k.shape)}")
@@ -73,6 +85,10 @@ def prefill(
         raise ValueError(f"batch of q ({q.shape[0]}) != batch of k ({k.shape[0]})")
     if causal and q.shape[2] > k.shape[2]:
         raise ValueError(f"causal prefill needs N <= M; got N={q.shape[2]}, M={k.shape[2]}")
+    if impl == "triton":
+        from kernels.triton_prefill import prefill_triton
+
+        return prefill_triton(q, k, v, causal=causal, sm_scale=sm_scale)
     return torch_attention.prefill_torch(
         q, k, v, causal=causal, sm_scale=sm_scale, backend=torch_attention.PREFILL_BACKENDS[impl]
     )
@@ -104,7 +120,7 @@ def decode(
             request's length must still be valid page indices (they are masked, not read).
         sm_scale: softmax scale, default `1/sqrt(D)`.
         impl: one of `decode_impls()`.
-        opts: implementation options (e.g. offload settings); unknown ones raise.
+        opts: implementation options (`num_splits` for triton); unknown ones raise.
 
     Returns:
         `[B, Hq, D]` in q's dtype.
@@ -112,8 +128,9 @@ def decode(
     impls = _decode_impls()
     if impl not in impls:
         raise ValueError(f"decode impl {impl!r} unknown; choose one of {decode_impls()}")
-    if opts:
-        raise ValueError(f"decode impl {impl!r} takes no options; got {sorted(opts)}")
+    unknown = sorted(set(opts) - set(_DECODE_OPTS[impl]))
+    if unknown:
+        raise ValueError(f"decode impl {impl!r} does not take options {unknown}; it takes {list(_DECODE_OPTS[impl])}")
     if q.dim() != 3 or k_cache.dim() != 4:
         raise ValueError(f"decode needs q [B,Hq,D] and 4-D caches; got {tuple(q.shape)}, {tuple(k_cache.shape)}")
     batch = q.shape[0]
@@ -130,4 +147,4 @@ def decode(
     _check_common(q, k_cache, v_cache, q.shape[1], hkv)
     if seq_lens.shape != (batch,):
         raise ValueError(f"seq_lens must have shape [B={batch}]; got {tuple(seq_lens.shape)}")
-    return impls[impl](q, k_cache, v_cache, seq_lens, block_table=block_table, sm_scale=sm_scale)
+    return impls[impl](q, k_cache, v_cache, seq_lens, block_table=block_table, sm_scale=sm_scale, **opts)

@@ -1,7 +1,9 @@
 """The registered benchmark cases and their input builders."""
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from typing import Callable
 
 import torch
@@ -74,10 +76,26 @@ def build_decode(case: Case, shape: Shape, device: torch.device, dtype: torch.dt
     return lambda: decode(q, k_pages, v_pages, seq_lens, block_table=table, impl=case.impl)
 
 
+def triton_unavailable(device: torch.device) -> str | None:
+    """Triton runs CUDA tensors natively and CPU tensors only in its interpreter."""
+    if importlib.util.find_spec("triton") is None:
+        return "Triton is not installed"
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "Triton on the CPU needs TRITON_INTERPRET=1 (python -m bench sets it when no GPU is visible)"
+    return None
+
+
+_CUDA = ("cuda",)
 REGISTRY = Registry(
     [
+        Case("prefill.triton", "prefill", "triton", build_prefill, check=triton_unavailable),
         Case("prefill.torch", "prefill", "torch", build_prefill),
         Case("prefill.torch_math", "prefill", "torch_math", build_prefill),
+        Case("prefill.torch_flash", "prefill", "torch_flash", build_prefill),
+        Case("prefill.torch_efficient", "prefill", "torch_efficient", build_prefill, devices=_CUDA),
+        Case("prefill.torch_cudnn", "prefill", "torch_cudnn", build_prefill, devices=_CUDA),
+        Case("decode.triton", "decode", "triton", build_decode, check=triton_unavailable),
+        Case("decode.triton_paged", "decode", "triton", build_decode, paged=True, check=triton_unavailable),
         Case("decode.torch", "decode", "torch", build_decode),
         Case("decode.torch_paged", "decode", "torch", build_decode, paged=True),
     ]

@@ -51,6 +51,7 @@ class Case:
     build_fn: Callable[["Case", Shape, torch.device, torch.dtype, int], Callable[[], torch.Tensor]]
     paged: bool = False
     devices: tuple[str, ...] = ("cpu", "cuda")
+    check: Callable[[torch.device], str | None] | None = None  # why it cannot run there, if it cannot
 
     def shape_fields(self, shape: Shape) -> dict[str, object]:
         """The shape fields that identify a point of this case (used in the result key)."""
@@ -86,8 +87,8 @@ class Case:
 
     def unsupported_reason(self, device: torch.device) -> str | None:
         if device.type not in self.devices:
-            return f"case {self.name} runs on {self.devices}, not {device.type}"
-        return None
+            return f"case {self.name} runs on {', '.join(self.devices)}, not {device.type}"
+        return self.check(device) if self.check else None
 
     def build(self, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Callable[[], torch.Tensor]:
         """Allocate random inputs for `shape` and return a closure that runs the kernel once."""

@@ -14,7 +14,12 @@ from torch.nn.attention.bias import causal_lower_right
 PREFILL_BACKENDS: dict[str, SDPBackend | None] = {
     "torch": None,
     "torch_math": SDPBackend.MATH,
+    "torch_flash": SDPBackend.FLASH_ATTENTION,
+    "torch_efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "torch_cudnn": SDPBackend.CUDNN_ATTENTION,
 }
+# Backends PyTorch implements only for CUDA tensors (flash and math also run on the CPU).
+CUDA_ONLY = ("torch_efficient", "torch_cudnn")
 
 
 def prefill_torch(

@@ -45,8 +45,14 @@ def test_default_job_sweeps_prefill_and_decode(composer):
 
 
 @pytest.mark.parametrize("kernel", REGISTRY.names())
-def test_every_kernel_case_validates(composer, kernel, tmp_path):
-    validate(composer(f"kernel={kernel}", f"results_dir={tmp_path}"))
+def test_every_kernel_case_validates_or_says_why_not(composer, kernel, tmp_path):
+    cfg = composer(f"kernel={kernel}", f"results_dir={tmp_path}")
+    reason = REGISTRY.get(kernel).unsupported_reason(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if reason is None:
+        validate(cfg)
+    else:
+        with pytest.raises(ConfigError, match="kernel"):
+            validate(cfg)
 
 
 @pytest.mark.parametrize(

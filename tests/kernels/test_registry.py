@@ -54,7 +54,17 @@ def test_shape_fields_identify_only_what_the_case_uses():
 @pytest.mark.parametrize("name", REGISTRY.names())
 def test_every_case_builds_a_closure_that_runs(name):
     case = REGISTRY.get(name)
+    reason = case.unsupported_reason(torch.device("cpu"))
+    if reason:
+        pytest.skip(reason)
     fn = case.build(Shape(2, 4, 2, 64, seq_len=9, context_len=21, page_size=8), torch.device("cpu"), torch.float32, seed=1)
     out = fn()
     assert torch.isfinite(out).all()
     assert out.abs().sum() > 0  # random inputs, so an all-zero output means nothing was written
+
+
+def test_cases_say_why_they_cannot_run(monkeypatch):
+    assert "cuda" in REGISTRY.get("prefill.torch_cudnn").unsupported_reason(torch.device("cpu"))
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert "TRITON_INTERPRET" in REGISTRY.get("decode.triton").unsupported_reason(torch.device("cpu"))
+    assert REGISTRY.get("decode.torch").unsupported_reason(torch.device("cpu")) is None
