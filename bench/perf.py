@@ -1,0 +1,152 @@
+"""Kernel speed on a GPU against the measured ceilings and PyTorch's SDPA backends.
+
+    python -m bench.perf --out results/<gpu>_<date>      (needs a CUDA GPU)
+
+Measures the copy bandwidth (bytes read + written) and the bf16 matmul rate of this GPU, then
+times every prefill and decode implementation with CUDA graphs (`triton.testing.do_bench_cudagraph`,
+median), after a warm-up that compiles and autotunes outside the timing. Writes `kernels.csv`
+and `kernels.md`: TFLOP/s, GB/s, ratio to the best SDPA backend at the same shape, % of ceiling.
+Time only; energy is what `python -m bench` measures.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from kernels import REGISTRY, Shape
+
+PREFILL_TOKENS = 16384  # FlashAttention's benchmark: batch x seq_len fixed, 2048 / head_dim heads
+DECODE_HEADS, DECODE_KV_HEADS = 32, 8  # Llama-3-8B's attention
+
+
+def _bench_ms(fn) -> tuple[float, str]:
+    """Median time of `fn` in ms, replayed from a CUDA graph where it can be captured."""
+    import triton.testing
+
+    fn()  # compile / autotune / choose a backend outside the graph
+    torch.cuda.synchronize()
+    try:
+        return float(triton.testing.do_bench_cudagraph(fn, rep=200, return_mode="median")), "cuda_graph"
+    except RuntimeError:  # not capturable: time launches with CUDA events instead
+        torch.cuda.synchronize()
+        return float(triton.testing.do_bench(fn, rep=200, return_mode="median")), "cuda_events"
+
+
+def ceilings() -> dict[str, float]:
+    """Device-to-device copy GB/s (read + write) and bf16 matmul TFLOP/s, measured here."""
+    n_bytes = 4 * 2**30
+    src = torch.randn(n_bytes // 2, device="cuda", dtype=torch.bfloat16)
+    dst = torch.empty_like(src)
+    copy_ms, _ = _bench_ms(lambda: dst.copy_(src))
+    del src, dst
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    mm_ms, _ = _bench_ms(lambda: a @ b)
+    return {"copy_gb_per_s": 2 * n_bytes / copy_ms / 1e6, "matmul_tflop_per_s": 2 * n**3 / mm_ms / 1e9}
+
+
+def _time_case(name: str, shape: Shape, dtype: torch.dtype) -> dict[str, object]:
+    case = REGISTRY.get(name)
+    row: dict[str, object] = {"kernel": name, "phase": case.phase, "impl": case.impl, "paged": case.paged,
+                              **{k: v for k, v in vars(shape).items()}}
+    try:
+        fn = case.build(shape, torch.device("cuda"), dtype, seed=0)
+        ms, timing = _bench_ms(fn)
+    except (RuntimeError, ValueError) as err:  # a pinned backend that does not take this shape
+        row["skipped"] = str(err).splitlines()[0][:120]
+        torch.cuda.empty_cache()
+        return row
+    row.update(time_ms=ms, timing=timing, tflop_per_s=case.flops(shape) / ms / 1e9,
+               gb_per_s=case.min_bytes(shape, dtype) / ms / 1e6)
+    del fn
+    torch.cuda.empty_cache()
+    return row
+
+
+def prefill_rows(dtype: torch.dtype, seq_lens: list[int], head_dim: int = 128) -> list[dict[str, object]]:
+    names = [c.name for c in REGISTRY if c.phase == "prefill" and c.impl != "torch_math"]
+    rows = []
+    for causal in (False, True):
+        for n in seq_lens:
+            heads = 2048 // head_dim
+            shape = Shape(batch_size=max(1, PREFILL_TOKENS // n), heads=heads, kv_heads=heads, head_dim=head_dim,
+                          seq_len=n, causal=causal)
+            rows += [_time_case(name, shape, dtype) for name in names]
+    return rows
+
+
+def decode_rows(dtype: torch.dtype, batches: list[int], contexts: list[int]) -> list[dict[str, object]]:
+    names = [c.name for c in REGISTRY if c.phase == "decode"]
+    rows = []
+    for length in contexts:
+        for b in batches:
+            shape = Shape(batch_size=b, heads=DECODE_HEADS, kv_heads=DECODE_KV_HEADS, head_dim=128, context_len=length)
+            rows += [_time_case(name, shape, dtype) for name in names]
+    return rows
+
+
+def compare(rows: pd.DataFrame, ceil: dict[str, float]) -> pd.DataFrame:
+    """Ratio to the fastest SDPA backend at the same shape and layout, and % of the ceiling."""
+    rows = rows.copy()
+    shape_cols = ["phase", "paged", "batch_size", "seq_len", "context_len", "causal"]
+    sdpa = rows[rows["impl"].str.startswith("torch")].groupby(shape_cols, dropna=False)["time_ms"].min()
+    best = rows.set_index(shape_cols).index.map(lambda key: sdpa.get(key, math.nan))
+    rows["speedup_vs_best_sdpa"] = best / rows["time_ms"]
+    rows["pct_of_ceiling"] = [
+        100 * (r.tflop_per_s / ceil["matmul_tflop_per_s"] if r.phase == "prefill" else r.gb_per_s / ceil["copy_gb_per_s"])
+        for r in rows.itertuples()
+    ]
+    return rows
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for kernels.csv and kernels.md")
+    parser.add_argument("--seq-lens", type=int, nargs="+", default=[4096, 8192, 16384])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64, 128])
+    parser.add_argument("--contexts", type=int, nargs="+", default=[4096, 16384])
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU")
+    dtype = torch.bfloat16
+    ceil = ceilings()
+    print(f"ceilings: copy {ceil['copy_gb_per_s']:.0f} GB/s, bf16 matmul {ceil['matmul_tflop_per_s']:.0f} TFLOP/s", flush=True)
+    rows = pd.DataFrame(prefill_rows(dtype, args.seq_lens) + decode_rows(dtype, args.batches, args.contexts))
+    rows = compare(rows, ceil)
+    import triton
+
+    rows["device"] = torch.cuda.get_device_name()
+    rows["date"] = dt.date.today().isoformat()
+    rows["torch_version"], rows["triton_version"] = torch.__version__, triton.__version__
+    rows["copy_gb_per_s_ceiling"], rows["matmul_tflop_per_s_ceiling"] = ceil["copy_gb_per_s"], ceil["matmul_tflop_per_s"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "kernels.csv", index=False)
+    cols = ["kernel", "batch_size", "seq_len", "context_len", "causal", "time_ms", "tflop_per_s", "gb_per_s",
+            "speedup_vs_best_sdpa", "pct_of_ceiling"]
+    header = (f"# Kernel speed on {rows['device'][0]}, {rows['date'][0]}\n\ntorch {torch.__version__}, Triton "
+              f"{triton.__version__}, bf16, CUDA-graph medians. Ceilings measured here: copy "
+              f"{ceil['copy_gb_per_s']:.0f} GB/s (read + write), matmul {ceil['matmul_tflop_per_s']:.0f} TFLOP/s.\n\n")
+    (args.out / "kernels.md").write_text(header + markdown(rows[cols]))
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(rows[cols + (["skipped"] if "skipped" in rows else [])].round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

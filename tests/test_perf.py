@@ -1,0 +1,25 @@
+import math
+
+import pandas as pd
+import pytest
+
+from bench.perf import compare, markdown
+
+
+def test_compare_ratios_against_the_fastest_sdpa_backend_of_the_same_shape():
+    base = {"phase": "decode", "paged": False, "batch_size": 8, "seq_len": 1, "context_len": 4096, "causal": True}
+    rows = pd.DataFrame([
+        {**base, "kernel": "decode.triton", "impl": "triton", "time_ms": 0.5, "tflop_per_s": 1.0, "gb_per_s": 2400.0},
+        {**base, "kernel": "decode.torch", "impl": "torch", "time_ms": 1.0, "tflop_per_s": 0.5, "gb_per_s": 1200.0},
+        {**base, "paged": True, "kernel": "decode.triton_paged", "impl": "triton", "time_ms": 0.6, "tflop_per_s": 1.0,
+         "gb_per_s": 2000.0},
+    ])
+    out = compare(rows, {"copy_gb_per_s": 3000.0, "matmul_tflop_per_s": 800.0})
+    assert out["speedup_vs_best_sdpa"].tolist()[:2] == [2.0, 1.0]
+    assert math.isnan(out["speedup_vs_best_sdpa"].iloc[2])  # no SDPA row with a paged layout
+    assert out["pct_of_ceiling"].tolist() == pytest.approx([80.0, 40.0, 2000 / 30])
+
+
+def test_markdown_table():
+    text = markdown(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x", "y"]}))
+    assert text.splitlines() == ["| a | b |", "| --- | --- |", "| 1.235 | x |", "|  | y |"]
