@@ -27,7 +27,7 @@ MAX_SPLITS = 64
 
 def _configs() -> list[triton.Config]:
     return [triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3)]
+            for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)]
 
 
 @triton.jit

@@ -14,10 +14,12 @@ def test_compare_ratios_against_the_fastest_sdpa_backend_of_the_same_shape():
         {**base, "paged": True, "kernel": "decode.triton_paged", "impl": "triton", "time_ms": 0.6, "tflop_per_s": 1.0,
          "gb_per_s": 2000.0},
     ])
-    out = compare(rows, {"copy_gb_per_s": 3000.0, "matmul_tflop_per_s": 800.0})
+    out = compare(rows, {"copy_gb_per_s": 3000.0, "read_gb_per_s": 4000.0, "matmul_tflop_per_s": 800.0})
     assert out["speedup_vs_best_sdpa"].tolist()[:2] == [2.0, 1.0]
     assert math.isnan(out["speedup_vs_best_sdpa"].iloc[2])  # no SDPA row with a paged layout
-    assert out["pct_of_ceiling"].tolist() == pytest.approx([80.0, 40.0, 2000 / 30])
+    assert out["pct_of_copy_bw"].tolist() == pytest.approx([80.0, 40.0, 2000 / 30])
+    assert out["pct_of_read_bw"].tolist() == pytest.approx([60.0, 30.0, 50.0])
+    assert out["pct_of_matmul"].isna().all()
 
 
 def test_markdown_table():
