@@ -58,7 +58,7 @@ def ceilings() -> dict[str, float]:
 def _time_case(name: str, shape: Shape, dtype: torch.dtype) -> dict[str, object]:
     case = REGISTRY.get(name)
     row: dict[str, object] = {"kernel": name, "phase": case.phase, "impl": case.impl, "paged": case.paged,
-                              **{k: v for k, v in vars(shape).items()}}
+                              **case.shape_fields(shape)}
     try:
         fn = case.build(shape, torch.device("cuda"), dtype, seed=0)
         ms, timing = _bench_ms(fn)
