@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton_prefill import LOG2E, check_device
+from kernels.triton_prefill import LOG2E, check_device, softmax_step
 
 MIN_ROWS = 16  # tl.dot needs at least 16 rows: small groups are padded
 SPLIT_ALIGN = 128  # split lengths are multiples of the largest BLOCK_N, so every config tiles them
@@ -72,12 +72,7 @@ def _decode_split_kernel(
         v = tl.load(V + v_rows[:, None] + hk * stride_vh + offs_d[None, :] * stride_vd, mask=valid[:, None], other=0.0)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale  # [BLOCK_G, BLOCK_N], log2 units
         qk = tl.where(valid[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        acc, l_i, m_i = softmax_step(acc, l_i, m_i, qk, v, DOT_PRECISION)
 
     has_keys = l_i > 0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]

@@ -38,6 +38,18 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
+def softmax_step(acc, l_i, m_i, qk, v, DOT_PRECISION: tl.constexpr):
+    """One online-softmax update with scores `qk` (log2 units, masked entries -inf) and values
+    `v`: rescale the running sum and accumulator to the new row max, then add this block."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    return acc, l_i, m_new
+
+
+@triton.jit
 def _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, offs_m, offs_n, M, diag_offset, qk_scale,
                   MASK_TAIL: tl.constexpr, MASK_CAUSAL: tl.constexpr, DOT_PRECISION: tl.constexpr):
     cols = start_n + offs_n
@@ -52,12 +64,7 @@ def _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, offs_m, offs_n, M, 
         qk = tl.where(cols[None, :] < M, qk, float("-inf"))
     if MASK_CAUSAL:
         qk = tl.where(cols[None, :] <= offs_m[:, None] + diag_offset, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(qk - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-    return acc, l_i, m_new
+    return softmax_step(acc, l_i, m_i, qk, v, DOT_PRECISION)
 
 
 @triton.jit
