@@ -37,20 +37,27 @@ def _bench_ms(fn) -> tuple[float, str]:
         return float(triton.testing.do_bench(fn, rep=200, return_mode="median")), "cuda_events"
 
 
-def ceilings() -> dict[str, float]:
-    """Device-to-device copy GB/s (read + write) and bf16 matmul TFLOP/s, measured here."""
-    n_bytes = 4 * 2**30
+def _bandwidth_ms(n_bytes: int) -> tuple[float, float]:
+    """Times of a device copy (reads and writes `n_bytes` each) and of a reduction (reads them)."""
     src = torch.randn(n_bytes // 2, device="cuda", dtype=torch.bfloat16)
     dst = torch.empty_like(src)
     copy_ms, _ = _bench_ms(lambda: dst.copy_(src))
-    del dst
     # Decode mostly reads: a reduction over the same bytes is its fairer ceiling.
     read_ms, _ = _bench_ms(lambda: src.sum(dtype=torch.float32))
-    del src
-    n = 8192
+    return copy_ms, read_ms
+
+
+def _matmul_ms(n: int) -> float:
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    mm_ms, _ = _bench_ms(lambda: a @ b)
+    return _bench_ms(lambda: a @ b)[0]
+
+
+def ceilings() -> dict[str, float]:
+    """Copy GB/s (read + write), read GB/s and bf16 matmul TFLOP/s, measured here."""
+    n_bytes, n = 4 * 2**30, 8192
+    copy_ms, read_ms = _bandwidth_ms(n_bytes)  # buffers freed on return, before the matmul
+    mm_ms = _matmul_ms(n)
     return {"copy_gb_per_s": 2 * n_bytes / copy_ms / 1e6, "read_gb_per_s": n_bytes / read_ms / 1e6,
             "matmul_tflop_per_s": 2 * n**3 / mm_ms / 1e9}
 

@@ -71,9 +71,14 @@ def build_decode(case: Case, shape: Shape, device: torch.device, dtype: torch.dt
     v = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
     if not case.paged:
         return lambda: decode(q, k, v, seq_lens, impl=case.impl)
+    # Only the paged copies are captured, so the contiguous ones are freed on return.
     k_pages, v_pages, table = make_paged_cache(k, v, seq_lens, shape.page_size, gen)
-    del k, v  # only the paged copies stay resident
-    return lambda: decode(q, k_pages, v_pages, seq_lens, block_table=table, impl=case.impl)
+    return _paged_closure(case.impl, q, k_pages, v_pages, seq_lens, table)
+
+
+def _paged_closure(impl: str, q: torch.Tensor, k_pages: torch.Tensor, v_pages: torch.Tensor,
+                   seq_lens: torch.Tensor, table: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: decode(q, k_pages, v_pages, seq_lens, block_table=table, impl=impl)
 
 
 def triton_unavailable(device: torch.device) -> str | None:

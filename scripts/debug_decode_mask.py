@@ -1,5 +1,6 @@
 """Which SDPA path lets masked (poisoned) cache slots into a GQA decode on CUDA?"""
-import math
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -28,16 +29,12 @@ for group in (1, 2, 4, 8):
             for gqa in ("enable_gqa", "repeat"):
                 try:
                     kk, vv = (kp, vp) if gqa == "enable_gqa" else (kp.repeat_interleave(group, 1), vp.repeat_interleave(group, 1))
-                    def f():
-                        return F.scaled_dot_product_attention(q.unsqueeze(2), kk, vv, attn_mask=mask,
-                                                              enable_gqa=(gqa == "enable_gqa" and group > 1)).squeeze(2)
-                    if backends:
-                        with sdpa_kernel(backends):
-                            o = f()
-                    else:
-                        o = f()
+                    gqa_flag = gqa == "enable_gqa" and group > 1
+                    with sdpa_kernel(backends) if backends else nullcontext():  # None: PyTorch chooses
+                        o = F.scaled_dot_product_attention(q.unsqueeze(2), kk, vv, attn_mask=mask,
+                                                           enable_gqa=gqa_flag).squeeze(2)
                     err = [float((o[r].double() - ref[r]).norm() / ref[r].norm()) for r in range(b)]
                     row.append(f"{name}/{gqa}:" + ",".join(f"{e:.0e}" for e in err))
-                except RuntimeError as e:
+                except RuntimeError:
                     row.append(f"{name}/{gqa}:n/a")
         print(" | ".join(row), flush=True)
