@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from bench import results
 from bench.meters import GPU_CHOICES, HOST_CHOICES
 from kernels import REGISTRY
+from kernels.cases import OFFLOAD_MODES, offload_case
 
 TASKS = ("measure",)
 DEVICES = ("auto", "cpu", "cuda")
@@ -41,6 +42,16 @@ class MeterConf:
 
 
 @dataclass
+class OffloadConf:
+    """CPU offload of decode (`offload=none|cpu|split|stream` picks `mode`)."""
+
+    mode: str = "none"
+    fraction: float = 0.5  # split: share of each request's cache (its oldest tokens) in host memory
+    threads: int = 0  # host threads attending the host's share; 0 keeps PyTorch's default
+    chunks: int = 4  # stream: request groups copied per step, copy of one overlapping the next's attention
+
+
+@dataclass
 class BenchConf:
     task: str = "measure"
     kernel: str = "prefill.torch"
@@ -57,6 +68,7 @@ class BenchConf:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps PyTorch's default
     results_dir: str = "results/default"
+    offload: OffloadConf = field(default_factory=OffloadConf)
     measure: MeasureConf = field(default_factory=MeasureConf)
     meter: MeterConf = field(default_factory=MeterConf)
 
@@ -113,6 +125,15 @@ def validate(cfg: Any) -> None:
         divisors = [d for d in range(1, cfg.heads + 1) if cfg.heads % d == 0]
         raise ConfigError("kv_heads", cfg.kv_heads,
                           f"heads={cfg.heads} must be a multiple of kv_heads; allowed kv_heads: {divisors}")
+    _choice("offload", cfg.offload.mode, OFFLOAD_MODES)
+    if not 0.0 <= cfg.offload.fraction <= 1.0:
+        raise ConfigError("offload.fraction", cfg.offload.fraction, "must be in [0, 1] (share of the cache on the host)")
+    _at_least("offload.threads", cfg.offload.threads, 0)
+    _at_least("offload.chunks", cfg.offload.chunks, 1)
+    try:
+        case_name = offload_case(cfg.kernel, cfg.offload.mode)
+    except ValueError as err:
+        raise ConfigError("offload", cfg.offload.mode, str(err)) from None
     _at_least("measure.trials", cfg.measure.trials, 1)
     if not cfg.measure.min_window_s > 0:
         raise ConfigError("measure.min_window_s", cfg.measure.min_window_s, "must be > 0 seconds")
@@ -131,10 +152,11 @@ def validate(cfg: Any) -> None:
         raise ConfigError("device", "cuda", "no CUDA GPU is visible here; choose auto or cpu")
     if cfg.meter.gpu == "nvml" and resolve_device(cfg.device).type != "cuda":
         raise ConfigError("meter.gpu", "nvml", "needs a CUDA device; choose auto or none")
-    case = REGISTRY.get(cfg.kernel)
+    case = REGISTRY.get(case_name)
     reason = case.unsupported_reason(resolve_device(cfg.device))
     if reason:
-        raise ConfigError("kernel", cfg.kernel, reason)
+        raise ConfigError("kernel" if case_name == cfg.kernel else "offload", cfg.kernel if case_name == cfg.kernel
+                          else cfg.offload.mode, reason)
     try:
         results.check_writable(cfg.results_dir)
     except results.NotWritable as err:

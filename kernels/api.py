@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from kernels import torch_attention
+from kernels import offload, torch_attention
 
 DecodeImpl = Callable[..., torch.Tensor]
 
@@ -24,11 +24,25 @@ def _decode_triton(*args: object, **kwargs: object) -> torch.Tensor:
 
 
 def _decode_impls() -> dict[str, DecodeImpl]:
-    return {"torch": torch_attention.decode_torch, "triton": _decode_triton}
+    return {
+        "torch": torch_attention.decode_torch,
+        "triton": _decode_triton,
+        "offload_cpu": offload.decode_offload_cpu,
+        "offload_split": offload.decode_offload_split,
+        "offload_stream": offload.decode_offload_stream,
+    }
 
 
 # Options each decode implementation accepts besides the common arguments.
-_DECODE_OPTS = {"torch": (), "triton": ("num_splits",)}
+_DECODE_OPTS = {
+    "torch": (),
+    "triton": ("num_splits",),
+    "offload_cpu": ("threads",),
+    "offload_split": ("host_k_cache", "host_v_cache", "host_seq_lens", "threads", "device_impl"),
+    "offload_stream": ("chunks", "device_impl"),
+}
+# Where each implementation expects the KV cache: with q, or in host memory whatever q's device.
+_HOST_CACHE = ("offload_cpu", "offload_stream")
 
 
 def prefill_impls() -> tuple[str, ...]:
@@ -39,12 +53,13 @@ def decode_impls() -> tuple[str, ...]:
     return tuple(_decode_impls())
 
 
-def _check_common(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hq: int, hkv: int) -> None:
+def _check_common(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hq: int, hkv: int,
+                  same_device: bool = True) -> None:
     if q.dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype {q.dtype} is not supported; use one of {FLOAT_DTYPES}")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
-    if not (q.device == k.device == v.device):
+    if k.device != v.device or (same_device and q.device != k.device):
         raise ValueError(f"q, k, v devices differ: {q.device}, {k.device}, {v.device}")
     if k.shape != v.shape:
         raise ValueError(f"k and v shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}")
@@ -110,7 +125,9 @@ def decode(
     Args:
         q: `[B, Hq, D]`.
         k_cache, v_cache: contiguous `[B, Hkv, L, D]`, or paged `[P, page_size, Hkv, D]` with
-            `block_table`.
+            `block_table`. On q's device, except for `offload_cpu` and `offload_stream`, which
+            take them in host memory; `offload_split` takes the device part here and the host
+            part as options (see `kernels.offload`).
         seq_lens: `[B]` integer lengths, `1 <= seq_lens[b] <=` cache capacity; may differ.
             For `impl="torch"`, slots past a request's length must hold finite values of ordinary
             magnitude: masked SDPA weighs them by zero (0 x NaN is NaN), and the cuDNN backend
@@ -119,8 +136,12 @@ def decode(
         block_table: `[B, max_pages]` page indices into the paged caches; entries past a
             request's length must still be valid page indices (they are masked, not read).
         sm_scale: softmax scale, default `1/sqrt(D)`.
-        impl: one of `decode_impls()`.
-        opts: implementation options (`num_splits` for triton); unknown ones raise.
+        impl: one of `decode_impls()`: `triton`, `torch`, or a CPU offload (`offload_cpu`,
+            `offload_split`, `offload_stream`; contiguous caches only).
+        opts: implementation options; unknown ones raise. `triton`: `num_splits`.
+            `offload_cpu`: `threads`. `offload_split`: `host_k_cache`, `host_v_cache`,
+            `host_seq_lens` (required), `threads`, `device_impl`. `offload_stream`: `chunks`,
+            `device_impl` (`auto`: triton on CUDA, torch elsewhere).
 
     Returns:
         `[B, Hq, D]` in q's dtype.
@@ -144,7 +165,11 @@ def decode(
             raise ValueError(f"block_table must be [B={batch}, max_pages]; got {tuple(block_table.shape)}")
         if block_table.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"block_table must be int32 or int64; got {block_table.dtype}")
-    _check_common(q, k_cache, v_cache, q.shape[1], hkv)
+    _check_common(q, k_cache, v_cache, q.shape[1], hkv, same_device=impl not in _HOST_CACHE)
+    if impl == "offload_split":
+        missing = [name for name in ("host_k_cache", "host_v_cache", "host_seq_lens") if name not in opts]
+        if missing:
+            raise ValueError(f"decode impl 'offload_split' needs options {missing} (the host part of the cache)")
     if seq_lens.shape != (batch,):
         raise ValueError(f"seq_lens must have shape [B={batch}]; got {tuple(seq_lens.shape)}")
     return impls[impl](q, k_cache, v_cache, seq_lens, block_table=block_table, sm_scale=sm_scale, **opts)

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from kernels.api import decode, prefill
+from kernels.offload import split_cache
 from kernels.registry import Case, Registry, Shape
 
 
@@ -81,6 +82,58 @@ def _paged_closure(impl: str, q: torch.Tensor, k_pages: torch.Tensor, v_pages: t
     return lambda: decode(q, k_pages, v_pages, seq_lens, block_table=table, impl=impl)
 
 
+def _host_copy(t: torch.Tensor) -> torch.Tensor:
+    """A host-memory copy, pinned when it comes from a GPU (so transfers are asynchronous DMA)."""
+    return t.cpu().pin_memory() if t.device.type == "cuda" else t.clone()
+
+
+def build_decode_offload(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int) -> Callable[[], torch.Tensor]:
+    """The same random inputs as `build_decode`, with the cache placed as the offload mode needs."""
+    gen = _generator(device, seed)
+    b, length, d = shape.batch_size, shape.context_len, shape.head_dim
+    q = _randn((b, shape.heads, d), gen, device, dtype)
+    seq_lens = torch.full((b,), length, dtype=torch.int32, device=device)
+    k = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
+    v = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
+    threads = shape.offload_threads or None
+    if case.impl == "offload_cpu":
+        return _offload_closure(q, _host_copy(k), _host_copy(v), seq_lens, impl="offload_cpu", threads=threads)
+    if case.impl == "offload_stream":
+        return _offload_closure(q, _host_copy(k), _host_copy(v), seq_lens, impl="offload_stream",
+                                chunks=shape.offload_chunks, device_impl=case.device_impl)
+    parts = split_cache(k, v, seq_lens, shape.offload_fraction)
+    return _offload_closure(q, parts.device_k, parts.device_v, parts.device_lens, impl="offload_split",
+                            host_k_cache=parts.host_k, host_v_cache=parts.host_v, host_seq_lens=parts.host_lens,
+                            threads=threads, device_impl=case.device_impl)
+
+
+def _offload_closure(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor,
+                     **opts: object) -> Callable[[], torch.Tensor]:
+    return lambda: decode(q, k, v, seq_lens, **opts)
+
+
+OFFLOAD_MODES = ("none", "cpu", "split", "stream")
+
+
+def offload_case(kernel: str, mode: str) -> str:
+    """The case that runs decode `kernel` with CPU offload `mode` (`none`: the kernel itself).
+
+    `cpu` attends on the host alone, whichever kernel; `split` and `stream` attend the device's
+    share with the kernel's implementation (triton or torch).
+    """
+    if mode not in OFFLOAD_MODES:
+        raise ValueError(f"offload mode {mode!r} unknown; choose one of {OFFLOAD_MODES}")
+    if mode == "none":
+        return kernel
+    base = REGISTRY.get(kernel)
+    if base.phase != "decode" or base.paged or base.impl not in ("triton", "torch"):
+        raise ValueError(f"CPU offload applies to the contiguous decode kernels decode.triton and decode.torch, "
+                         f"not {kernel}")
+    if mode == "cpu":
+        return "decode.offload_cpu"
+    return f"decode.offload_{mode}" + ("" if base.impl == "triton" else "_torch")
+
+
 def triton_unavailable(device: torch.device) -> str | None:
     """Triton runs CUDA tensors natively and CPU tensors only in its interpreter."""
     if importlib.util.find_spec("triton") is None:
@@ -103,5 +156,14 @@ REGISTRY = Registry(
         Case("decode.triton_paged", "decode", "triton", build_decode, paged=True, check=triton_unavailable),
         Case("decode.torch", "decode", "torch", build_decode),
         Case("decode.torch_paged", "decode", "torch", build_decode, paged=True),
+        Case("decode.offload_cpu", "decode", "offload_cpu", build_decode_offload, extra_fields=("offload_threads",)),
+        Case("decode.offload_split", "decode", "offload_split", build_decode_offload, check=triton_unavailable,
+             extra_fields=("offload_fraction", "offload_threads"), device_impl="triton"),
+        Case("decode.offload_split_torch", "decode", "offload_split", build_decode_offload,
+             extra_fields=("offload_fraction", "offload_threads"), device_impl="torch"),
+        Case("decode.offload_stream", "decode", "offload_stream", build_decode_offload, check=triton_unavailable,
+             extra_fields=("offload_chunks",), device_impl="triton"),
+        Case("decode.offload_stream_torch", "decode", "offload_stream", build_decode_offload,
+             extra_fields=("offload_chunks",), device_impl="torch"),
     ]
 )

@@ -16,7 +16,9 @@ class Shape:
     """Problem size of one benchmark point.
 
     `seq_len` is the prefill query (= key) length; `context_len` the decode KV length of every
-    request; `page_size` applies to paged decode caches only.
+    request; `page_size` applies to paged decode caches only, the `offload_*` fields to the
+    CPU-offload decode cases only (share of each request's cache in host memory, host threads,
+    request groups streamed per step).
     """
 
     batch_size: int
@@ -27,6 +29,9 @@ class Shape:
     context_len: int = 1
     causal: bool = True
     page_size: int = 16
+    offload_fraction: float = 0.5
+    offload_threads: int = 0
+    offload_chunks: int = 4
 
 
 # Shape fields that define a point of each phase; the rest do not change what is computed.
@@ -52,10 +57,12 @@ class Case:
     paged: bool = False
     devices: tuple[str, ...] = ("cpu", "cuda")
     check: Callable[[torch.device], str | None] | None = None  # why it cannot run there, if it cannot
+    extra_fields: tuple[str, ...] = ()  # shape fields this case uses beyond its phase's
+    device_impl: str | None = None  # offload cases: what attends the part on the device
 
     def shape_fields(self, shape: Shape) -> dict[str, object]:
         """The shape fields that identify a point of this case (used in the result key)."""
-        keys = _PHASE_FIELDS[self.phase] + (("page_size",) if self.paged else ())
+        keys = _PHASE_FIELDS[self.phase] + (("page_size",) if self.paged else ()) + self.extra_fields
         return {k: getattr(shape, k) for k in keys}
 
     def flops(self, shape: Shape) -> float:

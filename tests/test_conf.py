@@ -59,10 +59,17 @@ def test_every_kernel_case_validates_or_says_why_not(composer, kernel, tmp_path)
 @pytest.mark.parametrize(
     "override",
     ["device=cpu", "dtype=float16", "dtype=bfloat16", "dtype=float32", "meter.host=model", "meter.host=none",
-     "meter.gpu=none", "meter.cpu_tdp_w=200", "meter.cpu_cores=64", "threads=2", "causal=false", "measure.trials=1"],
+     "meter.gpu=none", "meter.cpu_tdp_w=200", "meter.cpu_cores=64", "threads=2", "causal=false", "measure.trials=1",
+     "kernel=decode.torch offload=cpu offload.threads=1", "kernel=decode.torch offload=split offload.fraction=0",
+     "kernel=decode.torch offload=split offload.fraction=1", "kernel=decode.torch offload=stream offload.chunks=2"],
 )
 def test_valid_overrides_pass(composer, override, tmp_path):
-    validate(composer(override, f"results_dir={tmp_path}"))
+    validate(composer(*override.split(), f"results_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize("mode", options("offload"))
+def test_offload_group_sets_the_mode(composer, mode):
+    assert composer("kernel=decode.torch", f"offload={mode}").offload.mode == mode
 
 
 @pytest.mark.parametrize(
@@ -80,6 +87,11 @@ def test_valid_overrides_pass(composer, override, tmp_path):
         (["meter.host=wattmeter"], "meter.host", "rapl"),
         (["meter.gpu=dcgm"], "meter.gpu", "nvml"),
         (["meter.cpu_tdp_w=-5"], "meter.cpu_tdp_w", "> 0"),
+        (["kernel=decode.torch", "offload=split", "offload.fraction=1.5"], "offload.fraction", "[0, 1]"),
+        (["kernel=decode.torch", "offload=cpu", "offload.threads=-1"], "offload.threads", ">= 0"),
+        (["kernel=decode.torch", "offload=stream", "offload.chunks=0"], "offload.chunks", ">= 1"),
+        (["kernel=prefill.torch", "offload=cpu"], "offload", "decode.triton and decode.torch"),
+        (["kernel=decode.torch_paged", "offload=split"], "offload", "contiguous"),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_values(composer, overrides, field, hint, tmp_path):

@@ -17,6 +17,7 @@ from bench.measure import TIME_METHOD, PointResult, Protocol, cv, measure_point
 from bench.meters import select_meters
 from bench.results import ResultsStore, point_key
 from kernels import REGISTRY, Case, Shape
+from kernels.cases import offload_case
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,14 @@ def shape_of(cfg: Any) -> Shape:
     return Shape(
         batch_size=cfg.batch_size, heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
         seq_len=cfg.seq_len, context_len=cfg.context_len, causal=cfg.causal, page_size=cfg.page_size,
+        offload_fraction=float(cfg.offload.fraction), offload_threads=cfg.offload.threads,
+        offload_chunks=cfg.offload.chunks,
     )
+
+
+def case_of(cfg: Any) -> Case:
+    """The case measured: the kernel, or its CPU-offload variant when `offload` is not none."""
+    return REGISTRY.get(offload_case(cfg.kernel, cfg.offload.mode))
 
 
 def identity(cfg: Any, case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, name: str) -> dict[str, Any]:
@@ -59,6 +67,7 @@ def _row(ident: dict[str, Any], key: str, case: Case, shape: Shape, dtype: torch
         "key": key,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "kernel": case.name, "phase": case.phase, "impl": case.impl, "paged": case.paged,
+        "device_impl": case.device_impl,
         "device": ident["device"], "dtype": ident["dtype"],
         # Fields the case does not use (seq_len in decode, ...) are left empty, not misleading.
         **{k: (v if k in used else None) for k, v in dataclasses.asdict(shape).items()},
@@ -104,7 +113,7 @@ def run(cfg: Any) -> dict[str, Any]:
         _say_once("No GPU in use: measuring host energy only (CPU fallback).")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    case, shape = REGISTRY.get(cfg.kernel), shape_of(cfg)
+    case, shape = case_of(cfg), shape_of(cfg)
     ident = identity(cfg, case, shape, device, dtype, env.device_name(device))
     key = point_key(ident)
     store = ResultsStore(cfg.results_dir)

@@ -63,6 +63,32 @@ def test_every_case_builds_a_closure_that_runs(name):
     assert out.abs().sum() > 0  # random inputs, so an all-zero output means nothing was written
 
 
+@pytest.mark.parametrize("name", ["decode.offload_cpu", "decode.offload_split_torch", "decode.offload_stream_torch"])
+@pytest.mark.parametrize("fraction", [0.0, 0.4, 1.0])
+def test_offload_cases_compute_what_the_plain_decode_case_computes(name, fraction):
+    shape = Shape(3, 4, 2, 64, context_len=19, offload_fraction=fraction, offload_threads=1, offload_chunks=2)
+    cpu = torch.device("cpu")
+    plain = REGISTRY.get("decode.torch").build(shape, cpu, torch.float32, seed=7)()
+    offloaded = REGISTRY.get(name).build(shape, cpu, torch.float32, seed=7)()
+    assert torch.allclose(offloaded, plain, atol=1e-5)
+
+
+def test_offload_case_names_and_refusals():
+    from kernels.cases import offload_case
+
+    assert offload_case("decode.triton", "none") == "decode.triton"
+    assert offload_case("decode.triton", "cpu") == offload_case("decode.torch", "cpu") == "decode.offload_cpu"
+    assert offload_case("decode.triton", "split") == "decode.offload_split"
+    assert offload_case("decode.torch", "stream") == "decode.offload_stream_torch"
+    for kernel in ("prefill.torch", "decode.torch_paged"):
+        with pytest.raises(ValueError, match="contiguous decode"):
+            offload_case(kernel, "split")
+    shape = Shape(1, 2, 1, 64)
+    assert "offload_fraction" in REGISTRY.get("decode.offload_split").shape_fields(shape)
+    assert "offload_fraction" not in REGISTRY.get("decode.offload_stream").shape_fields(shape)
+    assert "offload_fraction" not in REGISTRY.get("decode.torch").shape_fields(shape)
+
+
 def test_cases_say_why_they_cannot_run(monkeypatch):
     assert "cuda" in REGISTRY.get("prefill.torch_cudnn").unsupported_reason(torch.device("cpu"))
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
