@@ -8,7 +8,7 @@ import kernels
 from kernels.offload import cpu_threads, host_share, merge_lse, split_cache
 from tests.conftest import DEVICES, TOL, rel_err
 from tests.kernels.reference import decode_ref
-from tests.kernels.test_attention import _decode_inputs, dtype_for, poisoned_outputs  # noqa: F401 (fixture)
+from tests.kernels.test_attention import _decode_inputs, dtype_for
 
 SEQ_LENS = [1, 37, 64, 50]  # a 1-token request, lengths that are and are not block multiples
 
