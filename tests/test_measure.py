@@ -96,9 +96,10 @@ def test_idle_power_is_subtracted_for_dynamic_energy():
     assert result.time_per_call_s == pytest.approx(0.01, rel=2e-3)  # plus the fake clock's ticks
 
 
-def test_median_and_cv_across_trials():
-    machine = FakeMachine(busy_w=(330.0, 270.0, 300.0))
+def test_median_and_cv_across_trials_after_discarding_the_first():
+    machine = FakeMachine(busy_w=(900.0, 330.0, 270.0, 300.0))  # the first trial is discarded
     result = run(machine, FakeMeter(machine), trials=3)
+    assert result.trials_discarded == 1
     d = result.domains[0]
     per_call = [3.3, 2.7, 3.0]
     assert list(d.trials_energy_per_call_j) == pytest.approx(per_call, rel=1e-3)
@@ -146,3 +147,44 @@ def test_windows_reach_their_target_when_calls_speed_up_after_calibration():
     assert result.window_s_target == pytest.approx(0.2, rel=1e-3)
     assert all(t * n >= 0.2 for t, n in zip(result.trials_time_per_call_s, result.trials_calls))
     assert result.time_per_call_s == pytest.approx(0.01, rel=2e-3)  # plus the fake clock's ticks
+
+
+def test_quality_is_ok_for_steady_windows_and_noisy_above_the_cv_threshold():
+    steady = FakeMachine(busy_w=(300.0,))
+    assert run(steady, FakeMeter(steady)).quality == "ok"
+    noisy = FakeMachine(busy_w=(300.0, 330.0, 270.0, 300.0))
+    assert run(noisy, FakeMeter(noisy), cv_threshold=0.02).quality == "noisy"
+    tolerant = FakeMachine(busy_w=(300.0, 330.0, 270.0, 300.0))
+    assert run(tolerant, FakeMeter(tolerant), cv_threshold=0.5).quality == "ok"
+
+
+def test_trials_start_at_offsets_spread_over_one_update_period():
+    machine = FakeMachine()
+    sleeps = []
+    sleep = machine.sleep
+    machine.sleep = lambda s: (sleeps.append(s), sleep(s))[1]
+    run(machine, FakeMeter(machine, period_s=0.02), trials=3, min_window_s=0.1)
+    offsets = sleeps[1:]  # the first sleep is the idle window
+    assert offsets == pytest.approx([0.0, 0.005, 0.010, 0.015], abs=1e-4)
+
+
+def test_preheat_runs_until_power_is_steady():
+    machine = FakeMachine(busy_w=(200.0, 260.0, 290.0, 300.0))  # power settles as the part warms
+    result = run(machine, FakeMeter(machine), thermal="preheat", discard_first=False)
+    assert result.preheat_s > 0
+    assert list(result.domains[0].trials_energy_per_call_j) == pytest.approx([3.0] * 3, rel=1e-3)
+
+
+def test_cooldown_waits_for_the_temperature():
+    machine = FakeMachine()
+    seen = []
+
+    def temperature():
+        seen.append(80.0 - machine.now_s * 10.0)  # cools by 10 C per second
+        return seen[-1]
+
+    result = measure_point(machine.fn, [FakeMeter(machine)], Protocol(trials=1, min_window_s=0.1, thermal="cooldown",
+                           cooldown_temp_c=50.0, cooldown_s=60.0), clock=machine.clock, sleep=machine.sleep,
+                           temperature_c=temperature)
+    assert seen[0] > 50.0 and 47.5 <= seen[-1] <= 50.0  # stopped at the first look at or below 50 C
+    assert result.cooldown_s > 2.0
