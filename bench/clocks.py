@@ -10,6 +10,7 @@ measurement: a run never measures silently at clocks other than the ones asked f
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
-import contextlib
+
 
 MODES = ("observe", "lock")
 

@@ -14,11 +14,14 @@ import torch
 from hydra.core.config_store import ConfigStore
 
 from bench import results
+from bench.clocks import MODES as CLOCK_MODES
+from bench.measure import THERMAL_MODES
 from bench.meters import GPU_CHOICES, HOST_CHOICES
 from kernels import REGISTRY
 from kernels.cases import OFFLOAD_MODES, offload_case
 
 TASKS = ("measure",)
+BUSY_CHECKS = ("warn", "error", "off")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -30,6 +33,18 @@ class MeasureConf:
     warmup_s: float = 0.2
     period_samples: int = 5
     period_timeout_s: float = 5.0
+    discard_first: bool = True  # the first trial absorbs the step from idle and is dropped
+    phase_shift: bool = True  # trial start offsets spread over one meter update period
+    min_updates: int = 10  # a window whose meter updated fewer times is rejected and redone longer
+    max_retries: int = 2
+    cv_threshold: float = 0.02  # above it (time or energy CV across trials) a point is flagged noisy
+    thermal: str = "none"  # none | preheat (run until power is steady) | cooldown (idle until cool)
+    preheat_max_s: float = 30.0
+    steady_tolerance: float = 0.02
+    cooldown_s: float = 10.0
+    cooldown_temp_c: float = 45.0
+    monitor: bool = True  # a thread counting meter updates and sampling GPU clocks, temperature, power
+    monitor_interval_s: float = 0.01
 
 
 @dataclass
@@ -39,6 +54,34 @@ class MeterConf:
     powercap_root: str = "/sys/class/powercap"
     cpu_tdp_w: Optional[float] = None  # overrides the TDP looked up for the host model
     cpu_cores: Optional[int] = None  # cores of the part that TDP belongs to
+
+
+@dataclass
+class ClocksConf:
+    mode: str = "observe"  # observe (touch nothing) | lock (set, verify, always reset)
+    sm_mhz: Optional[int] = None
+    mem_mhz: Optional[int] = None
+    settle_timeout_s: float = 5.0
+    tolerance_mhz: int = 15
+
+
+@dataclass
+class GpuConf:
+    clocks: ClocksConf = field(default_factory=ClocksConf)
+    busy_check: str = "warn"  # warn | error | off: is anything else using the GPU before we measure
+    state_dir: str = "/tmp/energy-bench"  # lock markers, so a killed run's clocks are reset by the next
+
+
+@dataclass
+class LockConf:
+    dir: str = "/tmp/energy-bench/locks"  # one lock file per device: one measuring job at a time
+    wait_s: float = 3600.0  # how long a second job waits for the device before failing
+
+
+@dataclass
+class CodecarbonConf:
+    enabled: bool = False  # codecarbon's own estimate of the run, stored beside ours as a cross-check
+    country: str = "USA"  # ISO 3166 alpha-3 code for its offline grid intensity
 
 
 @dataclass
@@ -69,6 +112,9 @@ class BenchConf:
     threads: int = 0  # torch CPU threads; 0 keeps PyTorch's default
     results_dir: str = "results/default"
     offload: OffloadConf = field(default_factory=OffloadConf)
+    gpu: GpuConf = field(default_factory=GpuConf)
+    lock: LockConf = field(default_factory=LockConf)
+    codecarbon: CodecarbonConf = field(default_factory=CodecarbonConf)
     measure: MeasureConf = field(default_factory=MeasureConf)
     meter: MeterConf = field(default_factory=MeterConf)
 
@@ -141,6 +187,31 @@ def validate(cfg: Any) -> None:
     _at_least("measure.period_samples", cfg.measure.period_samples, 2)
     if not cfg.measure.period_timeout_s > 0:
         raise ConfigError("measure.period_timeout_s", cfg.measure.period_timeout_s, "must be > 0 seconds")
+    _at_least("measure.min_updates", cfg.measure.min_updates, 1)
+    _at_least("measure.max_retries", cfg.measure.max_retries, 0)
+    if not cfg.measure.cv_threshold > 0:
+        raise ConfigError("measure.cv_threshold", cfg.measure.cv_threshold, "must be > 0 (e.g. 0.02 for 2%)")
+    _choice("measure.thermal", cfg.measure.thermal, THERMAL_MODES)
+    for name in ("preheat_max_s", "cooldown_s"):
+        _at_least(f"measure.{name}", getattr(cfg.measure, name), 0, "a number of seconds")
+    if not 0 < cfg.measure.steady_tolerance < 1:
+        raise ConfigError("measure.steady_tolerance", cfg.measure.steady_tolerance, "must be in (0, 1)")
+    if not cfg.measure.monitor_interval_s > 0:
+        raise ConfigError("measure.monitor_interval_s", cfg.measure.monitor_interval_s, "must be > 0 seconds")
+    clocks = cfg.gpu.clocks
+    _choice("gpu.clocks.mode", clocks.mode, CLOCK_MODES)
+    for name in ("sm_mhz", "mem_mhz"):
+        if getattr(clocks, name) is not None:
+            _at_least(f"gpu.clocks.{name}", getattr(clocks, name), 1)
+    if clocks.mode == "lock" and clocks.sm_mhz is None and clocks.mem_mhz is None:
+        raise ConfigError("gpu.clocks.mode", "lock", "needs gpu.clocks.sm_mhz and/or gpu.clocks.mem_mhz")
+    if clocks.mode == "observe" and (clocks.sm_mhz is not None or clocks.mem_mhz is not None):
+        raise ConfigError("gpu.clocks.sm_mhz", clocks.sm_mhz if clocks.sm_mhz is not None else clocks.mem_mhz,
+                          "is only applied with gpu.clocks.mode=lock (observe mode never changes clocks)")
+    _choice("gpu.busy_check", cfg.gpu.busy_check, BUSY_CHECKS)
+    _at_least("lock.wait_s", cfg.lock.wait_s, 0, "a number of seconds")
+    if cfg.codecarbon.enabled and not (len(cfg.codecarbon.country) == 3 and cfg.codecarbon.country.isalpha()):
+        raise ConfigError("codecarbon.country", cfg.codecarbon.country, "must be an ISO 3166 alpha-3 code such as USA or FRA")
     _choice("meter.gpu", cfg.meter.gpu, GPU_CHOICES)
     _choice("meter.host", cfg.meter.host, HOST_CHOICES)
     if cfg.meter.cpu_tdp_w is not None and not cfg.meter.cpu_tdp_w > 0:
@@ -150,6 +221,8 @@ def validate(cfg: Any) -> None:
     # Probing the machine comes last, after every pure check.
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "cuda", "no CUDA GPU is visible here; choose auto or cpu")
+    if clocks.mode == "lock" and resolve_device(cfg.device).type != "cuda":
+        raise ConfigError("gpu.clocks.mode", "lock", "needs a CUDA device (clocks are locked through NVML)")
     if cfg.meter.gpu == "nvml" and resolve_device(cfg.device).type != "cuda":
         raise ConfigError("meter.gpu", "nvml", "needs a CUDA device; choose auto or none")
     case = REGISTRY.get(case_name)

@@ -169,3 +169,31 @@ class WindowMonitor:
             self._stop.set()
             self._thread.join()
             self._thread = None
+
+
+@dataclass(frozen=True)
+class GpuActivity:
+    """What else was running on the GPU just before a point, while this process was idle on it."""
+
+    utilization_pct_max: int
+    other_pids: tuple[int, ...]
+
+    @property
+    def busy(self) -> bool:
+        # Utilisation is the evidence: in containers, process lists show host PIDs, so this
+        # process can look like another one. The PIDs are recorded for the reader.
+        return self.utilization_pct_max > 0
+
+
+def gpu_activity(nvml: ModuleType, handle: Any, own_pid: int, samples: int = 5, interval_s: float = 0.02,
+                 sleep: Callable[[float], None] = time.sleep) -> GpuActivity:
+    utilization = []
+    for i in range(samples):
+        if i:
+            sleep(interval_s)
+        utilization.append(int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+    try:
+        procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except nvml.NVMLError:
+        procs = []
+    return GpuActivity(max(utilization), tuple(sorted(int(p.pid) for p in procs if int(p.pid) != own_pid)))

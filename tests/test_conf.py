@@ -61,7 +61,9 @@ def test_every_kernel_case_validates_or_says_why_not(composer, kernel, tmp_path)
     ["device=cpu", "dtype=float16", "dtype=bfloat16", "dtype=float32", "meter.host=model", "meter.host=none",
      "meter.gpu=none", "meter.cpu_tdp_w=200", "meter.cpu_cores=64", "threads=2", "causal=false", "measure.trials=1",
      "kernel=decode.torch offload=cpu offload.threads=1", "kernel=decode.torch offload=split offload.fraction=0",
-     "kernel=decode.torch offload=split offload.fraction=1", "kernel=decode.torch offload=stream offload.chunks=2"],
+     "kernel=decode.torch offload=split offload.fraction=1", "kernel=decode.torch offload=stream offload.chunks=2",
+     "measure.thermal=preheat", "measure.thermal=cooldown", "measure.discard_first=false", "gpu.busy_check=error",
+     "codecarbon.enabled=true codecarbon.country=FRA"],
 )
 def test_valid_overrides_pass(composer, override, tmp_path):
     validate(composer(*override.split(), f"results_dir={tmp_path}"))
@@ -87,6 +89,14 @@ def test_offload_group_sets_the_mode(composer, mode):
         (["meter.host=wattmeter"], "meter.host", "rapl"),
         (["meter.gpu=dcgm"], "meter.gpu", "nvml"),
         (["meter.cpu_tdp_w=-5"], "meter.cpu_tdp_w", "> 0"),
+        (["measure.thermal=sauna"], "measure.thermal", "preheat"),
+        (["measure.cv_threshold=0"], "measure.cv_threshold", "> 0"),
+        (["measure.min_updates=0"], "measure.min_updates", ">= 1"),
+        (["gpu.clocks.mode=turbo"], "gpu.clocks.mode", "observe"),
+        (["gpu.clocks.mode=lock"], "gpu.clocks.mode", "sm_mhz"),
+        (["gpu.clocks.sm_mhz=1410"], "gpu.clocks.sm_mhz", "mode=lock"),
+        (["gpu.busy_check=maybe"], "gpu.busy_check", "warn"),
+        (["codecarbon.enabled=true", "codecarbon.country=France"], "codecarbon.country", "alpha-3"),
         (["kernel=decode.torch", "offload=split", "offload.fraction=1.5"], "offload.fraction", "[0, 1]"),
         (["kernel=decode.torch", "offload=cpu", "offload.threads=-1"], "offload.threads", ">= 0"),
         (["kernel=decode.torch", "offload=stream", "offload.chunks=0"], "offload.chunks", ">= 1"),
@@ -113,3 +123,9 @@ def test_unwritable_results_dir_is_refused(composer, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="results_dir"):
         validate(composer(f"results_dir={tmp_path}/file/sub"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_clock_lock_without_a_gpu_is_refused(composer, tmp_path):
+    with pytest.raises(ConfigError, match="gpu.clocks.mode=.lock.: needs a CUDA device"):
+        validate(composer("gpu.clocks.mode=lock", "gpu.clocks.sm_mhz=1410", f"results_dir={tmp_path}"))

@@ -5,6 +5,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,10 +26,23 @@ HOST_CHOICES = ("auto", "rapl", "model", "none")
 class MeterSet:
     meters: list[Meter]
     notes: list[str] = field(default_factory=list)
+    nvml: Any = None  # the pynvml module and the GPU's handle, for clocks and telemetry
+    gpu_handle: Any = None
+    gpu_id: str | None = None  # NVML UUID where known, else the index
 
     def close(self) -> None:
         for meter in self.meters:
             meter.close()
+
+
+def open_nvml(device: torch.device) -> tuple[Any, Any, str]:
+    """`(pynvml, handle, id)` of the GPU torch calls `device`."""
+    import pynvml  # from nvidia-ml-py
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    handle = open_gpu(pynvml, index, f"GPU-{uuid}" if uuid else None)
+    return pynvml, handle, f"GPU-{uuid}" if uuid else f"cuda{index}"
 
 
 def _gpu(choice: str, device: torch.device) -> list[Meter]:
@@ -36,12 +50,8 @@ def _gpu(choice: str, device: torch.device) -> list[Meter]:
         if choice == "nvml":
             raise MeterUnavailable("meter.gpu=nvml needs device=cuda")
         return []
-    import pynvml  # from nvidia-ml-py
-
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-    handle = open_gpu(pynvml, index, f"GPU-{uuid}" if uuid else None)
-    return [gpu_meter(pynvml, handle)]
+    nvml, handle, _ = open_nvml(device)
+    return [gpu_meter(nvml, handle)]
 
 
 def _host(choice: str, powercap_root: Path, cpu_tdp_w: float | None, cpu_cores: int | None) -> tuple[list[Meter], list[str]]:
@@ -78,4 +88,7 @@ def select_meters(
     readable, else the labelled CPU-time model (`auto`)."""
     meters = _gpu(gpu, device)
     host_meters, notes = _host(host, Path(powercap_root), cpu_tdp_w, cpu_cores)
-    return MeterSet(meters + host_meters, notes)
+    out = MeterSet(meters + host_meters, notes)
+    if device.type == "cuda":
+        out.nvml, out.gpu_handle, out.gpu_id = open_nvml(device)
+    return out

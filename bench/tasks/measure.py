@@ -1,11 +1,15 @@
 """`task=measure`: measure one point (kernel case x shape x device) and store it."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import json
+import math
 import logging
+import os
+import socket
 from typing import Any
 
 import torch
@@ -13,8 +17,12 @@ from omegaconf import OmegaConf
 
 from bench import env
 from bench.config import resolve_device, resolve_dtype
-from bench.measure import TIME_METHOD, PointResult, Protocol, cv, measure_point
-from bench.meters import select_meters
+from bench.clocks import ClockControl, ClockRequest, sigterm_raises
+from bench.crosscheck import codecarbon_span
+from bench.lock import device_lock
+from bench.measure import TIME_METHOD, MeasurementError, PointResult, Protocol, cv, measure_point
+from bench.meters import MeterSet, select_meters
+from bench.telemetry import GpuTelemetry, WindowMonitor, gpu_activity
 from bench.results import ResultsStore, point_key
 from kernels import REGISTRY, Case, Shape
 from kernels.cases import offload_case
@@ -54,6 +62,7 @@ def identity(cfg: Any, case: Case, shape: Shape, device: torch.device, dtype: to
         "seed": cfg.seed,
         "threads": cfg.threads,
         "measure": OmegaConf.to_container(cfg.measure),
+        "clocks": {k: v for k, v in OmegaConf.to_container(cfg.gpu.clocks).items() if k in ("mode", "sm_mhz", "mem_mhz")},
         "meter": OmegaConf.to_container(cfg.meter),
     }
 
@@ -90,7 +99,15 @@ def _row(ident: dict[str, Any], key: str, case: Case, shape: Shape, dtype: torch
             f"{p}_dynamic_energy_per_call_j": d.dynamic_energy_per_call_j, f"{p}_power_w": d.power_w,
             f"{p}_energy_per_token_j": d.energy_per_call_j / tokens,
             f"{p}_trials_energy_per_call_j": json.dumps(d.trials_energy_per_call_j),
+            f"{p}_update_intervals_s": json.dumps([round(x, 6) for x in d.update_intervals_s]),
+            f"{p}_update_period_s_min": min(d.update_intervals_s, default=float("nan")),
+            f"{p}_update_period_s_max": max(d.update_intervals_s, default=float("nan")),
+            f"{p}_updates_per_window_min": d.updates_per_window_min,
         })
+        if not math.isnan(d.crosscheck_energy_per_call_j):
+            row.update({f"{p}_crosscheck_energy_per_call_j": d.crosscheck_energy_per_call_j,
+                        f"{p}_crosscheck_rel_diff": d.crosscheck_rel_diff,
+                        f"{p}_crosscheck_method": "nvml instant power sampled by the window monitor, trapezoid"})
     total_trials = [sum(vals) for vals in zip(*(d.trials_energy_per_call_j for d in result.domains))]
     nan = float("nan")
     total = sum(d.energy_per_call_j for d in result.domains) if result.domains else nan
@@ -104,6 +121,42 @@ def _row(ident: dict[str, Any], key: str, case: Case, shape: Shape, dtype: torch
     })
     row.update(environment)
     return row
+
+
+def _telemetry_columns(result: PointResult) -> dict[str, Any]:
+    t = result.telemetry
+    return {
+        "quality": result.quality, "trials_discarded": result.trials_discarded,
+        "windows_rejected": result.windows_rejected, "preheat_s": result.preheat_s, "cooldown_s": result.cooldown_s,
+        "gpu_sm_mhz_mean": t["sm_mhz_mean"], "gpu_mem_mhz_mean": t["mem_mhz_mean"],
+        "gpu_temp_c_start": t["temp_c_start"], "gpu_temp_c_end": t["temp_c_end"], "gpu_temp_c_max": t["temp_c_max"],
+        "gpu_throttle_reasons": t["throttle_reasons"], "throttled": t["throttled"],
+    }
+
+
+def _check_gpu_idle(cfg: Any, meters: MeterSet) -> dict[str, Any]:
+    if meters.nvml is None or cfg.gpu.busy_check == "off":
+        return {}
+    activity = gpu_activity(meters.nvml, meters.gpu_handle, os.getpid())
+    if activity.busy:
+        message = (f"the GPU is in use by something else (utilisation up to {activity.utilization_pct_max}% while "
+                   f"this job was idle; other compute PIDs: {list(activity.other_pids) or 'none visible'})")
+        if cfg.gpu.busy_check == "error":
+            raise MeasurementError(message + "; gpu.busy_check=error")
+        log.warning("%s: measuring anyway (gpu.busy_check=warn), recorded in gpu_busy", message)
+    return {"gpu_busy": activity.busy, "gpu_busy_utilization_pct": activity.utilization_pct_max,
+            "gpu_other_pids": json.dumps(list(activity.other_pids))}
+
+
+def _span_columns(before: MeterSet, readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
+    cols: dict[str, Any] = dict(codecarbon)
+    if readings:
+        span_j = sum(r.energy_j for r in readings)
+        cols.update({"span_energy_j": span_j, "span_duration_s": readings[0].duration_s,
+                     "span_energy_method": "; ".join(f"{r.domain}={r.method}" for r in readings)})
+        if "codecarbon_energy_j" in codecarbon and span_j:
+            cols["codecarbon_rel_diff"] = (codecarbon["codecarbon_energy_j"] - span_j) / span_j
+    return cols
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -121,19 +174,59 @@ def run(cfg: Any) -> dict[str, Any]:
         log.info("%s %s: already measured in %s (key %s), skipped", case.name, case.shape_fields(shape), store.root, key)
         return store.read(key)
 
-    meters = select_meters(device, cfg.meter.gpu, cfg.meter.host, cfg.meter.powercap_root,
-                           cfg.meter.cpu_tdp_w, cfg.meter.cpu_cores)
+    meter_args = (device, cfg.meter.gpu, cfg.meter.host, cfg.meter.powercap_root, cfg.meter.cpu_tdp_w, cfg.meter.cpu_cores)
+    meters = select_meters(*meter_args)
+    span = select_meters(*meter_args) if cfg.codecarbon.enabled else None  # ours over the same span as codecarbon's
     for note in meters.notes:
         _say_once(note)
+    device_id = meters.gpu_id or f"cpu-{socket.gethostname()}"
+    measure_conf = OmegaConf.to_container(cfg.measure)
+    use_monitor, interval_s = measure_conf.pop("monitor"), measure_conf.pop("monitor_interval_s")
+    protocol = Protocol(**measure_conf)
+    monitor = None
     try:
-        fn = case.build(shape, device, dtype, cfg.seed)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        protocol = Protocol(**OmegaConf.to_container(cfg.measure))
-        result = measure_point(fn, meters.meters, protocol, sync)
+        with device_lock(cfg.lock.dir, device_id, cfg.lock.wait_s), sigterm_raises():
+            extra = _check_gpu_idle(cfg, meters)
+            telemetry = GpuTelemetry(meters.nvml, meters.gpu_handle) if meters.nvml is not None else None
+            if use_monitor:
+                monitor = WindowMonitor(meters.meters, telemetry, interval_s)
+            clocks = _clock_control(cfg, meters)
+            with clocks, _codecarbon(cfg, device) as codecarbon:
+                for m in span.meters if span else []:
+                    m.start()
+                fn = case.build(shape, device, dtype, cfg.seed)
+                sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+                result = measure_point(fn, meters.meters, protocol, sync, monitor=monitor,
+                                       temperature_c=telemetry.temperature_c if telemetry else None)
+                span_readings = [m.stop() for m in span.meters] if span else []
     finally:
+        if monitor is not None:
+            monitor.close()
         meters.close()
-    row = _row(ident, key, case, shape, dtype, result, env.describe(device))
+        if span:
+            span.close()
+    environment = {**env.describe(device), **_telemetry_columns(result), **extra,
+                   "clocks_mode": cfg.gpu.clocks.mode, "clocks_sm_mhz_requested": cfg.gpu.clocks.sm_mhz,
+                   "clocks_mem_mhz_requested": cfg.gpu.clocks.mem_mhz,
+                   **_span_columns(meters, span_readings, codecarbon)}
+    row = _row(ident, key, case, shape, dtype, result, environment)
     store.write(row)
-    log.info("%s %s: %.4g ms/call, %.4g mJ/token (%s)", case.name, case.shape_fields(shape),
-             row["time_per_call_s"] * 1e3, row["energy_per_token_j"] * 1e3, row["energy_method"])
+    log.info("%s %s: %.4g ms/call, %.4g mJ/token (%s), quality %s", case.name, case.shape_fields(shape),
+             row["time_per_call_s"] * 1e3, row["energy_per_token_j"] * 1e3, row["energy_method"], row["quality"])
     return row
+
+
+def _clock_control(cfg: Any, meters: MeterSet) -> Any:
+    if meters.nvml is None:
+        return contextlib.nullcontext()
+    c = cfg.gpu.clocks
+    request = ClockRequest(mode=c.mode, sm_mhz=c.sm_mhz, mem_mhz=c.mem_mhz, settle_timeout_s=c.settle_timeout_s,
+                           tolerance_mhz=c.tolerance_mhz)
+    return ClockControl(meters.nvml, meters.gpu_handle, request, cfg.gpu.state_dir, uuid=meters.gpu_id or "gpu")
+
+
+def _codecarbon(cfg: Any, device: torch.device) -> Any:
+    if not cfg.codecarbon.enabled:
+        return contextlib.nullcontext({})
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else None
+    return codecarbon_span(cfg.codecarbon.country, index)
