@@ -18,6 +18,17 @@ def _length(row: Mapping[str, Any]) -> str:
     return f"N={row['seq_len']}" if row["phase"] == "prefill" else f"L={row['context_len']}"
 
 
+def _setting(row: Mapping[str, Any]) -> str:
+    """Offload parameters and locked clocks, where a point has them."""
+    parts = []
+    for key, label in (("offload_fraction", "f"), ("offload_threads", "threads"), ("offload_chunks", "chunks"),
+                       ("clocks_sm_mhz_requested", "sm MHz")):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
+    return " ".join(parts)
+
+
 def _methods(row: Mapping[str, Any]) -> str:
     """Short form of each domain's method; the model's inputs are printed under the table."""
     domains = [d for d in str(row.get("energy_domains", "")).split("+") if d]
@@ -28,14 +39,16 @@ def _methods(row: Mapping[str, Any]) -> str:
 def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> Table:
     out = Table(title=title, title_justify="left")
     for name, justify in [
-        ("kernel", "left"), ("device", "left"), ("B", "right"), ("len", "right"),
+        ("kernel", "left"), ("setting", "left"), ("device", "left"), ("B", "right"), ("len", "right"),
         ("ms/call", "right"), ("cv", "right"), ("tokens/s", "right"),
-        ("mJ/token", "right"), ("dyn mJ/token", "right"), ("energy cv", "right"), ("energy method", "left"),
+        ("mJ/token", "right"), ("dyn mJ/token", "right"), ("energy cv", "right"), ("quality", "left"),
+        ("energy method", "left"),
     ]:
         out.add_column(name, justify=justify)
     for row in rows:
         out.add_row(
             row["kernel"],
+            _setting(row),
             f"{row['device']} {row['dtype']}",
             str(row["batch_size"]),
             _length(row),
@@ -45,13 +58,14 @@ def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> 
             _fmt(row["energy_per_token_j"], 1e3),
             _fmt(row["dynamic_energy_per_token_j"], 1e3),
             f"{_fmt(row['energy_per_call_j_cv'], 100, 2)}%",
+            str(row.get("quality", "-")),
             _methods(row),
         )
     return out
 
 
 def print_table(rows: list[Mapping[str, Any]], title: str = "measured points") -> None:
-    console = Console(width=max(Console().width, 160))
+    console = Console(width=max(Console().width, 200))
     console.print(table(rows, title))
     notes = sorted({f"{d}: {row.get(f'{d}_method')} ({row.get(f'{d}_method_detail', '')})" for row in rows
                     for d in str(row.get("energy_domains", "")).split("+") if d})

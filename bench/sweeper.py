@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 
 @dataclass
@@ -12,6 +12,9 @@ class ValidatingSweeperConf:
     _target_: str = "hydra_plugins.bench_sweeper.validating_sweeper.ValidatingSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
+    grids: Optional[List[Dict[str, Any]]] = None  # each expanded as a product, then concatenated
+    order: str = "random"  # random (seeded) | grid
+    seed: int = 0
 
 
 def exit_if_invalid(cfg: Any, context: str = "") -> None:

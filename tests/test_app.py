@@ -92,3 +92,48 @@ def test_default_main_job_measures_prefill_and_decode(tmp_path):
     assert set(table["phase"]) == {"prefill", "decode"} and len(table) == 6
     assert (table["energy_per_token_j"] > 0).all()
     assert "mJ/token" in out.stdout
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_smoke_sweep_killed_mid_way_resumes_without_loss_or_duplicates(tmp_path, sig):
+    import signal
+    import time
+
+    args = ["-m", "sweep=smoke", f"results_dir={tmp_path}", "measure.min_window_s=0.3"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not point_files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert point_files(tmp_path), "no point was written before the deadline"
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    measured = {p.name: p.read_text() for p in point_files(tmp_path)}
+    assert 1 <= len(measured) < 4  # killed part way
+    bench(*args)
+    files = point_files(tmp_path)
+    assert len(files) == 4
+    assert all(measured[name] == (tmp_path / "points" / name).read_text() for name in measured)  # kept, not redone
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 4 and table["key"].is_unique
+
+
+def test_sweep_grids_are_concatenated_in_a_seeded_random_order():
+    from hydra_plugins.bench_sweeper.validating_sweeper import ValidatingSweeper
+
+    grids = [{"kernel": "prefill.torch", "batch_size": "1,2", "seq_len": "64,128"},
+             {"kernel": "decode.torch", "batch_size": "1,2,4"},
+             {"kernel": "decode.torch", "batch_size": "4"}]  # overlaps the second grid
+
+    def jobs(order, seed=0, args=("context_len=99",)):
+        return ValidatingSweeper(None, None, grids=grids, order=order, seed=seed).jobs(list(args))
+
+    in_grid_order = jobs("grid")
+    assert len(in_grid_order) == 4 + 3  # no prefill x decode cross terms, the overlap measured once
+    assert in_grid_order[0] == ["kernel=prefill.torch", "batch_size=1", "seq_len=64", "context_len=99"]
+    assert all("context_len=99" in job for job in in_grid_order)  # command-line values reach every grid
+    shuffled = jobs("random", seed=3)
+    assert sorted(shuffled) == sorted(in_grid_order) and shuffled != in_grid_order
+    assert jobs("random", seed=3) == shuffled and jobs("random", seed=4) != shuffled
+    assert len(jobs("grid", args=("batch_size=8",))) == 2 + 1  # a command-line value replaces a swept one

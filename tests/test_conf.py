@@ -34,7 +34,9 @@ def test_every_sweep_option_composes(composer, option, tmp_path):
     cfg = composer(f"sweep={option}", f"results_dir={tmp_path}", hydra=True)
     assert str(cfg.hydra.mode) in ("RunMode.RUN", "RunMode.MULTIRUN")
     absent = object()
-    for key in (cfg.hydra.sweeper.params or {}):
+    keys = list(cfg.hydra.sweeper.params or {}) + [k for grid in cfg.hydra.sweeper.grids or [] for k in grid]
+    assert keys or option == "none", "a sweep preset sweeps something"
+    for key in keys:
         assert OmegaConf.select(cfg, key, default=absent) is not absent, f"swept key {key} is not in the schema"
 
 

@@ -1,27 +1,96 @@
-"""Hydra's basic sweeper, plus validation of every job of the sweep before the first one runs,
-so an invalid value anywhere in a sweep fails before any measurement or output directory."""
+"""Hydra's basic sweeper with what a measurement campaign needs:
+
+- every job of the sweep is validated before the first one runs, so an invalid value anywhere
+  fails before any measurement or output directory;
+- `grids`: a list of parameter grids, each expanded as a Cartesian product and the results
+  concatenated (prefill over batch x seq_len, decode over batch x context_len, without the
+  cross terms a single grid would add); command-line sweeps apply to every grid;
+- `order: random` (default, with `seed`) shuffles the jobs so slow drifts (temperature, other
+  tenants) do not line up with a parameter; `order: grid` keeps Hydra's order;
+- a progress line per finished job with the elapsed time and an estimate of what is left,
+  when jobs run locally one at a time (other launchers get batches as usual).
+"""
 from __future__ import annotations
 
-from typing import Any, List
+import datetime as dt
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from bench.sweeper import exit_if_invalid
 
+ORDERS = ("random", "grid")
+
 
 class ValidatingSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
+                 grids: Optional[List[Dict[str, Any]]] = None, order: str = "random", seed: int = 0) -> None:
+        super().__init__(max_batch_size, params)
+        if order not in ORDERS:
+            print(f"bench: invalid hydra.sweeper.order={order!r}: choose one of {', '.join(ORDERS)}", file=sys.stderr)
+            raise SystemExit(2)
+        self.grids = [{k: str(v) for k, v in g.items()} for g in grids] if grids else []
+        self.order, self.seed = order, seed
+
+    def _grid_jobs(self, params: Dict[str, str], arguments: List[str]) -> List[List[str]]:
+        loader = self.hydra_context.config_loader if self.hydra_context is not None else None
+        parser = OverridesParser.create(config_loader=loader)
+        overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + list(arguments))
+        return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
     def jobs(self, arguments: List[str]) -> List[List[str]]:
-        """The override list of every job, in launch order (as the basic sweeper expands them)."""
-        assert self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        return [job for batch in self.split_arguments(overrides, None) for job in batch]
+        """The override list of every job, in launch order."""
+        grids = self.grids or [dict(self.params)]
+        jobs: List[List[str]] = []
+        for grid in grids:
+            params = {**dict(self.params), **grid} if self.grids else grid
+            for job in self._grid_jobs(params, arguments):
+                if job not in jobs:  # grids may overlap; a point is measured once
+                    jobs.append(job)
+        if self.order == "random":
+            random.Random(self.seed).shuffle(jobs)
+        return jobs
+
+    def _batches(self, jobs: List[List[str]]) -> List[List[List[str]]]:
+        size = self.max_batch_size
+        if size is None and type(self.launcher).__name__ == "BasicLauncher":
+            size = 1  # jobs run one by one in this process anyway: report progress after each
+        if size is None:
+            return [jobs]
+        return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
     def sweep(self, arguments: List[str]) -> Any:
-        assert self.hydra_context is not None and self.config is not None
+        assert self.hydra_context is not None and self.config is not None and self.launcher is not None
         jobs = self.jobs(arguments)
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
             exit_if_invalid(cfg, f" (in sweep job {' '.join(job)})" if len(jobs) > 1 else "")
-        return super().sweep(arguments)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.overrides = self._batches(jobs)
+        returns = []
+        done, start = 0, time.monotonic()
+        for batch in self.overrides:
+            results = self.launcher.launch(batch, initial_job_idx=done)
+            for r in results:
+                _ = r.return_value  # raises if the job failed
+            done += len(batch)
+            returns.append(results)
+            _progress(done, len(jobs), time.monotonic() - start)
+        return returns
+
+
+def _progress(done: int, total: int, elapsed_s: float) -> None:
+    left_s = elapsed_s / done * (total - done) if done else float("nan")
+    fmt = lambda s: str(dt.timedelta(seconds=round(s)))  # noqa: E731
+    print(f"sweep: {done}/{total} points ({100 * done / total:.0f}%), {fmt(elapsed_s)} elapsed"
+          + (f", ~{fmt(left_s)} left" if done < total else ""), file=sys.stderr, flush=True)
+
+
