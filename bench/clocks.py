@@ -30,6 +30,12 @@ class ClockError(RuntimeError):
     """Clocks could not be set, verified or reset as asked; the message says why."""
 
 
+class UnsupportedClock(ClockError):
+    def __init__(self, field: str, value: int, valid: list[int]):
+        super().__init__(f"gpu.clocks.{field}={value} is not supported; valid: {valid}")
+        self.field, self.value, self.valid = field, value, valid
+
+
 @dataclass(frozen=True)
 class ClockRequest:
     mode: str = "observe"
@@ -46,14 +52,15 @@ def supported_clocks_mhz(nvml: ModuleType, handle: Any) -> dict[int, list[int]]:
             for mem in sorted(nvml.nvmlDeviceGetSupportedMemoryClocks(handle), reverse=True)}
 
 
-def _check_supported(request: ClockRequest, table: dict[int, list[int]]) -> None:
+def check_supported(request: ClockRequest, table: dict[int, list[int]]) -> None:
+    """Raise `UnsupportedClock` (with the valid values) unless the GPU supports the request."""
     if request.mem_mhz is not None and request.mem_mhz not in table:
-        raise ClockError(f"gpu.clocks.mem_mhz={request.mem_mhz} is not supported; valid: {sorted(table, reverse=True)}")
+        raise UnsupportedClock("mem_mhz", request.mem_mhz, sorted(table, reverse=True))
     if request.sm_mhz is not None:
         mems = [request.mem_mhz] if request.mem_mhz is not None else list(table)
         valid = sorted({sm for mem in mems for sm in table[mem]}, reverse=True)
         if request.sm_mhz not in valid:
-            raise ClockError(f"gpu.clocks.sm_mhz={request.sm_mhz} is not supported; valid: {valid}")
+            raise UnsupportedClock("sm_mhz", request.sm_mhz, valid)
 
 
 def _marker_path(state_dir: Path, uuid: str) -> Path:
@@ -121,7 +128,7 @@ class ClockControl:
 
     def lock(self) -> None:
         req = self.request
-        _check_supported(req, supported_clocks_mhz(self.nvml, self.handle))
+        check_supported(req, supported_clocks_mhz(self.nvml, self.handle))
         self._write_marker()  # before touching anything, so a kill in between is recovered
         if req.mem_mhz is not None:
             self._locked_mem = True

@@ -225,6 +225,8 @@ def validate(cfg: Any) -> None:
         raise ConfigError("gpu.clocks.mode", "lock", "needs a CUDA device (clocks are locked through NVML)")
     if cfg.meter.gpu == "nvml" and resolve_device(cfg.device).type != "cuda":
         raise ConfigError("meter.gpu", "nvml", "needs a CUDA device; choose auto or none")
+    if clocks.mode == "lock":
+        _check_clocks_supported(cfg)
     case = REGISTRY.get(case_name)
     reason = case.unsupported_reason(resolve_device(cfg.device))
     if reason:
@@ -234,3 +236,16 @@ def validate(cfg: Any) -> None:
         results.check_writable(cfg.results_dir)
     except results.NotWritable as err:
         raise ConfigError("results_dir", cfg.results_dir, f"must be a writable directory ({err})") from None
+
+
+def _check_clocks_supported(cfg: Any) -> None:
+    """Ask NVML which clocks this GPU supports, so a bad value fails before any job runs."""
+    from bench.clocks import ClockRequest, UnsupportedClock, check_supported, supported_clocks_mhz
+    from bench.meters import open_nvml
+
+    nvml, handle, _ = open_nvml(resolve_device(cfg.device))
+    request = ClockRequest(mode="lock", sm_mhz=cfg.gpu.clocks.sm_mhz, mem_mhz=cfg.gpu.clocks.mem_mhz)
+    try:
+        check_supported(request, supported_clocks_mhz(nvml, handle))
+    except UnsupportedClock as err:
+        raise ConfigError(f"gpu.clocks.{err.field}", err.value, f"not supported by this GPU; valid: {err.valid}") from None

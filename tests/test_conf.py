@@ -131,3 +131,13 @@ def test_unwritable_results_dir_is_refused(composer, tmp_path):
 def test_clock_lock_without_a_gpu_is_refused(composer, tmp_path):
     with pytest.raises(ConfigError, match="gpu.clocks.mode=.lock.: needs a CUDA device"):
         validate(composer("gpu.clocks.mode=lock", "gpu.clocks.sm_mhz=1410", f"results_dir={tmp_path}"))
+
+
+def test_slurm_launcher_composes_with_one_gpu_per_job(composer, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = composer("hydra/launcher=slurm_gpu", "sweep=default", "hydra.launcher.partition=gpu",
+                   f"results_dir={tmp_path}", hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1 and launcher.partition == "gpu"
+    assert str(cfg.hydra.sweep.dir).startswith(str(tmp_path))  # job logs beside the results
