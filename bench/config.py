@@ -20,7 +20,7 @@ from bench.meters import GPU_CHOICES, HOST_CHOICES
 from kernels import REGISTRY
 from kernels.cases import OFFLOAD_MODES, offload_case
 
-TASKS = ("measure",)
+TASKS = ("measure", "fit", "report")
 BUSY_CHECKS = ("warn", "error", "off")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -111,6 +111,11 @@ class BenchConf:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps PyTorch's default
     results_dir: str = "results/default"
+    results: Optional[str] = None  # fit/report: directory or glob of measured points (default: results_dir)
+    hardware: Optional[str] = None  # fit: profile name (default: the measured device's name)
+    profile: Optional[str] = None  # report: a profile to render instead of results
+    profiles_dir: str = "profiles"
+    report_dir: Optional[str] = None  # report: where tables and plots go (default: results_dir/report)
     offload: OffloadConf = field(default_factory=OffloadConf)
     gpu: GpuConf = field(default_factory=GpuConf)
     lock: LockConf = field(default_factory=LockConf)
@@ -160,6 +165,21 @@ def _at_least(name: str, value: Any, low: float, what: str = "an integer") -> No
 def validate(cfg: Any) -> None:
     """Check a composed config (DictConfig or BenchConf); raises `ConfigError`."""
     _choice("task", cfg.task, TASKS)
+    if cfg.task in ("fit", "report") and not cfg.profile:
+        pattern = cfg.results or cfg.results_dir
+        import glob
+        from pathlib import Path
+
+        if not glob.glob(pattern) and not Path(pattern).exists():
+            raise ConfigError("results", pattern, "matches no directory or file of measured points")
+    if cfg.task == "report" and cfg.profile:
+        from bench.profiles import available
+
+        if cfg.profile not in available(cfg.profiles_dir):
+            raise ConfigError("profile", cfg.profile, f"no such profile in {cfg.profiles_dir}; available: "
+                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
+    if cfg.hardware is not None and not cfg.hardware.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("hardware", cfg.hardware, "must be a plain name (letters, digits, - and _)")
     if cfg.kernel not in REGISTRY:
         raise ConfigError("kernel", cfg.kernel, f"choose one of {', '.join(REGISTRY.names())}")
     _choice("device", cfg.device, DEVICES)

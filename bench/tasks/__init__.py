@@ -3,6 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from bench.tasks import measure
+from bench.tasks import fit, measure, report
 
-TASKS: dict[str, Callable[[Any], Any]] = {"measure": measure.run}
+TASKS: dict[str, Callable[[Any], Any]] = {"measure": measure.run, "fit": fit.run, "report": report.run}

@@ -1,0 +1,71 @@
+"""Markdown tables of a profile: what was measured, how, what was dropped, and every fit with its
+intervals and errors (poor fits included, marked poor)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+
+def _num(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def table_md(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(df.columns) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
+    lines += ["| " + " | ".join(_num(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _fit_rows(fits: dict[str, Any]) -> pd.DataFrame:
+    from bench.profiles import _fit_from_dict
+
+    rows = []
+
+    def add(kind: str, name: str, value: Any) -> None:
+        fit = _fit_from_dict(value) if not isinstance(value, dict) or "params" in value else None
+        if fit is None:
+            return
+        params = "; ".join(f"{k}={v:.4g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]" for k, v in fit.params.items())
+        extra = "; ".join(f"{k}={_num(v)}" for k, v in fit.extra.items())
+        rows.append({"fit": kind, "group": name, "coefficients [95% CI]": params, "n": fit.n_points, "R2": fit.r2,
+                     "CV error rms": fit.cv_rel_error_rms, "CV error max": fit.cv_rel_error_max,
+                     "quality": fit.quality, "derived": extra})
+
+    for kind in ("time_roofline", "batching", "offload_host"):
+        for name, value in fits.get(kind, {}).items():
+            add(kind, name, value)
+    if fits.get("energy_roofline"):
+        add("energy_roofline", "all cases", fits["energy_roofline"])
+    for name, value in fits.get("frequency", {}).items():
+        add("frequency_power", name, value["power"])
+        add("frequency_time", name, value["time"])
+    return pd.DataFrame(rows)
+
+
+def markdown(profile: Any, pngs: list[str] | None = None) -> str:
+    m = profile.meta
+    t = profile.table
+    lines = [f"# Energy profile `{profile.name}`", "",
+             f"- device: {', '.join(m.get('device_names') or ['?'])}; measured {', '.join(m.get('dates', []))}; "
+             f"clocks: {m.get('clocks')}",
+             f"- device energy method: {', '.join(m.get('energy_methods', []))}",
+             f"- energy methods of the points: {', '.join(m.get('host_energy_methods', []))}",
+             f"- points used: {m.get('points_used')}; dropped by quality: {m.get('points_dropped') or 'none'}",
+             f"- source: {m.get('source') or '-'}", ""]
+    cols = ["kernel", "batch_size", "length", "time_per_call_s", "time_per_call_s_fit", "device_energy_per_token_j",
+            "device_energy_per_call_j", "device_energy_per_call_j_fit", "host_energy_per_token_j", "quality"]
+    lines += ["## Measured points (fit beside measured)", "", table_md(t[[c for c in cols if c in t]]), ""]
+    fits = _fit_rows(profile.fits)
+    if not fits.empty:
+        lines += ["## Fits", "", table_md(fits), ""]
+    if m.get("skipped_fits"):
+        lines += ["## Not fitted", ""] + [f"- {s}" for s in m["skipped_fits"]] + [""]
+    for png in pngs or []:
+        lines += [f"![{png}]({png})", ""]
+    return "\n".join(lines)

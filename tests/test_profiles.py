@@ -1,0 +1,164 @@
+"""Profiles from synthetic measured points with known coefficients: gathered, filtered by
+quality, fitted, written, loaded back."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import profiles
+
+REPO = Path(__file__).resolve().parents[1]
+E_FLOP, E_BYTE, P0 = 0.4e-12, 50e-12, 120.0
+RATE, BW, OVERHEAD = 4e14, 2.5e12, 6e-6
+
+
+def point(kernel, batch, length, rng, quality="ok", **extra):
+    phase = kernel.split(".")[0]
+    heads, d = 32, 128
+    if phase == "prefill":
+        flops = 4.0 * batch * heads * d * length * length / 2
+        nbytes = 2.0 * d * batch * (2 * heads * length + 2 * 8 * length)
+        tokens = batch * length
+    else:
+        flops = 4.0 * batch * heads * d * length
+        nbytes = 2.0 * 2 * batch * 8 * length * d
+        tokens = batch
+    t = (max(flops / RATE, nbytes / BW) + OVERHEAD) * (1 + 0.01 * rng.standard_normal())
+    gpu_j = (E_FLOP * flops + E_BYTE * nbytes + P0 * t) * (1 + 0.01 * rng.standard_normal())
+    key = f"{kernel}-{batch}-{length}-{quality}-{extra.get('clocks_sm_mhz_requested', '')}"
+    return {"key": key, "created_utc": "2026-11-24T00:00:00+00:00", "kernel": kernel, "phase": phase,
+            "impl": kernel.split(".")[1], "paged": False, "device": "cuda", "dtype": "bfloat16", "batch_size": batch,
+            "heads": heads, "kv_heads": 8, "head_dim": d, "seq_len": length if phase == "prefill" else None,
+            "context_len": length if phase == "decode" else None, "causal": True if phase == "prefill" else None,
+            "flops_per_call": flops, "min_bytes_per_call": nbytes, "tokens_per_call": tokens, "time_per_call_s": t,
+            "time_per_call_s_cv": 0.004, "gpu_energy_per_call_j": gpu_j, "gpu_method": "nvml_counter",
+            "energy_per_call_j": gpu_j + 30.0 * t, "energy_per_call_j_cv": 0.005,
+            "energy_method": "gpu=nvml_counter; cpu=model:process_cpu_time_x_tdp_per_core",
+            "quality": quality, "env_device_name": "Fake H100", **extra}
+
+
+@pytest.fixture
+def points():
+    rng = np.random.default_rng(1)
+    rows = [point(k, b, n, rng) for k in ("prefill.triton", "prefill.torch") for b in (1, 4, 16) for n in (512, 2048, 8192)]
+    rows += [point(k, b, n, rng) for k in ("decode.triton", "decode.torch") for b in (1, 8, 32, 128) for n in (1024, 16384)]
+    rows += [point("decode.triton", 8, 4096, rng, quality="noisy"), point("decode.triton", 16, 4096, rng, quality="noisy"),
+             point("prefill.triton", 2, 4096, rng, quality="throttled")]
+    return pd.DataFrame(rows)
+
+
+def test_build_recovers_the_energy_roofline_and_drops_bad_points(points):
+    p = profiles.build(points, "fake-h100")
+    assert p.meta["points_dropped"] == {"noisy": 2, "throttled": 1}
+    assert p.meta["points_used"] == len(points) - 3
+    roof = p.energy_roofline()
+    for name, true in (("e_flop_j", E_FLOP), ("e_byte_j", E_BYTE), ("p0_w", P0)):
+        lo, hi = roof.ci95[name]
+        assert lo <= true <= hi, name
+    assert roof.quality == "good"
+    time_fit = p.time_roofline("decode.triton")
+    assert time_fit.extra["bytes_per_s"] == pytest.approx(BW, rel=0.1)
+    assert set(p.fits["batching"]) >= {"decode.torch L=1024 h=32/8 d=128", "prefill.triton N=2048 h=32/8 d=128"}
+    assert (p.table["quality"] == "ok").all()
+    measured, fitted = p.table["device_energy_per_call_j"], p.table["device_energy_per_call_j_fit"]
+    assert np.allclose(fitted, measured, rtol=0.06)
+
+
+def test_written_profile_loads_back(points, tmp_path):
+    p = profiles.build(points, "fake-h100", source="synthetic")
+    paths = profiles.write(p, tmp_path)
+    names = {path.name for path in paths}
+    assert {"fake-h100.csv", "fake-h100.json", "fake-h100.md", "fake-h100_batching.png",
+            "fake-h100_energy_roofline.png"} <= names
+    loaded = profiles.load("fake-h100", tmp_path)
+    assert len(loaded.table) == len(p.table)
+    assert loaded.energy_roofline().params == pytest.approx(p.energy_roofline().params)
+    assert loaded.meta["source"] == "synthetic"
+    md = (tmp_path / "fake-h100.md").read_text()
+    assert "energy_roofline" in md and "nvml_counter" in md and "dropped by quality" in md
+
+
+def test_missing_profile_names_what_exists(tmp_path):
+    with pytest.raises(profiles.ProfileError, match="no profile 'nope'.*available: none"):
+        profiles.load("nope", tmp_path)
+
+
+def test_gather_reads_point_files_and_csvs_once_per_key(points, tmp_path):
+    (tmp_path / "a" / "points").mkdir(parents=True)
+    for row in points.head(5).to_dict("records"):
+        (tmp_path / "a" / "points" / f"{row['key']}.json").write_text(json.dumps(row))
+    points.to_csv(tmp_path / "b_points.csv", index=False)
+    assert len(profiles.gather(str(tmp_path / "a"))) == 5
+    assert len(profiles.gather(str(tmp_path / "*"))) == len(points)  # the 5 again in the csv, kept once
+    with pytest.raises(profiles.ProfileError, match="no measured points"):
+        profiles.gather(str(tmp_path / "none*"))
+
+
+def test_points_without_a_quality_flag_get_one_from_their_cvs(points):
+    legacy = points.drop(columns=["quality"])
+    legacy.loc[0, "energy_per_call_j_cv"] = 0.2
+    prepared = profiles.prepare(legacy)
+    assert prepared.loc[0, "quality"] == "noisy" and prepared.loc[1, "quality"] == "ok"
+    assert prepared.loc[0, "quality_source"].startswith("derived")
+
+
+def test_frequency_points_give_an_energy_optimal_clock():
+    rng = np.random.default_rng(2)
+    rows = []
+    for f in (810, 1005, 1200, 1395, 1590, 1785, 1980):
+        row = point("decode.triton", 32, 4096, rng, clocks_sm_mhz_requested=float(f))
+        power = 90 + 150 * (f / 1000) ** 2.2
+        row["time_per_call_s"] = 1e-4 + 1e-4 / (f / 1000)
+        row["gpu_energy_per_call_j"] = power * row["time_per_call_s"]
+        rows.append(row)
+    p = profiles.build(pd.DataFrame(rows), "fake")
+    [(name, out)] = p.fits["frequency"].items()
+    assert 810 <= out["energy_optimal_mhz_measured"] <= 1980
+    assert out["power"].params["a"] == pytest.approx(2.2, rel=0.05)
+
+
+def run_bench(*args):
+    return subprocess.run([sys.executable, "-m", "bench", "sweep=none", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=240)
+
+
+def test_fit_and_report_tasks_end_to_end(points, tmp_path):
+    (tmp_path / "res" / "points").mkdir(parents=True)
+    for row in points.to_dict("records"):
+        (tmp_path / "res" / "points" / f"{row['key']}.json").write_text(json.dumps(row))
+    out = run_bench("task=fit", f"results={tmp_path / 'res'}", "hardware=fake-h100", f"profiles_dir={tmp_path / 'prof'}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "profile fake-h100" in out.stdout and (tmp_path / "prof" / "fake-h100.csv").exists()
+    rep = run_bench("task=report", "profile=fake-h100", f"profiles_dir={tmp_path / 'prof'}",
+                    f"report_dir={tmp_path / 'rep'}", f"results_dir={tmp_path / 'res'}")
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    assert (tmp_path / "rep" / "fake-h100.md").exists() and "# Energy profile" in rep.stdout
+    bad = run_bench("task=fit", f"results={tmp_path / 'nothing'}")
+    assert bad.returncode == 2 and "invalid results=" in bad.stderr
+    missing = run_bench("task=report", "profile=nope", f"profiles_dir={tmp_path / 'prof'}")
+    assert missing.returncode == 2 and "available: fake-h100" in missing.stderr
+
+
+SHIPPED = "cpu-amd-epyc-2core"
+
+
+def test_shipped_energy_roofline_predicts_held_out_shapes_within_its_cross_validated_error():
+    from bench import curves
+
+    shipped = profiles.load(SHIPPED)
+    reported = shipped.energy_roofline()
+    assert reported is not None and "model:" in " ".join(shipped.meta["energy_methods"])  # labelled as modelled
+    table = shipped.table
+    rows = table[table["clock_mhz"].isna() & ~table["impl"].str.startswith("offload")].reset_index(drop=True)
+    held = rows.index % 4 == 0
+    fit = curves.energy_roofline(rows[~held])
+    predicted = curves.predict_energy_j(fit, rows.loc[held, "flops_per_call"], rows.loc[held, "min_bytes_per_call"],
+                                        rows.loc[held, "time_per_call_s"])
+    measured = rows.loc[held, "device_energy_per_call_j"].to_numpy()
+    errors = np.abs(predicted - measured) / measured
+    assert held.sum() >= 5
+    assert errors.max() <= reported.cv_rel_error_max
