@@ -8,7 +8,7 @@ No device is probed when a config object is built; only `validate` and `resolve_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -20,7 +20,7 @@ from bench.meters import GPU_CHOICES, HOST_CHOICES
 from kernels import REGISTRY
 from kernels.cases import OFFLOAD_MODES, offload_case
 
-TASKS = ("measure", "fit", "report")
+TASKS = ("measure", "fit", "report", "plan")
 BUSY_CHECKS = ("warn", "error", "off")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -85,6 +85,62 @@ class CodecarbonConf:
 
 
 @dataclass
+class GridConf:
+    source: str = "ciso_2022"  # <ba>_2022 (shipped hourly traces) | constant | country | csv
+    intensity_g_per_kwh: float = 261.0  # constant
+    country: str = "USA"  # country: ISO 3166 alpha-3
+    path: Optional[str] = None  # csv
+    time_column: str = "timestamp"
+    intensity_column: str = "intensity_g_per_kwh"
+    units: str = "g_per_kwh"
+    timezone: Optional[str] = None  # zone of naive timestamps in the csv (default UTC)
+    start: Optional[str] = "2022-07-15T00:00:00+00:00"  # first hour of the planning period (hourly series)
+
+
+@dataclass
+class WorkloadConf:
+    path: Optional[str] = None  # default: the shipped Azure conversation trace
+    time_column: str = "TIMESTAMP"
+    prompt_column: str = "ContextTokens"
+    output_column: str = "GeneratedTokens"
+    offline_share: float = 0.55  # EcoServe: offline batch work is up to 55% of capacity
+    deadline_h: int = 24
+    seed: int = 0
+
+
+@dataclass
+class PillarsConf:
+    rightsize: bool = True
+    reduce: bool = True
+    reuse: bool = True
+    recycle: bool = True
+    shift: bool = True
+
+
+@dataclass
+class PlanConf:
+    model: str = "llama3_8b"  # llama3_8b | llama3_70b | qwen3_8b
+    hours: int = 24
+    pue: float = 1.12
+    slo_ttft_s: float = 2.0
+    slo_tpot_s: float = 0.1
+    slo_attainment: float = 0.99
+    gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
+    max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])
+    reference: str = "h100_sxm:128"  # the configuration used when rightsize is off
+    embodied: str = "default"  # low | default | high (the report shows all three for totals)
+    gpu_years: float = 4.0
+    host_years: float = 6.0
+    recycle_extra_gpu_years: float = 2.0
+    cpu_profile: Optional[str] = "cpu-amd-epyc-2core"  # measured host-CPU profile for Reuse (null: no Reuse)
+    host_spare_share: float = 0.9
+    dram_gb_per_s_per_socket: float = 460.8
+    electricity_usd_per_kwh: float = 0.10
+    pillars: PillarsConf = field(default_factory=PillarsConf)
+    report_dir: Optional[str] = None  # default: results_dir/plan
+
+
+@dataclass
 class OffloadConf:
     """CPU offload of decode (`offload=none|cpu|split|stream` picks `mode`)."""
 
@@ -120,6 +176,9 @@ class BenchConf:
     gpu: GpuConf = field(default_factory=GpuConf)
     lock: LockConf = field(default_factory=LockConf)
     codecarbon: CodecarbonConf = field(default_factory=CodecarbonConf)
+    grid: GridConf = field(default_factory=GridConf)
+    workload: WorkloadConf = field(default_factory=WorkloadConf)
+    plan: PlanConf = field(default_factory=PlanConf)
     measure: MeasureConf = field(default_factory=MeasureConf)
     meter: MeterConf = field(default_factory=MeterConf)
 
@@ -178,6 +237,8 @@ def validate(cfg: Any) -> None:
         if cfg.profile not in available(cfg.profiles_dir):
             raise ConfigError("profile", cfg.profile, f"no such profile in {cfg.profiles_dir}; available: "
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
+    if cfg.task == "plan":
+        validate_plan(cfg)
     if cfg.hardware is not None and not cfg.hardware.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("hardware", cfg.hardware, "must be a plain name (letters, digits, - and _)")
     if cfg.kernel not in REGISTRY:
@@ -269,3 +330,67 @@ def _check_clocks_supported(cfg: Any) -> None:
         check_supported(request, supported_clocks_mhz(nvml, handle))
     except UnsupportedClock as err:
         raise ConfigError(f"gpu.clocks.{err.field}", err.value, f"not supported by this GPU; valid: {err.valid}") from None
+
+
+def validate_plan(cfg: Any) -> None:
+    """task=plan inputs, including the grid and trace files (read here so bad ones fail first)."""
+    from bench.carbon import embodied, grid, serving, workload
+
+    p = cfg.plan
+    _choice("plan.model", p.model, tuple(serving.PRESETS))
+    for gpu in p.gpus:
+        if gpu not in embodied.gpus().index:
+            raise ConfigError("plan.gpus", gpu, f"choose among {', '.join(embodied.gpus().index)}")
+    if not p.gpus:
+        raise ConfigError("plan.gpus", list(p.gpus), "needs at least one GPU type")
+    for b in p.max_batches:
+        _at_least("plan.max_batches", b, 1)
+    gpu, _, batch = p.reference.partition(":")
+    if gpu not in p.gpus or not batch.isdigit() or int(batch) not in p.max_batches:
+        raise ConfigError("plan.reference", p.reference, f"must be <gpu>:<max_batch> from plan.gpus {list(p.gpus)} "
+                          f"and plan.max_batches {list(p.max_batches)}")
+    _at_least("plan.hours", p.hours, 1)
+    if not p.pue >= 1.0:
+        raise ConfigError("plan.pue", p.pue, "must be >= 1 (facility energy / IT energy)")
+    for name in ("slo_ttft_s", "slo_tpot_s", "gpu_years", "host_years", "electricity_usd_per_kwh",
+                 "dram_gb_per_s_per_socket"):
+        if not getattr(p, name) > 0:
+            raise ConfigError(f"plan.{name}", getattr(p, name), "must be > 0")
+    if not 0 < p.slo_attainment <= 1:
+        raise ConfigError("plan.slo_attainment", p.slo_attainment, "must be in (0, 1]")
+    if not 0 < p.host_spare_share <= 1:
+        raise ConfigError("plan.host_spare_share", p.host_spare_share, "must be in (0, 1]")
+    _choice("plan.embodied", p.embodied, embodied.LEVELS)
+    if p.cpu_profile:
+        from bench.profiles import available
+
+        if p.cpu_profile not in available(cfg.profiles_dir):
+            raise ConfigError("plan.cpu_profile", p.cpu_profile, f"no such profile in {cfg.profiles_dir} (available: "
+                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
+    w = cfg.workload
+    _at_least("workload.deadline_h", w.deadline_h, 1)
+    try:
+        workload.load(w.path, w.time_column, w.prompt_column, w.output_column, w.offline_share, w.seed)
+    except workload.WorkloadError as err:
+        raise ConfigError("workload", w.path or "default trace", str(err)) from None
+    try:
+        load_grid(cfg.grid, p.hours)
+    except grid.GridError as err:
+        raise ConfigError("grid", cfg.grid.source, str(err)) from None
+
+
+def load_grid(g: Any, hours: int):
+    from bench.carbon import grid
+
+    if g.source == "constant":
+        series = grid.constant(g.intensity_g_per_kwh)
+    elif g.source == "country":
+        series = grid.country(g.country)
+    elif g.source == "csv":
+        if not g.path:
+            raise grid.GridError("grid=csv needs grid.path=<file>")
+        series = grid.from_csv(g.path, g.time_column, g.intensity_column, g.units, g.timezone)
+    else:
+        series = grid.trace(g.source)
+    return series.window(g.start if len(series.g_per_kwh) > 1 else None, hours) if g.start or len(series.g_per_kwh) == 1 \
+        else series.window(None, hours)

@@ -167,6 +167,8 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
         "energy_methods": sorted(df["device_energy_method"].astype(str).unique().tolist()),
         "host_energy_methods": sorted(df["energy_method"].astype(str).unique().tolist()),
         "clocks": "observed (default)" if df["clock_mhz"].isna().all() else "includes locked clocks",
+        "host_logical_cores": sorted({int(c) for c in df.get("env_cpu_logical_cores", pd.Series(dtype=float)).dropna()}),
+        "torch_threads": sorted({int(c) for c in df.get("env_torch_threads", pd.Series(dtype=float)).dropna()}),
         "skipped_fits": skipped,
     }
     return Profile(name, table, fits, meta)

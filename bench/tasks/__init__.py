@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from bench.tasks import fit, measure, report
+from bench.tasks import fit, measure, plan, report
 
-TASKS: dict[str, Callable[[Any], Any]] = {"measure": measure.run, "fit": fit.run, "report": report.run}
+TASKS: dict[str, Callable[[Any], Any]] = {"measure": measure.run, "fit": fit.run, "report": report.run,
+                                          "plan": plan.run}

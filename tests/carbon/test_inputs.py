@@ -1,0 +1,82 @@
+"""Grid series, request traces and the embodied catalogue: real data reads right, bad data is
+refused with a message naming the problem."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.carbon import embodied, grid, workload
+
+
+def test_shipped_traces_have_their_published_means_and_gaps():
+    means = {"bpat_2022": 55, "ciso_2022": 256, "nyis_2022": 273, "erco_2022": 347, "pjm_2022": 363, "miso_2022": 441}
+    gaps = {"ciso_2022": 3, "miso_2022": 3, "pjm_2022": 23}
+    for name, mean in means.items():
+        series = grid.trace(name)
+        assert len(series.g_per_kwh) == 8760 and not np.isnan(series.g_per_kwh).any()
+        assert round(series.g_per_kwh.mean()) == pytest.approx(mean, abs=1)
+        assert series.gaps_filled == gaps.get(name, 0)
+
+
+def test_gaps_are_interpolated_and_counted(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("time,ci\n2022-01-01 00:00,100\n2022-01-01 01:00,\n2022-01-01 02:00,300\n2022-01-01 04:00,500\n")
+    series = grid.from_csv(path, "time", "ci")
+    assert series.g_per_kwh.tolist() == [100, 200, 300, 400, 500]  # a blank value and a missing hour
+    assert series.gaps_filled == 2
+
+
+def test_units_and_time_zones(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("t,lb\n2022-06-01 00:00,1000\n2022-06-01 01:00,500\n")
+    series = grid.from_csv(path, "t", "lb", units="lb_per_mwh", timezone="America/Los_Angeles")
+    assert series.g_per_kwh[0] == pytest.approx(453.59237)
+    assert series.start_utc == pd.Timestamp("2022-06-01 07:00", tz="UTC")  # PDT is UTC-7
+    with pytest.raises(grid.GridError, match="wrong grid.units"):
+        grid.from_csv(path, "t", "lb", units="kg_per_kwh")  # 1,000,000 g/kWh is no grid
+
+
+def test_bad_grid_files_are_refused(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("when,value\n2022-01-01,1\n")
+    with pytest.raises(grid.GridError, match=r"lacks column\(s\) \['timestamp'"):
+        grid.from_csv(path)
+    with pytest.raises(grid.GridError, match="unknown; shipped hourly traces"):
+        grid.trace("ciso_2031")
+    with pytest.raises(grid.GridError, match="outside it"):
+        grid.trace("ciso_2022").window("2022-12-31 12:00+00:00", 24)
+    assert grid.constant(17).window(None, 3).g_per_kwh.tolist() == [17, 17, 17]
+    assert 0 < grid.country("FRA").g_per_kwh[0] < grid.country("POL").g_per_kwh[0]
+
+
+def write_trace(tmp_path, rows, header="TIMESTAMP,ContextTokens,GeneratedTokens"):
+    path = tmp_path / "trace.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_default_trace_and_offline_share():
+    w = workload.load()
+    assert len(w.arrival_s) == 19366 and w.duration_s < 3600
+    assert int(np.median(w.prompt)) == 1020 and int(np.median(w.output)) == 129  # as SOURCES.md states
+    assert abs(w.offline.mean() - 0.55) < 0.02
+
+
+@pytest.mark.parametrize("rows, header, match", [
+    (["0,10,5"], "time,prompt,out", r"lacks column\(s\)"),
+    (["0,10,5", "1,-3,5"], None, "negative or missing token count at row 1"),
+    (["5,10,5", "1,10,5"], None, "not sorted"),
+])
+def test_bad_traces_are_refused(tmp_path, rows, header, match):
+    path = write_trace(tmp_path, rows, header or "TIMESTAMP,ContextTokens,GeneratedTokens")
+    with pytest.raises(workload.WorkloadError, match=match):
+        workload.load(path)
+
+
+def test_amortisation_by_time_share():
+    assert embodied.kg("gpu_h100_sxm") == 164
+    assert embodied.amortised_kg(164, 24, 4) == pytest.approx(164 * 24 / (4 * 8760))
+    host = embodied.REFERENCE_HOST
+    assert host.kg() == pytest.approx(2 * 30 + 2048 * 0.29 + 22700 * 0.017 + 250 + 58)
+    assert embodied.kg("dram", "low") < embodied.kg("dram") < embodied.kg("dram", "high")
+    small = embodied.reduced_host(16e9, 8e9, 8)
+    assert small.kg() < host.kg() and small.dram_gb >= 40

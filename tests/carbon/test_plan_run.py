@@ -1,0 +1,98 @@
+"""The planning run end to end on a slice of the shipped trace: every plan's SLO attainment is
+simulated, an impossible SLO names the closest configuration, and `task=plan` prints a report."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import profiles
+from bench.carbon import grid, plan, planner, serving, workload
+from bench.carbon.simulate import Slo
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def inputs(slo=Slo(), minutes=10):
+    w = workload.load()
+    w = w.subset(w.arrival_s < minutes * 60)
+    w = workload.Workload(w.arrival_s, w.prompt, w.output, w.offline, w.label)
+    return plan.PlanInputs(serving.PRESETS["llama3_8b"], w, grid.trace("ciso_2022").window("2022-07-15 00:00+00:00", 6),
+                           slo, ["h100_sxm", "l4"], [32], "h100_sxm:32", planner.Pillars(),
+                           cpu_profile=profiles.load("cpu-amd-epyc-2core"))
+
+
+@pytest.fixture(scope="module")
+def run():
+    return plan.run(inputs())
+
+
+def test_every_plan_reports_a_simulated_attainment(run):
+    assert [p.name for p in run.plans] == ["carbon-optimal", "performance-optimal", "energy-optimal", "cost-optimal"]
+    assert [p.name for p in run.ablation] == ["none", "+rightsize", "+reduce", "+reuse", "+recycle", "+shift"]
+    for p in run.plans + run.ablation:
+        again, _ = plan.verify(p, run.inputs, {})  # a fresh simulation gives the reported figure
+        assert p.attainment == pytest.approx(again)
+        assert 0.0 < p.attainment <= 1.0
+        assert any("verified by simulation" in n for n in p.notes)
+    carbon = run.plans[0]
+    assert carbon.total_kg <= min(p.total_kg for p in run.plans) + 1e-9
+    for level in ("low", "default", "high"):
+        assert run.spread["carbon-optimal"][level] > 0
+    assert run.spread["carbon-optimal"]["low"] <= run.spread["carbon-optimal"]["high"]
+
+
+def test_verification_catches_an_overloaded_replica(run):
+    p = run.plans[0]
+    j = int(np.argmax(p.provisioned))
+    overloaded = planner.Plan(p.name, p.objective, p.pillars, p.active.copy(), p.online * 50, p.offline_gpu,
+                              p.offline_cpu, p.provisioned, p.nodes, candidates=p.candidates)
+    attainment, missed = plan.verify(overloaded, run.inputs, {})
+    assert attainment < run.inputs.slo.attainment and p.candidates[j].candidate.name in missed
+
+
+def test_an_slo_no_configuration_meets_names_the_closest():
+    with pytest.raises(planner.PlanError, match=r"no configuration meets the SLO .*closest: \S+ with \d+\.\d% of online"):
+        plan.run(inputs(slo=Slo(ttft_s=1e-4, tpot_s=1e-5)))
+
+
+def bench(*args):
+    return subprocess.run([sys.executable, "-m", "bench", "sweep=none", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=240)
+
+
+def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
+    out = bench("task=plan", f"results_dir={tmp_path}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "# Carbon-aware plan: Llama-3-8B" in out.stdout and "SLO attainment (simulated)" in out.stdout
+    assert (tmp_path / "plan" / "plan.md").exists() and (tmp_path / "plan" / "plan_carbon.png").exists()
+
+
+@pytest.mark.parametrize("args, field", [
+    (["plan.model=gpt5"], "plan.model"),
+    (["plan.reference=h100_sxm:7"], "plan.reference"),
+    (["grid=csv"], "grid"),
+    (["workload.path=/nonexistent.csv"], "workload"),
+    (["plan.slo_attainment=1.5"], "plan.slo_attainment"),
+    (["plan.gpus=[tpu]"], "plan.gpus"),
+    (["grid=constant", "grid.intensity_g_per_kwh=5000"], "grid"),
+])
+def test_bad_plan_inputs_name_their_field(args, field, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from bench.config import ConfigError, register_configs, validate
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=plan", f"results_dir={tmp_path}", *args])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.field == field
+
+
+def test_a_bad_grid_file_fails_before_work(tmp_path):
+    path = tmp_path / "grid.csv"
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-07-15 00:00+00:00,0.25\n2022-07-15 01:00+00:00,9000\n")
+    out = bench("task=plan", "grid=csv", f"grid.path={path}", f"results_dir={tmp_path}")
+    assert out.returncode == 2 and "invalid grid=" in out.stderr and "wrong grid.units" in out.stderr

@@ -1,0 +1,109 @@
+"""Hand-checkable accounting, an optimum known by construction, deadlines kept under any grid,
+and SLO attainment that comes from simulation."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.carbon import embodied, serving
+from bench.carbon.capacity import Candidate, Capacity
+from bench.carbon.planner import J_PER_KWH, Economics, Pillars, PlanError, Setting, solve
+from bench.carbon.simulate import Slo, simulate
+
+LIFE = embodied.Lifetimes(4.0, 6.0)
+
+
+def cap(name="h100_sxm:64", hw="h100_sxm", rate=1000.0, j=100.0, watts=50.0):
+    device = serving.datasheet(hw)
+    return Capacity(Candidate(name, hw, device, 64), rate, j, watts, 1.0, 1, 0.1, 0.01, 1.0)
+
+
+def setting(caps, intensity, online=0.0, offline=0.0, deadline=1, pue=1.0):
+    return Setting(caps, np.asarray(intensity, float), pue, online, offline, deadline, 16e9, 8e9, LIFE,
+                   reference=caps[0].candidate.name)
+
+
+ALL_OFF = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=False)
+
+
+def test_two_hour_accounting_by_hand():
+    # One replica, 500 online requests per hour at 100 J each, 50 W while active, two hours at
+    # 100 and 300 g/kWh, PUE 1.5.
+    s = setting([cap()], [100, 300], online=500, pue=1.5)
+    plan = solve(s, "carbon", ALL_OFF, Economics(), "t")
+    hourly_j = 50 * 3600 + 500 * 100  # 230 kJ
+    assert plan.active[:, 0].tolist() == [1, 1] and plan.provisioned.tolist() == [1]
+    assert plan.energy_kwh == pytest.approx(2 * hourly_j * 1.5 / J_PER_KWH)
+    assert plan.operational_kg == pytest.approx(hourly_j * 1.5 / J_PER_KWH * (100 + 300) / 1000)
+    gpu_kg_h = 164 / (4 * 8760)
+    host_kg_h = embodied.REFERENCE_HOST.kg() / (4 * 8760)  # recycle off: hosts retire with GPUs
+    assert plan.embodied_gpu_kg == pytest.approx(2 * gpu_kg_h)
+    assert plan.embodied_host_kg == pytest.approx(2 * host_kg_h)  # one node for the one GPU
+    assert plan.cost_usd == pytest.approx(2 * 2.99 + plan.energy_kwh * 0.10)
+
+
+def test_the_lower_energy_candidate_wins_when_all_else_is_equal():
+    s = setting([cap("a:64", j=300.0), cap("b:64", j=100.0)], [200, 200], online=800)
+    plan = solve(s, "carbon", ALL_OFF, Economics(), "t")
+    assert plan.provisioned.tolist() == [0, 1]
+
+
+def test_offline_work_moves_to_the_cleanest_hour_within_its_deadline():
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    s = setting([cap(rate=1000.0)], [500, 500, 50, 500], online=100, offline=200, deadline=4)
+    plan = solve(s, "carbon", shifting, Economics(), "t")
+    served = plan.offline_gpu[:, 0]
+    # 600 offline requests have arrived by hour 2 and fit its spare capacity (900); hour 3's 200 are due by the end.
+    assert served.tolist() == pytest.approx([0, 0, 600, 200])
+    no_shift = solve(s, "carbon", ALL_OFF, Economics(), "t")
+    assert no_shift.offline_gpu[:, 0].tolist() == pytest.approx([200, 200, 200, 200])
+    assert plan.operational_kg < no_shift.operational_kg
+
+
+@settings(max_examples=25, deadline=None)
+@given(intensity=st.lists(st.floats(10, 900), min_size=3, max_size=8), deadline=st.integers(1, 8),
+       offline=st.floats(1, 400))
+def test_time_shifting_never_misses_a_deadline_or_serves_work_before_it_arrives(intensity, deadline, offline):
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    s = setting([cap(rate=1000.0)], intensity, online=50, offline=offline, deadline=deadline)
+    plan = solve(s, "carbon", shifting, Economics(), "t")
+    served = np.cumsum(plan.offline_gpu.sum(axis=1))
+    arrived = offline * np.arange(1, len(intensity) + 1)
+    for h in range(len(intensity)):
+        due = arrived[h - deadline + 1] if h - deadline + 1 >= 0 else 0.0
+        assert served[h] >= due - 1e-6
+        assert served[h] <= arrived[h] + 1e-6
+    assert served[-1] == pytest.approx(arrived[-1])
+
+
+def test_no_feasible_candidate_is_an_error():
+    none = Capacity(Candidate("x:1", "l4", serving.datasheet("l4"), 1), 0.0, math.nan, 16, 0.4, 0, *[math.nan] * 3)
+    with pytest.raises(PlanError, match="no candidate meets the SLO"):
+        solve(setting([none], [100], online=10), "carbon", ALL_OFF, Economics(), "t")
+
+
+def round_device(rate=1e12, bw=1e11):
+    return serving.DeviceModel("d", "test", rate, bw, 0.0, 0.0, 0.0, 100.0, 10.0, 1e12)
+
+
+def test_simulation_times_by_hand():
+    # A model whose steps cost only weights: bytes_per_step / bw = 1 s per step, whatever the batch.
+    model = serving.ModelSpec("tiny", layers=1, hidden=1, heads=1, kv_heads=1, head_dim=1, ffn=1, vocab=1)
+    cost = serving.StepCost.of(model, round_device())
+    cost = serving.StepCost(0.0, 0.0, 0.0, 1e11, 0.0, 0.0, cost.device)
+    res = simulate(np.array([0.0, 0.5]), np.array([10, 10]), np.array([3, 1]), cost, max_batch=8)
+    # Step 1 (0-1 s) prefills request 0; request 1 arrives at 0.5 and is prefilled in step 2 (1-2 s)
+    # while request 0 decodes; request 0 decodes again in step 3 (2-3 s).
+    assert res.ttft_s.tolist() == [1.0, 1.5]
+    assert res.finish_s.tolist() == [3.0, 2.0]
+    assert res.tpot_s[0] == pytest.approx(1.0) and math.isnan(res.tpot_s[1])
+    assert res.busy_energy_j == pytest.approx(3 * 100.0)  # P_0 = 100 W for 3 busy seconds
+    assert res.attainment(Slo(ttft_s=1.2, tpot_s=2, attainment=0.5)) == 0.5
+
+
+def test_simulation_respects_the_batch_cap():
+    cost = serving.StepCost(0.0, 0.0, 0.0, 1e11, 0.0, 0.0, round_device())
+    res = simulate(np.zeros(4), np.ones(4, int), np.full(4, 2), cost, max_batch=2)
+    assert sorted(res.ttft_s.tolist()) == [1.0, 1.0, 3.0, 3.0]  # two wait for the first two to finish
