@@ -70,6 +70,9 @@ def prepare(points: pd.DataFrame) -> pd.DataFrame:
     gpu = df["device"] == "cuda"
     df["device_energy_per_call_j"] = np.where(gpu, df["gpu_energy_per_call_j"], df["energy_per_call_j"])
     df["device_energy_method"] = np.where(gpu, "gpu=" + df["gpu_method"].astype(str), df["energy_method"])
+    idle_cols = [c for c in df.columns if c.endswith("_idle_power_w") and c != "gpu_idle_power_w"]
+    host_idle = df[idle_cols].sum(axis=1, min_count=1) if idle_cols else np.nan
+    df["device_idle_power_w"] = np.where(gpu, df.get("gpu_idle_power_w", np.nan), host_idle)
     # On a CPU-only machine the host is the device: its energy is both.
     df["host_energy_per_call_j"] = df["energy_per_call_j"] - np.where(gpu, df["gpu_energy_per_call_j"].fillna(0), 0)
     df["length"] = np.where(df["phase"] == "prefill", df["seq_len"], df["context_len"])
@@ -177,7 +180,7 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
 def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
     out = df[["kernel", "phase", "impl", "device", "dtype"] + SHAPE_COLS + [
         "length", "clock_mhz", "gpu_sm_mhz_mean", "flops_per_call", "min_bytes_per_call", "tokens_per_call",
-        "time_per_call_s", "device_energy_per_call_j", "host_energy_per_call_j", "energy_per_call_j",
+        "time_per_call_s", "device_energy_per_call_j", "device_idle_power_w", "host_energy_per_call_j", "energy_per_call_j",
         "device_energy_method", "energy_method", "quality", "quality_source", "date", "shape_id", "key"]].copy()
     out.insert(0, "hardware", name)
     if "env_device_name" in df:
@@ -216,6 +219,17 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, (np.floating,)):
         return float(x)
     raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def for_device(match: str, root: Path | str = PROFILES_DIR) -> "Profile | None":
+    """The newest measured profile whose device name contains `match` (e.g. "H100"), if any."""
+    found = []
+    for name in available(root):
+        meta = json.loads((Path(root) / f"{name}.json").read_text())["meta"]
+        pattern = re.compile(rf"\b{re.escape(match)}\b", re.IGNORECASE)  # L4 must not match L40S
+        if any(pattern.search(str(d)) for d in meta.get("device_names", [])):
+            found.append((max(meta.get("dates") or [""]), name))
+    return load(max(found)[1], root) if found else None
 
 
 def available(root: Path | str = PROFILES_DIR) -> list[str]:

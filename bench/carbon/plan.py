@@ -39,6 +39,7 @@ class PlanInputs:
     host_spare_share: float = 0.9  # share of host cores free for offline work (hosts idle ~94%)
     dram_gb_per_s_per_socket: float = 460.8  # 12-channel DDR5-4800 theoretical peak
     embodied_level: str = "default"
+    gpu_profiles: dict = dataclasses.field(default_factory=dict)  # gpu type -> measured Profile (replaces datasheet)
 
 
 @dataclass
@@ -57,7 +58,13 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
         mem = float(embodied.gpus().loc[gpu, "memory_gb"]) * 1e9
         tp = max(1, math.ceil(inputs.model.weight_bytes * 1.2 / mem))  # room for KV: at least 20% spare
         tp = 2 ** math.ceil(math.log2(tp))
-        device = serving.datasheet(gpu, tp)
+        measured = inputs.gpu_profiles.get(gpu)
+        if measured is not None:
+            idle = float(measured.table["device_idle_power_w"].median()) * tp
+            device = serving.from_profile(measured, gpu, mem * tp, scale=tp, idle_w=idle)
+            device = dataclasses.replace(device, devices=tp)
+        else:
+            device = serving.datasheet(gpu, tp)
         for b in inputs.max_batches:
             out.append(Candidate(f"{gpu}{f' x{tp}' if tp > 1 else ''}:{b}", gpu, device, b))
     return out
@@ -130,11 +137,15 @@ def verify(plan: Plan, inputs: PlanInputs, cache: dict) -> tuple[float, set[str]
             if key not in cache:
                 res, _ = run_load(w, StepCost.of(inputs.model, cap.candidate.device), cap.candidate.max_batch,
                                   max(load, 1e-3), slo, abort=False)
-                cache[key] = res.attainment(slo)
-            if cache[key] < slo.attainment:
+                cache[key] = (res.attainment(slo), {f"{m}_p{q}_s": res.percentile(f"{m}_s", q)
+                                                    for m in ("ttft", "tpot") for q in (50, 99)})
+            attained, pct = cache[key]
+            if attained < slo.attainment:
                 missed.add(cap.candidate.name)
-            met += cache[key] * plan.online[h, j]
+            met += attained * plan.online[h, j]
             total += plan.online[h, j]
+            for k, v in pct.items():  # the worst hour's percentiles
+                plan.latency[k] = max(plan.latency.get(k, 0.0), v)
     return (met / total if total else math.nan), missed
 
 
@@ -149,6 +160,7 @@ def solve_verified(setting: Setting, objective: str, pillars: Pillars, econ: Eco
     caps = list(setting.capacities)
     for round_ in range(1, MAX_ROUNDS + 1):
         plan = solve(dataclasses.replace(setting, capacities=caps), objective, pillars, econ, name)
+        plan.latency = {}
         plan.attainment, missed = verify(plan, inputs, cache)
         if not missed:
             break

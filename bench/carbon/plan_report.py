@@ -28,6 +28,8 @@ def plans_table(run: PlanRun) -> pd.DataFrame:
                      "embodied GPU kg": p.embodied_gpu_kg, "embodied host kg": p.embodied_host_kg,
                      "total kgCO2e": p.total_kg, "total low-high": f"{s['low']:.3g}-{s['high']:.3g}",
                      "energy kWh": p.energy_kwh, "cost USD": p.cost_usd, "SLO attainment (simulated)": p.attainment,
+                     "TTFT p50/p99 s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_p99_s', float('nan')):.3g}",
+                     "TPOT p50/p99 s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_p99_s', float('nan')):.3g}",
                      "offline on CPU": float(p.offline_cpu.sum())})
     return pd.DataFrame(rows)
 
@@ -62,7 +64,9 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
              "models (see `method`: `model:datasheet` is peak datasheet rates with the Splitwise power model, not a "
              "measurement); host power of GPU nodes is not modelled; parked replicas are off",
              "- every plan's SLO attainment is simulated over the whole trace hour at the load the plan gives each "
-             "replica, not assumed", ""]
+             "replica, not assumed; TTFT/TPOT percentiles are those of the worst hour",
+             "- not modelled: SM clock choice (needs a measured frequency profile, `sweep=frequency`), separate batch "
+             "caps per phase", ""]
     for other in run.plans[1:]:
         saving = 1 - carbon.total_kg / other.total_kg
         lines.append(f"- carbon-optimal {'saves' if saving >= 0 else 'adds'} {abs(saving):.1%} of the total carbon of "

@@ -66,6 +66,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     candidates: list[Capacity] = field(default_factory=list)
     hourly_energy_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latency: dict[str, float] = field(default_factory=dict)  # worst hour's TTFT/TPOT p50 and p99, simulated
 
     @property
     def total_kg(self) -> float:

@@ -27,7 +27,18 @@ def inputs_of(cfg: Any) -> plan.PlanInputs:
         cpu_profile=profiles.load(p.cpu_profile, cfg.profiles_dir) if p.cpu_profile else None,
         host_spare_share=p.host_spare_share, dram_gb_per_s_per_socket=p.dram_gb_per_s_per_socket,
         embodied_level=p.embodied,
+        gpu_profiles=measured_gpu_profiles(list(p.gpus), cfg.profiles_dir),
     )
+
+
+def measured_gpu_profiles(gpus: list[str], root: str) -> dict[str, profiles.Profile]:
+    """A measured profile of a GPU type, where one exists, replaces its datasheet model."""
+    out = {}
+    for gpu in gpus:
+        found = profiles.for_device(str(embodied.gpus().loc[gpu, "name_match"]), root)
+        if found is not None:
+            out[gpu] = found
+    return out
 
 
 def run(cfg: Any) -> dict[str, Any]:

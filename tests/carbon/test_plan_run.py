@@ -1,5 +1,6 @@
 """The planning run end to end on a slice of the shipped trace: every plan's SLO attainment is
 simulated, an impossible SLO names the closest configuration, and `task=plan` prints a report."""
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,21 @@ def test_a_bad_grid_file_fails_before_work(tmp_path):
     path.write_text("timestamp,intensity_g_per_kwh\n2022-07-15 00:00+00:00,0.25\n2022-07-15 01:00+00:00,9000\n")
     out = bench("task=plan", "grid=csv", f"grid.path={path}", f"results_dir={tmp_path}")
     assert out.returncode == 2 and "invalid grid=" in out.stderr and "wrong grid.units" in out.stderr
+
+
+def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
+    import pandas as pd
+
+    from bench.tasks.plan import measured_gpu_profiles
+    from tests.test_profiles import point
+
+    rng = np.random.default_rng(3)
+    rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)
+            for k in ("prefill.triton", "decode.triton") for b in (1, 4, 16, 64) for n in (1024, 4096)]
+    profiles.write(profiles.build(pd.DataFrame(rows), "h100-test"), tmp_path)
+    found = measured_gpu_profiles(["h100_sxm", "l4"], str(tmp_path))
+    assert list(found) == ["h100_sxm"]
+    cands = plan.candidates(dataclasses.replace(inputs(), gpu_profiles=found))
+    methods = {c.hardware: c.device.method for c in cands}
+    assert methods["h100_sxm"].startswith("profile:h100-test") and methods["l4"] == "model:datasheet"
+    assert next(c for c in cands if c.hardware == "h100_sxm").device.idle_w == pytest.approx(72.0)
