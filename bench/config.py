@@ -126,7 +126,8 @@ class PlanConf:
     slo_tpot_s: float = 0.1
     slo_attainment: float = 0.99
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
-    max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])
+    max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps
+    prefill_token_budgets: List[int] = field(default_factory=lambda: [0, 8192])  # prompt tokens per step, 0: no cap
     reference: str = "h100_sxm:128"  # the configuration used when rightsize is off
     embodied: str = "default"  # low | default | high (the report shows all three for totals)
     gpu_years: float = 4.0
@@ -345,6 +346,11 @@ def validate_plan(cfg: Any) -> None:
         raise ConfigError("plan.gpus", list(p.gpus), "needs at least one GPU type")
     for b in p.max_batches:
         _at_least("plan.max_batches", b, 1)
+    for b in p.prefill_token_budgets:
+        _at_least("plan.prefill_token_budgets", b, 0)
+    if 0 not in p.prefill_token_budgets:
+        raise ConfigError("plan.prefill_token_budgets", list(p.prefill_token_budgets),
+                          "must include 0 (no cap): the reference configuration has none")
     gpu, _, batch = p.reference.partition(":")
     if gpu not in p.gpus or not batch.isdigit() or int(batch) not in p.max_batches:
         raise ConfigError("plan.reference", p.reference, f"must be <gpu>:<max_batch> from plan.gpus {list(p.gpus)} "

@@ -28,6 +28,7 @@ class Candidate:
     hardware: str  # gpu type in the catalogue, or "host_cpu"
     device: DeviceModel
     max_batch: int
+    max_prefill_tokens: int = 0  # prompt tokens prefilled per step (0: no cap)
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,14 @@ def at_load(w: Workload, load: float) -> Workload:
     return Workload(w.arrival_s / load, w.prompt, w.output, w.offline, w.label)
 
 
-def run_load(w: Workload, cost: StepCost, max_batch: int, load: float, slo: Slo | None, abort: bool
-             ) -> tuple[SimResult, Workload]:
+def run_load(w: Workload, cost: StepCost, max_batch: int, load: float, slo: Slo | None, abort: bool,
+             max_prefill_tokens: int = 0) -> tuple[SimResult, Workload]:
     part = at_load(w, load)
     online = ~part.offline
     limit = int(math.floor((1 - slo.attainment) * online.sum())) if (slo and abort) else None
     # A replica must clear its requests well within twice their span, or it is overloaded.
     res = simulate(part.arrival_s, part.prompt, part.output, cost, max_batch, online=online, slo=slo,
-                   abort_violations=limit, horizon_s=2 * max(part.duration_s, 1.0))
+                   abort_violations=limit, horizon_s=2 * max(part.duration_s, 1.0), max_prefill_tokens=max_prefill_tokens)
     return res, part
 
 
@@ -86,7 +87,7 @@ def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: fl
 
     def ok(i: int) -> bool:
         if i not in results:
-            results[i] = run_load(w, cost, c.max_batch, loads[i], slo, abort=True)
+            results[i] = run_load(w, cost, c.max_batch, loads[i], slo, abort=True, max_prefill_tokens=c.max_prefill_tokens)
         return results[i][0].attainment(slo) >= slo.attainment
 
     # Binary search for the highest load that meets the SLO (attainment falls as load rises).

@@ -39,6 +39,7 @@ class PlanInputs:
     host_spare_share: float = 0.9  # share of host cores free for offline work (hosts idle ~94%)
     dram_gb_per_s_per_socket: float = 460.8  # 12-channel DDR5-4800 theoretical peak
     embodied_level: str = "default"
+    prefill_token_budgets: list[int] = dataclasses.field(default_factory=lambda: [0])  # 0: no cap
     gpu_profiles: dict = dataclasses.field(default_factory=dict)  # gpu type -> measured Profile (replaces datasheet)
 
 
@@ -59,14 +60,54 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
         tp = max(1, math.ceil(inputs.model.weight_bytes * 1.2 / mem))  # room for KV: at least 20% spare
         tp = 2 ** math.ceil(math.log2(tp))
         measured = inputs.gpu_profiles.get(gpu)
+        devices: list[tuple[str, serving.DeviceModel]]
         if measured is not None:
             idle = float(measured.table["device_idle_power_w"].median()) * tp
-            device = serving.from_profile(measured, gpu, mem * tp, scale=tp, idle_w=idle)
-            device = dataclasses.replace(device, devices=tp)
+            base = dataclasses.replace(serving.from_profile(measured, gpu, mem * tp, scale=tp, idle_w=idle), devices=tp)
+            devices = [("", base)] + [(f"@{f:g}MHz", d) for f, d in clocked(base, measured)]
         else:
-            device = serving.datasheet(gpu, tp)
-        for b in inputs.max_batches:
-            out.append(Candidate(f"{gpu}{f' x{tp}' if tp > 1 else ''}:{b}", gpu, device, b))
+            devices = [("", serving.datasheet(gpu, tp))]
+        for clock, device in devices:
+            for b in inputs.max_batches:
+                for p in inputs.prefill_token_budgets:
+                    name = f"{gpu}{f' x{tp}' if tp > 1 else ''}{clock}:{b}" + (f"/p{p}" if p else "")
+                    out.append(Candidate(name, gpu, device, b, p))
+    return out
+
+
+def clocked(device: serving.DeviceModel, profile) -> list[tuple[float, serving.DeviceModel]]:
+    """Rightsizing the SM clock, where the profile has frequency fits for both phases: at clock
+    f, compute rate and per-flop energy follow the prefill fit's time and energy relative to the
+    highest measured clock, bandwidth and per-byte energy the decode fit's (a model built on
+    measured curves, said in the method). Without such fits: no clock choice."""
+    from bench.profiles import _fit_from_dict
+
+    fits = profile.fits.get("frequency", {})
+    phase = {}
+    for name, fit in fits.items():
+        kind = "prefill" if name.startswith("prefill") else "decode"
+        phase.setdefault(kind, (_fit_from_dict(fit["power"]), _fit_from_dict(fit["time"])))
+    if set(phase) != {"prefill", "decode"}:
+        return []
+    clocks = sorted(profile.table["clock_mhz"].dropna().unique())
+    top = max(clocks)
+
+    def ratios(kind: str, f: float) -> tuple[float, float]:
+        power, time = phase[kind]
+        t = lambda x: time.params["t0_s"] + time.params["k_s_ghz"] * 1000.0 / x  # noqa: E731
+        pw = lambda x: power.params["p_static_w"] + power.params["c_w"] * (x / 1000.0) ** power.params["a"]  # noqa: E731
+        return t(f) / t(top), pw(f) * t(f) / (pw(top) * t(top))
+
+    out = []
+    for f in clocks:
+        if f == top:
+            continue
+        tp_, ep = ratios("prefill", f)
+        td, ed = ratios("decode", f)
+        out.append((float(f), dataclasses.replace(
+            device, flop_per_s=device.flop_per_s / tp_, bytes_per_s=device.bytes_per_s / td,
+            e_flop_j=device.e_flop_j * ep, e_byte_j=device.e_byte_j * ed,
+            method=device.method + f", SM {f:g} MHz from measured frequency fits (model)")))
     return out
 
 
@@ -108,7 +149,7 @@ def _setting(inputs: PlanInputs, caps: list[Capacity]) -> Setting:
 def _reference_name(inputs: PlanInputs, caps: list[Capacity]) -> str:
     gpu, batch = inputs.reference.split(":")
     for c in caps:
-        if c.candidate.hardware == gpu and c.candidate.max_batch == int(batch):
+        if c.candidate.hardware == gpu and c.candidate.max_batch == int(batch) and not c.candidate.max_prefill_tokens:
             return c.candidate.name
     raise PlanError(f"plan.reference={inputs.reference!r} is not among the candidates "
                     f"({', '.join(c.candidate.name for c in caps)})")
@@ -136,7 +177,7 @@ def verify(plan: Plan, inputs: PlanInputs, cache: dict) -> tuple[float, set[str]
             key = (cap.candidate.name, load)
             if key not in cache:
                 res, _ = run_load(w, StepCost.of(inputs.model, cap.candidate.device), cap.candidate.max_batch,
-                                  max(load, 1e-3), slo, abort=False)
+                                  max(load, 1e-3), slo, abort=False, max_prefill_tokens=cap.candidate.max_prefill_tokens)
                 cache[key] = (res.attainment(slo), {f"{m}_p{q}_s": res.percentile(f"{m}_s", q)
                                                     for m in ("ttft", "tpot") for q in (50, 99)})
             attained, pct = cache[key]

@@ -65,8 +65,8 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
              "measurement); host power of GPU nodes is not modelled; parked replicas are off",
              "- every plan's SLO attainment is simulated over the whole trace hour at the load the plan gives each "
              "replica, not assumed; TTFT/TPOT percentiles are those of the worst hour",
-             "- not modelled: SM clock choice (needs a measured frequency profile, `sweep=frequency`), separate batch "
-             "caps per phase", ""]
+             "- SM clock is a Rightsize choice only for GPU types whose measured profile has frequency fits "
+             "(`sweep=frequency`, then `task=fit`); datasheet models run at their default clocks", ""]
     for other in run.plans[1:]:
         saving = 1 - carbon.total_kg / other.total_kg
         lines.append(f"- carbon-optimal {'saves' if saving >= 0 else 'adds'} {abs(saving):.1%} of the total carbon of "

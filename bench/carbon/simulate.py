@@ -2,7 +2,8 @@
 
 Each step prefills the requests admitted in it (all their prompt tokens) and decodes one token
 for every running request; a request is admitted when it has arrived, the batch has room
-(`max_batch`) and the KV cache has room for its prompt and output. Step time and energy come
+(`max_batch`), the step's prompt-token budget has room (`max_prefill_tokens`) and the KV cache
+has room for its prompt and output. Step time and energy come
 from `serving.StepCost`; while nothing runs, the replica idles at its idle power. Per request:
 time to first token (TTFT), time per output token after the first (TPOT), completion time.
 
@@ -62,7 +63,9 @@ class SimResult:
 
 def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost: StepCost, max_batch: int,
              online: np.ndarray | None = None, slo: Slo | None = None, abort_violations: int | None = None,
-             horizon_s: float | None = None) -> SimResult:
+             horizon_s: float | None = None, max_prefill_tokens: int = 0) -> SimResult:
+    """`max_batch` caps the decode batch, `max_prefill_tokens` (0: no cap) the prompt tokens
+    prefilled in one step: a batch size per phase (a prompt longer than the cap runs alone)."""
     n = len(arrival_s)
     order = np.argsort(arrival_s, kind="stable")
     arrival_s, prompt, output = arrival_s[order], prompt[order].astype(float), np.maximum(output[order], 1)
@@ -94,6 +97,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             need = prompt[r] + output[r]
             if reserved + need > kv_capacity and (running or admitted):
                 break  # wait for memory; a lone request too big for memory still runs (and is slow)
+            if max_prefill_tokens and admitted and new_tokens + prompt[r] > max_prefill_tokens:
+                break
             waiting.popleft()
             admitted.append(r)
             reserved += need

@@ -21,6 +21,7 @@ def inputs_of(cfg: Any) -> plan.PlanInputs:
         intensity=load_grid(cfg.grid, p.hours),
         slo=Slo(p.slo_ttft_s, p.slo_tpot_s, p.slo_attainment),
         gpus=list(p.gpus), max_batches=list(p.max_batches), reference=p.reference,
+        prefill_token_budgets=list(p.prefill_token_budgets),
         pillars=Pillars(**{k: bool(v) for k, v in p.pillars.items()}), pue=p.pue, deadline_h=w.deadline_h,
         lifetimes=embodied.Lifetimes(p.gpu_years, p.host_years), recycle_extra_gpu_years=p.recycle_extra_gpu_years,
         electricity_usd_per_kwh=p.electricity_usd_per_kwh,

@@ -115,3 +115,27 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     methods = {c.hardware: c.device.method for c in cands}
     assert methods["h100_sxm"].startswith("profile:h100-test") and methods["l4"] == "model:datasheet"
     assert next(c for c in cands if c.hardware == "h100_sxm").device.idle_w == pytest.approx(72.0)
+
+
+def test_sm_clock_candidates_come_from_measured_frequency_fits():
+    import pandas as pd
+
+    from tests.test_profiles import point
+
+    rng = np.random.default_rng(4)
+    rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)
+            for k in ("prefill.triton", "decode.triton") for b in (1, 4, 16, 64) for n in (1024, 4096)]
+    for kind, k_s in (("prefill.triton", 4e-3), ("decode.triton", 1e-4)):
+        for f in (1005, 1410, 1755, 1980):
+            row = point(kind, 8, 4096, rng, env_device_name="NVIDIA H100 80GB HBM3", clocks_sm_mhz_requested=float(f))
+            row["time_per_call_s"] = 1e-3 + k_s / (f / 1000)
+            row["gpu_energy_per_call_j"] = (100 + 200 * (f / 1000) ** 2.5) * row["time_per_call_s"]
+            rows.append(row)
+    measured = profiles.build(pd.DataFrame(rows), "h100-freq")
+    cands = plan.candidates(dataclasses.replace(inputs(), gpus=["h100_sxm"], gpu_profiles={"h100_sxm": measured}))
+    clocks = sorted({c.name.split("@")[1].split(":")[0] for c in cands if "@" in c.name})
+    assert clocks == ["1005MHz", "1410MHz", "1755MHz"]
+    base = next(c for c in cands if "@" not in c.name).device
+    slow = next(c for c in cands if "@1005MHz" in c.name).device
+    assert slow.flop_per_s < base.flop_per_s and slow.e_flop_j < base.e_flop_j  # slower, less energy per flop
+    assert "from measured frequency fits" in slow.method
