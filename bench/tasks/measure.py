@@ -22,7 +22,7 @@ from bench.crosscheck import codecarbon_span
 from bench.lock import device_lock
 from bench.measure import TIME_METHOD, MeasurementError, PointResult, Protocol, cv, measure_point
 from bench.meters import MeterSet, select_meters
-from bench.telemetry import GpuTelemetry, WindowMonitor, gpu_activity
+from bench.telemetry import GpuTelemetry, WindowMonitor, gpu_activity, throttle_names
 from bench.results import ResultsStore, point_key
 from kernels import REGISTRY, Case, Shape
 from kernels.cases import offload_case
@@ -131,6 +131,13 @@ def _telemetry_columns(result: PointResult) -> dict[str, Any]:
         "gpu_sm_mhz_mean": t["sm_mhz_mean"], "gpu_mem_mhz_mean": t["mem_mhz_mean"],
         "gpu_temp_c_start": t["temp_c_start"], "gpu_temp_c_end": t["temp_c_end"], "gpu_temp_c_max": t["temp_c_max"],
         "gpu_throttle_reasons": t["throttle_reasons"], "throttled": t["throttled"],
+        # Per kept window, in trial order (empty lists without a GPU monitor).
+        "trials_gpu_sm_mhz_mean": json.dumps([round(w.sm_mhz_mean, 1) for w in result.windows if w.samples]),
+        "trials_gpu_mem_mhz_mean": json.dumps([round(w.mem_mhz_mean, 1) for w in result.windows if w.samples]),
+        "trials_gpu_temp_c": json.dumps([[w.temp_c_start, w.temp_c_end] for w in result.windows if w.samples]),
+        "trials_gpu_throttle_reasons": json.dumps(["+".join(throttle_names(w.reasons)) for w in result.windows
+                                                   if w.samples]),
+        "trials_updates": json.dumps([w.updates for w in result.windows]),
     }
 
 
