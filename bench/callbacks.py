@@ -33,6 +33,7 @@ class BenchCallback(Callback):
         if rows and "kernel" in rows[0]:
             print_table(rows, title=f"measured points ({config.results_dir})")
             _fit_what_was_measured(config)
+            _carbon_estimate(config, rows)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarise(config)
@@ -55,3 +56,24 @@ def _fit_what_was_measured(config: DictConfig) -> None:
         fit_and_write(config.results_dir, config.hardware, Path(config.results_dir) / "profile")
     except (ProfileError, FitError) as err:
         print(f"profile not fitted: {err}")
+
+
+def _carbon_estimate(config: DictConfig, rows: list[dict[str, Any]]) -> None:
+    """Operational carbon per million tokens of each measured point at the configured grid's
+    mean intensity over the planning period, x PUE (energy as measured or modelled, labelled)."""
+    from bench.carbon.grid import GridError
+    from bench.config import load_grid
+
+    try:
+        grid = load_grid(config.grid, config.plan.hours)
+    except GridError as err:
+        print(f"carbon estimate skipped: {err}")
+        return
+    mean = float(grid.g_per_kwh.mean())
+    print(f"operational carbon of the measured kernels (one attention call per token, not a whole model: see "
+          f"task=plan) at {grid.label} (mean {mean:.0f} gCO2e/kWh over {len(grid.g_per_kwh)} h) x PUE "
+          f"{config.plan.pue:g}, per million tokens:")
+    for row in rows:
+        kwh_per_mtok = row["energy_per_token_j"] * 1e6 / 3.6e6
+        print(f"  {row['kernel']:28} B={row['batch_size']:<4} {kwh_per_mtok * mean * config.plan.pue:10.3g} gCO2e "
+              f"({kwh_per_mtok:.3g} kWh; energy: {row['energy_method']})")
