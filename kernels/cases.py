@@ -63,13 +63,20 @@ def make_paged_cache(
     return scatter(k), scatter(v), block_table.to(k.device)
 
 
-def build_decode(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int) -> Callable[[], torch.Tensor]:
-    gen = _generator(device, seed)
+def _decode_inputs(shape: Shape, device: torch.device, dtype: torch.dtype, gen: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, contiguous k and v caches, and seq_lens (every request at `context_len`)."""
     b, length, d = shape.batch_size, shape.context_len, shape.head_dim
     q = _randn((b, shape.heads, d), gen, device, dtype)
     seq_lens = torch.full((b,), length, dtype=torch.int32, device=device)
     k = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
     v = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
+    return q, k, v, seq_lens
+
+
+def build_decode(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int) -> Callable[[], torch.Tensor]:
+    gen = _generator(device, seed)
+    q, k, v, seq_lens = _decode_inputs(shape, device, dtype, gen)
     if not case.paged:
         return lambda: decode(q, k, v, seq_lens, impl=case.impl)
     # Only the paged copies are captured, so the contiguous ones are freed on return.
@@ -89,12 +96,7 @@ def _host_copy(t: torch.Tensor) -> torch.Tensor:
 
 def build_decode_offload(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int) -> Callable[[], torch.Tensor]:
     """The same random inputs as `build_decode`, with the cache placed as the offload mode needs."""
-    gen = _generator(device, seed)
-    b, length, d = shape.batch_size, shape.context_len, shape.head_dim
-    q = _randn((b, shape.heads, d), gen, device, dtype)
-    seq_lens = torch.full((b,), length, dtype=torch.int32, device=device)
-    k = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
-    v = _randn((b, shape.kv_heads, length, d), gen, device, dtype)
+    q, k, v, seq_lens = _decode_inputs(shape, device, dtype, _generator(device, seed))
     threads = shape.offload_threads or None
     if case.impl == "offload_cpu":
         return _offload_closure(q, _host_copy(k), _host_copy(v), seq_lens, impl="offload_cpu", threads=threads)
