@@ -61,11 +61,10 @@ def _fit_what_was_measured(config: DictConfig) -> None:
 def _carbon_estimate(config: DictConfig, rows: list[dict[str, Any]]) -> None:
     """Operational carbon per million tokens of each measured point at the configured grid's
     mean intensity over the planning period, x PUE (energy as measured or modelled, labelled)."""
-    from bench.carbon.grid import GridError
-    from bench.config import load_grid
+    from bench.carbon.grid import GridError, from_config
 
     try:
-        grid = load_grid(config.grid, config.plan.hours)
+        grid = from_config(config.grid, config.plan.hours)
     except GridError as err:
         print(f"carbon estimate skipped: {err}")
         return

@@ -94,7 +94,7 @@ class GridConf:
     intensity_column: str = "intensity_g_per_kwh"
     units: str = "g_per_kwh"
     timezone: Optional[str] = None  # zone of naive timestamps in the csv (default UTC)
-    start: Optional[str] = "2022-07-15T00:00:00+00:00"  # first hour of the planning period (hourly series)
+    start: Optional[str] = None  # first hour of the planning period (default: the series' first)
 
 
 @dataclass
@@ -380,23 +380,6 @@ def validate_plan(cfg: Any) -> None:
     except workload.WorkloadError as err:
         raise ConfigError("workload", w.path or "default trace", str(err)) from None
     try:
-        load_grid(cfg.grid, p.hours)
+        grid.from_config(cfg.grid, p.hours)
     except grid.GridError as err:
         raise ConfigError("grid", cfg.grid.source, str(err)) from None
-
-
-def load_grid(g: Any, hours: int):
-    from bench.carbon import grid
-
-    if g.source == "constant":
-        series = grid.constant(g.intensity_g_per_kwh)
-    elif g.source == "country":
-        series = grid.country(g.country)
-    elif g.source == "csv":
-        if not g.path:
-            raise grid.GridError("grid=csv needs grid.path=<file>")
-        series = grid.from_csv(g.path, g.time_column, g.intensity_column, g.units, g.timezone)
-    else:
-        series = grid.trace(g.source)
-    return series.window(g.start if len(series.g_per_kwh) > 1 else None, hours) if g.start or len(series.g_per_kwh) == 1 \
-        else series.window(None, hours)

@@ -112,3 +112,18 @@ def trace(name: str) -> Intensity:
     if name not in TRACES:
         raise GridError(f"grid={name!r} unknown; shipped hourly traces: {', '.join(TRACES)}")
     return from_csv(TRACES[name], label=f"{name.split('_')[0].upper()} 2022 hourly (EIA via dc-rl)")
+
+
+def from_config(g, hours: int) -> Intensity:
+    """The `hours` of intensity a `grid` config (bench.config.GridConf) names."""
+    if g.source == "constant":
+        series = constant(g.intensity_g_per_kwh)
+    elif g.source == "country":
+        series = country(g.country)
+    elif g.source == "csv":
+        if not g.path:
+            raise GridError("grid=csv needs grid.path=<file>")
+        series = from_csv(g.path, g.time_column, g.intensity_column, g.units, g.timezone)
+    else:
+        series = trace(g.source)
+    return series.window(g.start, hours)

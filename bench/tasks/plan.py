@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import profiles
-from bench.carbon import embodied, plan, plan_report, serving, workload
+from bench.carbon import embodied, grid, plan, plan_report, serving, workload
 from bench.carbon.planner import Pillars, PlanError
 from bench.carbon.simulate import Slo
-from bench.config import load_grid
 from bench.results import atomic_write_text
 
 
@@ -18,7 +17,7 @@ def inputs_of(cfg: Any) -> plan.PlanInputs:
     return plan.PlanInputs(
         model=serving.PRESETS[p.model],
         workload=workload.load(w.path, w.time_column, w.prompt_column, w.output_column, w.offline_share, w.seed),
-        intensity=load_grid(cfg.grid, p.hours),
+        intensity=grid.from_config(cfg.grid, p.hours),
         slo=Slo(p.slo_ttft_s, p.slo_tpot_s, p.slo_attainment),
         gpus=list(p.gpus), max_batches=list(p.max_batches), reference=p.reference,
         prefill_token_budgets=list(p.prefill_token_budgets),
