@@ -57,7 +57,7 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
     carbon = run.plans[0]
     lines = [f"# Carbon-aware plan: {i.model.name} on {i.workload.label}", "",
              f"- grid: {i.intensity.label}, {len(i.intensity.g_per_kwh)} h from {i.intensity.start_utc} "
-             f"(mean {np.mean(i.intensity.g_per_kwh):.0f} g/kWh, {i.intensity.gaps_filled} gaps filled), PUE {i.pue:g}",
+             f"(mean {np.mean(i.intensity.g_per_kwh):.0f} g/kWh, {i.intensity.gaps_filled} gaps in the source filled by interpolation), PUE {i.pue:g}",
              f"- SLO: TTFT <= {i.slo.ttft_s:g} s and TPOT <= {i.slo.tpot_s:g} s for {i.slo.attainment:.0%} of online "
              f"requests; offline deadline {i.deadline_h} h",
              "- the one-hour trace is replayed every hour of the period; GPU energy from the candidates' device "
