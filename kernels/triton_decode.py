@@ -5,7 +5,8 @@ group at once (GQA packing: each K/V byte is read once, the group's queries form
 one dot product), streaming its split of the request's cache in BLOCK_N tokens with an online
 softmax in base 2; it writes a partial output and log-sum-exp per query head and split. Splits
 past a request's length write an empty partial (log-sum-exp -inf).
-Stage 2: a program per (request, query head) merges the partials by their log-sum-exps.
+Stage 2: a program per (request, query head) merges the partials by their log-sum-exps; with a
+single split (large batch x KV heads) stage 1 writes the output itself and stage 2 is skipped.
 
 The grid depends only on tensor shapes (batch, heads, cache capacity), never on `seq_lens`
 values, so a decode step can be captured in a CUDA graph.
@@ -37,8 +38,9 @@ def _decode_split_kernel(
     stride_kp, stride_kn, stride_kh, stride_kd,
     stride_vp, stride_vn, stride_vh, stride_vd,
     stride_tb, H_Q, GROUP, SPLIT_LEN, NUM_SPLITS, CAP_BUCKET,
+    O, LSE, stride_ob, stride_oh, stride_od,
     HEAD_DIM: tl.constexpr, BLOCK_G: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DIRECT: tl.constexpr, STORE_LSE: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     b = tl.program_id(0)
     hk = tl.program_id(1)
@@ -77,9 +79,16 @@ def _decode_split_kernel(
     has_keys = l_i > 0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
     lse = tl.where(has_keys, m_i + tl.math.log2(tl.where(has_keys, l_i, 1.0)), float("-inf"))
-    part = (b * H_Q + heads) * NUM_SPLITS + split  # O_PART [B, Hq, S, D], LSE_PART [B, Hq, S]
-    tl.store(O_PART + part[:, None] * HEAD_DIM + offs_d[None, :], out, mask=in_group[:, None])
-    tl.store(LSE_PART + part, lse, mask=in_group)
+    if DIRECT:
+        # One split covers the whole cache: this is the answer, no merge pass needed.
+        tl.store(O + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :] * stride_od,
+                 out.to(O.dtype.element_ty), mask=in_group[:, None])
+        if STORE_LSE:
+            tl.store(LSE + b * H_Q + heads, lse / 1.4426950408889634, mask=in_group)
+    else:
+        part = (b * H_Q + heads) * NUM_SPLITS + split  # O_PART [B, Hq, S, D], LSE_PART [B, Hq, S]
+        tl.store(O_PART + part[:, None] * HEAD_DIM + offs_d[None, :], out, mask=in_group[:, None])
+        tl.store(LSE_PART + part, lse, mask=in_group)
 
 
 @triton.jit
@@ -102,7 +111,8 @@ def _decode_merge_kernel(O_PART, LSE_PART, O, LSE, stride_ob, stride_oh, stride_
         tl.store(LSE + b * H_Q + h, (m + tl.math.log2(total)) / 1.4426950408889634)
 
 
-_split_tuned = triton.autotune(configs=_configs(), key=["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE"])(
+_split_tuned = triton.autotune(configs=_configs(), key=["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE",
+                                                      "DIRECT"])(
     _decode_split_kernel)
 INTERPRETER_CONFIG = {"BLOCK_N": 16}
 
@@ -149,21 +159,26 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     group = hq // hkv
     splits, split_len = plan_splits(b, hkv, capacity, q.device, num_splits)
     scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
-    o_part = torch.empty((b, hq, splits, d), device=q.device, dtype=torch.float32)
-    lse_part = torch.empty((b, hq, splits), device=q.device, dtype=torch.float32)
+    direct = splits == 1
+    o = torch.empty_like(q)
+    lse = torch.empty((b, hq), device=q.device, dtype=torch.float32) if return_lse else None
+    # With one split the partials are the output: they are not allocated and nothing is merged.
+    o_part = o if direct else torch.empty((b, hq, splits, d), device=q.device, dtype=torch.float32)
+    lse_part = (lse if lse is not None else o_part) if direct else torch.empty((b, hq, splits), device=q.device,
+                                                                                dtype=torch.float32)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     args = (q, k_cache, v_cache, seq_lens, table, o_part, lse_part, scale * LOG2E, *q.stride(), *k_strides,
-            *v_strides, table_stride, hq, group, split_len, splits, triton.next_power_of_2(capacity))
+            *v_strides, table_stride, hq, group, split_len, splits, triton.next_power_of_2(capacity),
+            o, lse if lse is not None else o, *o.stride())
     meta = dict(HEAD_DIM=d, BLOCK_G=max(MIN_ROWS, triton.next_power_of_2(group)), PAGED=paged,
-                PAGE_SIZE=page_size, DOT_PRECISION=precision)
+                PAGE_SIZE=page_size, DOT_PRECISION=precision, DIRECT=direct, STORE_LSE=return_lse)
     grid = (b, hkv, splits)
     if q.device.type == "cpu":
         _decode_split_kernel[grid](*args, **meta, **INTERPRETER_CONFIG)
     else:
         _split_tuned[grid](*args, **meta)
-
-    o = torch.empty_like(q)
-    lse = torch.empty((b, hq), device=q.device, dtype=torch.float32) if return_lse else o_part
-    _decode_merge_kernel[(b, hq)](o_part, lse_part, o, lse, *o.stride(), hq, splits, HEAD_DIM=d,
-                                  BLOCK_S=max(2, triton.next_power_of_2(splits)), STORE_LSE=return_lse)
+    if not direct:
+        _decode_merge_kernel[(b, hq)](o_part, lse_part, o, lse if lse is not None else o_part, *o.stride(), hq,
+                                      splits, HEAD_DIM=d, BLOCK_S=max(2, triton.next_power_of_2(splits)),
+                                      STORE_LSE=return_lse)
     return (o, lse) if return_lse else o
