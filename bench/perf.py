@@ -92,14 +92,14 @@ def prefill_rows(dtype: torch.dtype, seq_lens: list[int], head_dim: int = 128) -
     return rows
 
 
-def decode_rows(dtype: torch.dtype, batches: list[int], contexts: list[int]) -> list[dict[str, object]]:
+def decode_rows(dtype: torch.dtype, batches: list[int], contexts: list[int], head_dim: int = 128) -> list[dict[str, object]]:
     # CPU-offload cases synchronise with the host every step, so they cannot be graph-captured;
     # their cost is measured by the energy sweeps (`offload=...`), not in this table.
     names = [c.name for c in REGISTRY if c.phase == "decode" and c.impl in ("triton", "torch")]
     rows = []
     for length in contexts:
         for b in batches:
-            shape = Shape(batch_size=b, heads=DECODE_HEADS, kv_heads=DECODE_KV_HEADS, head_dim=128, context_len=length)
+            shape = Shape(batch_size=b, heads=DECODE_HEADS, kv_heads=DECODE_KV_HEADS, head_dim=head_dim, context_len=length)
             rows += [_time_case(name, shape, dtype) for name in names]
     return rows
 
@@ -107,7 +107,8 @@ def decode_rows(dtype: torch.dtype, batches: list[int], contexts: list[int]) -> 
 def compare(rows: pd.DataFrame, ceil: dict[str, float]) -> pd.DataFrame:
     """Ratio to the fastest SDPA backend at the same shape and layout, and % of the ceiling."""
     rows = rows.copy()
-    shape_cols = ["phase", "paged", "batch_size", "seq_len", "context_len", "causal"]
+    shape_cols = [c for c in ("phase", "paged", "batch_size", "heads", "head_dim", "seq_len", "context_len", "causal")
+                  if c in rows]
     sdpa = rows[rows["impl"].str.startswith("torch")].groupby(shape_cols, dropna=False)["time_ms"].min()
     best = rows.set_index(shape_cols).index.map(lambda key: sdpa.get(key, math.nan))
     rows["speedup_vs_best_sdpa"] = best / rows["time_ms"]
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[4096, 8192, 16384])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64, 128])
     parser.add_argument("--contexts", type=int, nargs="+", default=[4096, 16384])
+    parser.add_argument("--head-dims", type=int, nargs="+", default=[128, 64])
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
@@ -143,7 +145,8 @@ def main() -> None:
     ceil = ceilings()
     print(f"ceilings: copy {ceil['copy_gb_per_s']:.0f} GB/s, read {ceil['read_gb_per_s']:.0f} GB/s, "
           f"bf16 matmul {ceil['matmul_tflop_per_s']:.0f} TFLOP/s", flush=True)
-    rows = pd.DataFrame(prefill_rows(dtype, args.seq_lens) + decode_rows(dtype, args.batches, args.contexts))
+    rows = pd.DataFrame([r for d in args.head_dims
+                         for r in prefill_rows(dtype, args.seq_lens, d) + decode_rows(dtype, args.batches, args.contexts, d)])
     rows = compare(rows, ceil)
     import triton
 
@@ -154,7 +157,7 @@ def main() -> None:
         rows[f"ceiling_{name}"] = value
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "kernels.csv", index=False)
-    cols = ["kernel", "batch_size", "seq_len", "context_len", "causal", "time_ms", "tflop_per_s", "gb_per_s",
+    cols = ["kernel", "head_dim", "batch_size", "seq_len", "context_len", "causal", "time_ms", "tflop_per_s", "gb_per_s",
             "speedup_vs_best_sdpa", "pct_of_matmul", "pct_of_copy_bw", "pct_of_read_bw"]
     header = (f"# Kernel speed on {rows['device'][0]}, {rows['date'][0]}\n\ntorch {torch.__version__}, Triton "
               f"{triton.__version__}, bf16, CUDA-graph medians. Ceilings measured here: copy "
