@@ -94,6 +94,7 @@ class GridConf:
     intensity_column: str = "intensity_g_per_kwh"
     units: str = "g_per_kwh"
     timezone: Optional[str] = None  # zone of naive timestamps in the csv (default UTC)
+    max_gap_h: int = 24  # longer runs of missing hours are refused, shorter ones interpolated
     start: Optional[str] = None  # first hour of the planning period (default: the series' first)
 
 

@@ -77,8 +77,11 @@ def country(iso3: str) -> Intensity:
 
 
 def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column: str = "intensity_g_per_kwh",
-             units: str = "g_per_kwh", timezone: str | None = None, label: str | None = None) -> Intensity:
-    """An hourly (or finer/coarser, resampled to hourly means) series from a CSV file."""
+             units: str = "g_per_kwh", timezone: str | None = None, label: str | None = None,
+             max_gap_h: int = 24) -> Intensity:
+    """An hourly (or finer/coarser, resampled to hourly means) series from a CSV file. Gaps up to
+    `max_gap_h` hours are interpolated and counted; a longer one is refused (interpolating a
+    day or more would invent the very pattern time shifting exploits)."""
     path = Path(path)
     if units not in UNITS:
         raise GridError(f"grid.units={units!r}: choose one of {', '.join(UNITS)}")
@@ -101,9 +104,16 @@ def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column:
         raise GridError(f"grid file {path}: {len(bad)} values outside 0-{MAX_PLAUSIBLE_G_PER_KWH:g} g/kWh after "
                         f"converting from {units} (e.g. {bad.iloc[0]:g} at {bad.index[0]}); wrong grid.units?")
     hourly = series.resample("1h").mean()
-    gaps = int(hourly.isna().sum())
+    missing = hourly.isna()
+    gaps = int(missing.sum())
     if gaps == len(hourly):
         raise GridError(f"grid file {path} has no values in column {intensity_column!r}")
+    runs = (missing != missing.shift()).cumsum()[missing]
+    if len(runs) and runs.value_counts().max() > max_gap_h:
+        longest = runs.value_counts().idxmax()
+        first = runs[runs == longest].index[0]
+        raise GridError(f"grid file {path}: {int(runs.value_counts().max())} hours without values from {first} "
+                        f"(more than grid.max_gap_h={max_gap_h}); fill them or raise the limit")
     filled = hourly.interpolate(method="time", limit_direction="both")
     return Intensity(filled.to_numpy(float), filled.index[0], label or path.name, gaps)
 
@@ -123,7 +133,7 @@ def from_config(g, hours: int) -> Intensity:
     elif g.source == "csv":
         if not g.path:
             raise GridError("grid=csv needs grid.path=<file>")
-        series = from_csv(g.path, g.time_column, g.intensity_column, g.units, g.timezone)
+        series = from_csv(g.path, g.time_column, g.intensity_column, g.units, g.timezone, max_gap_h=g.max_gap_h)
     else:
         series = trace(g.source)
     return series.window(g.start, hours)

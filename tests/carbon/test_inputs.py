@@ -25,6 +25,14 @@ def test_gaps_are_interpolated_and_counted(tmp_path):
     assert series.gaps_filled == 2
 
 
+def test_a_gap_longer_than_allowed_is_refused(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 05:00,300\n")
+    with pytest.raises(grid.GridError, match="4 hours without values from 2022-01-01 01:00.*max_gap_h=3"):
+        grid.from_csv(path, max_gap_h=3)
+    assert grid.from_csv(path, max_gap_h=4).gaps_filled == 4
+
+
 def test_units_and_time_zones(tmp_path):
     path = tmp_path / "g.csv"
     path.write_text("t,lb\n2022-06-01 00:00,1000\n2022-06-01 01:00,500\n")
