@@ -1,24 +1,17 @@
-"""Typed configuration schemas (registered in Hydra's ConfigStore) and their validation.
+"""Typed configuration schemas, registered in Hydra's ConfigStore.
 
 YAML in `conf/` only sets values; types are enforced by these dataclasses when Hydra composes,
-and `validate` checks what types cannot (ranges, choices, GQA divisibility, device presence,
-a writable results directory), raising `ConfigError` with a one-line message naming the field.
-No device is probed when a config object is built; only `validate` and `resolve_*` look.
+and `bench.validation` checks what types cannot. No device is probed when a config object is
+built; only validation and `resolve_*` look.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
 
-from bench import results
-from bench.clocks import MODES as CLOCK_MODES
-from bench.measure import THERMAL_MODES
-from bench.meters import GPU_CHOICES, HOST_CHOICES
-from kernels import REGISTRY
-from kernels.cases import OFFLOAD_MODES, offload_case
 
 TASKS = ("measure", "fit", "report", "plan")
 BUSY_CHECKS = ("warn", "error", "off")
@@ -185,14 +178,6 @@ class BenchConf:
     meter: MeterConf = field(default_factory=MeterConf)
 
 
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field and what is allowed."""
-
-    def __init__(self, name: str, value: Any, allowed: str):
-        super().__init__(f"invalid {name}={value!r}: {allowed}")
-        self.field = name
-
-
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="bench_schema", node=BenchConf)
@@ -211,176 +196,3 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return DTYPES[name]
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(name, value, f"choose one of {', '.join(choices)}")
-
-
-def _at_least(name: str, value: Any, low: float, what: str = "an integer") -> None:
-    if value is None or value < low:
-        raise ConfigError(name, value, f"must be {what} >= {low:g}")
-
-
-def validate(cfg: Any) -> None:
-    """Check a composed config (DictConfig or BenchConf); raises `ConfigError`."""
-    _choice("task", cfg.task, TASKS)
-    if cfg.task in ("fit", "report") and not cfg.profile:
-        pattern = cfg.results or cfg.results_dir
-        import glob
-        from pathlib import Path
-
-        if not glob.glob(pattern) and not Path(pattern).exists():
-            raise ConfigError("results", pattern, "matches no directory or file of measured points")
-    if cfg.task == "report" and cfg.profile:
-        from bench.profiles import available
-
-        if cfg.profile not in available(cfg.profiles_dir):
-            raise ConfigError("profile", cfg.profile, f"no such profile in {cfg.profiles_dir}; available: "
-                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
-    if cfg.task == "plan":
-        validate_plan(cfg)
-    if cfg.hardware is not None and not cfg.hardware.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError("hardware", cfg.hardware, "must be a plain name (letters, digits, - and _)")
-    if cfg.kernel not in REGISTRY:
-        raise ConfigError("kernel", cfg.kernel, f"choose one of {', '.join(REGISTRY.names())}")
-    _choice("device", cfg.device, DEVICES)
-    _choice("dtype", cfg.dtype, ("auto",) + tuple(DTYPES))
-    for name in ("batch_size", "seq_len", "context_len", "heads", "kv_heads", "head_dim", "page_size"):
-        _at_least(name, getattr(cfg, name), 1)
-    _at_least("threads", cfg.threads, 0)
-    if cfg.heads % cfg.kv_heads:
-        divisors = [d for d in range(1, cfg.heads + 1) if cfg.heads % d == 0]
-        raise ConfigError("kv_heads", cfg.kv_heads,
-                          f"heads={cfg.heads} must be a multiple of kv_heads; allowed kv_heads: {divisors}")
-    _choice("offload", cfg.offload.mode, OFFLOAD_MODES)
-    if not 0.0 <= cfg.offload.fraction <= 1.0:
-        raise ConfigError("offload.fraction", cfg.offload.fraction, "must be in [0, 1] (share of the cache on the host)")
-    _at_least("offload.threads", cfg.offload.threads, 0)
-    _at_least("offload.chunks", cfg.offload.chunks, 1)
-    try:
-        case_name = offload_case(cfg.kernel, cfg.offload.mode)
-    except ValueError as err:
-        raise ConfigError("offload", cfg.offload.mode, str(err)) from None
-    _at_least("measure.trials", cfg.measure.trials, 1)
-    if not cfg.measure.min_window_s > 0:
-        raise ConfigError("measure.min_window_s", cfg.measure.min_window_s, "must be > 0 seconds")
-    _at_least("measure.warmup_s", cfg.measure.warmup_s, 0, "a number of seconds")
-    _at_least("measure.period_samples", cfg.measure.period_samples, 2)
-    if not cfg.measure.period_timeout_s > 0:
-        raise ConfigError("measure.period_timeout_s", cfg.measure.period_timeout_s, "must be > 0 seconds")
-    _at_least("measure.min_updates", cfg.measure.min_updates, 1)
-    _at_least("measure.max_retries", cfg.measure.max_retries, 0)
-    if not cfg.measure.cv_threshold > 0:
-        raise ConfigError("measure.cv_threshold", cfg.measure.cv_threshold, "must be > 0 (e.g. 0.02 for 2%)")
-    _choice("measure.thermal", cfg.measure.thermal, THERMAL_MODES)
-    for name in ("preheat_max_s", "cooldown_s"):
-        _at_least(f"measure.{name}", getattr(cfg.measure, name), 0, "a number of seconds")
-    if not 0 < cfg.measure.steady_tolerance < 1:
-        raise ConfigError("measure.steady_tolerance", cfg.measure.steady_tolerance, "must be in (0, 1)")
-    if not cfg.measure.monitor_interval_s > 0:
-        raise ConfigError("measure.monitor_interval_s", cfg.measure.monitor_interval_s, "must be > 0 seconds")
-    clocks = cfg.gpu.clocks
-    _choice("gpu.clocks.mode", clocks.mode, CLOCK_MODES)
-    for name in ("sm_mhz", "mem_mhz"):
-        if getattr(clocks, name) is not None:
-            _at_least(f"gpu.clocks.{name}", getattr(clocks, name), 1)
-    if clocks.mode == "lock" and clocks.sm_mhz is None and clocks.mem_mhz is None:
-        raise ConfigError("gpu.clocks.mode", "lock", "needs gpu.clocks.sm_mhz and/or gpu.clocks.mem_mhz")
-    if clocks.mode == "observe" and (clocks.sm_mhz is not None or clocks.mem_mhz is not None):
-        raise ConfigError("gpu.clocks.sm_mhz", clocks.sm_mhz if clocks.sm_mhz is not None else clocks.mem_mhz,
-                          "is only applied with gpu.clocks.mode=lock (observe mode never changes clocks)")
-    _choice("gpu.busy_check", cfg.gpu.busy_check, BUSY_CHECKS)
-    _at_least("lock.wait_s", cfg.lock.wait_s, 0, "a number of seconds")
-    if cfg.codecarbon.enabled and not (len(cfg.codecarbon.country) == 3 and cfg.codecarbon.country.isalpha()):
-        raise ConfigError("codecarbon.country", cfg.codecarbon.country, "must be an ISO 3166 alpha-3 code such as USA or FRA")
-    _choice("meter.gpu", cfg.meter.gpu, GPU_CHOICES)
-    _choice("meter.host", cfg.meter.host, HOST_CHOICES)
-    if cfg.meter.cpu_tdp_w is not None and not cfg.meter.cpu_tdp_w > 0:
-        raise ConfigError("meter.cpu_tdp_w", cfg.meter.cpu_tdp_w, "must be > 0 watts or null")
-    if cfg.meter.cpu_cores is not None:
-        _at_least("meter.cpu_cores", cfg.meter.cpu_cores, 1)
-    # Probing the machine comes last, after every pure check.
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", "cuda", "no CUDA GPU is visible here; choose auto or cpu")
-    if clocks.mode == "lock" and resolve_device(cfg.device).type != "cuda":
-        raise ConfigError("gpu.clocks.mode", "lock", "needs a CUDA device (clocks are locked through NVML)")
-    if cfg.meter.gpu == "nvml" and resolve_device(cfg.device).type != "cuda":
-        raise ConfigError("meter.gpu", "nvml", "needs a CUDA device; choose auto or none")
-    if clocks.mode == "lock":
-        _check_clocks_supported(cfg)
-    case = REGISTRY.get(case_name)
-    reason = case.unsupported_reason(resolve_device(cfg.device))
-    if reason:
-        raise ConfigError("kernel" if case_name == cfg.kernel else "offload", cfg.kernel if case_name == cfg.kernel
-                          else cfg.offload.mode, reason)
-    try:
-        results.check_writable(cfg.results_dir)
-    except results.NotWritable as err:
-        raise ConfigError("results_dir", cfg.results_dir, f"must be a writable directory ({err})") from None
-
-
-def _check_clocks_supported(cfg: Any) -> None:
-    """Ask NVML which clocks this GPU supports, so a bad value fails before any job runs."""
-    from bench.clocks import ClockRequest, UnsupportedClock, check_supported, supported_clocks_mhz
-    from bench.meters import open_nvml
-
-    nvml, handle, _ = open_nvml(resolve_device(cfg.device))
-    request = ClockRequest(mode="lock", sm_mhz=cfg.gpu.clocks.sm_mhz, mem_mhz=cfg.gpu.clocks.mem_mhz)
-    try:
-        check_supported(request, supported_clocks_mhz(nvml, handle))
-    except UnsupportedClock as err:
-        raise ConfigError(f"gpu.clocks.{err.field}", err.value, f"not supported by this GPU; valid: {err.valid}") from None
-
-
-def validate_plan(cfg: Any) -> None:
-    """task=plan inputs, including the grid and trace files (read here so bad ones fail first)."""
-    from bench.carbon import embodied, grid, serving, workload
-
-    p = cfg.plan
-    _choice("plan.model", p.model, tuple(serving.PRESETS))
-    for gpu in p.gpus:
-        if gpu not in embodied.gpus().index:
-            raise ConfigError("plan.gpus", gpu, f"choose among {', '.join(embodied.gpus().index)}")
-    if not p.gpus:
-        raise ConfigError("plan.gpus", list(p.gpus), "needs at least one GPU type")
-    for b in p.max_batches:
-        _at_least("plan.max_batches", b, 1)
-    for b in p.prefill_token_budgets:
-        _at_least("plan.prefill_token_budgets", b, 0)
-    if 0 not in p.prefill_token_budgets:
-        raise ConfigError("plan.prefill_token_budgets", list(p.prefill_token_budgets),
-                          "must include 0 (no cap): the reference configuration has none")
-    gpu, _, batch = p.reference.partition(":")
-    if gpu not in p.gpus or not batch.isdigit() or int(batch) not in p.max_batches:
-        raise ConfigError("plan.reference", p.reference, f"must be <gpu>:<max_batch> from plan.gpus {list(p.gpus)} "
-                          f"and plan.max_batches {list(p.max_batches)}")
-    _at_least("plan.hours", p.hours, 1)
-    if not p.pue >= 1.0:
-        raise ConfigError("plan.pue", p.pue, "must be >= 1 (facility energy / IT energy)")
-    for name in ("slo_ttft_s", "slo_tpot_s", "gpu_years", "host_years", "electricity_usd_per_kwh",
-                 "dram_gb_per_s_per_socket"):
-        if not getattr(p, name) > 0:
-            raise ConfigError(f"plan.{name}", getattr(p, name), "must be > 0")
-    if not 0 < p.slo_attainment <= 1:
-        raise ConfigError("plan.slo_attainment", p.slo_attainment, "must be in (0, 1]")
-    if not 0 < p.host_spare_share <= 1:
-        raise ConfigError("plan.host_spare_share", p.host_spare_share, "must be in (0, 1]")
-    _choice("plan.embodied", p.embodied, embodied.LEVELS)
-    if p.cpu_profile:
-        from bench.profiles import available
-
-        if p.cpu_profile not in available(cfg.profiles_dir):
-            raise ConfigError("plan.cpu_profile", p.cpu_profile, f"no such profile in {cfg.profiles_dir} (available: "
-                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
-    w = cfg.workload
-    _at_least("workload.deadline_h", w.deadline_h, 1)
-    try:
-        workload.load(w.path, w.time_column, w.prompt_column, w.output_column, w.offline_share, w.seed)
-    except workload.WorkloadError as err:
-        raise ConfigError("workload", w.path or "default trace", str(err)) from None
-    try:
-        grid.from_config(cfg.grid, p.hours)
-    except grid.GridError as err:
-        raise ConfigError("grid", cfg.grid.source, str(err)) from None

@@ -19,7 +19,7 @@ class ValidatingSweeperConf:
 
 def exit_if_invalid(cfg: Any, context: str = "") -> None:
     """Validate one composed config; on error print one line and exit with status 2."""
-    from bench.config import ConfigError, validate
+    from bench.validation import ConfigError, validate
 
     try:
         validate(cfg)

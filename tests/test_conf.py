@@ -6,7 +6,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench.config import BenchConf, ConfigError, register_configs, validate
+from bench.config import BenchConf, register_configs
+from bench.validation import ConfigError, validate
 from kernels import REGISTRY
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -82,7 +82,8 @@ def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
 def test_bad_plan_inputs_name_their_field(args, field, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from bench.config import ConfigError, register_configs, validate
+    from bench.config import register_configs
+    from bench.validation import ConfigError, validate
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
