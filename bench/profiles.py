@@ -193,6 +193,11 @@ def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
     roof = fits.get("energy_roofline")
     out["device_energy_per_call_j_fit"] = (curves.predict_energy_j(roof, out["flops_per_call"], out["min_bytes_per_call"],
                                                                    out["time_per_call_s"]) if roof else np.nan)
+    # The energy roofline is fitted on device-only kernels at default clocks: no prediction elsewhere.
+    outside = out["impl"].astype(str).str.startswith("offload") | out["clock_mhz"].notna()
+    out.loc[outside, "device_energy_per_call_j_fit"] = np.nan
+    out["setting"] = df["batch_group"].str.extract(r"d=\S+ ?(.*)$")[0].fillna("").values
+    out.loc[out["clock_mhz"].notna(), "setting"] += " sm=" + out.loc[out["clock_mhz"].notna(), "clock_mhz"].map("{:g}MHz".format)
     out["device_energy_per_token_j"] = out["device_energy_per_call_j"] / out["tokens_per_call"]
     out["host_energy_per_token_j"] = out["host_energy_per_call_j"] / out["tokens_per_call"]
     return out.sort_values(["phase", "kernel", "length", "batch_size"]).reset_index(drop=True)

@@ -58,7 +58,7 @@ def markdown(profile: Any, pngs: list[str] | None = None) -> str:
              f"- energy methods of the points: {', '.join(m.get('host_energy_methods', []))}",
              f"- points used: {m.get('points_used')}; dropped by quality: {m.get('points_dropped') or 'none'}",
              f"- source: {m.get('source') or '-'}", ""]
-    cols = ["kernel", "batch_size", "length", "time_per_call_s", "time_per_call_s_fit", "device_energy_per_token_j",
+    cols = ["kernel", "setting", "batch_size", "length", "time_per_call_s", "time_per_call_s_fit", "device_energy_per_token_j",
             "device_energy_per_call_j", "device_energy_per_call_j_fit", "host_energy_per_token_j", "quality"]
     lines += ["## Measured points (fit beside measured)", "", table_md(t[[c for c in cols if c in t]]), ""]
     fits = _fit_rows(profile.fits)
