@@ -197,7 +197,9 @@ def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
     outside = out["impl"].astype(str).str.startswith("offload") | out["clock_mhz"].notna()
     out.loc[outside, "device_energy_per_call_j_fit"] = np.nan
     out["setting"] = df["batch_group"].str.extract(r"d=\S+ ?(.*)$")[0].fillna("").values
-    out.loc[out["clock_mhz"].notna(), "setting"] += " sm=" + out.loc[out["clock_mhz"].notna(), "clock_mhz"].map("{:g}MHz".format)
+    clocked = out["clock_mhz"].notna()
+    if clocked.any():
+        out.loc[clocked, "setting"] = out.loc[clocked, "setting"] + [f" sm={f:g}MHz" for f in out.loc[clocked, "clock_mhz"]]
     out["device_energy_per_token_j"] = out["device_energy_per_call_j"] / out["tokens_per_call"]
     out["host_energy_per_token_j"] = out["host_energy_per_call_j"] / out["tokens_per_call"]
     return out.sort_values(["phase", "kernel", "length", "batch_size"]).reset_index(drop=True)
