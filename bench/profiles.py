@@ -145,9 +145,12 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
     skipped: list[str] = []
     fits: dict[str, Any] = {}
     plain = df[~df["impl"].astype(str).str.startswith("offload")]
-    fits["time_roofline"], s = curves.fit_groups(plain, ["kernel"], curves.time_roofline, min_points=4)
-    skipped += s
     roofline_points = plain[plain["clock_mhz"].isna()]  # one device, default clocks
+    fits["time_roofline"], s = curves.fit_groups(roofline_points, ["kernel"], curves.time_roofline, min_points=4)
+    skipped += s
+    # Energy per call of each case on its own (the same form as the roofline across cases).
+    fits["energy_per_case"], s = curves.fit_groups(roofline_points, ["kernel"], curves.energy_roofline, min_points=4)
+    skipped += s
     try:
         fits["energy_roofline"] = curves.energy_roofline(roofline_points)
     except curves.FitError as err:

@@ -37,7 +37,7 @@ def _fit_rows(fits: dict[str, Any]) -> pd.DataFrame:
                      "CV error rms": fit.cv_rel_error_rms, "CV error max": fit.cv_rel_error_max,
                      "quality": fit.quality, "derived": extra})
 
-    for kind in ("time_roofline", "batching", "offload_host"):
+    for kind in ("time_roofline", "energy_per_case", "batching", "offload_host"):
         for name, value in fits.get(kind, {}).items():
             add(kind, name, value)
     if fits.get("energy_roofline"):
