@@ -4,5 +4,5 @@ set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site:$PWD || exit 1
 export PYTHONUNBUFFERED=1
-[ "${SKIP_TESTS:-0}" = 1 ] || timeout 200 python3 -m pytest -q -m gpu tests 2>&1 | tee $OUT/pytest_gpu.log | tail -6
+[ "${SKIP_TESTS:-0}" = 1 ] || timeout 200 python3 -m pytest -q -m gpu tests/kernels 2>&1 | tee $OUT/pytest_gpu.log | tail -6
 python3 -m bench.perf --out $OUT --head-dims 128 64 2>&1 | tee $OUT/perf.log | tail -80
