@@ -20,16 +20,18 @@ def test_second_job_fails_with_the_holder_named(tmp_path):
 
 def test_second_job_waits_for_the_first(tmp_path):
     order = []
+    held = threading.Event()
 
     def first():
         with device_lock(tmp_path, "cpu-host", wait_s=0):
             order.append("first in")
+            held.set()
             time.sleep(0.3)
             order.append("first out")
 
     t = threading.Thread(target=first)
     t.start()
-    time.sleep(0.1)
+    assert held.wait(10)
     with device_lock(tmp_path, "cpu-host", wait_s=5, poll_s=0.02):
         order.append("second in")
     t.join()
