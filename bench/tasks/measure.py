@@ -155,7 +155,7 @@ def _check_gpu_idle(cfg: Any, meters: MeterSet) -> dict[str, Any]:
             "gpu_other_pids": json.dumps(list(activity.other_pids))}
 
 
-def _span_columns(before: MeterSet, readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
+def _span_columns(readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
     cols: dict[str, Any] = dict(codecarbon)
     if readings:
         span_j = sum(r.energy_j for r in readings)
@@ -215,7 +215,7 @@ def run(cfg: Any) -> dict[str, Any]:
     environment = {**env.describe(device), **_telemetry_columns(result), **extra,
                    "clocks_mode": cfg.gpu.clocks.mode, "clocks_sm_mhz_requested": cfg.gpu.clocks.sm_mhz,
                    "clocks_mem_mhz_requested": cfg.gpu.clocks.mem_mhz,
-                   **_span_columns(meters, span_readings, codecarbon)}
+                   **_span_columns(span_readings, codecarbon)}
     row = _row(ident, key, case, shape, dtype, result, environment)
     store.write(row)
     log.info("%s %s: %.4g ms/call, %.4g mJ/token (%s), quality %s", case.name, case.shape_fields(shape),
