@@ -163,6 +163,11 @@ def _span_columns(readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
                      "span_energy_method": "; ".join(f"{r.domain}={r.method}" for r in readings)})
         if "codecarbon_energy_j" in codecarbon and span_j:
             cols["codecarbon_rel_diff"] = (codecarbon["codecarbon_energy_j"] - span_j) / span_j
+            # Domain by domain where both have one (codecarbon's RAM model has no counterpart without RAPL DRAM).
+            for ours, theirs in (({"gpu"}, "codecarbon_gpu_energy_j"), ({"cpu", "cpu_package"}, "codecarbon_cpu_energy_j")):
+                mine = sum(r.energy_j for r in readings if r.domain in ours)
+                if mine > 0:
+                    cols[theirs.replace("_energy_j", "_rel_diff")] = (codecarbon[theirs] - mine) / mine
     return cols
 
 
