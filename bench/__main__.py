@@ -11,20 +11,35 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import sys  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from bench.carbon.planner import PlanError  # noqa: E402
+from bench.clocks import ClockError  # noqa: E402
 from bench.config import register_configs  # noqa: E402
+from bench.lock import DeviceBusy  # noqa: E402
+from bench.measure import MeasurementError  # noqa: E402
+from bench.meters import MeterUnavailable  # noqa: E402
+from bench.profiles import ProfileError  # noqa: E402
 from bench.sweeper import exit_if_invalid  # noqa: E402
 from bench.tasks import TASKS  # noqa: E402
 
 register_configs()
 
+# Refusals a user can act on: one line and exit status 3, not a traceback (2 is a bad config).
+REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterUnavailable, ProfileError, PlanError)
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> Any:
     exit_if_invalid(cfg)  # also checked before the sweep; cheap, and guards other launchers
-    return TASKS[cfg.task](cfg)
+    try:
+        return TASKS[cfg.task](cfg)
+    except REFUSALS as err:
+        print(f"bench: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

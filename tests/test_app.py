@@ -137,3 +137,18 @@ def test_sweep_grids_are_concatenated_in_a_seeded_random_order():
     assert sorted(shuffled) == sorted(in_grid_order) and shuffled != in_grid_order
     assert jobs("random", seed=3) == shuffled and jobs("random", seed=4) != shuffled
     assert len(jobs("grid", args=("batch_size=8",))) == 2 + 1  # a command-line value replaces a swept one
+
+
+def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
+    import socket
+
+    from bench.lock import device_lock
+
+    locks = tmp_path / "locks"
+    with device_lock(locks, f"cpu-{socket.gethostname()}", wait_s=0):
+        out = bench("sweep=none", "kernel=decode.torch", f"results_dir={tmp_path / 'r'}", f"lock.dir={locks}",
+                    "lock.wait_s=0.3", *SMALL, check=False)
+    assert out.returncode == 3
+    assert "DeviceBusy: device cpu-" in out.stderr and "in use by another bench job" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not point_files(tmp_path / "r")
