@@ -9,21 +9,25 @@ Stage 2: a program per (request, query head) merges the partials by their log-su
 single split (large batch x KV heads) stage 1 writes the output itself and stage 2 is skipped.
 
 The grid depends only on tensor shapes (batch, heads, cache capacity), never on `seq_lens`
-values, so a decode step can be captured in a CUDA graph.
+values, so a decode step can be captured in a CUDA graph. On a GPU the split count is chosen
+by timing the candidates on the first call of each shape (warm it up before capturing).
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import triton
 import triton.language as tl
+import triton.testing
 
 from kernels.triton_prefill import LOG2E, check_device, softmax_step
 
 MIN_ROWS = 16  # tl.dot needs at least 16 rows: small groups are padded
 SPLIT_ALIGN = 128  # split lengths are multiples of the largest BLOCK_N, so every config tiles them
 MAX_SPLITS = 64
+TUNE_SPLITS = True  # on a GPU, pick the split count by timing the candidates (first call per shape)
 
 
 def _configs() -> list[triton.Config]:
@@ -112,7 +116,7 @@ def _decode_merge_kernel(O_PART, LSE_PART, O, LSE, stride_ob, stride_oh, stride_
 
 
 _split_tuned = triton.autotune(configs=_configs(), key=["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE",
-                                                      "DIRECT"])(
+                                                      "DIRECT", "NUM_SPLITS"])(
     _decode_split_kernel)
 INTERPRETER_CONFIG = {"BLOCK_N": 16}
 
@@ -132,6 +136,31 @@ def plan_splits(batch: int, kv_heads: int, capacity: int, device: torch.device, 
     num_splits = max(1, min(int(num_splits), most))
     split_len = math.ceil(math.ceil(capacity / num_splits) / SPLIT_ALIGN) * SPLIT_ALIGN
     return math.ceil(capacity / split_len), split_len
+
+
+# Split counts tried when tuning on a GPU (each normalised by `plan_splits`, so duplicates collapse).
+SPLIT_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+_chosen_splits: dict[tuple, int] = {}
+
+
+def split_candidates(batch: int, kv_heads: int, capacity: int, device: torch.device) -> list[int]:
+    """The distinct split counts a shape allows, the shape heuristic's first."""
+    out: list[int] = []
+    for requested in (None,) + SPLIT_CANDIDATES:
+        n, _ = plan_splits(batch, kv_heads, capacity, device, requested)
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def choose_splits(key: tuple, candidates: list[int], time_ms: Callable[[int], float]) -> int:
+    """The fastest candidate, timed once per key and remembered (like Triton's autotuner, this
+    happens on the first call of a shape: in warm-up, outside any measurement window and before
+    any CUDA-graph capture). Ties keep the earlier candidate, the heuristic's."""
+    if key not in _chosen_splits:
+        times = {n: time_ms(n) for n in candidates}
+        _chosen_splits[key] = min(candidates, key=lambda n: times[n])
+    return _chosen_splits[key]
 
 
 def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, seq_lens: torch.Tensor, *,
@@ -157,6 +186,20 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         v_strides = (v_cache.stride(0), v_cache.stride(2), v_cache.stride(1), v_cache.stride(3))
         table, table_stride = seq_lens, 0  # unused
     group = hq // hkv
+    if num_splits is None and q.device.type == "cuda" and TUNE_SPLITS:
+        # Wave quantisation makes the best split count hard to predict from shapes: time them.
+        key = (b, hkv, triton.next_power_of_2(capacity), d, paged, page_size, q.dtype, group, return_lse)
+
+        def time_ms(n: int) -> float:
+            def run() -> object:
+                return decode_triton(q, k_cache, v_cache, seq_lens, block_table=block_table, sm_scale=sm_scale,
+                                     num_splits=n, return_lse=return_lse)
+
+            run()  # compile and autotune the kernel configs first, so do_bench times only calls
+            torch.cuda.synchronize(q.device)
+            return triton.testing.do_bench(run, warmup=5, rep=25)
+
+        num_splits = choose_splits(key, split_candidates(b, hkv, capacity, q.device), time_ms)
     splits, split_len = plan_splits(b, hkv, capacity, q.device, num_splits)
     scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
     direct = splits == 1

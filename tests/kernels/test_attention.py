@@ -168,3 +168,29 @@ def test_paged_layout_is_scattered_and_complete():
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_split_count_tuning_picks_the_fastest_candidate_once():
+    from kernels import triton_decode as td
+
+    cpu = torch.device("cpu")
+    candidates = td.split_candidates(4, 2, 1000, cpu)
+    assert candidates[0] == td.plan_splits(4, 2, 1000, cpu)[0]  # the heuristic's first
+    assert len(set(candidates)) == len(candidates) and max(candidates) <= td.math.ceil(1000 / td.SPLIT_ALIGN)
+    calls = []
+
+    def time_ms(n):
+        calls.append(n)
+        return {1: 3.0, 2: 1.0, 4: 1.0}.get(n, 5.0)
+
+    key = ("test", len(calls))
+    assert td.choose_splits(key, [1, 2, 4, 8], time_ms) == 2  # fastest; the tie goes to the earlier
+    assert td.choose_splits(key, [1, 2, 4, 8], time_ms) == 2 and calls == [1, 2, 4, 8]  # timed once
+    td._chosen_splits.pop(key)
+
+
+@pytest.mark.gpu
+def test_tuned_split_count_gives_the_reference_answer():
+    q, k, v, lens = _decode_inputs(32, 32, 8, 4096, 128, [4096] * 31 + [7], "cuda", torch.bfloat16, seed=11)
+    out = kernels.decode(q, k, v, lens, impl="triton")
+    assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
