@@ -14,7 +14,7 @@ from bench.clocks import MODES as CLOCK_MODES
 from bench.config import BUSY_CHECKS, DEVICES, DTYPES, TASKS, resolve_device
 from bench.measure import THERMAL_MODES
 from bench.meters import GPU_CHOICES, HOST_CHOICES
-from kernels import REGISTRY
+from kernels import REGISTRY, Shape
 from kernels.cases import OFFLOAD_MODES, offload_case
 
 
@@ -128,10 +128,32 @@ def validate(cfg: Any) -> None:
     if reason:
         raise ConfigError("kernel" if case_name == cfg.kernel else "offload", cfg.kernel if case_name == cfg.kernel
                           else cfg.offload.mode, reason)
+    if cfg.task == "measure":
+        _check_interpreter_work(cfg, case)
     try:
         results.check_writable(cfg.results_dir)
     except results.NotWritable as err:
         raise ConfigError("results_dir", cfg.results_dir, f"must be a writable directory ({err})") from None
+
+
+# Triton's interpreter runs kernels as numpy per program: about 6e7 flop/s for the prefill kernel
+# on this project's 2-core CI machine (2026-11-24), so a point of a real shape takes hours. Above
+# about 10 s per call it is refused.
+INTERPRETER_FLOP_PER_S = 6e7
+INTERPRETER_MAX_FLOPS = 10 * INTERPRETER_FLOP_PER_S
+
+
+def _check_interpreter_work(cfg: Any, case: Any) -> None:
+    uses_triton = case.impl == "triton" or case.device_impl == "triton"
+    if not uses_triton or resolve_device(cfg.device).type != "cpu":
+        return
+    shape = Shape(batch_size=cfg.batch_size, heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
+                  seq_len=cfg.seq_len, context_len=cfg.context_len, causal=cfg.causal, page_size=cfg.page_size)
+    flops = case.flops(shape)
+    if flops > INTERPRETER_MAX_FLOPS:
+        raise ConfigError("kernel", case.name, f"would run in Triton's CPU interpreter: {flops:.2g} flops per call, "
+                          f"about {flops / INTERPRETER_FLOP_PER_S:.0f} s each at ~{INTERPRETER_FLOP_PER_S:.0e} flop/s "
+                          f"(limit {INTERPRETER_MAX_FLOPS:.0e} flops); use a GPU, a torch kernel, or a smaller shape")
 
 
 def _check_clocks_supported(cfg: Any) -> None:

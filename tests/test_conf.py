@@ -104,6 +104,7 @@ def test_offload_group_sets_the_mode(composer, mode):
         (["kernel=decode.torch", "offload=cpu", "offload.threads=-1"], "offload.threads", ">= 0"),
         (["kernel=decode.torch", "offload=stream", "offload.chunks=0"], "offload.chunks", ">= 1"),
         (["kernel=prefill.torch", "offload=cpu"], "offload", "decode.triton and decode.torch"),
+        (["kernel=prefill.triton", "device=cpu", "seq_len=4096"], "kernel", "Triton's CPU interpreter"),
         (["kernel=decode.torch_paged", "offload=split"], "offload", "contiguous"),
     ],
 )
