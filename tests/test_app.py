@@ -36,6 +36,9 @@ def test_single_point_run_writes_one_labelled_row(tmp_path):
         method = row[f"{domain}_method"]
         assert method in METHODS or method.startswith("model:")
     assert row["env_torch_version"] and row["env_cpu_model"]
+    assert row["quality"] in ("ok", "noisy") and row["trials_discarded"] == 1
+    assert len(json.loads(row["trials_updates"])) == 2  # one entry per kept window (measure.trials=2)
+    assert row["clocks_mode"] == "observe" and row["throttled"] is False
     table = pd.read_csv(tmp_path / "points.csv")
     assert len(table) == 1 and table.loc[0, "key"] == row["key"]
     assert "measured points" in out.stdout
