@@ -20,6 +20,7 @@ def _fit(value: Any) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """Write atomically (a temporary file renamed into place), then free the figure."""
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)

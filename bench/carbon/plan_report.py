@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.carbon.plan import PlanRun  # noqa: E402
+from bench.plots import _save  # noqa: E402
 from bench.report import table_md  # noqa: E402
 
 
@@ -95,10 +96,7 @@ def plots(run: PlanRun, out: Path) -> list[Path]:
     ax.set(ylabel="kgCO2e over the period", title="carbon by plan")
     ax.legend()
     fig.tight_layout()
-    path = out / "plan_carbon.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
+    made.append(_save(fig, out / "plan_carbon.png"))
 
     carbon = run.plans[0]
     fig, ax1 = plt.subplots(figsize=(8, 4))
@@ -111,8 +109,5 @@ def plots(run: PlanRun, out: Path) -> list[Path]:
     ax2.set_ylabel("offline requests served")
     fig.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path = out / "plan_schedule.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
+    made.append(_save(fig, out / "plan_schedule.png"))
     return made
