@@ -88,3 +88,20 @@ def test_amortisation_by_time_share():
     assert embodied.kg("dram", "low") < embodied.kg("dram") < embodied.kg("dram", "high")
     small = embodied.reduced_host(16e9, 8e9, 8)
     assert small.kg() < host.kg() and small.dram_gb >= 40
+
+
+def test_grid_from_config_for_every_source(tmp_path):
+    from types import SimpleNamespace
+
+    base = dict(intensity_g_per_kwh=261.0, country="SWE", path=None, time_column="timestamp",
+                intensity_column="intensity_g_per_kwh", units="g_per_kwh", timezone=None, max_gap_h=24, start=None)
+    cfg = lambda **kw: SimpleNamespace(**{**base, **kw})  # noqa: E731
+    assert grid.from_config(cfg(source="constant"), 5).g_per_kwh.tolist() == [261.0] * 5
+    assert len(grid.from_config(cfg(source="country"), 3).g_per_kwh) == 3
+    day = grid.from_config(cfg(source="ciso_2022", start="2022-07-15T00:00:00+00:00"), 24)
+    assert day.start_utc == pd.Timestamp("2022-07-15", tz="UTC") and len(day.g_per_kwh) == 24
+    path = tmp_path / "g.csv"
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n")
+    assert grid.from_config(cfg(source="csv", path=str(path)), 2).g_per_kwh.tolist() == [100, 200]
+    with pytest.raises(grid.GridError, match="grid.path"):
+        grid.from_config(cfg(source="csv"), 2)
