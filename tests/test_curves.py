@@ -74,8 +74,8 @@ def test_batching_curve_and_saturation_batch():
     assert inside(fit, "e_inf_j", e_inf) and inside(fit, "c_j", c)
     # Doubling past B saves c / (2 (B e_inf + c)) < 5% once B > 9 c / e_inf = 450.
     assert abs(fit.extra["saturation_batch"] - 450) < 25
-    # measured: 256 -> 512 is the first doubling to save less than 5% (e(256) = 1.195e-3, e(512) = 1.098e-3: 8%;
-    # so no doubling measured saves < 5% and the largest batch is reported)
+    # Measured: even the last doubling, 256 -> 512, saves 8% (1.195e-3 -> 1.098e-3 J), so no measured
+    # doubling saves less than 5% and the largest batch is reported.
     assert fit.extra["saturation_batch_measured"] == 512
     assert curves.saturation_measured(np.array([1, 2, 4]), np.array([10.0, 6.0, 5.9])) == 2
 

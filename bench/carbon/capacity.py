@@ -1,9 +1,10 @@
 """What one replica of a candidate configuration can serve within the SLO, found by simulation.
 
 Requests are spread round-robin over identical replicas, so one replica with every N-th request
-stands for all N. The smallest N whose replica meets the SLO gives the replica's capacity in
-requests per hour; its simulated energy gives the affine energy model the planner uses
-(idle power while active + dynamic energy per request).
+stands for all N; a replica that can take more than the whole trace sees it compressed in time.
+The highest such load that still meets the SLO gives the replica's capacity in requests per
+hour; its simulated energy gives the affine energy model the planner uses (idle power while
+active + dynamic energy per request).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def run_load(w: Workload, cost: StepCost, max_batch: int, load: float, slo: Slo 
 
 def _loads() -> list[float]:
     """Loads tried: powers of 2^(1/4) (capacity is resolved to within 19%), below 1 as whole strides."""
-    low = sorted({1.0 / round(2 ** (i / 4)) for i in range(1, 4 * MAX_REPLICAS_LOG2 + 1)})
+    low = sorted({1.0 / round(2 ** (i / 4)) for i in range(1, 4 * MAX_REPLICAS_LOG2 + 1)} - {1.0})
     return low + [2 ** (i / 4) for i in range(0, 4 * MAX_LOAD_LOG2 + 1)]
 
 
