@@ -30,10 +30,22 @@ register_configs()
 
 # Refusals a user can act on: one line and exit status 3, not a traceback (2 is a bad config).
 REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterUnavailable, ProfileError, PlanError)
+_seen_results_dirs: set[str] = set()
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line, exit status 130. Clocks are already reset and the lock released (both
+    unwind in `finally`); finished points are on disk and the one in progress is not, so a rerun
+    of the same command measures exactly the rest."""
+    where = ", ".join(f"{d}/points" for d in sorted(_seen_results_dirs)) or "the results directory"
+    print(f"bench: interrupted; finished points are kept in {where}. "
+          "Rerun the same command to measure the rest (finished points are skipped).", file=sys.stderr)
+    raise SystemExit(130)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> Any:
+    _seen_results_dirs.add(str(cfg.results_dir))
     exit_if_invalid(cfg)  # also checked before the sweep; cheap, and guards other launchers
     try:
         return TASKS[cfg.task](cfg)
@@ -43,4 +55,7 @@ def main(cfg: DictConfig) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        interrupted()

@@ -104,14 +104,17 @@ def test_smoke_sweep_killed_mid_way_resumes_without_loss_or_duplicates(tmp_path,
 
     args = ["-m", "sweep=smoke", f"results_dir={tmp_path}", "measure.min_window_s=0.3"]
     proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not point_files(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert point_files(tmp_path), "no point was written before the deadline"
     proc.send_signal(getattr(signal, sig))
-    proc.wait(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
+    if sig == "SIGINT":  # Ctrl-C is a clean stop that says how to resume, not a traceback
+        assert proc.returncode == 130, err
+        assert "Rerun the same command" in err and "Traceback" not in err
     measured = {p.name: p.read_text() for p in point_files(tmp_path)}
     assert 1 <= len(measured) < 4  # killed part way
     bench(*args)
