@@ -54,6 +54,7 @@ def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
     lost.unlink()  # as if the sweep had been killed before this point
     out = bench(*sweep)
     assert (out.stdout + out.stderr).count("already measured") == 3
+    assert "4/4 points (100%), 3 from an earlier run" in out.stderr  # the progress line tells them apart
     again = point_files(tmp_path)
     assert [p.name for p in again] == [p.name for p in files]
     assert all(p.read_text() == kept[p.name] for p in again if p.name in kept)  # not re-measured

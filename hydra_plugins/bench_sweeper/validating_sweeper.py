@@ -8,7 +8,9 @@
 - `order: random` (default, with `seed`) shuffles the jobs so slow drifts (temperature, other
   tenants) do not line up with a parameter; `order: grid` keeps Hydra's order;
 - a progress line per finished job with the elapsed time and an estimate of what is left,
-  when jobs run locally one at a time (other launchers get batches as usual).
+  when jobs run locally one at a time (other launchers get batches as usual). Points found
+  already measured (a resumed sweep) are counted apart and left out of the estimate, which
+  they would otherwise make far too short.
 """
 from __future__ import annotations
 
@@ -76,21 +78,50 @@ class ValidatingSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.overrides = self._batches(jobs)
         returns = []
-        done, start = 0, time.monotonic()
+        progress = Progress(len(jobs))
         for batch in self.overrides:
-            results = self.launcher.launch(batch, initial_job_idx=done)
-            for r in results:
-                _ = r.return_value  # raises if the job failed
-            done += len(batch)
+            results = self.launcher.launch(batch, initial_job_idx=progress.done)
+            progress.finished([r.return_value for r in results])  # return_value raises if the job failed
             returns.append(results)
-            _progress(done, len(jobs), time.monotonic() - start)
         return returns
 
 
-def _progress(done: int, total: int, elapsed_s: float) -> None:
-    left_s = elapsed_s / done * (total - done) if done else float("nan")
-    fmt = lambda s: str(dt.timedelta(seconds=round(s)))  # noqa: E731
-    print(f"sweep: {done}/{total} points ({100 * done / total:.0f}%), {fmt(elapsed_s)} elapsed"
-          + (f", ~{fmt(left_s)} left" if done < total else ""), file=sys.stderr, flush=True)
+class Progress:
+    """The sweep's progress line. A job that returns a stored row created before the sweep
+    began was resumed, not measured: it took no time, so it does not count in the estimate."""
+
+    def __init__(self, total: int, clock=time.monotonic) -> None:
+        self.total, self.clock = total, clock
+        self.done = self.resumed = 0
+        # Rows carry created_utc to the second: a row of this sweep may bear its starting second.
+        self.start, self.started_utc = clock(), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self.measured_s = 0.0
+        self._last = self.start
+
+    def _was_resumed(self, row: Any) -> bool:
+        created = row.get("created_utc") if isinstance(row, dict) else None
+        try:
+            return created is not None and dt.datetime.fromisoformat(str(created)) < self.started_utc
+        except ValueError:
+            return False
+
+    def finished(self, rows: List[Any]) -> str:
+        now = self.clock()
+        resumed = sum(self._was_resumed(r) for r in rows)
+        self.done += len(rows)
+        self.resumed += resumed
+        if resumed < len(rows):
+            self.measured_s += now - self._last
+        self._last = now
+        measured = self.done - self.resumed
+        fmt = lambda s: str(dt.timedelta(seconds=round(s)))  # noqa: E731
+        line = f"sweep: {self.done}/{self.total} points ({100 * self.done / self.total:.0f}%)"
+        if self.resumed:
+            line += f", {self.resumed} from an earlier run"
+        line += f", {fmt(now - self.start)} elapsed"
+        if self.done < self.total and measured:
+            line += f", ~{fmt(self.measured_s / measured * (self.total - self.done))} left"
+        print(line, file=sys.stderr, flush=True)
+        return line
 
 
