@@ -199,7 +199,11 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
             torch.cuda.synchronize(q.device)
             return triton.testing.do_bench(run, warmup=5, rep=25)
 
-        num_splits = choose_splits(key, split_candidates(b, hkv, capacity, q.device), time_ms)
+        if torch.cuda.is_current_stream_capturing():
+            # Timing cannot run inside a capture: use the choice made in warm-up, or the heuristic.
+            num_splits = _chosen_splits.get(key)
+        else:
+            num_splits = choose_splits(key, split_candidates(b, hkv, capacity, q.device), time_ms)
     splits, split_len = plan_splits(b, hkv, capacity, q.device, num_splits)
     scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
     direct = splits == 1

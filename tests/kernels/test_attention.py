@@ -133,6 +133,23 @@ def test_triton_decode_replays_in_a_cuda_graph_with_new_lengths():
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
 
 
+@pytest.mark.gpu
+def test_triton_decode_never_times_split_counts_inside_a_capture():
+    from kernels import triton_decode
+
+    q, k, v, lens = _decode_inputs(8, 32, 8, 4096, 128, [4096, 3000, 1, 17, 4096, 2048, 999, 128], "cuda",
+                                   torch.bfloat16, seed=10)
+    kernels.decode(q, k, v, lens, impl="triton")  # warm-up: every split count compiled and timed
+    triton_decode._chosen_splits.clear()  # as if this shape's choice were unknown at capture time
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):  # timing here would raise: the heuristic's split count is used
+        out = kernels.decode(q, k, v, lens, impl="triton")
+    graph.replay()
+    torch.cuda.synchronize()
+    assert not triton_decode._chosen_splits
+    assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
+
+
 def test_paged_layout_is_scattered_and_complete():
     seq_lens = torch.tensor([5, 16, 17], dtype=torch.int32)
     k = torch.randn(3, 2, 17, 4)
