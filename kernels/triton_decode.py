@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 import triton.testing
 
-from kernels.triton_prefill import LOG2E, check_device, softmax_step
+from kernels.triton_prefill import LOG2E, check_device, softmax_scale, softmax_step
 
 MIN_ROWS = 16  # tl.dot needs at least 16 rows: small groups are padded
 SPLIT_ALIGN = 128  # split lengths are multiples of the largest BLOCK_N, so every config tiles them
@@ -76,9 +76,9 @@ def _decode_split_kernel(
             v_rows = b.to(tl.int64) * stride_vp + pos * stride_vn
         k = tl.load(K + k_rows[None, :] + hk * stride_kh + offs_d[:, None] * stride_kd, mask=valid[None, :], other=0.0)
         v = tl.load(V + v_rows[:, None] + hk * stride_vh + offs_d[None, :] * stride_vd, mask=valid[:, None], other=0.0)
-        qk = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale  # [BLOCK_G, BLOCK_N], log2 units
+        qk = tl.dot(q, k, input_precision=DOT_PRECISION)  # [BLOCK_G, BLOCK_N], unscaled
         qk = tl.where(valid[None, :], qk, float("-inf"))
-        acc, l_i, m_i = softmax_step(acc, l_i, m_i, qk, v, DOT_PRECISION)
+        acc, l_i, m_i = softmax_step(acc, l_i, m_i, qk, v, qk_scale, DOT_PRECISION)
 
     has_keys = l_i > 0
     out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
@@ -171,6 +171,7 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     if d not in (64, 128):
         raise ValueError(f"triton decode supports head_dim 64 and 128, got {d}")
     check_device(q)
+    scale = softmax_scale(sm_scale, d)
     paged = block_table is not None
     if paged:
         page_size, hkv = k_cache.shape[1], k_cache.shape[2]
@@ -205,7 +206,6 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         else:
             num_splits = choose_splits(key, split_candidates(b, hkv, capacity, q.device), time_ms)
     splits, split_len = plan_splits(b, hkv, capacity, q.device, num_splits)
-    scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
     direct = splits == 1
     o = torch.empty_like(q)
     lse = torch.empty((b, hq), device=q.device, dtype=torch.float32) if return_lse else None

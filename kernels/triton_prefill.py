@@ -2,9 +2,10 @@
 
 Each program owns BLOCK_M query rows of one (batch, query head) and streams the keys and values
 of its KV head (GQA: query head h reads KV head h // group) in BLOCK_N blocks, keeping an online
-softmax in base 2 with the scale folded into one multiply, fp32 accumulators, and the running
-max and sum per row. Causal masks are aligned to the end (query i sees keys j <= i + M - N), so
-blocks wholly above the diagonal are never loaded and only the blocks crossing it pay for masks.
+softmax in base 2 with the scale (times log2 e) folded into the exponent's multiply-add, fp32
+accumulators, and the running max and sum per row. Causal masks are aligned to the end (query i
+sees keys j <= i + M - N), so blocks wholly above the diagonal are never loaded and only the
+blocks crossing it pay for masks; the longest row blocks are launched first.
 Optionally writes the natural-log log-sum-exp of each row, for merging partial attentions.
 """
 from __future__ import annotations
@@ -38,12 +39,15 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
-def softmax_step(acc, l_i, m_i, qk, v, DOT_PRECISION: tl.constexpr):
-    """One online-softmax update with scores `qk` (log2 units, masked entries -inf) and values
-    `v`: rescale the running sum and accumulator to the new row max, then add this block."""
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
+def softmax_step(acc, l_i, m_i, qk, v, qk_scale, DOT_PRECISION: tl.constexpr):
+    """One online-softmax update with unscaled scores `qk` (masked entries -inf), `qk_scale`
+    (> 0, in log2 units) and values `v`: rescale the running sum and accumulator to the new row
+    max, then add this block. The scale is applied to each row's max, and to the scores inside
+    the exponent's argument as one fused multiply-add, rather than by a separate multiply of
+    the whole tile: the softmax, not the matmul, bounds attention's speed on Hopper."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
     alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(qk - m_new[:, None])
+    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
     return acc, l_i, m_new
@@ -59,12 +63,12 @@ def _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, offs_m, offs_n, M, 
     else:
         k = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
-    qk = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale  # [BLOCK_M, BLOCK_N], log2 units
+    qk = tl.dot(q, k, input_precision=DOT_PRECISION)  # [BLOCK_M, BLOCK_N], unscaled
     if MASK_TAIL:
         qk = tl.where(cols[None, :] < M, qk, float("-inf"))
     if MASK_CAUSAL:
         qk = tl.where(cols[None, :] <= offs_m[:, None] + diag_offset, qk, float("-inf"))
-    return softmax_step(acc, l_i, m_i, qk, v, DOT_PRECISION)
+    return softmax_step(acc, l_i, m_i, qk, v, qk_scale, DOT_PRECISION)
 
 
 @triton.jit
@@ -79,6 +83,10 @@ def _prefill_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
+    if CAUSAL:
+        # Causal work grows with the row block: launch the longest blocks first so the last
+        # wave holds short ones instead of leaving SMs idle behind one long block.
+        pid_m = tl.num_programs(0) - 1 - pid_m
     pid_bh = tl.program_id(1)
     b = pid_bh // H_Q
     h = pid_bh % H_Q
@@ -142,6 +150,15 @@ def check_device(t: torch.Tensor) -> None:
         raise ValueError("Triton kernels on CPU tensors need TRITON_INTERPRET=1 set before `kernels` is imported")
 
 
+def softmax_scale(sm_scale: float | None, head_dim: int) -> float:
+    """The scale applied to q.k, default 1/sqrt(d). It must be positive: the kernels scale each
+    row's max of the raw scores, which is the max of the scaled ones only for a positive scale."""
+    scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(head_dim)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"sm_scale must be a finite positive number, got {sm_scale}")
+    return scale
+
+
 def _bucket(n: int) -> int:
     """Autotune key: lengths in the same power-of-two bucket share a tuned config."""
     return triton.next_power_of_2(max(n, 16))
@@ -154,7 +171,7 @@ def prefill_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal:
     hkv, m = k.shape[1], k.shape[2]
     if d not in (64, 128):
         raise ValueError(f"triton prefill supports head_dim 64 and 128, got {d}")
-    scale = sm_scale if sm_scale is not None else 1.0 / math.sqrt(d)
+    scale = softmax_scale(sm_scale, d)
     o = torch.empty_like(q)
     lse = torch.empty((b, hq, n), device=q.device, dtype=torch.float32) if return_lse else o
     # fp32 inputs are for checks: IEEE dots match a float64 reference, tf32 would not.

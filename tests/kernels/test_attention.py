@@ -44,11 +44,17 @@ def test_prefill_matches_float64_reference(device, impl, causal, b, hq, hkv, n, 
     assert rel_err(out, attention_ref(q, k, v, causal=causal)) < TOL[dtype]
 
 
-def test_prefill_custom_scale():
+@pytest.mark.parametrize("impl", ("torch", "triton"))
+def test_custom_scale(impl):
+    # Triton applies the scale inside the exponent's argument and to each row's max, not to the
+    # score tile: a scale far from the default 1/sqrt(d) checks that it is applied, and once.
     gen = torch.Generator().manual_seed(1)
-    q, k, v = randn(1, 2, 5, 64, gen=gen), randn(1, 2, 9, 64, gen=gen), randn(1, 2, 9, 64, gen=gen)
-    out = kernels.prefill(q, k, v, sm_scale=0.3, impl="torch")
-    assert rel_err(out, attention_ref(q, k, v, causal=False, sm_scale=0.3)) < TOL[torch.float32]
+    q, k, v = randn(1, 2, 5, 64, gen=gen), randn(1, 2, 37, 64, gen=gen), randn(1, 2, 37, 64, gen=gen)
+    out = kernels.prefill(q, k, v, sm_scale=0.9, impl=impl)
+    assert rel_err(out, attention_ref(q, k, v, causal=False, sm_scale=0.9)) < TOL[torch.float32]
+    lens = torch.tensor([37], dtype=torch.int32)
+    out = kernels.decode(q[:, :, 0], k, v, lens, sm_scale=0.9, impl=impl)
+    assert rel_err(out, decode_ref(q[:, :, 0], k, v, lens, sm_scale=0.9)) < TOL[torch.float32]
 
 
 def _decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
@@ -180,6 +186,10 @@ def test_paged_layout_is_scattered_and_complete():
         (lambda: kernels.decode(torch.randn(2, 4, 32), torch.randn(2, 2, 5, 32), torch.randn(2, 2, 5, 32), torch.tensor([5, 5]), impl="triton"), "head_dim"),
         (lambda: kernels.decode(torch.randn(2, 4, 8), torch.randn(4, 4, 2, 8), torch.randn(4, 4, 2, 8), torch.tensor([5, 5]),
                                 block_table=torch.zeros(2, 2)), "int32"),
+        (lambda: kernels.prefill(torch.randn(1, 2, 4, 64), torch.randn(1, 2, 4, 64), torch.randn(1, 2, 4, 64), impl="triton",
+                                 sm_scale=-0.1), "sm_scale"),
+        (lambda: kernels.decode(torch.randn(2, 4, 64), torch.randn(2, 2, 5, 64), torch.randn(2, 2, 5, 64), torch.tensor([5, 5]),
+                                impl="triton", sm_scale=0.0), "sm_scale"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):
