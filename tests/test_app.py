@@ -144,6 +144,11 @@ def test_sweep_grids_are_concatenated_in_a_seeded_random_order():
     assert sorted(shuffled) == sorted(in_grid_order) and shuffled != in_grid_order
     assert jobs("random", seed=3) == shuffled and jobs("random", seed=4) != shuffled
     assert len(jobs("grid", args=("batch_size=8",))) == 2 + 1  # a command-line value replaces a swept one
+    # A preset's grids are measurement points: fit, report and plan run once, or over what the
+    # command line sweeps.
+    sweeper = ValidatingSweeper(None, {"kernel": "prefill.torch,decode.torch"}, grids=grids, order="random")
+    assert sweeper.jobs(["results_dir=x"], task="plan") == [["results_dir=x"]]
+    assert sweeper.jobs(["grid=ciso_2022,pjm_2022"], task="plan") == [["grid=ciso_2022"], ["grid=pjm_2022"]]
 
 
 def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):

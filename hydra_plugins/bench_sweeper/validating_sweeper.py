@@ -46,8 +46,13 @@ class ValidatingSweeper(BasicSweeper):
         overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + list(arguments))
         return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
-    def jobs(self, arguments: List[str]) -> List[List[str]]:
-        """The override list of every job, in launch order."""
+    def jobs(self, arguments: List[str], task: str = "measure") -> List[List[str]]:
+        """The override list of every job, in launch order. A preset's grids and params are
+        measurement points: other tasks (fit, report, plan) run once, or over what the command
+        line sweeps."""
+        if task != "measure":
+            jobs = self._grid_jobs({}, arguments)
+            return [job for i, job in enumerate(jobs) if job not in jobs[:i]]
         grids = self.grids or [dict(self.params)]
         jobs: List[List[str]] = []
         for grid in grids:
@@ -69,7 +74,7 @@ class ValidatingSweeper(BasicSweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         assert self.hydra_context is not None and self.config is not None and self.launcher is not None
-        jobs = self.jobs(arguments)
+        jobs = self.jobs(arguments, str(self.config.get("task", "measure")))
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
             exit_if_invalid(cfg, f" (in sweep job {' '.join(job)})" if len(jobs) > 1 else "")
@@ -121,7 +126,8 @@ class Progress:
         line += f", {fmt(now - self.start)} elapsed"
         if self.done < self.total and measured:
             line += f", ~{fmt(self.measured_s / measured * (self.total - self.done))} left"
-        print(line, file=sys.stderr, flush=True)
+        if self.total > 1:  # a single job (a fit, a plan) needs no progress line
+            print(line, file=sys.stderr, flush=True)
         return line
 
 
