@@ -15,7 +15,9 @@
    at a different phase of the meter's update period (offsets spread over one period, after
    Yang et al., SC24), so quantisation of the counter does not line up with every window.
    A monitor thread counts each meter's updates in every window: a window that saw fewer than
-   `min_updates` is rejected and repeated twice as long (up to `max_retries` times).
+   `min_updates` is rejected and repeated twice as long (up to `max_retries` times). A meter
+   that changed at every look outpaced the monitor: its window length over its update period
+   counts instead.
 7. Report per call: time, total energy, dynamic energy (total - idle power x window), average
    power per domain; medians and coefficients of variation across trials; the clocks,
    temperatures and throttle reasons seen; the power-integration cross-check; and a quality
@@ -254,7 +256,8 @@ def measure_point(
         target_s = base_target_s
         for attempt in range(protocol.max_retries + 1):
             elapsed, readings, stats = _window(meters, run_until(target_s), sync, clock, monitor)
-            short = stats is not None and min(stats.updates.values(), default=protocol.min_updates) < protocol.min_updates
+            seen = [stats.updates_at_least(m.domain, elapsed, periods[d]) for d, m in enumerate(meters)] if stats else []
+            short = min(seen, default=protocol.min_updates) < protocol.min_updates
             if not short:
                 break
             if attempt < protocol.max_retries:
@@ -283,7 +286,8 @@ def measure_point(
             idle_power_w=idle_w[d], energy_per_call_j=energy, energy_per_call_j_cv=cv(per_call),
             dynamic_energy_per_call_j=statistics.median(dynamic), power_w=statistics.median(power),
             trials_energy_per_call_j=tuple(per_call), update_intervals_s=tuple(intervals[d]),
-            updates_per_window_min=min(s.updates[meter.domain] for s in stats) if stats else None,
+            updates_per_window_min=min(s.updates_at_least(meter.domain, e, periods[d]) for e, _, _, s in kept
+                                       if s is not None) if stats else None,
             crosscheck_energy_per_call_j=cross_e,
             crosscheck_rel_diff=(cross_e - energy) / energy if cross and energy else math.nan,
         ))

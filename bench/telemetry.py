@@ -99,6 +99,18 @@ class WindowStats:
     reasons: int = 0
     power_energy_j: float = math.nan  # instant power integrated over the samples (cross-check)
     power_span_s: float = math.nan  # time from the first sample to the last
+    polls: int = 0  # times the monitor looked at the meters
+
+    def updates_at_least(self, domain: str, elapsed_s: float, period_s: float) -> int:
+        """How many updates of `domain` the window had, at least. When every poll saw a change,
+        the meter outpaced the monitor (a continuous meter such as process CPU time, or a
+        monitor starved of the GIL by the kernel): the count says how often we looked, not how
+        often it updated, and the window's length over the meter's measured update period is
+        the better lower bound."""
+        seen = self.updates[domain]
+        if self.polls and seen >= self.polls and period_s > 0:
+            return max(seen, int(elapsed_s / period_s))
+        return seen
 
     @property
     def power_w(self) -> float:
@@ -119,9 +131,11 @@ class WindowMonitor:
         self._thread: threading.Thread | None = None
         self._last: list[float] = []
         self._updates: list[int] = []
+        self._polls = 0
         self._samples: list[GpuSample] = []
 
     def _poll(self) -> None:
+        self._polls += 1
         for i, meter in enumerate(self.meters):
             value = meter.poll()
             if value != self._last[i]:
@@ -137,6 +151,7 @@ class WindowMonitor:
     def start(self) -> None:
         self._last = [m.poll() for m in self.meters]
         self._updates = [0] * len(self.meters)
+        self._polls = 0
         self._samples = [self.gpu.sample(self.clock())] if self.gpu is not None else []
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="window-monitor", daemon=True)
@@ -152,7 +167,7 @@ class WindowMonitor:
         updates = {m.domain: n for m, n in zip(self.meters, self._updates)}
         s = self._samples
         if not s:
-            return WindowStats(updates, 0)
+            return WindowStats(updates, 0, polls=self._polls)
         reasons = 0
         for sample in s:
             reasons |= sample.reasons
@@ -161,7 +176,7 @@ class WindowMonitor:
             sm_mhz_mean=statistics.fmean(x.sm_mhz for x in s), mem_mhz_mean=statistics.fmean(x.mem_mhz for x in s),
             temp_c_start=s[0].temp_c, temp_c_end=s[-1].temp_c, reasons=reasons,
             power_energy_j=integrate_trapezoid([(x.time_s, x.power_w) for x in s]) if len(s) > 1 else math.nan,
-            power_span_s=s[-1].time_s - s[0].time_s,
+            power_span_s=s[-1].time_s - s[0].time_s, polls=self._polls,
         )
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from bench.measure import Protocol, measure_point, update_intervals_s
 from bench.meters.nvml import NvmlEnergyMeter
-from bench.telemetry import GpuTelemetry, WindowMonitor, throttle_names
+from bench.telemetry import GpuTelemetry, WindowMonitor, WindowStats, throttle_names
 from tests.fakes import FakeNvml, RealClock
 
 PERIOD_S = 0.01
@@ -66,6 +66,33 @@ def test_windows_with_enough_updates_pass():
     result = measure_point(kernel, [meter], fast_protocol(), monitor=monitor)
     assert result.quality == "ok"  # (a loaded machine may need a retry: rejection is the fix, not a failure)
     assert result.domains[0].updates_per_window_min >= 10
+
+
+def test_a_meter_faster_than_the_monitor_is_judged_by_its_update_period():
+    # Process CPU time changes every few microseconds; a monitor that looks once per window (a
+    # slow or GIL-starved poller, as under Triton's interpreter) sees a change at every look.
+    # The count then measures the looks, not the updates: the window holds thousands.
+    from bench.meters.model import CorePower, CpuTimeModelMeter
+
+    meter = CpuTimeModelMeter(CorePower(4.0, "test"))
+    monitor = WindowMonitor([meter], None, interval_s=10.0)  # only the last look in stop()
+
+    def busy():
+        t = time.process_time()
+        while time.process_time() - t < 0.001:
+            pass
+
+    result = measure_point(busy, [meter], fast_protocol(), monitor=monitor)
+    assert result.windows_rejected == 0 and "too-few-updates" not in result.quality
+    assert all(w.polls == 1 and w.updates["cpu"] == 1 for w in result.windows)
+    assert result.domains[0].updates_per_window_min >= 10
+
+
+def test_a_stalled_counter_polled_often_still_counts_as_stalled():
+    stats = WindowStats({"gpu": 3}, 0, polls=40)  # 40 looks, 3 changes: a real count
+    assert stats.updates_at_least("gpu", elapsed_s=1.0, period_s=0.01) == 3
+    assert WindowStats({"gpu": 5}, 0, polls=5).updates_at_least("gpu", 1.0, 0.01) == 100  # saturated
+    assert WindowStats({"gpu": 0}, 0, polls=0).updates_at_least("gpu", 1.0, 0.01) == 0  # no look, no claim
 
 
 def test_throttling_is_flagged_with_its_reasons():

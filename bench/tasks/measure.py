@@ -138,6 +138,7 @@ def _telemetry_columns(result: PointResult) -> dict[str, Any]:
         "trials_gpu_throttle_reasons": json.dumps(["+".join(throttle_names(w.reasons)) for w in result.windows
                                                    if w.samples]),
         "trials_updates": json.dumps([w.updates for w in result.windows]),
+        "trials_monitor_polls": json.dumps([w.polls for w in result.windows]),
     }
 
 
