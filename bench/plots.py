@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import curves  # noqa: E402
@@ -36,9 +37,10 @@ def batching_plot(profile: Any, path: Path) -> Path | None:
     phases = sorted(t["phase"].unique())
     fig, axes = plt.subplots(1, len(phases), figsize=(6 * len(phases), 4.2), squeeze=False)
     for ax, phase in zip(axes[0], phases):
-        for (kernel, length), g in t[t["phase"] == phase].groupby(["kernel", "length"]):
+        for (kernel, length, setting), g in t[t["phase"] == phase].groupby(["kernel", "length", "setting"], dropna=False):
             g = g.sort_values("batch_size")
-            line, = ax.plot(g["batch_size"], g["device_energy_per_token_j"] * 1e3, "o-", label=f"{kernel} len={length:g}")
+            label = f"{kernel} len={length:g}" + (f" {setting}" if isinstance(setting, str) and setting else "")
+            line, = ax.plot(g["batch_size"], g["device_energy_per_token_j"] * 1e3, "o-", label=label)
             for name, fit in profile.fits.get("batching", {}).items():
                 f = _fit(fit)
                 if f and name.startswith(f"{kernel} ") and f"={length:g} " in name:
@@ -46,6 +48,7 @@ def batching_plot(profile: Any, path: Path) -> Path | None:
                     ax.plot(b, (f.params["e_inf_j"] + f.params["c_j"] / b) * 1e3, "--", color=line.get_color(), lw=1)
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="device energy per token (mJ)",
                title=f"{phase}: energy per token vs batch (dashed: fit)")
+        _batch_ticks(ax, t.loc[t["phase"] == phase, "batch_size"])
         ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -93,14 +96,24 @@ def offload_plot(profile: Any, path: Path) -> Path | None:
     if t.empty:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for (kernel, threads, fraction), g in t.groupby(["kernel", "offload_threads", "offload_fraction"], dropna=False):
+    # One line per kernel, length and offload setting (threads, fraction or chunks), so two
+    # settings never share a line.
+    for (kernel, length, setting), g in t.groupby(["kernel", "length", "setting"], dropna=False):
         g = g.sort_values("batch_size")
-        label = kernel + ("" if np.isnan(threads) else f" threads={threads:g}") + ("" if np.isnan(fraction) else f" f={fraction:g}")
+        label = f"{kernel} len={length:g}" + (f" {setting}" if isinstance(setting, str) and setting else "")
         ax.plot(g["batch_size"], g["host_energy_per_token_j"] * 1e3, "o-", label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="host energy per token (mJ)",
            title="CPU offload: host energy per token")
+    _batch_ticks(ax, t["batch_size"])
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _batch_ticks(ax: Any, batch_sizes: Any) -> None:
+    """Batch sizes as plain numbers at the measured values, not 10^x labels."""
+    ticks = sorted({int(b) for b in batch_sizes})
+    ax.set_xticks(ticks, [str(b) for b in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def render(profile: Any, out_dir: Path) -> list[Path]:

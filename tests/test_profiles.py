@@ -162,3 +162,23 @@ def test_shipped_energy_roofline_predicts_held_out_shapes_within_its_cross_valid
     errors = np.abs(predicted - measured) / measured
     assert held.sum() >= 5
     assert errors.max() <= reported.cv_rel_error_max
+
+
+def test_offload_plot_draws_one_line_per_setting(monkeypatch):
+    # Two stream settings (chunks=1, chunks=4) at the same batch sizes are two curves, not one
+    # zig-zag through both.
+    import types
+
+    from bench import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    rows = [{"impl": "offload_stream", "kernel": "decode.offload_stream_torch", "length": 1024.0,
+             "setting": f"chunks={c}", "batch_size": b, "host_energy_per_token_j": 1e-3 * c / b}
+            for c in (1, 4) for b in (1, 4, 16)]
+    plots.offload_plot(types.SimpleNamespace(table=pd.DataFrame(rows)), Path("unused.png"))
+    lines = figs[0].axes[0].get_lines()
+    assert len(lines) == 2
+    assert all(list(line.get_xdata()) == [1, 4, 16] for line in lines)
+    assert sorted(line.get_label() for line in lines) == ["decode.offload_stream_torch len=1024 chunks=1",
+                                                          "decode.offload_stream_torch len=1024 chunks=4"]
