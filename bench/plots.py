@@ -67,8 +67,11 @@ def roofline_plot(profile: Any, path: Path) -> Path | None:
                    "o", label=phase)
     lo, hi = t["device_energy_per_call_j"].min(), t["device_energy_per_call_j"].max()
     ax1.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax1.set(xlabel="measured energy per call (J)", ylabel="energy roofline (J)",
-            title=f"energy roofline: R2={fit.r2:.3f}, CV error={fit.cv_rel_error_rms:.1%}")
+    modelled = any("model:" in x for x in profile.meta.get("energy_methods", []))
+    ax1.set(xlabel="modelled energy per call (J)" if modelled else "measured energy per call (J)",
+            ylabel="energy roofline (J)",
+            title=f"energy roofline: R2={fit.r2:.3f}, CV error={fit.cv_rel_error_rms:.1%}"
+                  + (" (energy modelled)" if modelled else ""))
     ax2.set(xlabel="arithmetic intensity (flop / byte)", ylabel="GFLOP per joule", title="energy efficiency vs intensity")
     ax1.legend()
     ax2.legend()

@@ -64,6 +64,14 @@ def markdown(profile: Any, pngs: list[str] | None = None) -> str:
     fits = _fit_rows(profile.fits)
     if not fits.empty:
         lines += ["## Fits", "", table_md(fits), ""]
+        modelled = [x for x in m.get("energy_methods", []) if "model:" in x]
+        if modelled:
+            # A modelled energy is a power times a time: fits of it against time describe the
+            # model, and an expert reading R2 = 1 must be told so.
+            lines += [f"Device energy here is modelled ({', '.join(modelled)}), not metered: it is a power "
+                      "times a CPU time, so the energy fits recover that power (p0_w) almost exactly by "
+                      "construction. Their R2 and CV error describe the model, not the hardware's energy "
+                      "per flop or byte.", ""]
     if m.get("skipped_fits"):
         lines += ["## Not fitted", ""] + [f"- {s}" for s in m["skipped_fits"]] + [""]
     for png in pngs or []:
