@@ -72,7 +72,11 @@ def _carbon_estimate(config: DictConfig, rows: list[dict[str, Any]]) -> None:
     print(f"operational carbon of the measured kernels (one attention call per token, not a whole model: see "
           f"task=plan) at {grid.label} (mean {mean:.0f} gCO2e/kWh over {len(grid.g_per_kwh)} h) x PUE "
           f"{config.plan.pue:g}, per million tokens:")
-    for row in rows:
+    from bench.summary import point_label
+
+    labels = [point_label(row) for row in rows]
+    width = max(map(len, labels), default=0)
+    for row, label in zip(rows, labels):
         kwh_per_mtok = row["energy_per_token_j"] * 1e6 / 3.6e6
-        print(f"  {row['kernel']:28} B={row['batch_size']:<4} {kwh_per_mtok * mean * config.plan.pue:10.3g} gCO2e "
+        print(f"  {label:{width}} {kwh_per_mtok * mean * config.plan.pue:10.3g} gCO2e "
               f"({kwh_per_mtok:.3g} kWh; energy: {row['energy_method']})")

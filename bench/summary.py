@@ -29,6 +29,11 @@ def _setting(row: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def point_label(row: Mapping[str, Any]) -> str:
+    """One line naming a point: kernel, batch, length and any setting."""
+    return " ".join(x for x in (row["kernel"], f"B={row['batch_size']}", _length(row), _setting(row)) if x)
+
+
 def _methods(row: Mapping[str, Any]) -> str:
     """Short form of each domain's method; the model's inputs are printed under the table."""
     domains = [d for d in str(row.get("energy_domains", "")).split("+") if d]

@@ -1,5 +1,6 @@
 """`python -m bench` end to end on the CPU: single run, multirun, resume, bad input."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_default_main_job_measures_prefill_and_decode(tmp_path):
     assert set(table["phase"]) == {"prefill", "decode"} and len(table) == 6
     assert (table["energy_per_token_j"] > 0).all()
     assert "mJ/token" in out.stdout
+    # The closing carbon estimate names each point fully (two points never share a label).
+    assert re.search(r"^  decode\.torch B=16 L=1024 +[0-9.e+-]+ gCO2e \(", out.stdout, re.M)
+    assert re.search(r"^  prefill\.torch B=1 N=256 +[0-9.e+-]+ gCO2e \(", out.stdout, re.M)
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
