@@ -20,9 +20,15 @@ def codecarbon_span(country_iso_code: str, gpu_index: int | None) -> Iterator[di
     from codecarbon import OfflineEmissionsTracker
 
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    try:  # newer codecarbon picks outputs with output_methods (none here: its figures come back to us)
+        from codecarbon import OutputMethod  # noqa: F401
+
+        no_outputs: dict[str, Any] = {"output_methods": []}
+    except ImportError:
+        no_outputs = {"save_to_file": False}
     tracker = OfflineEmissionsTracker(
-        country_iso_code=country_iso_code, save_to_file=False, log_level="error", measure_power_secs=1,
-        tracking_mode="process", gpu_ids=[gpu_index] if gpu_index is not None else None,
+        country_iso_code=country_iso_code, log_level="error", measure_power_secs=1,
+        tracking_mode="process", gpu_ids=[gpu_index] if gpu_index is not None else None, **no_outputs,
     )
     out: dict[str, Any] = {}
     tracker.start()

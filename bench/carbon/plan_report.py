@@ -3,6 +3,7 @@ the offline schedule)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -53,6 +54,27 @@ def capacity_table(run: PlanRun) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def device_model_lines(i: Any) -> list[str]:
+    """Per GPU type: the measured profile in use, or the one the plan would need (never a
+    profile that was not measured: the datasheet model stands in, labelled)."""
+    from bench.carbon import embodied
+
+    lines = ["## Device models", ""]
+    for gpu in i.gpus:
+        profile = i.gpu_profiles.get(gpu)
+        if profile is not None:
+            lines.append(f"- {gpu}: measured profile `{profile.name}` ({', '.join(profile.meta.get('device_names', []))}, "
+                         f"{', '.join(profile.meta.get('dates', []))})")
+        else:
+            match = embodied.gpus().loc[gpu, "name_match"]
+            lines.append(f"- {gpu}: `model:datasheet`; no measured profile of a GPU named like '{match}' in "
+                         "`profiles/`. To use one, on that GPU run `python -m bench -m sweep=default` then "
+                         "`python -m bench task=fit results=results/default hardware=<name>`")
+    if i.cpu_profile is not None:
+        lines.append(f"- host CPUs (Reuse): measured profile `{i.cpu_profile.name}`, scaled to the host's cores")
+    return lines + [""]
+
+
 def markdown(run: PlanRun, pngs: list[str]) -> str:
     i = run.inputs
     carbon = run.plans[0]
@@ -72,7 +94,8 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
         saving = 1 - carbon.total_kg / other.total_kg
         lines.append(f"- carbon-optimal {'saves' if saving >= 0 else 'adds'} {abs(saving):.1%} of the total carbon of "
                      f"{other.name} ({carbon.total_kg:.3g} vs {other.total_kg:.3g} kgCO2e)")
-    lines += ["", "## Plans", "", table_md(plans_table(run)), "", "## Pillars added one at a time", "",
+    lines += [""] + device_model_lines(i)
+    lines += ["## Plans", "", table_md(plans_table(run)), "", "## Pillars added one at a time", "",
               table_md(ablation_table(run)), "", "## Candidates (one replica each)", "", table_md(capacity_table(run)), ""]
     lines += [f"- {p.name}: {'; '.join(p.notes)}" for p in run.plans + run.ablation]
     lines += [""] + [f"![{p}]({p})" for p in pngs] + [""]

@@ -119,6 +119,13 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     methods = {c.hardware: c.device.method for c in cands}
     assert methods["h100_sxm"].startswith("profile:h100-test") and methods["l4"] == "model:datasheet"
     assert next(c for c in cands if c.hardware == "h100_sxm").device.idle_w == pytest.approx(72.0)
+    # The report names the profile in use, and for the GPU without one, the profile it would need.
+    from bench.carbon.plan_report import device_model_lines
+
+    text = "\n".join(device_model_lines(dataclasses.replace(inputs(), gpu_profiles=found)))
+    assert "- h100_sxm: measured profile `h100-test` (NVIDIA H100 80GB HBM3" in text
+    assert "- l4: `model:datasheet`; no measured profile of a GPU named like 'L4'" in text
+    assert "sweep=default" in text and "`cpu-amd-epyc-2core`" in text
 
 
 def test_sm_clock_candidates_come_from_measured_frequency_fits():
