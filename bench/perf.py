@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from kernels import REGISTRY, Shape
+from kernels import REGISTRY, Shape, triton_decode
 
 PREFILL_TOKENS = 16384  # FlashAttention's benchmark: batch x seq_len fixed, 2048 / head_dim heads
 DECODE_HEADS, DECODE_KV_HEADS = 32, 8  # Llama-3-8B's attention
@@ -62,10 +62,20 @@ def ceilings() -> dict[str, float]:
             "matmul_tflop_per_s": 2 * n**3 / mm_ms / 1e9}
 
 
+def split_choice(shape: Shape, paged: bool, chosen_before: set, chosen_now: dict, device: torch.device) -> dict[str, float]:
+    """The Triton decode's split count at this shape: the one its tuner chose (the entry it
+    added while this case ran) beside the shape heuristic's, to read where tuning mattered."""
+    capacity = math.ceil(shape.context_len / shape.page_size) * shape.page_size if paged else shape.context_len
+    new = [n for key, n in chosen_now.items() if key not in chosen_before]
+    heuristic, _ = triton_decode.plan_splits(shape.batch_size, shape.kv_heads, capacity, device)
+    return {"splits_chosen": float(new[0]) if len(new) == 1 else math.nan, "splits_heuristic": float(heuristic)}
+
+
 def _time_case(name: str, shape: Shape, dtype: torch.dtype) -> dict[str, object]:
     case = REGISTRY.get(name)
     row: dict[str, object] = {"kernel": name, "phase": case.phase, "impl": case.impl, "paged": case.paged,
                               **case.shape_fields(shape)}
+    chosen_before = set(triton_decode._chosen_splits)
     try:
         fn = case.build(shape, torch.device("cuda"), dtype, seed=0)
         ms, timing = _bench_ms(fn)
@@ -75,6 +85,8 @@ def _time_case(name: str, shape: Shape, dtype: torch.dtype) -> dict[str, object]
         return row
     row.update(time_ms=ms, timing=timing, tflop_per_s=case.flops(shape) / ms / 1e9,
                gb_per_s=case.min_bytes(shape, dtype) / ms / 1e6)
+    if case.phase == "decode" and case.impl == "triton":
+        row.update(split_choice(shape, case.paged, chosen_before, triton_decode._chosen_splits, torch.device("cuda")))
     del fn
     torch.cuda.empty_cache()
     return row
@@ -158,7 +170,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "kernels.csv", index=False)
     cols = ["kernel", "head_dim", "batch_size", "seq_len", "context_len", "causal", "time_ms", "tflop_per_s", "gb_per_s",
-            "speedup_vs_best_sdpa", "pct_of_matmul", "pct_of_copy_bw", "pct_of_read_bw"]
+            "speedup_vs_best_sdpa", "pct_of_matmul", "pct_of_copy_bw", "pct_of_read_bw", "splits_chosen",
+            "splits_heuristic"]
+    cols = [c for c in cols if c in rows]
     header = (f"# Kernel speed on {rows['device'][0]}, {rows['date'][0]}\n\ntorch {torch.__version__}, Triton "
               f"{triton.__version__}, bf16, CUDA-graph medians. Ceilings measured here: copy "
               f"{ceil['copy_gb_per_s']:.0f} GB/s (read + write), read {ceil['read_gb_per_s']:.0f} GB/s, matmul {ceil['matmul_tflop_per_s']:.0f} TFLOP/s.\n\n")

@@ -25,3 +25,19 @@ def test_compare_ratios_against_the_fastest_sdpa_backend_of_the_same_shape():
 def test_markdown_table():
     text = markdown(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x", "y"]}))
     assert text.splitlines() == ["| a | b |", "| --- | --- |", "| 1.235 | x |", "|  | y |"]
+
+
+def test_split_choice_reports_the_tuners_new_entry_beside_the_heuristic():
+    import torch
+
+    from bench.perf import split_choice
+    from kernels import Shape, triton_decode
+
+    shape = Shape(batch_size=4, heads=32, kv_heads=8, head_dim=128, context_len=1000, page_size=16)
+    cpu = torch.device("cpu")
+    heuristic = triton_decode.plan_splits(4, 8, 1000, cpu)[0]
+    out = split_choice(shape, False, {"old"}, {"old": 2, "new": 6}, cpu)
+    assert out == {"splits_chosen": 6.0, "splits_heuristic": float(heuristic)}
+    paged = split_choice(shape, True, {"old"}, {"old": 2}, cpu)  # nothing new: the shape was tuned before
+    assert math.isnan(paged["splits_chosen"])
+    assert paged["splits_heuristic"] == triton_decode.plan_splits(4, 8, 1008, cpu)[0]  # 63 pages of 16
