@@ -44,7 +44,8 @@ def softmax_step(acc, l_i, m_i, qk, v, qk_scale, DOT_PRECISION: tl.constexpr):
     (> 0, in log2 units) and values `v`: rescale the running sum and accumulator to the new row
     max, then add this block. The scale is applied to each row's max, and to the scores inside
     the exponent's argument as one fused multiply-add, rather than by a separate multiply of
-    the whole tile: the softmax, not the matmul, bounds attention's speed on Hopper."""
+    the whole tile: on Hopper the softmax's scalar work, not the matmul, is often the limit
+    (FlashAttention-3's analysis; not yet measured for this kernel)."""
     m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
     alpha = tl.math.exp2(m_i - m_new)
     p = tl.math.exp2(qk * qk_scale - m_new[:, None])
