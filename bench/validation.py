@@ -144,7 +144,7 @@ INTERPRETER_MAX_FLOPS = 10 * INTERPRETER_FLOP_PER_S
 
 
 def _check_interpreter_work(cfg: Any, case: Any) -> None:
-    uses_triton = case.impl == "triton" or case.device_impl == "triton"
+    uses_triton = case.impl.startswith("triton") or case.device_impl == "triton"
     if not uses_triton or resolve_device(cfg.device).type != "cpu":
         return
     shape = Shape(batch_size=cfg.batch_size, heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,

@@ -46,7 +46,7 @@ _HOST_CACHE = ("offload_cpu", "offload_stream")
 
 
 def prefill_impls() -> tuple[str, ...]:
-    return ("triton",) + tuple(torch_attention.PREFILL_BACKENDS)
+    return ("triton", "triton_tma") + tuple(torch_attention.PREFILL_BACKENDS)
 
 
 def decode_impls() -> tuple[str, ...]:
@@ -85,8 +85,10 @@ def prefill(
         k, v: `[B, Hkv, M, D]` keys and values, `Hq % Hkv == 0` (GQA/MQA).
         causal: mask aligned to the end: query i sees keys `j <= i + M - N` (needs N <= M).
         sm_scale: softmax scale, default `1/sqrt(D)`.
-        impl: one of `prefill_impls()`: `triton` (head_dim 64 or 128), or SDPA with PyTorch's
-            choice of backend (`torch`) or one pinned (`torch_math`, `torch_flash`, ...).
+        impl: one of `prefill_impls()`: `triton` (head_dim 64 or 128), `triton_tma` (the same
+            kernel loading tiles through TMA tensor descriptors: contiguous inputs, Hopper or
+            newer, or the interpreter), or SDPA with PyTorch's choice of backend (`torch`) or
+            one pinned (`torch_math`, `torch_flash`, ...).
 
     Returns:
         `[B, Hq, N, D]` in q's dtype.
@@ -100,10 +102,10 @@ def prefill(
         raise ValueError(f"batch of q ({q.shape[0]}) != batch of k ({k.shape[0]})")
     if causal and q.shape[2] > k.shape[2]:
         raise ValueError(f"causal prefill needs N <= M; got N={q.shape[2]}, M={k.shape[2]}")
-    if impl == "triton":
+    if impl in ("triton", "triton_tma"):
         from kernels.triton_prefill import prefill_triton
 
-        return prefill_triton(q, k, v, causal=causal, sm_scale=sm_scale)
+        return prefill_triton(q, k, v, causal=causal, sm_scale=sm_scale, tma=impl == "triton_tma")
     return torch_attention.prefill_torch(
         q, k, v, causal=causal, sm_scale=sm_scale, backend=torch_attention.PREFILL_BACKENDS[impl]
     )

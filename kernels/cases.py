@@ -145,10 +145,20 @@ def triton_unavailable(device: torch.device) -> str | None:
     return None
 
 
+def tma_unavailable(device: torch.device) -> str | None:
+    reason = triton_unavailable(device)
+    if reason:
+        return reason
+    from kernels.triton_prefill import tma_unavailable as reason_on
+
+    return reason_on(device)
+
+
 _CUDA = ("cuda",)
 REGISTRY = Registry(
     [
         Case("prefill.triton", "prefill", "triton", build_prefill, check=triton_unavailable),
+        Case("prefill.triton_tma", "prefill", "triton_tma", build_prefill, check=tma_unavailable),
         Case("prefill.torch", "prefill", "torch", build_prefill),
         Case("prefill.torch_math", "prefill", "torch_math", build_prefill),
         Case("prefill.torch_flash", "prefill", "torch_flash", build_prefill),

@@ -7,6 +7,12 @@ accumulators, and the running max and sum per row. Causal masks are aligned to t
 sees keys j <= i + M - N), so blocks wholly above the diagonal are never loaded and only the
 blocks crossing it pay for masks; the longest row blocks are launched first.
 Optionally writes the natural-log log-sum-exp of each row, for merging partial attentions.
+
+`tma=True` (case `prefill.triton_tma`) compiles the same kernel with its q, k and v tiles loaded
+through host tensor descriptors, which Hopper's TMA unit serves asynchronously; it needs
+contiguous inputs and a GPU of compute capability 9.0 or newer (or the interpreter). It is a
+separate case so that the speed table shows whether it beats the pointer kernel before it
+becomes anyone's default.
 """
 from __future__ import annotations
 
@@ -17,7 +23,23 @@ import torch
 import triton
 import triton.language as tl
 
+try:  # host-side TMA descriptors: Triton >= 3.3
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover - older Triton: the pointer kernel only
+    TensorDescriptor = None
+
 LOG2E = 1.4426950408889634
+
+
+def set_block_shapes(nargs: dict) -> None:
+    """Autotuner pre-hook: a config's tile sizes become the TMA descriptors' block shapes (host
+    descriptors carry their block shape, so each config tried must set its own)."""
+    if TensorDescriptor is None or not isinstance(nargs["Q"], TensorDescriptor):
+        return
+    d = nargs["Q"].shape[-1]
+    nargs["Q"].block_shape = [nargs["BLOCK_M"], d]
+    nargs["K"].block_shape = [nargs["BLOCK_N"], d]
+    nargs["V"].block_shape = [nargs["BLOCK_N"], d]
 
 
 def _configs() -> list[triton.Config]:
@@ -25,7 +47,8 @@ def _configs() -> list[triton.Config]:
     # few enough that tuning (compile + time each) stays in seconds per shape bucket.
     table = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 128, 8, 4),
              (128, 128, 8, 2), (64, 64, 4, 3), (64, 64, 4, 4), (128, 32, 4, 3)]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in table]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s, pre_hook=set_block_shapes)
+            for bm, bn, w, s in table]
 
 
 def _prune(configs, named_args, **kwargs):
@@ -56,15 +79,36 @@ def softmax_step(acc, l_i, m_i, qk, v, qk_scale, DOT_PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, offs_m, offs_n, M, diag_offset, qk_scale,
-                  MASK_TAIL: tl.constexpr, MASK_CAUSAL: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    cols = start_n + offs_n
-    if MASK_TAIL:
-        k = tl.load(k_ptrs, mask=cols[None, :] < M, other=0.0)
-        v = tl.load(v_ptrs, mask=cols[:, None] < M, other=0.0)
+def _load_kv(k_src, v_src, kv_row, start_n, cols, M, stride_kn, stride_vn,
+             MASK_TAIL: tl.constexpr, TMA: tl.constexpr):
+    """K^T `[HEAD_DIM, BLOCK_N]` and V `[BLOCK_N, HEAD_DIM]` of the keys from `start_n`.
+
+    Pointer path: `k_src`/`v_src` point at this KV head's first key, tails are masked loads.
+    TMA path: they are descriptors over the `[B * Hkv * M, HEAD_DIM]` view and `kv_row` is this
+    head's first row, so a tail block runs into the next head's rows (or is zero-filled past the
+    tensor's end): those keys are masked out of the scores by the caller, and their values are
+    zeroed here so that no value of another head, finite or not, can reach this output."""
+    if TMA:
+        k = k_src.load([kv_row + start_n, 0]).T
+        v = v_src.load([kv_row + start_n, 0])
+        if MASK_TAIL:
+            v = tl.where(cols[:, None] < M, v, 0.0)
     else:
-        k = tl.load(k_ptrs)
-        v = tl.load(v_ptrs)
+        if MASK_TAIL:
+            k = tl.load(k_src + start_n * stride_kn, mask=cols[None, :] < M, other=0.0)
+            v = tl.load(v_src + start_n * stride_vn, mask=cols[:, None] < M, other=0.0)
+        else:
+            k = tl.load(k_src + start_n * stride_kn)
+            v = tl.load(v_src + start_n * stride_vn)
+    return k, v
+
+
+@triton.jit
+def _attend_block(acc, l_i, m_i, q, k_src, v_src, kv_row, start_n, offs_m, offs_n, M, diag_offset, qk_scale,
+                  stride_kn, stride_vn, MASK_TAIL: tl.constexpr, MASK_CAUSAL: tl.constexpr,
+                  DOT_PRECISION: tl.constexpr, TMA: tl.constexpr):
+    cols = start_n + offs_n
+    k, v = _load_kv(k_src, v_src, kv_row, start_n, cols, M, stride_kn, stride_vn, MASK_TAIL, TMA)
     qk = tl.dot(q, k, input_precision=DOT_PRECISION)  # [BLOCK_M, BLOCK_N], unscaled
     if MASK_TAIL:
         qk = tl.where(cols[None, :] < M, qk, float("-inf"))
@@ -82,7 +126,7 @@ def _prefill_kernel(
     stride_ob, stride_oh, stride_on, stride_od,
     H_Q, N, M, GROUP, N_BUCKET, M_BUCKET,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, STORE_LSE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if CAUSAL:
@@ -97,12 +141,19 @@ def _prefill_kernel(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
 
-    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
-    q = tl.load(q_ptrs, mask=offs_m[:, None] < N, other=0.0)
-    k_base = K + b * stride_kb + hk * stride_kh
-    v_base = V + b * stride_vb + hk * stride_vh
-    k_ptrs = k_base + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd  # [HEAD_DIM, BLOCK_N]
-    v_ptrs = v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd  # [BLOCK_N, HEAD_DIM]
+    if TMA:
+        # Q, K, V are tensor descriptors over [B * H * len, HEAD_DIM]: Hopper's TMA unit copies
+        # each tile to shared memory asynchronously, with no address math in the registers.
+        q = Q.load([pid_bh * N + pid_m * BLOCK_M, 0])  # rows past N are never stored
+        kv_row = (b * (H_Q // GROUP) + hk) * M
+        k_src = K
+        v_src = V
+    else:
+        q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
+        q = tl.load(q_ptrs, mask=offs_m[:, None] < N, other=0.0)
+        kv_row = 0
+        k_src = K + b * stride_kb + hk * stride_kh + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd
+        v_src = V + b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -120,13 +171,11 @@ def _prefill_kernel(
     full_end = tl.minimum(full_end, M) // BLOCK_N * BLOCK_N
 
     for start_n in range(0, full_end, BLOCK_N):
-        acc, l_i, m_i = _attend_block(acc, l_i, m_i, q, k_ptrs + start_n * stride_kn, v_ptrs + start_n * stride_vn,
-                                      start_n, offs_m, offs_n, M, diag_offset, qk_scale,
-                                      False, False, DOT_PRECISION)
+        acc, l_i, m_i = _attend_block(acc, l_i, m_i, q, k_src, v_src, kv_row, start_n, offs_m, offs_n, M,
+                                      diag_offset, qk_scale, stride_kn, stride_vn, False, False, DOT_PRECISION, TMA)
     for start_n in range(full_end, hi, BLOCK_N):
-        acc, l_i, m_i = _attend_block(acc, l_i, m_i, q, k_ptrs + start_n * stride_kn, v_ptrs + start_n * stride_vn,
-                                      start_n, offs_m, offs_n, M, diag_offset, qk_scale,
-                                      True, CAUSAL, DOT_PRECISION)
+        acc, l_i, m_i = _attend_block(acc, l_i, m_i, q, k_src, v_src, kv_row, start_n, offs_m, offs_n, M,
+                                      diag_offset, qk_scale, stride_kn, stride_vn, True, CAUSAL, DOT_PRECISION, TMA)
 
     out = acc / l_i[:, None]
     o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
@@ -138,7 +187,7 @@ def _prefill_kernel(
 
 # Autotuned on GPUs; the interpreter (CPU) runs one small config, since tuning there would time
 # dozens of interpreted launches.
-_prefill_tuned = triton.autotune(configs=_configs(), key=["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP"],
+_prefill_tuned = triton.autotune(configs=_configs(), key=["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
                                  prune_configs_by={"early_config_prune": _prune})(_prefill_kernel)
 INTERPRETER_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 16}
 
@@ -166,28 +215,62 @@ def _bucket(n: int) -> int:
     return triton.next_power_of_2(max(n, 16))
 
 
+def tma_unavailable(device: torch.device) -> str | None:
+    """Why the TMA variant cannot run on `device`, or None: it needs Triton's host tensor
+    descriptors and, on a GPU, a Hopper or newer one (the interpreter emulates them on CPU)."""
+    if TensorDescriptor is None:
+        return f"Triton {triton.__version__} has no host tensor descriptors (triton.tools.tensor_descriptor)"
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 9:
+        return f"TMA needs compute capability 9.0 or newer; {torch.cuda.get_device_name(device)} has " \
+               f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
+    return None
+
+
+def _descriptor(t: torch.Tensor, name: str, rows: int) -> "TensorDescriptor":
+    """A descriptor over `t` `[B, H, len, D]` viewed as `[B * H * len, D]`; TMA needs that view
+    to exist (contiguous) and a 16-byte aligned base."""
+    if not t.is_contiguous() or t.data_ptr() % 16:
+        raise ValueError(f"prefill impl 'triton_tma' needs contiguous, 16-byte aligned q, k, v; {name} is not "
+                         "(use impl='triton' for strided views)")
+    d = t.shape[-1]
+    return TensorDescriptor.from_tensor(t.view(-1, d), [rows, d])
+
+
 def prefill_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, sm_scale: float | None,
-                   return_lse: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """q `[B, Hq, N, D]`, k/v `[B, Hkv, M, D]` -> o `[B, Hq, N, D]` (and lse `[B, Hq, N]`, fp32)."""
+                   return_lse: bool = False, tma: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """q `[B, Hq, N, D]`, k/v `[B, Hkv, M, D]` -> o `[B, Hq, N, D]` (and lse `[B, Hq, N]`, fp32).
+
+    `tma=True` loads q, k and v through tensor descriptors (Hopper's TMA unit) instead of
+    pointer arithmetic; same math, same results."""
     b, hq, n, d = q.shape
     hkv, m = k.shape[1], k.shape[2]
     if d not in (64, 128):
         raise ValueError(f"triton prefill supports head_dim 64 and 128, got {d}")
     scale = softmax_scale(sm_scale, d)
+    check_device(q)
+    if tma:
+        reason = tma_unavailable(q.device)
+        if reason:
+            raise ValueError(f"prefill impl 'triton_tma': {reason}")
     o = torch.empty_like(q)
     lse = torch.empty((b, hq, n), device=q.device, dtype=torch.float32) if return_lse else o
     # fp32 inputs are for checks: IEEE dots match a float64 reference, tf32 would not.
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-
-    check_device(q)
+    on_cpu = q.device.type == "cpu"
+    if tma:
+        # Block shapes here are placeholders on a GPU, where each autotuned config sets its own.
+        rows_m, rows_n = (INTERPRETER_CONFIG["BLOCK_M"], INTERPRETER_CONFIG["BLOCK_N"]) if on_cpu else (64, 64)
+        q_in, k_in, v_in = _descriptor(q, "q", rows_m), _descriptor(k, "k", rows_n), _descriptor(v, "v", rows_n)
+    else:
+        q_in, k_in, v_in = q, k, v
 
     def grid(meta):
         return (triton.cdiv(n, meta["BLOCK_M"]), b * hq)
 
-    args = (q, k, v, o, lse, scale * LOG2E, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+    args = (q_in, k_in, v_in, o, lse, scale * LOG2E, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
             hq, n, m, hq // hkv, _bucket(n), _bucket(m))
-    meta = dict(HEAD_DIM=d, CAUSAL=causal, STORE_LSE=return_lse, DOT_PRECISION=precision)
-    if q.device.type == "cpu":
+    meta = dict(HEAD_DIM=d, CAUSAL=causal, STORE_LSE=return_lse, DOT_PRECISION=precision, TMA=tma)
+    if on_cpu:
         _prefill_kernel[grid](*args, **meta, **INTERPRETER_CONFIG)
     else:
         _prefill_tuned[grid](*args, **meta)

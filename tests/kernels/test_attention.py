@@ -57,6 +57,47 @@ def test_custom_scale(impl):
     assert rel_err(out, decode_ref(q[:, :, 0], k, v, lens, sm_scale=0.9)) < TOL[torch.float32]
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_tma_tail_blocks_never_see_the_next_heads_keys(device, causal, poisoned_outputs):
+    # The TMA kernel views k/v as [B * Hkv * M, D], so a tail block's rows past M are the next
+    # head's first rows. Make those keys huge and their values infinite: if any leaked into a
+    # score, or a zero weight met an infinite value, KV head 0's outputs would be off or NaN.
+    gen = torch.Generator().manual_seed(12)
+    dtype = dtype_for(device)
+    b, hq, hkv, n, m, d = 2, 4, 2, 21, 37, 64
+    q = randn(b, hq, n, d, device=device, dtype=dtype, gen=gen)
+    k, v = (randn(b, hkv, m, d, device=device, dtype=dtype, gen=gen) for _ in range(2))
+    k[:, 1, :8] = 30.0
+    v[:, 1, :8] = float("inf")
+    out = kernels.prefill(q, k, v, causal=causal, impl="triton_tma")
+    plain = [0, 1]  # the query heads of KV head 0
+    ref = attention_ref(q[:, plain], k[:, :1], v[:, :1], causal=causal)
+    assert rel_err(out[:, plain], ref) < TOL[dtype]
+
+
+def test_tma_prefill_refuses_strided_views():
+    q = torch.randn(1, 2, 8, 64 * 2)[..., ::2]  # a view with stride 2 in the head dim
+    k = v = torch.randn(1, 2, 8, 64)
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.prefill(q, k, v, impl="triton_tma")
+    assert rel_err(kernels.prefill(q, k, v, impl="triton"), attention_ref(q, k, v, causal=False)) < TOL[torch.float32]
+
+
+def test_autotune_configs_set_the_tma_block_shapes():
+    from kernels.triton_prefill import TensorDescriptor, _configs, set_block_shapes
+
+    x = torch.randn(64, 128)
+    nargs = {"Q": TensorDescriptor.from_tensor(x, [16, 128]), "K": TensorDescriptor.from_tensor(x, [16, 128]),
+             "V": TensorDescriptor.from_tensor(x, [16, 128])}
+    for config in _configs():
+        assert config.pre_hook is set_block_shapes
+        config.pre_hook({**nargs, **config.kwargs})
+        assert nargs["Q"].block_shape == [config.kwargs["BLOCK_M"], 128]
+        assert nargs["K"].block_shape == nargs["V"].block_shape == [config.kwargs["BLOCK_N"], 128]
+    set_block_shapes({"Q": x, "K": x, "V": x, "BLOCK_M": 64, "BLOCK_N": 64})  # pointer kernel: nothing to set
+
+
 def _decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
     q = randn(b, hq, d, device=device, dtype=dtype, gen=gen)
@@ -109,13 +150,14 @@ def test_triton_decode_any_split_count_gives_the_same_answer(device, num_splits,
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[dtype]
 
 
-def test_triton_log_sum_exp_outputs():
+@pytest.mark.parametrize("tma", [False, True])
+def test_triton_log_sum_exp_outputs(tma):
     from kernels.triton_decode import decode_triton
     from kernels.triton_prefill import prefill_triton
 
     gen = torch.Generator().manual_seed(5)
     q, k, v = randn(2, 4, 9, 64, gen=gen), randn(2, 2, 20, 64, gen=gen), randn(2, 2, 20, 64, gen=gen)
-    _, lse = prefill_triton(q, k, v, causal=True, sm_scale=None, return_lse=True)
+    _, lse = prefill_triton(q, k, v, causal=True, sm_scale=None, return_lse=True, tma=tma)
     scores = q.double() @ k.double().repeat_interleave(2, 1).transpose(-1, -2) / 8.0
     allowed = torch.arange(20)[None, :] <= torch.arange(9)[:, None] + 11
     ref = torch.logsumexp(scores.masked_fill(~allowed, float("-inf")), -1)
