@@ -41,3 +41,36 @@ def test_split_choice_reports_the_tuners_new_entry_beside_the_heuristic():
     paged = split_choice(shape, True, {"old"}, {"old": 2}, cpu)  # nothing new: the shape was tuned before
     assert math.isnan(paged["splits_chosen"])
     assert paged["splits_heuristic"] == triton_decode.plan_splits(4, 8, 1008, cpu)[0]  # 63 pages of 16
+
+
+def _timed(kernel, impl, phase, time_ms, **shape):
+    return {"kernel": kernel, "impl": impl, "phase": phase, "paged": False, "head_dim": 128, "time_ms": time_ms, **shape}
+
+
+def test_bars_report_each_triton_kernel_at_its_worst_point():
+    from bench.perf import bars
+
+    p1, p2 = dict(batch_size=4, seq_len=4096, causal=False), dict(batch_size=1, seq_len=16384, causal=True)
+    d_small, d_big = dict(batch_size=1, context_len=4096), dict(batch_size=64, context_len=4096)
+    rows = pd.DataFrame([
+        _timed("prefill.triton", "triton", "prefill", 1.0, **p1), _timed("prefill.triton", "triton", "prefill", 2.0, **p2),
+        _timed("prefill.torch_flash", "torch_flash", "prefill", 1.5, **p1),
+        _timed("prefill.torch_flash", "torch_flash", "prefill", 2.2, **p2),
+        _timed("prefill.torch_cudnn", "torch_cudnn", "prefill", 0.9, **p1),
+        _timed("prefill.torch_cudnn", "torch_cudnn", "prefill", 1.6, **p2),  # 1.6 / 2.0 = 0.8 < 0.85
+        {**_timed("prefill.triton", "triton", "prefill", 0.1, **p1), "head_dim": 64},  # another head dim: ignored
+        _timed("prefill.triton_tma", "triton_tma", "prefill", float("nan"), **p1),  # skipped: not measured
+        {**_timed("decode.triton", "triton", "decode", 0.1, **d_small), "speedup_vs_best_sdpa": 2.0, "pct_of_copy_bw": 40.0},
+        {**_timed("decode.triton", "triton", "decode", 0.4, **d_big), "speedup_vs_best_sdpa": 1.0, "pct_of_copy_bw": 90.0},
+    ])
+    out = bars(rows).set_index(["kernel", "target"])
+    flash = out.loc[("prefill.triton", ">= 1.00x SDPA flash")]
+    assert flash["worst"] == pytest.approx(1.1) and flash["met"] and "seq_len=16384" in flash["at"]
+    cudnn = out.loc[("prefill.triton", ">= 0.85x SDPA cuDNN")]
+    assert cudnn["worst"] == pytest.approx(0.8) and not cudnn["met"]
+    assert not out.loc[("prefill.triton_tma", ">= 1.00x SDPA flash")]["met"]  # nothing measured is not met
+    assert out.loc[("prefill.triton_tma", ">= 1.00x SDPA flash")]["at"] == "not measured"
+    sdpa = out.loc[("decode.triton", "> 1.00x SDPA decode, every point")]
+    assert sdpa["worst"] == 1.0 and not sdpa["met"] and "batch_size=64" in sdpa["at"]  # a tie is not faster
+    bandwidth = out.xs("decode.triton").filter(like="copy bandwidth", axis=0).iloc[0]
+    assert bandwidth["worst"] == 90.0 and bandwidth["met"]  # the batch-1 point does not fill the GPU
