@@ -263,3 +263,22 @@ def test_tuned_split_count_gives_the_reference_answer():
     q, k, v, lens = _decode_inputs(32, 32, 8, 4096, 128, [4096] * 31 + [7], "cuda", torch.bfloat16, seed=11)
     out = kernels.decode(q, k, v, lens, impl="triton")
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("impl", ("triton", "triton_tma"))
+@pytest.mark.parametrize("causal", [False, True])
+def test_triton_prefill_in_float16(impl, causal):
+    gen = torch.Generator().manual_seed(13)
+    q = randn(2, 8, 300, 128, device="cuda", dtype=torch.float16, gen=gen)
+    k, v = (randn(2, 2, 333, 128, device="cuda", dtype=torch.float16, gen=gen) for _ in range(2))
+    out = run_prefill(q, k, v, causal, impl)
+    assert out.dtype == torch.float16
+    assert rel_err(out, attention_ref(q, k, v, causal=causal)) < TOL[torch.float16]
+
+
+@pytest.mark.gpu
+def test_triton_decode_in_float16():
+    q, k, v, lens = _decode_inputs(3, 16, 4, 1500, 64, [1500, 1, 777], "cuda", torch.float16, seed=14)
+    out = kernels.decode(q, k, v, lens, impl="triton")
+    assert out.dtype == torch.float16 and rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.float16]
