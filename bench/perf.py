@@ -89,7 +89,7 @@ def _time_case(name: str, shape: Shape, dtype: torch.dtype) -> dict[str, object]
         return row
     row.update(time_ms=ms, timing=timing, tflop_per_s=case.flops(shape) / ms / 1e9,
                gb_per_s=case.min_bytes(shape, dtype) / ms / 1e6)
-    if case.phase == "decode" and case.impl == "triton":
+    if case.phase == "decode" and case.impl.startswith("triton"):
         row.update(split_choice(shape, case.paged, chosen_before, triton_decode._chosen_splits, torch.device("cuda")))
     del fn
     torch.cuda.empty_cache()
@@ -111,7 +111,7 @@ def prefill_rows(dtype: torch.dtype, seq_lens: list[int], head_dim: int = 128) -
 def decode_rows(dtype: torch.dtype, batches: list[int], contexts: list[int], head_dim: int = 128) -> list[dict[str, object]]:
     # CPU-offload cases synchronise with the host every step, so they cannot be graph-captured;
     # their cost is measured by the energy sweeps (`offload=...`), not in this table.
-    names = [c.name for c in REGISTRY if c.phase == "decode" and c.impl in ("triton", "torch")]
+    names = [c.name for c in REGISTRY if c.phase == "decode" and c.impl in ("triton", "triton_tma", "torch")]
     rows = []
     for length in contexts:
         for b in batches:

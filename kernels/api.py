@@ -23,10 +23,15 @@ def _decode_triton(*args: object, **kwargs: object) -> torch.Tensor:
     return decode_triton(*args, **kwargs)
 
 
+def _decode_triton_tma(*args: object, **kwargs: object) -> torch.Tensor:
+    return _decode_triton(*args, tma=True, **kwargs)
+
+
 def _decode_impls() -> dict[str, DecodeImpl]:
     return {
         "torch": torch_attention.decode_torch,
         "triton": _decode_triton,
+        "triton_tma": _decode_triton_tma,
         "offload_cpu": offload.decode_offload_cpu,
         "offload_split": offload.decode_offload_split,
         "offload_stream": offload.decode_offload_stream,
@@ -37,6 +42,7 @@ def _decode_impls() -> dict[str, DecodeImpl]:
 _DECODE_OPTS = {
     "torch": (),
     "triton": ("num_splits",),
+    "triton_tma": ("num_splits",),
     "offload_cpu": ("threads",),
     "offload_split": ("host_k_cache", "host_v_cache", "host_seq_lens", "threads", "device_impl"),
     "offload_stream": ("chunks", "device_impl"),
@@ -138,9 +144,10 @@ def decode(
         block_table: `[B, max_pages]` page indices into the paged caches; entries past a
             request's length must still be valid page indices (they are masked, not read).
         sm_scale: softmax scale, default `1/sqrt(D)`.
-        impl: one of `decode_impls()`: `triton`, `torch`, or a CPU offload (`offload_cpu`,
+        impl: one of `decode_impls()`: `triton`, `triton_tma` (contiguous caches; K/V tiles
+            through TMA tensor descriptors, Hopper or newer), `torch`, or a CPU offload (`offload_cpu`,
             `offload_split`, `offload_stream`; contiguous caches only).
-        opts: implementation options; unknown ones raise. `triton`: `num_splits`.
+        opts: implementation options; unknown ones raise. `triton`, `triton_tma`: `num_splits`.
             `offload_cpu`: `threads`. `offload_split`: `host_k_cache`, `host_v_cache`,
             `host_seq_lens` (required), `threads`, `device_impl`. `offload_stream`: `chunks`,
             `device_impl` (`auto`: triton on CUDA, torch elsewhere).

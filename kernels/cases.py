@@ -166,6 +166,7 @@ REGISTRY = Registry(
         Case("prefill.torch_cudnn", "prefill", "torch_cudnn", build_prefill, devices=_CUDA),
         Case("decode.triton", "decode", "triton", build_decode, check=triton_unavailable),
         Case("decode.triton_paged", "decode", "triton", build_decode, paged=True, check=triton_unavailable),
+        Case("decode.triton_tma", "decode", "triton_tma", build_decode, check=tma_unavailable),
         Case("decode.torch", "decode", "torch", build_decode),
         Case("decode.torch_paged", "decode", "torch", build_decode, paged=True),
         Case("decode.offload_cpu", "decode", "offload_cpu", build_decode_offload, extra_fields=("offload_threads",)),

@@ -11,6 +11,8 @@ single split (large batch x KV heads) stage 1 writes the output itself and stage
 The grid depends only on tensor shapes (batch, heads, cache capacity), never on `seq_lens`
 values, so a decode step can be captured in a CUDA graph. On a GPU the split count is chosen
 by timing the candidates on the first call of each shape (warm it up before capturing).
+`tma=True` (case `decode.triton_tma`, contiguous caches) loads the K and V tiles through TMA
+tensor descriptors instead of pointers.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import triton
 import triton.language as tl
 import triton.testing
 
-from kernels.triton_prefill import LOG2E, check_device, softmax_scale, softmax_step
+from kernels.triton_prefill import LOG2E, TensorDescriptor, check_device, softmax_scale, softmax_step, tma_unavailable
 
 MIN_ROWS = 16  # tl.dot needs at least 16 rows: small groups are padded
 SPLIT_ALIGN = 128  # split lengths are multiples of the largest BLOCK_N, so every config tiles them
@@ -30,8 +32,16 @@ MAX_SPLITS = 64
 TUNE_SPLITS = True  # on a GPU, pick the split count by timing the candidates (first call per shape)
 
 
+def set_block_shapes(nargs: dict) -> None:
+    """Autotuner pre-hook: each config's BLOCK_N becomes the TMA descriptors' block rows."""
+    if TensorDescriptor is None or not isinstance(nargs["K"], TensorDescriptor):
+        return
+    for name in ("K", "V"):
+        nargs[name].block_shape = [nargs["BLOCK_N"], nargs[name].shape[-1]]
+
+
 def _configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s)
+    return [triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s, pre_hook=set_block_shapes)
             for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)]
 
 
@@ -44,7 +54,8 @@ def _decode_split_kernel(
     stride_tb, H_Q, GROUP, SPLIT_LEN, NUM_SPLITS, CAP_BUCKET,
     O, LSE, stride_ob, stride_oh, stride_od,
     HEAD_DIM: tl.constexpr, BLOCK_G: tl.constexpr, PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, DIRECT: tl.constexpr, STORE_LSE: tl.constexpr, BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DIRECT: tl.constexpr, STORE_LSE: tl.constexpr, TMA: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     b = tl.program_id(0)
     hk = tl.program_id(1)
@@ -67,15 +78,25 @@ def _decode_split_kernel(
     for start_n in range(start, end, BLOCK_N):
         pos = start_n + offs_n
         valid = pos < end
-        if PAGED:
-            page = tl.load(TABLE + b * stride_tb + pos // PAGE_SIZE, mask=valid, other=0).to(tl.int64)
-            k_rows = page * stride_kp + (pos % PAGE_SIZE) * stride_kn
-            v_rows = page * stride_vp + (pos % PAGE_SIZE) * stride_vn
+        if TMA:
+            # Descriptors over the contiguous cache viewed as [B * Hkv * L, HEAD_DIM]: rows past
+            # this request's end (its unused slots, or the next head's rows) are masked out of
+            # the scores below and zeroed here, so nothing of theirs reaches the output.
+            row = ((b.to(tl.int64) * stride_kp + hk * stride_kh) // HEAD_DIM + start_n).to(tl.int32)
+            k = K.load([row, 0]).T
+            v = tl.where(valid[:, None], V.load([row, 0]), 0.0)
         else:
-            k_rows = b.to(tl.int64) * stride_kp + pos * stride_kn
-            v_rows = b.to(tl.int64) * stride_vp + pos * stride_vn
-        k = tl.load(K + k_rows[None, :] + hk * stride_kh + offs_d[:, None] * stride_kd, mask=valid[None, :], other=0.0)
-        v = tl.load(V + v_rows[:, None] + hk * stride_vh + offs_d[None, :] * stride_vd, mask=valid[:, None], other=0.0)
+            if PAGED:
+                page = tl.load(TABLE + b * stride_tb + pos // PAGE_SIZE, mask=valid, other=0).to(tl.int64)
+                k_rows = page * stride_kp + (pos % PAGE_SIZE) * stride_kn
+                v_rows = page * stride_vp + (pos % PAGE_SIZE) * stride_vn
+            else:
+                k_rows = b.to(tl.int64) * stride_kp + pos * stride_kn
+                v_rows = b.to(tl.int64) * stride_vp + pos * stride_vn
+            k = tl.load(K + k_rows[None, :] + hk * stride_kh + offs_d[:, None] * stride_kd, mask=valid[None, :],
+                        other=0.0)
+            v = tl.load(V + v_rows[:, None] + hk * stride_vh + offs_d[None, :] * stride_vd, mask=valid[:, None],
+                        other=0.0)
         qk = tl.dot(q, k, input_precision=DOT_PRECISION)  # [BLOCK_G, BLOCK_N], unscaled
         qk = tl.where(valid[None, :], qk, float("-inf"))
         acc, l_i, m_i = softmax_step(acc, l_i, m_i, qk, v, qk_scale, DOT_PRECISION)
@@ -116,7 +137,7 @@ def _decode_merge_kernel(O_PART, LSE_PART, O, LSE, stride_ob, stride_oh, stride_
 
 
 _split_tuned = triton.autotune(configs=_configs(), key=["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE",
-                                                      "DIRECT", "NUM_SPLITS"])(
+                                                      "DIRECT", "NUM_SPLITS", "TMA"])(
     _decode_split_kernel)
 INTERPRETER_CONFIG = {"BLOCK_N": 16}
 
@@ -163,16 +184,32 @@ def choose_splits(key: tuple, candidates: list[int], time_ms: Callable[[int], fl
     return _chosen_splits[key]
 
 
+def _check_tma(k_cache: torch.Tensor, v_cache: torch.Tensor, paged: bool) -> None:
+    reason = tma_unavailable(k_cache.device)
+    if reason:
+        raise ValueError(f"decode impl 'triton_tma': {reason}")
+    if paged:
+        raise ValueError("decode impl 'triton_tma' takes contiguous caches only (a page's rows of one head are "
+                         "not one TMA box); use impl='triton' for paged caches")
+    for name, c in (("k_cache", k_cache), ("v_cache", v_cache)):
+        if not c.is_contiguous() or c.data_ptr() % 16:
+            raise ValueError(f"decode impl 'triton_tma' needs contiguous, 16-byte aligned caches; {name} is not")
+
+
 def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, seq_lens: torch.Tensor, *,
                   block_table: torch.Tensor | None, sm_scale: float | None, num_splits: int | None = None,
-                  return_lse: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """q `[B, Hq, D]` over contiguous `[B, Hkv, L, D]` or paged `[P, page, Hkv, D]` caches."""
+                  return_lse: bool = False, tma: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """q `[B, Hq, D]` over contiguous `[B, Hkv, L, D]` or paged `[P, page, Hkv, D]` caches.
+
+    `tma=True` (contiguous caches only) loads K and V tiles through TMA tensor descriptors."""
     b, hq, d = q.shape
     if d not in (64, 128):
         raise ValueError(f"triton decode supports head_dim 64 and 128, got {d}")
     check_device(q)
     scale = softmax_scale(sm_scale, d)
     paged = block_table is not None
+    if tma:
+        _check_tma(k_cache, v_cache, paged)
     if paged:
         page_size, hkv = k_cache.shape[1], k_cache.shape[2]
         capacity = block_table.shape[1] * page_size
@@ -189,12 +226,12 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     group = hq // hkv
     if num_splits is None and q.device.type == "cuda" and TUNE_SPLITS:
         # Wave quantisation makes the best split count hard to predict from shapes: time them.
-        key = (b, hkv, triton.next_power_of_2(capacity), d, paged, page_size, q.dtype, group, return_lse)
+        key = (b, hkv, triton.next_power_of_2(capacity), d, paged, page_size, q.dtype, group, return_lse, tma)
 
         def time_ms(n: int) -> float:
             def run() -> object:
                 return decode_triton(q, k_cache, v_cache, seq_lens, block_table=block_table, sm_scale=sm_scale,
-                                     num_splits=n, return_lse=return_lse)
+                                     num_splits=n, return_lse=return_lse, tma=tma)
 
             run()  # compile and autotune the kernel configs first, so do_bench times only calls
             torch.cuda.synchronize(q.device)
@@ -214,11 +251,16 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     lse_part = (lse if lse is not None else o_part) if direct else torch.empty((b, hq, splits), device=q.device,
                                                                                 dtype=torch.float32)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-    args = (q, k_cache, v_cache, seq_lens, table, o_part, lse_part, scale * LOG2E, *q.stride(), *k_strides,
+    if tma:
+        block_n = INTERPRETER_CONFIG["BLOCK_N"] if q.device.type == "cpu" else 64  # autotuned configs set their own
+        k_in, v_in = (TensorDescriptor.from_tensor(c.view(-1, d), [block_n, d]) for c in (k_cache, v_cache))
+    else:
+        k_in, v_in = k_cache, v_cache
+    args = (q, k_in, v_in, seq_lens, table, o_part, lse_part, scale * LOG2E, *q.stride(), *k_strides,
             *v_strides, table_stride, hq, group, split_len, splits, triton.next_power_of_2(capacity),
             o, lse if lse is not None else o, *o.stride())
     meta = dict(HEAD_DIM=d, BLOCK_G=max(MIN_ROWS, triton.next_power_of_2(group)), PAGED=paged,
-                PAGE_SIZE=page_size, DOT_PRECISION=precision, DIRECT=direct, STORE_LSE=return_lse)
+                PAGE_SIZE=page_size, DOT_PRECISION=precision, DIRECT=direct, STORE_LSE=return_lse, TMA=tma)
     grid = (b, hkv, splits)
     if q.device.type == "cpu":
         _decode_split_kernel[grid](*args, **meta, **INTERPRETER_CONFIG)

@@ -107,7 +107,7 @@ def _decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", ("torch", "triton"))  # cache on the device; offload: test_offload.py
+@pytest.mark.parametrize("impl", ("torch", "triton", "triton_tma"))  # cache on the device; offload: test_offload.py
 @pytest.mark.parametrize("group", [1, 2, 4, 8])
 @pytest.mark.parametrize("d", [64, 128])
 def test_decode_contiguous_varied_lengths(device, impl, group, d, poisoned_outputs):
@@ -127,6 +127,21 @@ def test_decode_contiguous_varied_lengths(device, impl, group, d, poisoned_outpu
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("d", [64, 128])
+def test_tma_decode_never_reads_the_next_heads_rows(device, d, poisoned_outputs):
+    # Full-length requests: the last block of KV head 0 runs past the cache's end into KV head
+    # 1's first rows (TMA sees [B * Hkv * L, D]). Those hold huge keys and infinite values.
+    dtype = dtype_for(device)
+    q, k, v, lens = _decode_inputs(2, 4, 2, 40, d, [40, 40], device, dtype, seed=d)
+    k[:, 1] = 30.0
+    v[:, 1] = float("inf")
+    out = kernels.decode(q, k, v, lens, impl="triton_tma")
+    plain = [0, 1]  # the query heads of KV head 0
+    ref = decode_ref(q[:, plain], k[:, :1], v[:, :1], lens)
+    assert rel_err(out[:, plain], ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ("torch", "triton"))  # cache on the device; offload: test_offload.py
 @pytest.mark.parametrize("page_size", [16, 7])
 def test_decode_paged_equals_reference(device, impl, page_size, poisoned_outputs):
@@ -142,11 +157,12 @@ def test_decode_paged_equals_reference(device, impl, page_size, poisoned_outputs
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("num_splits", [1, 2, 3, 8])
-def test_triton_decode_any_split_count_gives_the_same_answer(device, num_splits, poisoned_outputs):
+@pytest.mark.parametrize("impl", ("triton", "triton_tma"))
+def test_triton_decode_any_split_count_gives_the_same_answer(device, num_splits, impl, poisoned_outputs):
     dtype = dtype_for(device)
     seq_lens = [1, 700, 129, 384]  # with 8 splits of 128, request 0 leaves 7 splits empty
     q, k, v, lens = _decode_inputs(4, 8, 2, 1000, 64, seq_lens, device, dtype, seed=num_splits)
-    out = kernels.decode(q, k, v, lens, impl="triton", num_splits=num_splits)
+    out = kernels.decode(q, k, v, lens, impl=impl, num_splits=num_splits)
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[dtype]
 
 
@@ -169,12 +185,13 @@ def test_triton_log_sum_exp_outputs(tma):
 
 
 @pytest.mark.gpu
-def test_triton_decode_replays_in_a_cuda_graph_with_new_lengths():
+@pytest.mark.parametrize("impl", ("triton", "triton_tma"))
+def test_triton_decode_replays_in_a_cuda_graph_with_new_lengths(impl):
     q, k, v, lens = _decode_inputs(4, 16, 2, 2048, 128, [2048, 1, 1000, 77], "cuda", torch.bfloat16, seed=9)
-    kernels.decode(q, k, v, lens, impl="triton")  # compile and autotune outside the capture
+    kernels.decode(q, k, v, lens, impl=impl)  # compile and autotune outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = kernels.decode(q, k, v, lens, impl="triton")
+        out = kernels.decode(q, k, v, lens, impl=impl)
     lens.copy_(torch.tensor([5, 2048, 333, 1], dtype=torch.int32))  # new lengths, same grid
     graph.replay()
     torch.cuda.synchronize()
@@ -232,6 +249,10 @@ def test_paged_layout_is_scattered_and_complete():
                                  sm_scale=-0.1), "sm_scale"),
         (lambda: kernels.decode(torch.randn(2, 4, 64), torch.randn(2, 2, 5, 64), torch.randn(2, 2, 5, 64), torch.tensor([5, 5]),
                                 impl="triton", sm_scale=0.0), "sm_scale"),
+        (lambda: kernels.decode(torch.randn(2, 4, 64), torch.randn(4, 4, 2, 64), torch.randn(4, 4, 2, 64), torch.tensor([5, 5]),
+                                block_table=torch.zeros(2, 2, dtype=torch.int32), impl="triton_tma"), "contiguous caches only"),
+        (lambda: kernels.decode(torch.randn(2, 4, 64), torch.randn(2, 5, 2, 64).transpose(1, 2), torch.randn(2, 2, 5, 64),
+                                torch.tensor([5, 5]), impl="triton_tma"), "k_cache is not"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):
@@ -259,9 +280,10 @@ def test_split_count_tuning_picks_the_fastest_candidate_once():
 
 
 @pytest.mark.gpu
-def test_tuned_split_count_gives_the_reference_answer():
+@pytest.mark.parametrize("impl", ("triton", "triton_tma"))
+def test_tuned_split_count_gives_the_reference_answer(impl):
     q, k, v, lens = _decode_inputs(32, 32, 8, 4096, 128, [4096] * 31 + [7], "cuda", torch.bfloat16, seed=11)
-    out = kernels.decode(q, k, v, lens, impl="triton")
+    out = kernels.decode(q, k, v, lens, impl=impl)
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
 
 
