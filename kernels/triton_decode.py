@@ -24,7 +24,15 @@ import triton
 import triton.language as tl
 import triton.testing
 
-from kernels.triton_prefill import LOG2E, TensorDescriptor, check_device, softmax_scale, softmax_step, tma_unavailable
+from kernels.triton_prefill import (
+    LOG2E,
+    TensorDescriptor,
+    check_device,
+    softmax_scale,
+    softmax_step,
+    tma_unavailable,
+)
+from kernels.tuning import autotune
 
 MIN_ROWS = 16  # tl.dot needs at least 16 rows: small groups are padded
 SPLIT_ALIGN = 128  # split lengths are multiples of the largest BLOCK_N, so every config tiles them
@@ -136,8 +144,8 @@ def _decode_merge_kernel(O_PART, LSE_PART, O, LSE, stride_ob, stride_oh, stride_
         tl.store(LSE + b * H_Q + h, (m + tl.math.log2(total)) / 1.4426950408889634)
 
 
-_split_tuned = triton.autotune(configs=_configs(), key=["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE",
-                                                      "DIRECT", "NUM_SPLITS", "TMA"])(
+_split_tuned = autotune(_configs(), ["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE", "DIRECT", "NUM_SPLITS",
+                                     "TMA"])(
     _decode_split_kernel)
 INTERPRETER_CONFIG = {"BLOCK_N": 16}
 
@@ -164,12 +172,19 @@ SPLIT_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _chosen_splits: dict[tuple, int] = {}
 
 
+# Split counts whose grid exceeds this many programs per SM are not tried: each candidate costs
+# a full autotune of the kernel's configs, and past a few waves more splits only add merge work.
+MAX_PROGRAMS_PER_SM = 8
+
+
 def split_candidates(batch: int, kv_heads: int, capacity: int, device: torch.device) -> list[int]:
-    """The distinct split counts a shape allows, the shape heuristic's first."""
+    """The distinct split counts a shape allows, the shape heuristic's first, then those up to
+    MAX_PROGRAMS_PER_SM programs per SM."""
     out: list[int] = []
+    most_programs = MAX_PROGRAMS_PER_SM * _sm_count(device)
     for requested in (None,) + SPLIT_CANDIDATES:
         n, _ = plan_splits(batch, kv_heads, capacity, device, requested)
-        if n not in out:
+        if n not in out and (requested is None or n == 1 or batch * kv_heads * n <= most_programs):
             out.append(n)
     return out
 

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.tuning import autotune
+
 try:  # host-side TMA descriptors: Triton >= 3.3
     from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:  # pragma: no cover - older Triton: the pointer kernel only
@@ -192,8 +194,8 @@ def _prefill_kernel(
 
 # Autotuned on GPUs; the interpreter (CPU) runs one small config, since tuning there would time
 # dozens of interpreted launches.
-_prefill_tuned = triton.autotune(configs=_configs(), key=["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
-                                 prune_configs_by={"early_config_prune": _prune})(_prefill_kernel)
+_prefill_tuned = autotune(_configs(), ["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
+                          prune_configs_by={"early_config_prune": _prune})(_prefill_kernel)
 INTERPRETER_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 16}
 
 
