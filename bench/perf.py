@@ -5,7 +5,9 @@
 Measures the copy bandwidth (bytes read + written) and the bf16 matmul rate of this GPU, then
 times every prefill and decode implementation with CUDA graphs (`triton.testing.do_bench_cudagraph`,
 median), after a warm-up that compiles and autotunes outside the timing. Writes `kernels.csv`
-and `kernels.md`: TFLOP/s, GB/s, ratio to the best SDPA backend at the same shape, % of ceiling.
+and `kernels.md`: TFLOP/s, GB/s, ratio to the best SDPA backend at the same shape, % of ceiling,
+and a targets table. Rows are kept in `kernels_partial.csv` as they are timed, so a run stopped
+by a time limit still leaves what it measured; `--phases` and `--head-dims` split a long run.
 Time only; energy is what `python -m bench` measures.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.results import atomic_write_text
 from kernels import REGISTRY, Shape, triton_decode
 
 PREFILL_TOKENS = 16384  # FlashAttention's benchmark: batch x seq_len fixed, 2048 / head_dim heads
@@ -96,28 +99,24 @@ def _time_case(name: str, shape: Shape, dtype: torch.dtype) -> dict[str, object]
     return row
 
 
-def prefill_rows(dtype: torch.dtype, seq_lens: list[int], head_dim: int = 128) -> list[dict[str, object]]:
-    names = [c.name for c in REGISTRY if c.phase == "prefill" and c.impl != "torch_math"]
-    rows = []
-    for causal in (False, True):
-        for n in seq_lens:
-            heads = 2048 // head_dim
-            shape = Shape(batch_size=max(1, PREFILL_TOKENS // n), heads=heads, kv_heads=heads, head_dim=head_dim,
-                          seq_len=n, causal=causal)
-            rows += [_time_case(name, shape, dtype) for name in names]
-    return rows
+def prefill_shapes(seq_lens: list[int], head_dim: int = 128) -> list[Shape]:
+    heads = 2048 // head_dim
+    return [Shape(batch_size=max(1, PREFILL_TOKENS // n), heads=heads, kv_heads=heads, head_dim=head_dim, seq_len=n,
+                  causal=causal) for causal in (False, True) for n in seq_lens]
 
 
-def decode_rows(dtype: torch.dtype, batches: list[int], contexts: list[int], head_dim: int = 128) -> list[dict[str, object]]:
-    # CPU-offload cases synchronise with the host every step, so they cannot be graph-captured;
-    # their cost is measured by the energy sweeps (`offload=...`), not in this table.
-    names = [c.name for c in REGISTRY if c.phase == "decode" and c.impl in ("triton", "triton_tma", "torch")]
-    rows = []
-    for length in contexts:
-        for b in batches:
-            shape = Shape(batch_size=b, heads=DECODE_HEADS, kv_heads=DECODE_KV_HEADS, head_dim=head_dim, context_len=length)
-            rows += [_time_case(name, shape, dtype) for name in names]
-    return rows
+def decode_shapes(batches: list[int], contexts: list[int], head_dim: int = 128) -> list[Shape]:
+    return [Shape(batch_size=b, heads=DECODE_HEADS, kv_heads=DECODE_KV_HEADS, head_dim=head_dim, context_len=length)
+            for length in contexts for b in batches]
+
+
+def case_names(phase: str) -> list[str]:
+    """The cases the table times: every prefill case but the math backend (a reference, not a
+    contender); the device-resident decode cases. CPU-offload cases synchronise with the host
+    every step, so they cannot be graph-captured; the energy sweeps (`offload=...`) measure them."""
+    if phase == "prefill":
+        return [c.name for c in REGISTRY if c.phase == "prefill" and c.impl != "torch_math"]
+    return [c.name for c in REGISTRY if c.phase == "decode" and c.impl in ("triton", "triton_tma", "torch")]
 
 
 def compare(rows: pd.DataFrame, ceil: dict[str, float]) -> pd.DataFrame:
@@ -193,11 +192,13 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for kernels.csv and kernels.md")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the table (kernels.csv, kernels.md)")
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[4096, 8192, 16384])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64, 128])
     parser.add_argument("--contexts", type=int, nargs="+", default=[4096, 16384])
     parser.add_argument("--head-dims", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--phases", nargs="+", choices=["prefill", "decode"], default=["prefill", "decode"])
+    parser.add_argument("--name", default="kernels", help="file stem: <name>.csv, <name>.md")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
@@ -205,8 +206,16 @@ def main() -> None:
     ceil = ceilings()
     print(f"ceilings: copy {ceil['copy_gb_per_s']:.0f} GB/s, read {ceil['read_gb_per_s']:.0f} GB/s, "
           f"bf16 matmul {ceil['matmul_tflop_per_s']:.0f} TFLOP/s", flush=True)
-    rows = pd.DataFrame([r for d in args.head_dims
-                         for r in prefill_rows(dtype, args.seq_lens, d) + decode_rows(dtype, args.batches, args.contexts, d)])
+    args.out.mkdir(parents=True, exist_ok=True)
+    timed: list[dict[str, object]] = []
+    for d in args.head_dims:
+        shapes = {"prefill": prefill_shapes(args.seq_lens, d), "decode": decode_shapes(args.batches, args.contexts, d)}
+        for phase in args.phases:
+            for shape in shapes[phase]:
+                timed += [_time_case(name, shape, dtype) for name in case_names(phase)]
+                # Every shape's rows are kept as they come: a run cut short still has them.
+                atomic_write_text(args.out / f"{args.name}_partial.csv", pd.DataFrame(timed).to_csv(index=False))
+    rows = pd.DataFrame(timed)
     rows = compare(rows, ceil)
     import triton
 
@@ -215,8 +224,7 @@ def main() -> None:
     rows["torch_version"], rows["triton_version"] = torch.__version__, triton.__version__
     for name, value in ceil.items():
         rows[f"ceiling_{name}"] = value
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(args.out / "kernels.csv", index=False)
+    atomic_write_text(args.out / f"{args.name}.csv", rows.to_csv(index=False))
     cols = ["kernel", "head_dim", "batch_size", "seq_len", "context_len", "causal", "time_ms", "tflop_per_s", "gb_per_s",
             "speedup_vs_best_sdpa", "pct_of_matmul", "pct_of_copy_bw", "pct_of_read_bw", "splits_chosen",
             "splits_heuristic"]
@@ -227,7 +235,8 @@ def main() -> None:
     verdict = bars(rows)
     targets = (f"## Targets (head dim {TARGET_HEAD_DIM}, each kernel at its worst point)\n\n" + markdown(verdict)
                + "\n## Every point\n\n")
-    (args.out / "kernels.md").write_text(header + targets + markdown(rows[cols]))
+    atomic_write_text(args.out / f"{args.name}.md", header + targets + markdown(rows[cols]))
+    (args.out / f"{args.name}_partial.csv").unlink(missing_ok=True)
     print(verdict.round(3).to_string(index=False))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(rows[cols + (["skipped"] if "skipped" in rows else [])].round(3).to_string(index=False))

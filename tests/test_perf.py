@@ -74,3 +74,47 @@ def test_bars_report_each_triton_kernel_at_its_worst_point():
     assert sdpa["worst"] == 1.0 and not sdpa["met"] and "batch_size=64" in sdpa["at"]  # a tie is not faster
     bandwidth = out.xs("decode.triton").filter(like="copy bandwidth", axis=0).iloc[0]
     assert bandwidth["worst"] == 90.0 and bandwidth["met"]  # the batch-1 point does not fill the GPU
+
+
+def test_the_table_times_the_contenders_only():
+    from bench.perf import case_names
+
+    prefill, decode = case_names("prefill"), case_names("decode")
+    assert {"prefill.triton", "prefill.triton_tma", "prefill.torch_flash", "prefill.torch_cudnn"} <= set(prefill)
+    assert "prefill.torch_math" not in prefill
+    assert {"decode.triton", "decode.triton_paged", "decode.triton_tma", "decode.torch", "decode.torch_paged"} == set(decode)
+
+
+def test_main_keeps_rows_as_it_goes_and_writes_the_targets(tmp_path, monkeypatch):
+    import sys
+
+    import torch
+
+    import bench.perf as perf
+
+    seen = []
+
+    def fake_time_case(name, shape, dtype):  # the GPU timing is the boundary faked here
+        partial = tmp_path / "kernels_partial.csv"
+        seen.append(len(pd.read_csv(partial)) if partial.exists() else 0)
+        case = perf.REGISTRY.get(name)
+        ms = 1.0 if case.impl.startswith("triton") else 1.2
+        return {"kernel": name, "phase": case.phase, "impl": case.impl, "paged": case.paged, **case.shape_fields(shape),
+                "time_ms": ms, "tflop_per_s": case.flops(shape) / ms / 1e9, "gb_per_s": case.min_bytes(shape, dtype) / ms / 1e6}
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(perf, "ceilings", lambda: {"copy_gb_per_s": 2400.0, "read_gb_per_s": 3000.0,
+                                                   "matmul_tflop_per_s": 700.0})
+    monkeypatch.setattr(perf, "_time_case", fake_time_case)
+    monkeypatch.setattr(sys, "argv", ["perf", "--out", str(tmp_path), "--seq-lens", "4096", "--batches", "32",
+                                      "--contexts", "4096", "--head-dims", "128"])
+    perf.main()
+    table = pd.read_csv(tmp_path / "kernels.csv")
+    n_prefill, n_decode = 2 * len(perf.case_names("prefill")), len(perf.case_names("decode"))
+    assert len(table) == n_prefill + n_decode and (table["device"] == "Fake GPU").all()
+    # Before each shape, the rows of every earlier shape were already on disk.
+    assert seen[:: len(perf.case_names("prefill"))][:3] == [0, len(perf.case_names("prefill")), n_prefill]
+    assert not (tmp_path / "kernels_partial.csv").exists()
+    text = (tmp_path / "kernels.md").read_text()
+    assert "## Targets" in text and "| prefill.triton | >= 1.00x SDPA flash | 1.2 |" in text
