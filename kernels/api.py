@@ -82,7 +82,7 @@ def prefill(
     *,
     causal: bool = False,
     sm_scale: float | None = None,
-    impl: str = "torch",
+    impl: str = "triton",
 ) -> torch.Tensor:
     """Attention forward over whole sequences.
 
@@ -91,7 +91,8 @@ def prefill(
         k, v: `[B, Hkv, M, D]` keys and values, `Hq % Hkv == 0` (GQA/MQA).
         causal: mask aligned to the end: query i sees keys `j <= i + M - N` (needs N <= M).
         sm_scale: softmax scale, default `1/sqrt(D)`.
-        impl: one of `prefill_impls()`: `triton` (head_dim 64 or 128), `triton_tma` (the same
+        impl: one of `prefill_impls()`: `triton` (default; head_dim 64 or 128; CPU tensors need
+            `TRITON_INTERPRET=1`), `triton_tma` (the same
             kernel loading tiles through TMA tensor descriptors: contiguous inputs, Hopper or
             newer, or the interpreter), or SDPA with PyTorch's choice of backend (`torch`) or
             one pinned (`torch_math`, `torch_flash`, ...).
@@ -125,7 +126,7 @@ def decode(
     *,
     block_table: torch.Tensor | None = None,
     sm_scale: float | None = None,
-    impl: str = "torch",
+    impl: str = "triton",
     **opts: object,
 ) -> torch.Tensor:
     """One new query token per request attending to its cached keys and values.
@@ -144,7 +145,8 @@ def decode(
         block_table: `[B, max_pages]` page indices into the paged caches; entries past a
             request's length must still be valid page indices (they are masked, not read).
         sm_scale: softmax scale, default `1/sqrt(D)`.
-        impl: one of `decode_impls()`: `triton`, `triton_tma` (contiguous caches; K/V tiles
+        impl: one of `decode_impls()`: `triton` (default; CPU tensors need `TRITON_INTERPRET=1`),
+            `triton_tma` (contiguous caches; K/V tiles
             through TMA tensor descriptors, Hopper or newer), `torch`, or a CPU offload (`offload_cpu`,
             `offload_split`, `offload_stream`; contiguous caches only).
         opts: implementation options; unknown ones raise. `triton`, `triton_tma`: `num_splits`.

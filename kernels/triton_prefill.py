@@ -205,7 +205,8 @@ def interpreted() -> bool:
 
 def check_device(t: torch.Tensor) -> None:
     if t.device.type == "cpu" and not interpreted():
-        raise ValueError("Triton kernels on CPU tensors need TRITON_INTERPRET=1 set before `kernels` is imported")
+        raise ValueError("Triton kernels on CPU tensors need TRITON_INTERPRET=1 set before `kernels` is imported "
+                         "(slow: for checks); impl='torch' runs PyTorch's attention instead")
 
 
 def softmax_scale(sm_scale: float | None, head_dim: int) -> float:
