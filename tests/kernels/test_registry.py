@@ -94,3 +94,14 @@ def test_cases_say_why_they_cannot_run(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert "TRITON_INTERPRET" in REGISTRY.get("decode.triton").unsupported_reason(torch.device("cpu"))
     assert REGISTRY.get("decode.torch").unsupported_reason(torch.device("cpu")) is None
+
+
+def test_tma_cases_name_why_an_older_gpu_cannot_run_them(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA A100-SXM4-80GB")
+    for name in ("prefill.triton_tma", "decode.triton_tma"):
+        reason = REGISTRY.get(name).unsupported_reason(torch.device("cuda"))
+        assert reason and "9.0" in reason and "A100" in reason and "8.0" in reason
+    assert REGISTRY.get("prefill.triton").unsupported_reason(torch.device("cuda")) is None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    assert REGISTRY.get("decode.triton_tma").unsupported_reason(torch.device("cuda")) is None
