@@ -30,6 +30,7 @@ from kernels.triton_prefill import (
     check_device,
     softmax_scale,
     softmax_step,
+    tma_descriptor,
     tma_unavailable,
 )
 from kernels.tuning import autotune
@@ -199,16 +200,13 @@ def choose_splits(key: tuple, candidates: list[int], time_ms: Callable[[int], fl
     return _chosen_splits[key]
 
 
-def _check_tma(k_cache: torch.Tensor, v_cache: torch.Tensor, paged: bool) -> None:
-    reason = tma_unavailable(k_cache.device)
+def _check_tma(device: torch.device, paged: bool) -> None:
+    reason = tma_unavailable(device)
     if reason:
         raise ValueError(f"decode impl 'triton_tma': {reason}")
     if paged:
         raise ValueError("decode impl 'triton_tma' takes contiguous caches only (a page's rows of one head are "
                          "not one TMA box); use impl='triton' for paged caches")
-    for name, c in (("k_cache", k_cache), ("v_cache", v_cache)):
-        if not c.is_contiguous() or c.data_ptr() % 16:
-            raise ValueError(f"decode impl 'triton_tma' needs contiguous, 16-byte aligned caches; {name} is not")
 
 
 def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, seq_lens: torch.Tensor, *,
@@ -224,7 +222,7 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     scale = softmax_scale(sm_scale, d)
     paged = block_table is not None
     if tma:
-        _check_tma(k_cache, v_cache, paged)
+        _check_tma(q.device, paged)
     if paged:
         page_size, hkv = k_cache.shape[1], k_cache.shape[2]
         capacity = block_table.shape[1] * page_size
@@ -268,7 +266,8 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     if tma:
         block_n = INTERPRETER_CONFIG["BLOCK_N"] if q.device.type == "cpu" else 64  # autotuned configs set their own
-        k_in, v_in = (TensorDescriptor.from_tensor(c.view(-1, d), [block_n, d]) for c in (k_cache, v_cache))
+        k_in = tma_descriptor(k_cache, "decode impl", "k_cache", block_n)
+        v_in = tma_descriptor(v_cache, "decode impl", "v_cache", block_n)
     else:
         k_in, v_in = k_cache, v_cache
     args = (q, k_in, v_in, seq_lens, table, o_part, lse_part, scale * LOG2E, *q.stride(), *k_strides,

@@ -234,11 +234,11 @@ def tma_unavailable(device: torch.device) -> str | None:
     return None
 
 
-def _descriptor(t: torch.Tensor, name: str, rows: int) -> "TensorDescriptor":
-    """A descriptor over `t` `[B, H, len, D]` viewed as `[B * H * len, D]`; TMA needs that view
-    to exist (contiguous) and a 16-byte aligned base."""
+def tma_descriptor(t: torch.Tensor, impl: str, name: str, rows: int) -> "TensorDescriptor":
+    """A descriptor over `t` `[..., len, D]` viewed as `[rows of all heads, D]`; TMA needs that
+    view to exist (contiguous) and a 16-byte aligned base."""
     if not t.is_contiguous() or t.data_ptr() % 16:
-        raise ValueError(f"prefill impl 'triton_tma' needs contiguous, 16-byte aligned q, k, v; {name} is not "
+        raise ValueError(f"{impl} 'triton_tma' needs contiguous, 16-byte aligned tensors; {name} is not "
                          "(use impl='triton' for strided views)")
     d = t.shape[-1]
     return TensorDescriptor.from_tensor(t.view(-1, d), [rows, d])
@@ -268,7 +268,8 @@ def prefill_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal:
     if tma:
         # Block shapes here are placeholders on a GPU, where each autotuned config sets its own.
         rows_m, rows_n = (INTERPRETER_CONFIG["BLOCK_M"], INTERPRETER_CONFIG["BLOCK_N"]) if on_cpu else (64, 64)
-        q_in, k_in, v_in = _descriptor(q, "q", rows_m), _descriptor(k, "k", rows_n), _descriptor(v, "v", rows_n)
+        q_in = tma_descriptor(q, "prefill impl", "q", rows_m)
+        k_in, v_in = tma_descriptor(k, "prefill impl", "k", rows_n), tma_descriptor(v, "prefill impl", "v", rows_n)
     else:
         q_in, k_in, v_in = q, k, v
 
