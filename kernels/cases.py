@@ -10,7 +10,7 @@ import torch
 
 from kernels.api import decode, prefill
 from kernels.offload import split_cache
-from kernels.registry import Case, Registry, Shape
+from kernels.registry import OFFLOAD_MODES, Case, Registry, Shape
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
@@ -114,26 +114,16 @@ def _offload_closure(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_lens
     return lambda: decode(q, k, v, seq_lens, **opts)
 
 
-OFFLOAD_MODES = ("none", "cpu", "split", "stream")
-
-
 def offload_case(kernel: str, mode: str) -> str:
-    """The case that runs decode `kernel` with CPU offload `mode` (`none`: the kernel itself).
+    """The case that runs decode `kernel` with CPU offload `mode` (`none`: the kernel itself),
+    as the kernel's case declares it (`Case.offload_variants`).
 
     `cpu` attends on the host alone, whichever kernel; `split` and `stream` attend the device's
     share with the kernel's implementation (triton or torch).
     """
     if mode not in OFFLOAD_MODES:
         raise ValueError(f"offload mode {mode!r} unknown; choose one of {OFFLOAD_MODES}")
-    if mode == "none":
-        return kernel
-    base = REGISTRY.get(kernel)
-    if base.phase != "decode" or base.paged or base.impl not in ("triton", "torch"):
-        raise ValueError(f"CPU offload applies to the contiguous decode kernels decode.triton and decode.torch, "
-                         f"not {kernel}")
-    if mode == "cpu":
-        return "decode.offload_cpu"
-    return f"decode.offload_{mode}" + ("" if base.impl == "triton" else "_torch")
+    return REGISTRY.get(kernel).offload_variant(mode)
 
 
 def triton_unavailable(device: torch.device) -> str | None:
@@ -155,28 +145,51 @@ def tma_unavailable(device: torch.device) -> str | None:
 
 
 _CUDA = ("cuda",)
+_TRITON_HEAD_DIMS = (64, 128)  # the head sizes the Triton kernels are written and tested for
+_TRITON = dict(family="triton", uses_triton=True, head_dims=_TRITON_HEAD_DIMS, check=triton_unavailable)
+_SDPA = dict(family="sdpa")
+
+
+def _offloads(impl: str) -> tuple[tuple[str, str], ...]:
+    """The offload variants of a contiguous decode kernel: host-only, and split / stream with the
+    kernel attending the device's share."""
+    suffix = "" if impl == "triton" else "_torch"
+    return (("cpu", "decode.offload_cpu"), ("split", f"decode.offload_split{suffix}"),
+            ("stream", f"decode.offload_stream{suffix}"))
+
+
+def _offload(mode: str, device_impl: str | None, extra: tuple[str, ...]) -> dict[str, object]:
+    traits: dict[str, object] = dict(family="offload", offload=mode, device_impl=device_impl, extra_fields=extra,
+                                     speed_contender=False)  # host sync every step: not graph-capturable
+    if device_impl == "triton":
+        traits.update(uses_triton=True, head_dims=_TRITON_HEAD_DIMS, check=triton_unavailable)
+    return traits
+
+
+# Adding a case is one entry here: its name, phase, impl, builder and traits.
 REGISTRY = Registry(
     [
-        Case("prefill.triton", "prefill", "triton", build_prefill, check=triton_unavailable),
-        Case("prefill.triton_tma", "prefill", "triton_tma", build_prefill, check=tma_unavailable),
-        Case("prefill.torch", "prefill", "torch", build_prefill),
-        Case("prefill.torch_math", "prefill", "torch_math", build_prefill),
-        Case("prefill.torch_flash", "prefill", "torch_flash", build_prefill),
-        Case("prefill.torch_efficient", "prefill", "torch_efficient", build_prefill, devices=_CUDA),
-        Case("prefill.torch_cudnn", "prefill", "torch_cudnn", build_prefill, devices=_CUDA),
-        Case("decode.triton", "decode", "triton", build_decode, check=triton_unavailable),
-        Case("decode.triton_paged", "decode", "triton", build_decode, paged=True, check=triton_unavailable),
-        Case("decode.triton_tma", "decode", "triton_tma", build_decode, check=tma_unavailable),
-        Case("decode.torch", "decode", "torch", build_decode),
-        Case("decode.torch_paged", "decode", "torch", build_decode, paged=True),
-        Case("decode.offload_cpu", "decode", "offload_cpu", build_decode_offload, extra_fields=("offload_threads",)),
-        Case("decode.offload_split", "decode", "offload_split", build_decode_offload, check=triton_unavailable,
-             extra_fields=("offload_fraction", "offload_threads"), device_impl="triton"),
+        Case("prefill.triton", "prefill", "triton", build_prefill, **_TRITON),
+        Case("prefill.triton_tma", "prefill", "triton_tma", build_prefill, **{**_TRITON, "check": tma_unavailable}),
+        Case("prefill.torch", "prefill", "torch", build_prefill, **_SDPA),
+        Case("prefill.torch_math", "prefill", "torch_math", build_prefill, **_SDPA, speed_contender=False),
+        Case("prefill.torch_flash", "prefill", "torch_flash", build_prefill, **_SDPA),
+        Case("prefill.torch_efficient", "prefill", "torch_efficient", build_prefill, **_SDPA, devices=_CUDA),
+        Case("prefill.torch_cudnn", "prefill", "torch_cudnn", build_prefill, **_SDPA, devices=_CUDA),
+        Case("decode.triton", "decode", "triton", build_decode, **_TRITON, offload_variants=_offloads("triton")),
+        Case("decode.triton_paged", "decode", "triton", build_decode, **_TRITON, layout="paged"),
+        Case("decode.triton_tma", "decode", "triton_tma", build_decode, **{**_TRITON, "check": tma_unavailable}),
+        Case("decode.torch", "decode", "torch", build_decode, **_SDPA, offload_variants=_offloads("torch")),
+        Case("decode.torch_paged", "decode", "torch", build_decode, **_SDPA, layout="paged"),
+        Case("decode.offload_cpu", "decode", "offload_cpu", build_decode_offload,
+             **_offload("cpu", None, ("offload_threads",))),
+        Case("decode.offload_split", "decode", "offload_split", build_decode_offload,
+             **_offload("split", "triton", ("offload_fraction", "offload_threads"))),
         Case("decode.offload_split_torch", "decode", "offload_split", build_decode_offload,
-             extra_fields=("offload_fraction", "offload_threads"), device_impl="torch"),
-        Case("decode.offload_stream", "decode", "offload_stream", build_decode_offload, check=triton_unavailable,
-             extra_fields=("offload_chunks",), device_impl="triton"),
+             **_offload("split", "torch", ("offload_fraction", "offload_threads"))),
+        Case("decode.offload_stream", "decode", "offload_stream", build_decode_offload,
+             **_offload("stream", "triton", ("offload_chunks",))),
         Case("decode.offload_stream_torch", "decode", "offload_stream", build_decode_offload,
-             extra_fields=("offload_chunks",), device_impl="torch"),
+             **_offload("stream", "torch", ("offload_chunks",))),
     ]
 )

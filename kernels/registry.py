@@ -8,9 +8,6 @@ from typing import Callable, Iterable
 
 import torch
 
-PHASES = ("prefill", "decode")
-
-
 @dataclass(frozen=True)
 class Shape:
     """Problem size of one benchmark point.
@@ -46,19 +43,99 @@ def causal_pairs(n: int, m: int) -> int:
     return n * (m - n + 1) + n * (n - 1) // 2
 
 
+PHASES = ("prefill", "decode")
+FAMILIES = ("triton", "sdpa", "offload", "custom")
+LAYOUTS = ("contiguous", "paged")
+OFFLOAD_MODES = ("none", "cpu", "split", "stream")
+DTYPE_NAMES = ("float16", "bfloat16", "float32")
+
+Builder = Callable[["Case", Shape, torch.device, torch.dtype, int], Callable[[], object]]
+
+
+def attention_flops(case: "Case", shape: Shape) -> float:
+    """Floating-point operations of one attention call: 4 per (query, key, head_dim) pair (QK^T and PV)."""
+    b, hq, d = shape.batch_size, shape.heads, shape.head_dim
+    if case.phase == "prefill":
+        n = shape.seq_len
+        pairs = causal_pairs(n, n) if shape.causal else n * n
+        return 4.0 * b * hq * d * pairs
+    return 4.0 * b * hq * d * shape.context_len
+
+
+def attention_min_bytes(case: "Case", shape: Shape, dtype: torch.dtype) -> float:
+    """Fewest bytes one attention call must move: every input read once, the output written once."""
+    e = torch.empty((), dtype=dtype).element_size()
+    b, hq, hkv, d = shape.batch_size, shape.heads, shape.kv_heads, shape.head_dim
+    if case.phase == "prefill":
+        n = shape.seq_len
+        return float(e * d * b * (2 * hq * n + 2 * hkv * n))
+    kv = 2 * b * hkv * shape.context_len * d * e
+    q_and_o = 2 * b * hq * d * e
+    index_bytes = b * 4 + (b * math.ceil(shape.context_len / shape.page_size) * 4 if case.paged else 0)
+    return float(kv + q_and_o + index_bytes)
+
+
+def attention_tokens(case: "Case", shape: Shape) -> int:
+    """Tokens one call processes: the whole prompt in prefill, one per request in decode."""
+    if case.phase == "prefill":
+        return shape.batch_size * shape.seq_len
+    return shape.batch_size
+
+
 @dataclass(frozen=True)
 class Case:
-    """One benchmark case: a phase, an implementation, and (for decode) the cache layout."""
+    """One benchmark case. Its traits are declared here once, and every other module asks the
+    case (or the trait columns it writes into each result row) instead of matching its name.
+
+    Args:
+        name: registry name, `<phase>.<impl>` for the built-in cases.
+        phase: `prefill` or `decode`.
+        impl: the implementation name the kernel API takes (`kernels.prefill(..., impl=...)`).
+        build_fn: `(case, shape, device, dtype, seed) -> closure`: allocates inputs and returns
+            a no-argument callable that runs the kernel once.
+        family: `triton`, `sdpa` (a PyTorch baseline), `offload` (CPU offload) or `custom`.
+        layout: decode cache layout, `contiguous` or `paged`.
+        devices, dtypes, head_dims: what the case runs on (`head_dims=None`: any).
+        uses_triton: runs a Triton kernel (so on a CPU it runs in Triton's interpreter).
+        offload: the CPU-offload mode this case implements (`none` for device-only cases).
+        offload_variants: `(mode, case name)` pairs: the case that runs this kernel with that
+            offload mode.
+        device_impl: offload cases: what attends the part on the device.
+        speed_contender: timed in the kernel speed table (`bench.perf`); a reference
+            implementation such as SDPA's math backend is not.
+        check: why the case cannot run on a device, if it cannot (None: it can).
+        extra_fields: shape fields this case uses beyond its phase's.
+        flops_fn, min_bytes_fn, tokens_fn: the work of one call (default: attention's).
+    """
 
     name: str
     phase: str
     impl: str
-    build_fn: Callable[["Case", Shape, torch.device, torch.dtype, int], Callable[[], torch.Tensor]]
-    paged: bool = False
+    build_fn: Builder
+    family: str = "custom"
+    layout: str = "contiguous"
     devices: tuple[str, ...] = ("cpu", "cuda")
-    check: Callable[[torch.device], str | None] | None = None  # why it cannot run there, if it cannot
-    extra_fields: tuple[str, ...] = ()  # shape fields this case uses beyond its phase's
-    device_impl: str | None = None  # offload cases: what attends the part on the device
+    dtypes: tuple[str, ...] = DTYPE_NAMES
+    head_dims: tuple[int, ...] | None = None
+    uses_triton: bool = False
+    offload: str = "none"
+    offload_variants: tuple[tuple[str, str], ...] = ()
+    device_impl: str | None = None
+    speed_contender: bool = True
+    check: Callable[[torch.device], str | None] | None = None
+    extra_fields: tuple[str, ...] = ()
+    flops_fn: Callable[["Case", Shape], float] = attention_flops
+    min_bytes_fn: Callable[["Case", Shape, torch.dtype], float] = attention_min_bytes
+    tokens_fn: Callable[["Case", Shape], int] = attention_tokens
+
+    @property
+    def paged(self) -> bool:
+        return self.layout == "paged"
+
+    def traits(self) -> dict[str, object]:
+        """The traits every result row carries, so tables of points need no registry lookup."""
+        return {"phase": self.phase, "impl": self.impl, "impl_family": self.family, "paged": self.paged,
+                "device_impl": self.device_impl, "offload_mode": self.offload, "uses_triton": self.uses_triton}
 
     def shape_fields(self, shape: Shape) -> dict[str, object]:
         """The shape fields that identify a point of this case (used in the result key)."""
@@ -66,38 +143,43 @@ class Case:
         return {k: getattr(shape, k) for k in keys}
 
     def flops(self, shape: Shape) -> float:
-        """Floating-point operations of one call: 4 per (query, key, head_dim) pair (QK^T and PV)."""
-        b, hq, d = shape.batch_size, shape.heads, shape.head_dim
-        if self.phase == "prefill":
-            n = shape.seq_len
-            pairs = causal_pairs(n, n) if shape.causal else n * n
-            return 4.0 * b * hq * d * pairs
-        return 4.0 * b * hq * d * shape.context_len
+        """Floating-point operations of one call."""
+        return float(self.flops_fn(self, shape))
 
     def min_bytes(self, shape: Shape, dtype: torch.dtype) -> float:
-        """Fewest bytes one call must move: every input read once, the output written once."""
-        e = torch.empty((), dtype=dtype).element_size()
-        b, hq, hkv, d = shape.batch_size, shape.heads, shape.kv_heads, shape.head_dim
-        if self.phase == "prefill":
-            n = shape.seq_len
-            return float(e * d * b * (2 * hq * n + 2 * hkv * n))
-        kv = 2 * b * hkv * shape.context_len * d * e
-        q_and_o = 2 * b * hq * d * e
-        index_bytes = b * 4 + (b * math.ceil(shape.context_len / shape.page_size) * 4 if self.paged else 0)
-        return float(kv + q_and_o + index_bytes)
+        """Fewest bytes one call must move."""
+        return float(self.min_bytes_fn(self, shape, dtype))
 
     def tokens(self, shape: Shape) -> int:
-        """Tokens one call processes: the whole prompt in prefill, one per request in decode."""
-        if self.phase == "prefill":
-            return shape.batch_size * shape.seq_len
-        return shape.batch_size
+        """Tokens one call processes."""
+        return int(self.tokens_fn(self, shape))
+
+    def offload_variant(self, mode: str) -> str:
+        """The case that runs this kernel with CPU offload `mode` (`none`: this case)."""
+        if mode not in OFFLOAD_MODES:
+            raise ValueError(f"offload mode {mode!r} unknown; choose one of {OFFLOAD_MODES}")
+        if mode == "none":
+            return self.name
+        variants = dict(self.offload_variants)
+        if mode not in variants:
+            takers = "the contiguous decode kernels decode.triton and decode.torch"
+            raise ValueError(f"CPU offload applies to {takers}, not {self.name}")
+        return variants[mode]
 
     def unsupported_reason(self, device: torch.device) -> str | None:
         if device.type not in self.devices:
             return f"case {self.name} runs on {', '.join(self.devices)}, not {device.type}"
         return self.check(device) if self.check else None
 
-    def build(self, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Callable[[], torch.Tensor]:
+    def unsupported_shape_reason(self, shape: Shape, dtype_name: str) -> tuple[str, str] | None:
+        """`(field, why)` when this case does not take the shape or dtype, else None."""
+        if dtype_name not in self.dtypes:
+            return "dtype", f"case {self.name} takes dtype {', '.join(self.dtypes)}"
+        if self.head_dims is not None and shape.head_dim not in self.head_dims:
+            return "head_dim", f"case {self.name} takes head_dim {', '.join(map(str, self.head_dims))}"
+        return None
+
+    def build(self, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Callable[[], object]:
         """Allocate random inputs for `shape` and return a closure that runs the kernel once."""
         return self.build_fn(self, shape, device, dtype, seed)
 
@@ -111,8 +193,10 @@ class Registry:
             self.register(case)
 
     def register(self, case: Case) -> None:
-        if case.phase not in PHASES:
-            raise ValueError(f"case {case.name}: phase must be one of {PHASES}, got {case.phase!r}")
+        for trait, value, allowed in (("phase", case.phase, PHASES), ("family", case.family, FAMILIES),
+                                      ("layout", case.layout, LAYOUTS), ("offload", case.offload, OFFLOAD_MODES)):
+            if value not in allowed:
+                raise ValueError(f"case {case.name}: {trait} must be one of {allowed}, got {value!r}")
         if case.name in self._cases:
             raise ValueError(f"case {case.name!r} is already registered")
         self._cases[case.name] = case

@@ -170,7 +170,7 @@ def plan_splits(batch: int, kv_heads: int, capacity: int, device: torch.device, 
 
 # Split counts tried when tuning on a GPU (each normalised by `plan_splits`, so duplicates collapse).
 SPLIT_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
-_chosen_splits: dict[tuple, int] = {}
+CHOSEN_SPLITS: dict[tuple, int] = {}
 
 
 # Split counts whose grid exceeds this many programs per SM are not tried: each candidate costs
@@ -194,10 +194,10 @@ def choose_splits(key: tuple, candidates: list[int], time_ms: Callable[[int], fl
     """The fastest candidate, timed once per key and remembered (like Triton's autotuner, this
     happens on the first call of a shape: in warm-up, outside any measurement window and before
     any CUDA-graph capture). Ties keep the earlier candidate, the heuristic's."""
-    if key not in _chosen_splits:
+    if key not in CHOSEN_SPLITS:
         times = {n: time_ms(n) for n in candidates}
-        _chosen_splits[key] = min(candidates, key=lambda n: times[n])
-    return _chosen_splits[key]
+        CHOSEN_SPLITS[key] = min(candidates, key=lambda n: times[n])
+    return CHOSEN_SPLITS[key]
 
 
 def _check_tma(device: torch.device, paged: bool) -> None:
@@ -252,7 +252,7 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
 
         if torch.cuda.is_current_stream_capturing():
             # Timing cannot run inside a capture: use the choice made in warm-up, or the heuristic.
-            num_splits = _chosen_splits.get(key)
+            num_splits = CHOSEN_SPLITS.get(key)
         else:
             num_splits = choose_splits(key, split_candidates(b, hkv, capacity, q.device), time_ms)
     splits, split_len = plan_splits(b, hkv, capacity, q.device, num_splits)

@@ -44,7 +44,7 @@ def set_block_shapes(nargs: dict) -> None:
     nargs["V"].block_shape = [nargs["BLOCK_N"], d]
 
 
-def _configs() -> list[triton.Config]:
+def autotune_configs() -> list[triton.Config]:
     # (BLOCK_M, BLOCK_N, warps, stages): the shapes that win on Hopper for head dims 64/128,
     # few enough that tuning (compile + time each) stays in seconds per shape bucket. The deeper
     # pipelines are for the TMA variant, whose copies need no registers; where one does not fit
@@ -194,7 +194,7 @@ def _prefill_kernel(
 
 # Autotuned on GPUs; the interpreter (CPU) runs one small config, since tuning there would time
 # dozens of interpreted launches.
-_prefill_tuned = autotune(_configs(), ["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
+_prefill_tuned = autotune(autotune_configs(), ["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
                           prune_configs_by={"early_config_prune": _prune})(_prefill_kernel)
 INTERPRETER_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 16}
 

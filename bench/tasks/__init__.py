@@ -1,4 +1,5 @@
-"""What `python -m bench task=<name>` runs."""
+"""What `python -m bench task=<name>` runs: each task takes the typed config (`BenchConf`) and
+drives the stages (`bench.measure`, `bench.profile`, `bench.carbon`)."""
 from __future__ import annotations
 
 from typing import Any, Callable

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench import plots, profiles, report
-from bench.results import atomic_write_text
+from bench.common.files import atomic_write_text
+from bench.profile import plots, report, store
+from bench.profile.build import build, gather
 from bench.tasks.fit import default_name
 
+if TYPE_CHECKING:
+    from bench.cli.schema import BenchConf
 
-def run(cfg: Any) -> dict[str, Any]:
+
+def run(cfg: "BenchConf") -> dict[str, Any]:
     if cfg.profile:
-        profile = profiles.load(cfg.profile, cfg.profiles_dir)
+        profile = store.load(cfg.profile, cfg.profiles_dir)
     else:
-        points = profiles.gather(cfg.results or cfg.results_dir)
-        profile = profiles.build(points, cfg.hardware or default_name(points), source=str(cfg.results or cfg.results_dir))
+        points = gather(cfg.results or cfg.results_dir)
+        profile = build(points, cfg.hardware or default_name(points), source=str(cfg.results or cfg.results_dir))
     out = Path(cfg.report_dir or Path(cfg.results_dir) / "report")
     out.mkdir(parents=True, exist_ok=True)
     pngs = plots.render(profile, out)

@@ -1,4 +1,4 @@
-"""Hydra's basic sweeper with what a measurement campaign needs:
+"""Sweeper glue: validation of every job, and Hydra's basic sweeper with what a measurement campaign needs:
 
 - every job of the sweep is validated before the first one runs, so an invalid value anywhere
   fails before any measurement or output directory;
@@ -14,10 +14,8 @@
 """
 from __future__ import annotations
 
-import datetime as dt
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -25,9 +23,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from bench.sweeper import exit_if_invalid
-
-ORDERS = ("random", "grid")
+from bench.cli.sweeper import ORDERS, Progress
+from bench.cli.validate import exit_if_invalid
 
 
 class ValidatingSweeper(BasicSweeper):
@@ -89,45 +86,3 @@ class ValidatingSweeper(BasicSweeper):
             progress.finished([r.return_value for r in results])  # return_value raises if the job failed
             returns.append(results)
         return returns
-
-
-class Progress:
-    """The sweep's progress line. A job that returns a stored row created before the sweep
-    began was resumed, not measured: it took no time, so it does not count in the estimate."""
-
-    def __init__(self, total: int, clock=time.monotonic) -> None:
-        self.total, self.clock = total, clock
-        self.done = self.resumed = 0
-        # Rows carry created_utc to the second: a row of this sweep may bear its starting second.
-        self.start, self.started_utc = clock(), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        self.measured_s = 0.0
-        self._last = self.start
-
-    def _was_resumed(self, row: Any) -> bool:
-        created = row.get("created_utc") if isinstance(row, dict) else None
-        try:
-            return created is not None and dt.datetime.fromisoformat(str(created)) < self.started_utc
-        except ValueError:
-            return False
-
-    def finished(self, rows: List[Any]) -> str:
-        now = self.clock()
-        resumed = sum(self._was_resumed(r) for r in rows)
-        self.done += len(rows)
-        self.resumed += resumed
-        if resumed < len(rows):
-            self.measured_s += now - self._last
-        self._last = now
-        measured = self.done - self.resumed
-        fmt = lambda s: str(dt.timedelta(seconds=round(s)))  # noqa: E731
-        line = f"sweep: {self.done}/{self.total} points ({100 * self.done / self.total:.0f}%)"
-        if self.resumed:
-            line += f", {self.resumed} from an earlier run"
-        line += f", {fmt(now - self.start)} elapsed"
-        if self.done < self.total and measured:
-            line += f", ~{fmt(self.measured_s / measured * (self.total - self.done))} left"
-        if self.total > 1:  # a single job (a fit, a plan) needs no progress line
-            print(line, file=sys.stderr, flush=True)
-        return line
-
-

@@ -1,0 +1,71 @@
+"""Grid carbon intensity as an hourly series (gCO2e per kWh), from one registry of sources, each
+its own module: `constant`, `country` (codecarbon's bundled annual averages, offline), `csv` (a
+user's file: columns, units and time zone configurable) and the six shipped 2022 US hourly
+traces (`<ba>_2022`). Gaps are filled by linear interpolation in time and counted; timestamps
+are parsed as UTC unless the CSV says otherwise (or `grid.timezone` names the zone of naive
+timestamps); values outside what any grid emits are refused as wrong units.
+
+Adding a source is one entry in `SOURCES` (and a `conf/grid/<name>.yaml` to select it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from bench.carbon.inputs.grid.constant import constant
+from bench.carbon.inputs.grid.country import country
+from bench.carbon.inputs.grid.csv_file import UNITS, from_csv
+from bench.carbon.inputs.grid.intensity import MAX_PLAUSIBLE_G_PER_KWH, GridError, Intensity
+from bench.carbon.inputs.grid.shipped import TRACES, trace
+
+__all__ = ["GridConf", "GridError", "GridSource", "Intensity", "MAX_PLAUSIBLE_G_PER_KWH", "SOURCES", "TRACES", "UNITS",
+           "constant", "country", "from_config", "from_csv", "trace"]
+
+
+@dataclass
+class GridConf:
+    """`grid.*`: which source, and its settings."""
+
+    source: str = "ciso_2022"  # <ba>_2022 (shipped hourly traces) | constant | country | csv
+    intensity_g_per_kwh: float = 261.0  # constant
+    country: str = "USA"  # country: ISO 3166 alpha-3
+    path: Optional[str] = None  # csv
+    time_column: str = "timestamp"
+    intensity_column: str = "intensity_g_per_kwh"
+    units: str = "g_per_kwh"
+    timezone: Optional[str] = None  # zone of naive timestamps in the csv (default UTC)
+    max_gap_h: int = 24  # longer runs of missing hours are refused, shorter ones interpolated
+    start: Optional[str] = None  # first hour of the planning period (default: the series' first)
+
+
+@dataclass(frozen=True)
+class GridSource:
+    name: str
+    describes: str
+    load: Callable[[GridConf], Intensity]
+
+
+def _csv(g: GridConf) -> Intensity:
+    if not g.path:
+        raise GridError("grid=csv needs grid.path=<file>")
+    return from_csv(g.path, g.time_column, g.intensity_column, g.units, g.timezone, max_gap_h=g.max_gap_h)
+
+
+SOURCES: dict[str, GridSource] = {s.name: s for s in (
+    GridSource("constant", "one intensity for every hour (grid.intensity_g_per_kwh)",
+               lambda g: constant(g.intensity_g_per_kwh)),
+    GridSource("country", "a country's annual average, codecarbon's bundled table (grid.country)",
+               lambda g: country(g.country)),
+    GridSource("csv", "your own series (grid.path, columns, units, time zone)", _csv),
+    *(GridSource(name, f"shipped {name.split('_')[0].upper()} 2022 hourly trace", lambda g, n=name: trace(n))
+      for name in TRACES),
+)}
+
+
+def from_config(g: GridConf, hours: int) -> Intensity:
+    """The `hours` of intensity a `grid` config names."""
+    source = SOURCES.get(g.source)
+    if source is None:
+        raise GridError(f"grid={g.source!r} unknown; shipped hourly traces: {', '.join(TRACES)}; "
+                        f"other sources: constant, country, csv")
+    return source.load(g).window(g.start, hours)

@@ -1,0 +1,3 @@
+"""Planning: the MILP over the hours (`milp.py`), EcoServe's pillars as small objects
+(`pillars.py`), the baselines (`baselines.py`), the run with its verification by simulation
+(`run.py`) and the report (`report.py`)."""

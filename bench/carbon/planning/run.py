@@ -1,0 +1,258 @@
+"""The planning run: candidates and their simulated capacities, the carbon-optimal plan with the
+pillars asked for, the performance-, energy- and cost-optimal baselines, the ablation adding one
+pillar at a time, and the simulated SLO attainment of every plan reported."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.carbon import serving
+from bench.carbon.inputs import embodied
+from bench.carbon.inputs.grid import Intensity
+from bench.carbon.inputs.workload import Workload
+from bench.carbon.planning.baselines import BASELINES
+from bench.carbon.planning.milp import solve
+from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
+from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
+from bench.carbon.serving import ModelSpec, StepCost
+from bench.carbon.serving.capacity import Candidate, Capacity, capacity, run_load
+from bench.carbon.serving.simulate import Slo, simulate
+from bench.profile.fit import Fit
+
+
+@dataclass
+class PlanInputs:
+    model: ModelSpec
+    workload: Workload
+    intensity: Intensity
+    slo: Slo
+    gpus: list[str]
+    max_batches: list[int]
+    reference: str  # "<gpu>:<max_batch>"
+    pillars: Pillars
+    pue: float = 1.12
+    deadline_h: int = 24
+    lifetimes: embodied.Lifetimes = dataclasses.field(default_factory=embodied.Lifetimes)
+    recycle_extra_gpu_years: float = 2.0
+    electricity_usd_per_kwh: float = 0.10
+    cpu_profile: object | None = None  # a loaded Profile for Reuse, or None
+    host_spare_share: float = 0.9  # share of host cores free for offline work (hosts idle ~94%)
+    dram_gb_per_s_per_socket: float = 460.8  # 12-channel DDR5-4800 theoretical peak
+    embodied_level: str = "default"
+    prefill_token_budgets: list[int] = dataclasses.field(default_factory=lambda: [0])  # 0: no cap
+    gpu_profiles: dict = dataclasses.field(default_factory=dict)  # gpu type -> measured Profile (replaces datasheet)
+
+
+@dataclass
+class PlanRun:
+    inputs: PlanInputs
+    capacities: list[Capacity]
+    plans: list[Plan]  # carbon-optimal first, then baselines
+    ablation: list[Plan]
+    host_capacity: dict[str, Capacity | None]
+    spread: dict[str, dict[str, float]]  # plan -> total kg at low/default/high embodied
+
+
+def candidates(inputs: PlanInputs) -> list[Candidate]:
+    out = []
+    for gpu in inputs.gpus:
+        mem = float(embodied.gpus().loc[gpu, "memory_gb"]) * 1e9
+        tp = max(1, math.ceil(inputs.model.weight_bytes * 1.2 / mem))  # room for KV: at least 20% spare
+        tp = 2 ** math.ceil(math.log2(tp))
+        measured = inputs.gpu_profiles.get(gpu)
+        devices: list[tuple[str, serving.DeviceModel]]
+        if measured is not None:
+            idle = float(measured.table["device_idle_power_w"].median()) * tp
+            base = dataclasses.replace(serving.from_profile(measured, gpu, mem * tp, scale=tp, idle_w=idle), devices=tp)
+            devices = [("", base)] + [(f"@{f:g}MHz", d) for f, d in clocked(base, measured)]
+        else:
+            devices = [("", serving.datasheet(gpu, tp))]
+        for clock, device in devices:
+            for b in inputs.max_batches:
+                for p in inputs.prefill_token_budgets:
+                    name = f"{gpu}{f' x{tp}' if tp > 1 else ''}{clock}:{b}" + (f"/p{p}" if p else "")
+                    out.append(Candidate(name, gpu, device, b, p))
+    return out
+
+
+def clocked(device: serving.DeviceModel, profile) -> list[tuple[float, serving.DeviceModel]]:
+    """Rightsizing the SM clock, where the profile has frequency fits for both phases: at clock
+    f, compute rate and per-flop energy follow the prefill fit's time and energy relative to the
+    highest measured clock, bandwidth and per-byte energy the decode fit's (a model built on
+    measured curves, said in the method). Without such fits: no clock choice."""
+    fits = profile.fits.get("frequency", {})
+    phase = {}
+    for name, fit in fits.items():
+        kind = "prefill" if name.startswith("prefill") else "decode"
+        phase.setdefault(kind, (Fit.from_dict(fit["power"]), Fit.from_dict(fit["time"])))
+    if set(phase) != {"prefill", "decode"}:
+        return []
+    clocks = sorted(profile.table["clock_mhz"].dropna().unique())
+    top = max(clocks)
+
+    def ratios(kind: str, f: float) -> tuple[float, float]:
+        power, time = phase[kind]
+        t = lambda x: time.params["t0_s"] + time.params["k_s_ghz"] * 1000.0 / x  # noqa: E731
+        pw = lambda x: power.params["p_static_w"] + power.params["c_w"] * (x / 1000.0) ** power.params["a"]  # noqa: E731
+        return t(f) / t(top), pw(f) * t(f) / (pw(top) * t(top))
+
+    out = []
+    for f in clocks:
+        if f == top:
+            continue
+        tp_, ep = ratios("prefill", f)
+        td, ed = ratios("decode", f)
+        out.append((float(f), dataclasses.replace(
+            device, flop_per_s=device.flop_per_s / tp_, bytes_per_s=device.bytes_per_s / td,
+            e_flop_j=device.e_flop_j * ep, e_byte_j=device.e_byte_j * ed,
+            method=device.method + f", SM {f:g} MHz from measured frequency fits (model)")))
+    return out
+
+
+def host_capacity(inputs: PlanInputs, host: embodied.Host) -> Capacity | None:
+    """Offline requests per hour the spare cores of one node's host can serve, from the CPU
+    profile scaled to those cores (rate and power linearly, bandwidth capped by DRAM)."""
+    prof = inputs.cpu_profile
+    if prof is None:
+        return None
+    cores_profiled = max(prof.meta.get("torch_threads") or prof.meta.get("host_logical_cores") or [1])
+    cores = host.cpu_sockets * host.cores_per_socket * inputs.host_spare_share
+    device = serving.from_profile(prof, "host_cpu", memory_bytes=host.dram_gb * 1e9 * 0.5, scale=cores / cores_profiled)
+    cap_bw = inputs.dram_gb_per_s_per_socket * 1e9 * host.cpu_sockets
+    if device.bytes_per_s > cap_bw:
+        device = dataclasses.replace(device, bytes_per_s=cap_bw, method=device.method + ", DRAM bandwidth cap")
+    cand = Candidate(f"host CPUs ({cores:g} cores)", "host_cpu", device, 64)
+    if inputs.model.weight_bytes > device.memory_bytes:
+        return Capacity(cand, 0.0, math.nan, 0.0, 0.0, 0, math.nan, math.nan, math.nan)
+    w = inputs.workload
+    off = w.subset(w.offline & (w.arrival_s < 900))
+    # Offline work only has to finish: measure throughput with a deep backlog (all at once).
+    res = simulate(np.zeros(len(off.arrival_s)), off.prompt, off.output, StepCost.of(inputs.model, device), 64)
+    served = len(off.arrival_s)
+    return Capacity(cand, served / (res.busy_s / 3600.0), res.busy_energy_j / served, 0.0, 1.0, 0,
+                    res.percentile("ttft_s", 50), res.percentile("tpot_s", 50),
+                    float(np.nanmean(res.finish_s)))
+
+
+def _setting(inputs: PlanInputs, caps: list[Capacity]) -> Setting:
+    w = inputs.workload
+    hours = max(w.duration_s, 1.0) / 3600.0
+    kv = inputs.model.kv_bytes_per_token * float(np.percentile(w.prompt + w.output, 99)) * max(inputs.max_batches)
+    return Setting(caps, inputs.intensity.g_per_kwh, inputs.pue, float((~w.offline).sum()) / hours,
+                   float(w.offline.sum()) / hours, inputs.deadline_h, inputs.model.weight_bytes, kv, inputs.lifetimes,
+                   embodied_level=inputs.embodied_level, reference=_reference_name(inputs, caps),
+                   recycle_extra_gpu_years=inputs.recycle_extra_gpu_years)
+
+
+def _reference_name(inputs: PlanInputs, caps: list[Capacity]) -> str:
+    gpu, batch = inputs.reference.split(":")
+    for c in caps:
+        if c.candidate.hardware == gpu and c.candidate.max_batch == int(batch) and not c.candidate.max_prefill_tokens:
+            return c.candidate.name
+    raise PlanError(f"plan.reference={inputs.reference!r} is not among the candidates "
+                    f"({', '.join(c.candidate.name for c in caps)})")
+
+
+def _econ(inputs: PlanInputs, hosts: dict[str, Capacity | None], pillars: Pillars) -> Economics:
+    return Economics(inputs.electricity_usd_per_kwh, hosts["reduced" if pillars.levers().reduced_host else "reference"])
+
+
+def verify(plan: Plan, inputs: PlanInputs, cache: dict) -> tuple[float, set[str]]:
+    """Simulate every hour's active replicas over the whole trace hour at the load the plan gives
+    them: the online-weighted share of requests meeting the SLO, and the candidates that missed
+    it in some hour."""
+    w, slo = inputs.workload, inputs.slo
+    per_hour = len(w.arrival_s) / (max(w.duration_s, 1.0) / 3600.0)
+    met = total = 0.0
+    missed: set[str] = set()
+    for h in range(plan.active.shape[0]):
+        for j, cap in enumerate(plan.candidates):
+            u = plan.active[h, j]
+            load_req = plan.online[h, j] + plan.offline_gpu[h, j]
+            if u <= 0 or plan.online[h, j] <= 1e-9:
+                continue
+            load = round(load_req / u / per_hour, 3)
+            key = (cap.candidate.name, load)
+            if key not in cache:
+                res, _ = run_load(w, StepCost.of(inputs.model, cap.candidate.device), cap.candidate.max_batch,
+                                  max(load, 1e-3), slo, abort=False, max_prefill_tokens=cap.candidate.max_prefill_tokens)
+                cache[key] = (res.attainment(slo), {f"{m}_p{q}_s": res.percentile(f"{m}_s", q)
+                                                    for m in ("ttft", "tpot") for q in (50, 99)})
+            attained, pct = cache[key]
+            if attained < slo.attainment:
+                missed.add(cap.candidate.name)
+            met += attained * plan.online[h, j]
+            total += plan.online[h, j]
+            for k, v in pct.items():  # the worst hour's percentiles
+                plan.latency[k] = max(plan.latency.get(k, 0.0), v)
+    return (met / total if total else math.nan), missed
+
+
+DERATE = 0.85  # a candidate whose verified hour missed the SLO is re-planned at this share of its capacity
+MAX_ROUNDS = 4
+
+
+def solve_verified(setting: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+                   inputs: PlanInputs, cache: dict) -> Plan:
+    """Solve, simulate, and while a candidate misses the SLO at the load given to it, re-solve
+    with that candidate's capacity derated; the plan says how many rounds it took."""
+    caps = list(setting.capacities)
+    for round_ in range(1, MAX_ROUNDS + 1):
+        plan = solve(dataclasses.replace(setting, capacities=caps), objective, pillars, econ, name)
+        plan.latency = {}
+        plan.attainment, missed = verify(plan, inputs, cache)
+        if not missed:
+            break
+        caps = [dataclasses.replace(c, requests_per_hour=c.requests_per_hour * DERATE) if c.candidate.name in missed
+                else c for c in caps]
+    plan.notes.append(f"verified by simulation in {round_} round(s)" + (f"; still missing the SLO: {sorted(missed)}"
+                                                                        if missed else ""))
+    return plan
+
+
+def _closest(caps: list[Capacity]) -> str:
+    best = max(caps, key=lambda c: c.attainment)
+    return f"closest: {best.candidate.name} with {best.attainment:.1%} of online requests within the SLO"
+
+
+def run(inputs: PlanInputs) -> PlanRun:
+    caps = [capacity(c, inputs.model, inputs.workload, inputs.slo) for c in candidates(inputs)]
+    if not any(c.feasible for c in caps):
+        raise PlanError(f"no configuration meets the SLO (TTFT <= {inputs.slo.ttft_s:g} s, TPOT <= "
+                        f"{inputs.slo.tpot_s:g} s for {inputs.slo.attainment:.0%} of online requests); {_closest(caps)}")
+    setting = _setting(inputs, caps)
+    per_node = int(embodied.gpus().loc[inputs.gpus[0], "gpus_per_node"])
+    hosts = {"reference": host_capacity(inputs, embodied.REFERENCE_HOST),
+             "reduced": host_capacity(inputs, embodied.reduced_host(setting.model_bytes, setting.kv_bytes, per_node))}
+    none = Pillars.none()
+    cache: dict = {}
+
+    def planned(objective: str, pillars: Pillars, name: str) -> Plan:
+        return solve_verified(setting, objective, pillars, _econ(inputs, hosts, pillars), name, inputs, cache)
+
+    plans = [planned("carbon", inputs.pillars, "carbon-optimal")]
+    plans += [planned(b.objective, b.pillars, b.name) for b in BASELINES]
+    ablation = [planned("carbon", none, "none")]
+    for i, pillar in enumerate(ABLATION):
+        ablation.append(planned("carbon", none.with_on(*ABLATION[:i + 1]), f"+{pillar}"))
+    spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
+    return PlanRun(inputs, caps, plans, ablation, hosts, spread)
+
+
+def embodied_spread(plan: Plan, setting: Setting, inputs: PlanInputs) -> dict[str, float]:
+    """Total carbon of the same plan with low, default and high embodied figures."""
+    out = {}
+    levers = plan.pillars.levers()
+    H = len(setting.intensity_g_per_kwh)
+    for level in embodied.LEVELS:
+        emb = 0.0
+        for j, cap in enumerate(plan.candidates):
+            hw = cap.candidate.hardware
+            g, h = embodied.node_kg_per_hour(hw, 1, host_for(setting, hw, levers), lifetimes_for(setting, hw, levers),
+                                             level)
+            emb += H * (plan.provisioned[j] * cap.candidate.device.devices * g + plan.nodes[j] * h)
+        out[level] = plan.operational_kg + emb
+    return out

@@ -1,0 +1,70 @@
+"""What the planner works on and returns: the setting (capacities, grid, load, host sizes), the
+economics, a plan and the error when none can be made."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.carbon.inputs import embodied
+from bench.carbon.planning.pillars import Pillars
+from bench.carbon.serving.capacity import Capacity
+
+J_PER_KWH = 3.6e6
+OBJECTIVES = ("carbon", "energy", "cost", "performance")
+
+
+class PlanError(ValueError):
+    """No plan meets the constraints; the message says which and what came closest."""
+
+
+@dataclass(frozen=True)
+class Economics:
+    electricity_usd_per_kwh: float = 0.10  # illustrative; set your own
+    host_cpu_capacity: Capacity | None = None  # offline requests per hour of one node's spare CPU cores
+
+
+@dataclass
+class Plan:
+    name: str
+    objective: str
+    pillars: Pillars
+    active: np.ndarray  # [H, C] active replicas
+    online: np.ndarray  # [H, C] online requests served
+    offline_gpu: np.ndarray  # [H, C]
+    offline_cpu: np.ndarray  # [H]
+    provisioned: np.ndarray  # [C] replicas
+    nodes: np.ndarray  # [C]
+    energy_kwh: float = 0.0
+    operational_kg: float = 0.0
+    embodied_gpu_kg: float = 0.0
+    embodied_host_kg: float = 0.0
+    cost_usd: float = 0.0
+    attainment: float = math.nan  # simulated, filled by the verification
+    notes: list[str] = field(default_factory=list)
+    candidates: list[Capacity] = field(default_factory=list)
+    hourly_energy_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latency: dict[str, float] = field(default_factory=dict)  # worst hour's TTFT/TPOT p50 and p99, simulated
+
+    @property
+    def total_kg(self) -> float:
+        return self.operational_kg + self.embodied_gpu_kg + self.embodied_host_kg
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything the MILP needs besides the objective and pillars."""
+
+    capacities: list[Capacity]
+    intensity_g_per_kwh: np.ndarray  # [H]
+    pue: float
+    online_per_hour: float
+    offline_per_hour: float
+    deadline_h: int
+    model_bytes: float
+    kv_bytes: float
+    lifetimes: embodied.Lifetimes
+    embodied_level: str = "default"
+    reference: str = ""  # candidate name used when rightsize is off
+    recycle_extra_gpu_years: float = 2.0

@@ -1,0 +1,111 @@
+"""What one replica of a candidate configuration can serve within the SLO, found by simulation.
+
+Requests are spread round-robin over identical replicas, so one replica with every N-th request
+stands for all N; a replica that can take more than the whole trace sees it compressed in time.
+The highest such load that still meets the SLO gives the replica's capacity in requests per
+hour; its simulated energy gives the affine energy model the planner uses (idle power while
+active + dynamic energy per request).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.carbon.serving.device import DeviceModel
+from bench.carbon.serving.models import ModelSpec
+from bench.carbon.serving.step import StepCost
+from bench.carbon.serving.simulate import SimResult, Slo, simulate
+from bench.carbon.inputs.workload import Workload
+
+MAX_REPLICAS_LOG2 = 10  # the most replicas a trace's load is spread over: 1024
+MAX_LOAD_LOG2 = 6  # and the most it is multiplied by (64x)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A serving configuration: device model (one replica), its hardware, and the batch cap."""
+
+    name: str
+    hardware: str  # gpu type in the catalogue, or "host_cpu"
+    device: DeviceModel
+    max_batch: int
+    max_prefill_tokens: int = 0  # prompt tokens prefilled per step (0: no cap)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    candidate: Candidate
+    requests_per_hour: float  # per replica, within the SLO (0: cannot meet it)
+    dynamic_j_per_request: float
+    active_w: float  # power of an active replica beyond its requests (idle power)
+    attainment: float  # at the operating point (or the best seen, if it cannot meet the SLO)
+    replicas_for_trace: int
+    ttft_p50_s: float
+    tpot_p50_s: float
+    latency_s_per_request: float  # mean completion time at the operating point
+
+    @property
+    def feasible(self) -> bool:
+        return self.requests_per_hour > 0
+
+
+def at_load(w: Workload, load: float) -> Workload:
+    """The requests one replica sees when the trace's rate is multiplied by `load` and spread
+    over replicas: every (1/load)-th request for load <= 1, the trace compressed in time by
+    `load` for load > 1 (the same requests arriving `load` times faster)."""
+    if load <= 1:
+        return w.subset(np.arange(len(w.arrival_s)) % max(1, round(1 / load)) == 0)
+    return Workload(w.arrival_s / load, w.prompt, w.output, w.offline, w.label)
+
+
+def run_load(w: Workload, cost: StepCost, max_batch: int, load: float, slo: Slo | None, abort: bool,
+             max_prefill_tokens: int = 0) -> tuple[SimResult, Workload]:
+    part = at_load(w, load)
+    online = ~part.offline
+    limit = int(math.floor((1 - slo.attainment) * online.sum())) if (slo and abort) else None
+    # A replica must clear its requests well within twice their span, or it is overloaded.
+    res = simulate(part.arrival_s, part.prompt, part.output, cost, max_batch, online=online, slo=slo,
+                   abort_violations=limit, horizon_s=2 * max(part.duration_s, 1.0), max_prefill_tokens=max_prefill_tokens)
+    return res, part
+
+
+def _loads() -> list[float]:
+    """Loads tried: powers of 2^(1/4) (capacity is resolved to within 19%), below 1 as whole strides."""
+    low = sorted({1.0 / round(2 ** (i / 4)) for i in range(1, 4 * MAX_REPLICAS_LOG2 + 1)} - {1.0})
+    return low + [2 ** (i / 4) for i in range(0, 4 * MAX_LOAD_LOG2 + 1)]
+
+
+def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: float | None = 900.0) -> Capacity:
+    """Capacity from the first `window_s` of the trace (a quarter hour by default: enough
+    requests for the percentiles, a quarter of the simulation time)."""
+    if window_s is not None and w.duration_s > window_s:
+        w = w.subset(w.arrival_s < window_s)
+    cost = StepCost.of(model, c.device)
+    if model.weight_bytes > c.device.memory_bytes:
+        return Capacity(c, 0.0, math.nan, c.device.idle_w, 0.0, 0, math.nan, math.nan, math.nan)
+    loads = _loads()
+    results: dict[int, tuple[SimResult, Workload]] = {}
+
+    def ok(i: int) -> bool:
+        if i not in results:
+            results[i] = run_load(w, cost, c.max_batch, loads[i], slo, abort=True, max_prefill_tokens=c.max_prefill_tokens)
+        return results[i][0].attainment(slo) >= slo.attainment
+
+    # Binary search for the highest load that meets the SLO (attainment falls as load rises).
+    lo, hi = -1, len(loads)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    if lo < 0:
+        best = max(r.attainment(slo) for r, _ in results.values())
+        return Capacity(c, 0.0, math.nan, c.device.idle_w, best, 0, math.nan, math.nan, math.nan)
+    res, part = results[lo]
+    hours = max(part.duration_s, 1.0) / 3600.0
+    served = len(part.arrival_s)
+    dynamic = (res.busy_energy_j - c.device.idle_w * res.busy_s) / served
+    completion = float(np.nanmean(res.finish_s - part.arrival_s))
+    replicas = max(1, math.ceil(1 / loads[lo]))
+    return Capacity(c, served / hours, dynamic, c.device.idle_w, res.attainment(slo), replicas,
+                    res.percentile("ttft_s", 50), res.percentile("tpot_s", 50), completion)

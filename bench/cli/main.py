@@ -1,0 +1,68 @@
+"""The Hydra entry (`python -m bench`): compose, convert the config once to the typed `BenchConf`,
+validate, dispatch the task. Every way it can end is one of: the task's result (exit 0), a bad
+input (one line naming the field, exit 2, before any work), a refusal at run time (one line,
+exit 3), Ctrl-C (one line saying what was kept, exit 130, handled by `bench.__main__`)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Without a GPU, Triton kernels run in its interpreter (numpy on CPU tensors: correct, slow),
+# which must be chosen before any kernel module is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from bench.carbon.planning.setting import PlanError  # noqa: E402
+from bench.cli.errors import hydra_error_line, is_hydra_input_error  # noqa: E402
+from bench.cli.schema import to_typed  # noqa: E402
+from bench.cli.store import register_configs  # noqa: E402
+from bench.cli.validate import exit_if_invalid  # noqa: E402
+from bench.measure.clocks import ClockError  # noqa: E402
+from bench.measure.lock import DeviceBusy  # noqa: E402
+from bench.measure.meters import MeterUnavailable  # noqa: E402
+from bench.measure.protocol import MeasurementError  # noqa: E402
+from bench.profile.build import ProfileError  # noqa: E402
+from bench.tasks import TASKS  # noqa: E402
+
+register_configs()
+
+# Refusals a user can act on: one line and exit status 3, not a traceback (2 is a bad config).
+REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterUnavailable, ProfileError, PlanError)
+RESULTS_DIRS: set[str] = set()  # where this process measured, for the Ctrl-C message
+
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_main(composed: DictConfig) -> Any:
+    RESULTS_DIRS.add(str(composed.results_dir))
+    exit_if_invalid(composed)  # also checked before the sweep; cheap, and guards other launchers
+    cfg = to_typed(composed)
+    try:
+        return TASKS[cfg.task](cfg)
+    except REFUSALS as err:
+        print(f"bench: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
+
+
+def entry() -> None:
+    """Run `hydra_main` with Hydra's input errors (a value of the wrong type, an unknown option
+    or key, an unparsable override) turned into one line and exit status 2."""
+    # Hydra re-raises instead of printing its multi-line report, so we can word it ourselves;
+    # errors that are not about the input still end in a full traceback, as bugs should.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except Exception as err:
+        if not is_hydra_input_error(err):
+            raise
+        print(f"bench: {hydra_error_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,124 @@
+"""Typed configuration schema, registered in Hydra's ConfigStore.
+
+Each stage owns the dataclass of its plug point (`Protocol` in `bench.measure.protocol`,
+`MeterConf` beside the meter registry, `GridConf` beside the grid sources, ...); this file
+composes them. YAML in `conf/` only sets values; types are enforced when Hydra composes, and
+`bench.cli.validate` checks what types cannot. No device is probed when a config object is
+built; only validation and `resolve_*` look.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import OmegaConf, open_dict
+
+from bench.carbon.inputs.grid import GridConf
+from bench.carbon.inputs.workload import WorkloadConf
+from bench.measure.clocks import GpuConf
+from bench.measure.codecarbon_span import CodecarbonConf
+from bench.measure.lock import LockConf
+from bench.measure.meters import MeterConf
+from bench.measure.protocol import Protocol
+
+
+TASKS = ("measure", "fit", "report", "plan")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class KernelConf:
+    """`kernel=<case>` picks a registered case (each one a config option of the `kernel` group,
+    stored from the registry); `kernel=custom kernel.target=pkg.mod:make_case` a user's factory."""
+
+    name: str = "prefill.torch"
+    target: Optional[str] = None  # custom: `module:function` returning a kernels.Case
+
+
+@dataclass
+class PillarsConf:
+    rightsize: bool = True
+    reduce: bool = True
+    reuse: bool = True
+    recycle: bool = True
+    shift: bool = True
+
+
+@dataclass
+class PlanConf:
+    model: str = "llama3_8b"  # llama3_8b | llama3_70b | qwen3_8b
+    hours: int = 24
+    pue: float = 1.12
+    slo_ttft_s: float = 2.0
+    slo_tpot_s: float = 0.1
+    slo_attainment: float = 0.99
+    gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
+    max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps
+    prefill_token_budgets: List[int] = field(default_factory=lambda: [0, 8192])  # prompt tokens per step, 0: no cap
+    reference: str = "h100_sxm:128"  # the configuration used when rightsize is off
+    embodied: str = "default"  # low | default | high (the report shows all three for totals)
+    gpu_years: float = 4.0
+    host_years: float = 6.0
+    recycle_extra_gpu_years: float = 2.0
+    cpu_profile: Optional[str] = "cpu-amd-epyc-2core"  # measured host-CPU profile for Reuse (null: no Reuse)
+    host_spare_share: float = 0.9
+    dram_gb_per_s_per_socket: float = 460.8
+    electricity_usd_per_kwh: float = 0.10
+    pillars: PillarsConf = field(default_factory=PillarsConf)
+    report_dir: Optional[str] = None  # default: results_dir/plan
+
+
+@dataclass
+class OffloadConf:
+    """CPU offload of decode (`offload=none|cpu|split|stream` picks `mode`)."""
+
+    mode: str = "none"
+    fraction: float = 0.5  # split: share of each request's cache (its oldest tokens) in host memory
+    threads: int = 0  # host threads attending the host's share; 0 keeps PyTorch's default
+    chunks: int = 4  # stream: request groups copied per step, copy of one overlapping the next's attention
+
+
+@dataclass
+class BenchConf:
+    task: str = "measure"
+    kernel: KernelConf = field(default_factory=KernelConf)
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 1
+    seq_len: int = 256
+    context_len: int = 1024
+    heads: int = 32
+    kv_heads: int = 8
+    head_dim: int = 128
+    causal: bool = True
+    page_size: int = 16
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 keeps PyTorch's default
+    results_dir: str = "results/default"
+    results: Optional[str] = None  # fit/report: directory or glob of measured points (default: results_dir)
+    hardware: Optional[str] = None  # fit: profile name (default: the measured device's name)
+    profile: Optional[str] = None  # report: a profile to render instead of results
+    profiles_dir: str = "profiles"
+    report_dir: Optional[str] = None  # report: where tables and plots go (default: results_dir/report)
+    offload: OffloadConf = field(default_factory=OffloadConf)
+    gpu: GpuConf = field(default_factory=GpuConf)
+    lock: LockConf = field(default_factory=LockConf)
+    codecarbon: CodecarbonConf = field(default_factory=CodecarbonConf)
+    grid: GridConf = field(default_factory=GridConf)
+    workload: WorkloadConf = field(default_factory=WorkloadConf)
+    plan: PlanConf = field(default_factory=PlanConf)
+    measure: Protocol = field(default_factory=Protocol)
+    meter: MeterConf = field(default_factory=MeterConf)
+
+
+def to_typed(cfg: Any) -> BenchConf:
+    """The composed config as the typed dataclass, the only form that travels below `bench.cli`
+    (Hydra's own `hydra` node, present in sweep configs, is dropped)."""
+    if isinstance(cfg, BenchConf):
+        return cfg
+    if "hydra" in cfg:
+        cfg = copy.copy(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return OmegaConf.to_object(cfg)

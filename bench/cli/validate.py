@@ -1,0 +1,256 @@
+"""Validation of the typed config: what types cannot check (ranges, choices, GQA divisibility,
+what the case takes, device presence, a writable results directory, readable grid and trace
+files), raising `ConfigError` with a one-line message naming the field. Pure checks come first,
+probes of the machine last. Choices are read from the registries that run them (kernel cases,
+meters, grid sources), never listed here a second time.
+"""
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.cli.schema import DEVICES, TASKS, BenchConf, to_typed
+from bench.measure import results
+from bench.measure.clocks import BUSY_CHECKS
+from bench.measure.clocks import MODES as CLOCK_MODES
+from bench.measure.environment import DTYPES, resolve_device
+from bench.measure.meters import CHOICES as METER_CHOICES
+from bench.measure.protocol import THERMAL_MODES
+from bench.tasks.measure import case_of, shape_of
+from kernels import REGISTRY, Case
+from kernels.custom import CUSTOM_KERNEL, CustomCaseError
+from kernels.registry import OFFLOAD_MODES
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        super().__init__(f"invalid {name}={value!r}: {allowed}")
+        self.field = name
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(name, value, f"choose one of {', '.join(choices)}")
+
+
+def _at_least(name: str, value: Any, low: float, what: str = "an integer") -> None:
+    if value is None or value < low:
+        raise ConfigError(name, value, f"must be {what} >= {low:g}")
+
+
+def exit_if_invalid(cfg: Any, context: str = "") -> None:
+    """Validate one composed config; on error print one line and exit with status 2."""
+    try:
+        validate(to_typed(cfg))
+    except ConfigError as err:
+        print(f"bench: {err}{context}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _case(cfg: BenchConf) -> Case:
+    """The case the config measures, or the field that is wrong."""
+    kernel = cfg.kernel
+    if kernel.name != CUSTOM_KERNEL and kernel.name not in REGISTRY:
+        raise ConfigError("kernel", kernel.name, f"choose one of {', '.join(REGISTRY.names() + [CUSTOM_KERNEL])}")
+    if kernel.name != CUSTOM_KERNEL and kernel.target is not None:
+        raise ConfigError("kernel.target", kernel.target, "is only read with kernel=custom")
+    if kernel.name == CUSTOM_KERNEL and cfg.offload.mode != "none":
+        raise ConfigError("offload", cfg.offload.mode, "applies to the built-in decode kernels, not kernel=custom")
+    try:
+        return case_of(cfg)
+    except CustomCaseError as err:
+        raise ConfigError("kernel.target", kernel.target, str(err)) from None
+    except ValueError as err:
+        raise ConfigError("offload", cfg.offload.mode, str(err)) from None
+
+
+def validate(cfg: BenchConf) -> None:
+    """Check a typed config; raises `ConfigError`."""
+    _choice("task", cfg.task, TASKS)
+    if cfg.task in ("fit", "report") and not cfg.profile:
+        pattern = cfg.results or cfg.results_dir
+        if not glob.glob(pattern) and not Path(pattern).exists():
+            raise ConfigError("results", pattern, "matches no directory or file of measured points")
+    if cfg.task == "report" and cfg.profile:
+        from bench.profile.store import available
+
+        if cfg.profile not in available(cfg.profiles_dir):
+            raise ConfigError("profile", cfg.profile, f"no such profile in {cfg.profiles_dir}; available: "
+                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
+    if cfg.task == "plan":
+        validate_plan(cfg)
+    if cfg.hardware is not None and not cfg.hardware.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("hardware", cfg.hardware, "must be a plain name (letters, digits, - and _)")
+    _choice("device", cfg.device, DEVICES)
+    _choice("dtype", cfg.dtype, ("auto",) + tuple(DTYPES))
+    for name in ("batch_size", "seq_len", "context_len", "heads", "kv_heads", "head_dim", "page_size"):
+        _at_least(name, getattr(cfg, name), 1)
+    _at_least("threads", cfg.threads, 0)
+    if cfg.heads % cfg.kv_heads:
+        divisors = [d for d in range(1, cfg.heads + 1) if cfg.heads % d == 0]
+        raise ConfigError("kv_heads", cfg.kv_heads,
+                          f"heads={cfg.heads} must be a multiple of kv_heads; allowed kv_heads: {divisors}")
+    _choice("offload", cfg.offload.mode, OFFLOAD_MODES)
+    if not 0.0 <= cfg.offload.fraction <= 1.0:
+        raise ConfigError("offload.fraction", cfg.offload.fraction, "must be in [0, 1] (share of the cache on the host)")
+    _at_least("offload.threads", cfg.offload.threads, 0)
+    _at_least("offload.chunks", cfg.offload.chunks, 1)
+    case = _case(cfg)
+    _at_least("measure.trials", cfg.measure.trials, 1)
+    if not cfg.measure.min_window_s > 0:
+        raise ConfigError("measure.min_window_s", cfg.measure.min_window_s, "must be > 0 seconds")
+    _at_least("measure.warmup_s", cfg.measure.warmup_s, 0, "a number of seconds")
+    _at_least("measure.period_samples", cfg.measure.period_samples, 2)
+    if not cfg.measure.period_timeout_s > 0:
+        raise ConfigError("measure.period_timeout_s", cfg.measure.period_timeout_s, "must be > 0 seconds")
+    _at_least("measure.min_updates", cfg.measure.min_updates, 1)
+    _at_least("measure.max_retries", cfg.measure.max_retries, 0)
+    if not cfg.measure.cv_threshold > 0:
+        raise ConfigError("measure.cv_threshold", cfg.measure.cv_threshold, "must be > 0 (e.g. 0.02 for 2%)")
+    _choice("measure.thermal", cfg.measure.thermal, THERMAL_MODES)
+    for name in ("preheat_max_s", "cooldown_s"):
+        _at_least(f"measure.{name}", getattr(cfg.measure, name), 0, "a number of seconds")
+    if not 0 < cfg.measure.steady_tolerance < 1:
+        raise ConfigError("measure.steady_tolerance", cfg.measure.steady_tolerance, "must be in (0, 1)")
+    if not cfg.measure.monitor_interval_s > 0:
+        raise ConfigError("measure.monitor_interval_s", cfg.measure.monitor_interval_s, "must be > 0 seconds")
+    clocks = cfg.gpu.clocks
+    _choice("gpu.clocks.mode", clocks.mode, CLOCK_MODES)
+    for name in ("sm_mhz", "mem_mhz"):
+        if getattr(clocks, name) is not None:
+            _at_least(f"gpu.clocks.{name}", getattr(clocks, name), 1)
+    if clocks.mode == "lock" and clocks.sm_mhz is None and clocks.mem_mhz is None:
+        raise ConfigError("gpu.clocks.mode", "lock", "needs gpu.clocks.sm_mhz and/or gpu.clocks.mem_mhz")
+    if clocks.mode == "observe" and (clocks.sm_mhz is not None or clocks.mem_mhz is not None):
+        raise ConfigError("gpu.clocks.sm_mhz", clocks.sm_mhz if clocks.sm_mhz is not None else clocks.mem_mhz,
+                          "is only applied with gpu.clocks.mode=lock (observe mode never changes clocks)")
+    _choice("gpu.busy_check", cfg.gpu.busy_check, BUSY_CHECKS)
+    _at_least("lock.wait_s", cfg.lock.wait_s, 0, "a number of seconds")
+    if cfg.codecarbon.enabled and not (len(cfg.codecarbon.country) == 3 and cfg.codecarbon.country.isalpha()):
+        raise ConfigError("codecarbon.country", cfg.codecarbon.country, "must be an ISO 3166 alpha-3 code such as USA or FRA")
+    _choice("meter.gpu", cfg.meter.gpu, tuple(METER_CHOICES["gpu"]))
+    _choice("meter.host", cfg.meter.host, tuple(METER_CHOICES["host"]))
+    if cfg.meter.cpu_tdp_w is not None and not cfg.meter.cpu_tdp_w > 0:
+        raise ConfigError("meter.cpu_tdp_w", cfg.meter.cpu_tdp_w, "must be > 0 watts or null")
+    if cfg.meter.cpu_cores is not None:
+        _at_least("meter.cpu_cores", cfg.meter.cpu_cores, 1)
+    # Probing the machine comes last, after every pure check.
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda", "no CUDA GPU is visible here; choose auto or cpu")
+    if clocks.mode == "lock" and resolve_device(cfg.device).type != "cuda":
+        raise ConfigError("gpu.clocks.mode", "lock", "needs a CUDA device (clocks are locked through NVML)")
+    if METER_CHOICES["gpu"][cfg.meter.gpu].needs_cuda and resolve_device(cfg.device).type != "cuda":
+        raise ConfigError("meter.gpu", "nvml", "needs a CUDA device; choose auto or none")
+    if clocks.mode == "lock":
+        _check_clocks_supported(cfg)
+    device = resolve_device(cfg.device)
+    by_offload = cfg.offload.mode != "none"
+    reason = case.unsupported_reason(device)
+    if reason:
+        raise ConfigError("offload" if by_offload else "kernel", cfg.offload.mode if by_offload else cfg.kernel.name,
+                          reason)
+    shape_reason = case.unsupported_shape_reason(shape_of(cfg), str(_dtype(cfg, device)).removeprefix("torch."))
+    if shape_reason:
+        name, why = shape_reason
+        raise ConfigError(name, getattr(cfg, name), why)
+    if cfg.task == "measure":
+        _check_interpreter_work(cfg, case)
+    try:
+        results.check_writable(cfg.results_dir)
+    except results.NotWritable as err:
+        raise ConfigError("results_dir", cfg.results_dir, f"must be a writable directory ({err})") from None
+
+
+# Triton's interpreter runs kernels as numpy per program: about 6e7 flop/s for the prefill kernel
+# on this project's 2-core CI machine (2026-11-24), so a point of a real shape takes hours. Above
+# about 10 s per call it is refused.
+INTERPRETER_FLOP_PER_S = 6e7
+INTERPRETER_MAX_FLOPS = 10 * INTERPRETER_FLOP_PER_S
+
+
+def _dtype(cfg: BenchConf, device: torch.device) -> torch.dtype:
+    from bench.measure.environment import resolve_dtype
+
+    return resolve_dtype(cfg.dtype, device)
+
+
+def _check_interpreter_work(cfg: BenchConf, case: Case) -> None:
+    if not case.uses_triton or resolve_device(cfg.device).type != "cpu":
+        return
+    flops = case.flops(shape_of(cfg))
+    if flops > INTERPRETER_MAX_FLOPS:
+        raise ConfigError("kernel", case.name, f"would run in Triton's CPU interpreter: {flops:.2g} flops per call, "
+                          f"about {flops / INTERPRETER_FLOP_PER_S:.0f} s each at ~{INTERPRETER_FLOP_PER_S:.0e} flop/s "
+                          f"(limit {INTERPRETER_MAX_FLOPS:.0e} flops); use a GPU, a torch kernel, or a smaller shape")
+
+
+def _check_clocks_supported(cfg: BenchConf) -> None:
+    """Ask NVML which clocks this GPU supports, so a bad value fails before any job runs."""
+    from bench.measure.clocks import ClockRequest, UnsupportedClock, check_supported, supported_clocks_mhz
+    from bench.measure.meters import open_nvml
+
+    nvml, handle, _ = open_nvml(resolve_device(cfg.device))
+    request = ClockRequest(mode="lock", sm_mhz=cfg.gpu.clocks.sm_mhz, mem_mhz=cfg.gpu.clocks.mem_mhz)
+    try:
+        check_supported(request, supported_clocks_mhz(nvml, handle))
+    except UnsupportedClock as err:
+        raise ConfigError(f"gpu.clocks.{err.field}", err.value, f"not supported by this GPU; valid: {err.valid}") from None
+
+
+def validate_plan(cfg: BenchConf) -> None:
+    """task=plan inputs, including the grid and trace files (read here so bad ones fail first)."""
+    from bench.carbon import serving
+    from bench.carbon.inputs import embodied, grid, workload
+
+    p = cfg.plan
+    _choice("plan.model", p.model, tuple(serving.PRESETS))
+    for gpu in p.gpus:
+        if gpu not in embodied.gpus().index:
+            raise ConfigError("plan.gpus", gpu, f"choose among {', '.join(embodied.gpus().index)}")
+    if not p.gpus:
+        raise ConfigError("plan.gpus", list(p.gpus), "needs at least one GPU type")
+    for b in p.max_batches:
+        _at_least("plan.max_batches", b, 1)
+    for b in p.prefill_token_budgets:
+        _at_least("plan.prefill_token_budgets", b, 0)
+    if 0 not in p.prefill_token_budgets:
+        raise ConfigError("plan.prefill_token_budgets", list(p.prefill_token_budgets),
+                          "must include 0 (no cap): the reference configuration has none")
+    gpu, _, batch = p.reference.partition(":")
+    if gpu not in p.gpus or not batch.isdigit() or int(batch) not in p.max_batches:
+        raise ConfigError("plan.reference", p.reference, f"must be <gpu>:<max_batch> from plan.gpus {list(p.gpus)} "
+                          f"and plan.max_batches {list(p.max_batches)}")
+    _at_least("plan.hours", p.hours, 1)
+    if not p.pue >= 1.0:
+        raise ConfigError("plan.pue", p.pue, "must be >= 1 (facility energy / IT energy)")
+    for name in ("slo_ttft_s", "slo_tpot_s", "gpu_years", "host_years", "electricity_usd_per_kwh",
+                 "dram_gb_per_s_per_socket"):
+        if not getattr(p, name) > 0:
+            raise ConfigError(f"plan.{name}", getattr(p, name), "must be > 0")
+    if not 0 < p.slo_attainment <= 1:
+        raise ConfigError("plan.slo_attainment", p.slo_attainment, "must be in (0, 1]")
+    if not 0 < p.host_spare_share <= 1:
+        raise ConfigError("plan.host_spare_share", p.host_spare_share, "must be in (0, 1]")
+    _choice("plan.embodied", p.embodied, embodied.LEVELS)
+    if p.cpu_profile:
+        from bench.profile.store import available
+
+        if p.cpu_profile not in available(cfg.profiles_dir):
+            raise ConfigError("plan.cpu_profile", p.cpu_profile, f"no such profile in {cfg.profiles_dir} (available: "
+                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
+    w = cfg.workload
+    _at_least("workload.deadline_h", w.deadline_h, 1)
+    try:
+        workload.from_config(w)
+    except workload.WorkloadError as err:
+        raise ConfigError("workload", w.path or "default trace", str(err)) from None
+    try:
+        grid.from_config(cfg.grid, p.hours)
+    except grid.GridError as err:
+        raise ConfigError("grid", cfg.grid.source, str(err)) from None

@@ -1,0 +1,2 @@
+"""Kernel speed on a GPU against the measured ceilings and PyTorch's SDPA backends
+(`python -m bench.perf --out DIR`, `table.py`)."""

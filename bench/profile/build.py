@@ -1,0 +1,211 @@
+"""Energy profiles built from measured points: gathered, filtered by quality, fitted (`curves`),
+tabulated with measured and fitted values side by side. `store.py` writes and loads them."""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.profile import curves
+from bench.profile.fit import Fit
+from kernels import REGISTRY
+GOOD_QUALITY = ("ok",)
+LEGACY_CV_THRESHOLD = 0.02  # for points measured before the quality flag existed
+SHAPE_COLS = ["batch_size", "heads", "kv_heads", "head_dim", "seq_len", "context_len", "causal", "page_size",
+              "offload_fraction", "offload_threads", "offload_chunks"]
+
+
+class ProfileError(ValueError):
+    """No usable points, or a profile that does not exist; the message says what to do."""
+
+
+def gather(pattern: str) -> pd.DataFrame:
+    """Every point under the directories (or points.csv files) matching `pattern`, one row per key."""
+    rows = []
+    matches = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
+    for match in matches:
+        path = Path(match)
+        files = sorted(path.glob("**/points/*.json")) if path.is_dir() else []
+        rows += [json.loads(f.read_text()) for f in files]
+        csvs = [path] if path.suffix == ".csv" else (sorted(path.glob("**/*points.csv")) if path.is_dir() and not files else [])
+        for csv in csvs:
+            rows += pd.read_csv(csv).to_dict("records")
+    if not rows:
+        raise ProfileError(f"no measured points under {pattern!r} (expected <dir>/points/*.json or a points.csv)")
+    return pd.DataFrame(rows).drop_duplicates("key", keep="last").reset_index(drop=True)
+
+
+def _legacy_quality(row: pd.Series) -> str:
+    cvs = [row.get("time_per_call_s_cv"), row.get("energy_per_call_j_cv")]
+    noisy = any(isinstance(c, (int, float)) and not math.isnan(c) and c > LEGACY_CV_THRESHOLD for c in cvs)
+    return "noisy" if noisy else "ok"
+
+
+def prepare(points: pd.DataFrame) -> pd.DataFrame:
+    """Derived columns the curves use; points without a quality flag (measured before it existed)
+    get one from their CVs, marked in `quality_source`."""
+    df = points.copy()
+    if "quality" not in df:
+        df["quality"] = None
+    df["quality"] = df["quality"].astype(object)
+    legacy = df["quality"].isna()
+    df["quality_source"] = np.where(legacy, f"derived: CV > {LEGACY_CV_THRESHOLD:g}", "measured")
+    if legacy.any():
+        df.loc[legacy, "quality"] = df[legacy].apply(_legacy_quality, axis=1)
+    for col in SHAPE_COLS + ["gpu_energy_per_call_j", "gpu_method", "clocks_sm_mhz_requested", "gpu_sm_mhz_mean"]:
+        if col not in df:
+            df[col] = np.nan
+    df["offload_mode"] = offload_modes(df)
+    df["offloaded"] = df["offload_mode"] != "none"
+    gpu = df["device"] == "cuda"
+    df["device_energy_per_call_j"] = np.where(gpu, df["gpu_energy_per_call_j"], df["energy_per_call_j"])
+    df["device_energy_method"] = np.where(gpu, "gpu=" + df["gpu_method"].astype(str), df["energy_method"])
+    idle_cols = [c for c in df.columns if c.endswith("_idle_power_w") and c != "gpu_idle_power_w"]
+    host_idle = df[idle_cols].sum(axis=1, min_count=1) if idle_cols else np.nan
+    df["device_idle_power_w"] = np.where(gpu, df.get("gpu_idle_power_w", np.nan), host_idle)
+    # On a CPU-only machine the host is the device: its energy is both.
+    df["host_energy_per_call_j"] = df["energy_per_call_j"] - np.where(gpu, df["gpu_energy_per_call_j"].fillna(0), 0)
+    df["length"] = np.where(df["phase"] == "prefill", df["seq_len"], df["context_len"])
+    df["clock_mhz"] = df["clocks_sm_mhz_requested"]
+    df["shape_id"] = df[SHAPE_COLS].apply(lambda r: "|".join(map(str, r)), axis=1)
+    df["batch_group"] = df.apply(_batch_group, axis=1)
+    df["date"] = df["created_utc"].astype(str).str[:10]
+    return df
+
+
+def offload_modes(df: pd.DataFrame) -> pd.Series:
+    """Each point's CPU-offload mode: the trait column rows carry, or, for points measured before
+    it existed, the trait of their case in the registry (a case no longer registered: `none`)."""
+    def registered(kernel: Any) -> str:
+        return REGISTRY.get(kernel).offload if kernel in REGISTRY else "none"
+
+    from_registry = df["kernel"].map(registered)
+    if "offload_mode" not in df:
+        return from_registry
+    return df["offload_mode"].where(df["offload_mode"].notna(), from_registry).astype(str)
+
+
+def _batch_group(row: pd.Series) -> str:
+    """Everything but the batch size, readably: the points of one batching curve."""
+    length = f"{'N' if row['phase'] == 'prefill' else 'L'}={row['length']:g}"
+    text = f"{row['kernel']} {length} h={row['heads']:g}/{row['kv_heads']:g} d={row['head_dim']:g}"
+    for col, label in (("offload_fraction", "f"), ("offload_threads", "threads"), ("offload_chunks", "chunks")):
+        if not pd.isna(row[col]):
+            text += f" {label}={row[col]:g}"
+    return text
+
+
+def select(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep points of good quality; count the dropped ones by reason."""
+    bad = ~df["quality"].isin(GOOD_QUALITY)
+    dropped = df.loc[bad, "quality"].value_counts().to_dict()
+    return df[~bad].copy(), {str(k): int(v) for k, v in dropped.items()}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+
+
+@dataclass
+class Profile:
+    name: str
+    table: pd.DataFrame
+    fits: dict[str, Any]
+    meta: dict[str, Any]
+
+    def energy_roofline(self) -> Fit | None:
+        return Fit.from_dict(self.fits.get("energy_roofline"))
+
+    def time_roofline(self, kernel: str) -> Fit | None:
+        return Fit.from_dict(self.fits.get("time_roofline", {}).get(kernel))
+
+    def fits_dict(self) -> dict[str, Any]:
+        """The fits as plain data (every `Fit` through `to_dict`), as the JSON file holds them."""
+        def conv(x: Any) -> Any:
+            if isinstance(x, Fit):
+                return x.to_dict()
+            if isinstance(x, dict):
+                return {k: conv(v) for k, v in x.items()}
+            return x
+
+        return conv(self.fits)
+
+
+def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
+    """Fit every curve the points support; what cannot be fitted is listed with the reason."""
+    df, dropped = select(prepare(points))
+    if df.empty:
+        raise ProfileError(f"no point of good quality to fit (dropped: {dropped})")
+    skipped: list[str] = []
+    fits: dict[str, Any] = {}
+    plain = df[~df["offloaded"]]
+    roofline_points = plain[plain["clock_mhz"].isna()]  # one device, default clocks
+    fits["time_roofline"], s = curves.fit_groups(roofline_points, ["kernel"], curves.time_roofline, min_points=4)
+    skipped += s
+    # Energy per call of each case on its own (the same form as the roofline across cases).
+    fits["energy_per_case"], s = curves.fit_groups(roofline_points, ["kernel"], curves.energy_roofline, min_points=4)
+    skipped += s
+    try:
+        fits["energy_roofline"] = curves.energy_roofline(roofline_points)
+    except curves.FitError as err:
+        skipped.append(f"energy_roofline: {err}")
+    fits["batching"], s = curves.fit_groups(plain[plain["clock_mhz"].isna()], ["batch_group"], curves.batching,
+                                            min_points=3)
+    skipped += s
+    freq = df[df["clock_mhz"].notna()]
+    fits["frequency"], s = curves.fit_groups(freq, ["kernel", "shape_id"], curves.frequency, min_points=4)
+    skipped += s
+    offload = df[df["offloaded"]]
+    fits["offload_host"], s = curves.fit_groups(offload, ["batch_group"], curves.offload_host, min_points=3)
+    skipped += s
+    table = _table(df, fits, name)
+    meta = {
+        "name": name, "source": source, "points_used": int(len(df)), "points_dropped": dropped,
+        "device_names": sorted(df["env_device_name"].dropna().astype(str).unique().tolist())
+        if "env_device_name" in df else [],
+        "dates": sorted(df["date"].unique().tolist()),
+        "energy_methods": sorted(df["device_energy_method"].astype(str).unique().tolist()),
+        "host_energy_methods": sorted(df["energy_method"].astype(str).unique().tolist()),
+        "clocks": "observed (default)" if df["clock_mhz"].isna().all() else "includes locked clocks",
+        "host_logical_cores": sorted({int(c) for c in df.get("env_cpu_logical_cores", pd.Series(dtype=float)).dropna()}),
+        "torch_threads": sorted({int(c) for c in df.get("env_torch_threads", pd.Series(dtype=float)).dropna()}),
+        "skipped_fits": skipped,
+    }
+    return Profile(name, table, fits, meta)
+
+
+def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
+    out = df[["kernel", "phase", "impl", "device", "dtype"] + SHAPE_COLS + [
+        "length", "clock_mhz", "gpu_sm_mhz_mean", "flops_per_call", "min_bytes_per_call", "tokens_per_call",
+        "time_per_call_s", "device_energy_per_call_j", "device_idle_power_w", "host_energy_per_call_j", "energy_per_call_j",
+        "device_energy_method", "energy_method", "quality", "quality_source", "date", "shape_id", "key"]].copy()
+    out.insert(0, "hardware", name)
+    if "env_device_name" in df:
+        out.insert(1, "device_name", df["env_device_name"].values)
+    out["time_per_call_s_fit"] = np.nan
+    for kernel, fit in fits.get("time_roofline", {}).items():
+        rows = out["kernel"] == kernel
+        out.loc[rows, "time_per_call_s_fit"] = curves.predict_time_s(fit, out.loc[rows, "flops_per_call"],
+                                                                     out.loc[rows, "min_bytes_per_call"])
+    roof = fits.get("energy_roofline")
+    out["device_energy_per_call_j_fit"] = (curves.predict_energy_j(roof, out["flops_per_call"], out["min_bytes_per_call"],
+                                                                   out["time_per_call_s"]) if roof else np.nan)
+    # The energy roofline is fitted on device-only kernels at default clocks: no prediction elsewhere.
+    outside = df["offloaded"].to_numpy() | out["clock_mhz"].notna()
+    out.loc[outside, "device_energy_per_call_j_fit"] = np.nan
+    out["setting"] = df["batch_group"].str.extract(r"d=\S+ ?(.*)$")[0].fillna("").values
+    clocked = out["clock_mhz"].notna()
+    if clocked.any():
+        out.loc[clocked, "setting"] = out.loc[clocked, "setting"] + [f" sm={f:g}MHz" for f in out.loc[clocked, "clock_mhz"]]
+    out["device_energy_per_token_j"] = out["device_energy_per_call_j"] / out["tokens_per_call"]
+    out["host_energy_per_token_j"] = out["host_energy_per_call_j"] / out["tokens_per_call"]
+    return out.sort_values(["phase", "kernel", "length", "batch_size"]).reset_index(drop=True)
+
+

@@ -1,0 +1,58 @@
+"""What a measuring run ends with: the table of its points, the profile of its results
+directory, and the operational carbon of each point at the configured grid."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.carbon.inputs.grid import GridError, from_config
+from bench.measure.results import ResultsStore
+from bench.measure.summary import point_label, print_table
+from bench.profile.build import ProfileError
+from bench.profile.fit import FitError
+from bench.tasks.fit import fit_and_write
+
+if TYPE_CHECKING:
+    from bench.cli.schema import BenchConf
+
+
+def summarise(cfg: "BenchConf", rows: list[dict[str, Any]]) -> None:
+    """Rows returned by the jobs of this process; with none (jobs ran elsewhere, e.g. Slurm), what
+    the results directory holds."""
+    if cfg.task != "measure":
+        return
+    rows = rows or ResultsStore(cfg.results_dir).rows()
+    if rows and "kernel" in rows[0]:
+        print_table(rows, title=f"measured points ({cfg.results_dir})")
+        fit_what_was_measured(cfg)
+        carbon_estimate(cfg, rows)
+
+
+def fit_what_was_measured(cfg: "BenchConf") -> None:
+    """End a measuring run with the profile of its results directory (in `results_dir/profile`,
+    never over the shipped profiles). A fit that cannot be made is reported, not raised: the
+    measurements are already safe on disk."""
+    try:
+        fit_and_write(cfg.results_dir, cfg.hardware, Path(cfg.results_dir) / "profile")
+    except (ProfileError, FitError) as err:
+        print(f"profile not fitted: {err}")
+
+
+def carbon_estimate(cfg: "BenchConf", rows: list[dict[str, Any]]) -> None:
+    """Operational carbon per million tokens of each measured point at the configured grid's
+    mean intensity over the planning period, x PUE (energy as measured or modelled, labelled)."""
+    try:
+        grid = from_config(cfg.grid, cfg.plan.hours)
+    except GridError as err:
+        print(f"carbon estimate skipped: {err}")
+        return
+    mean = float(grid.g_per_kwh.mean())
+    print(f"operational carbon of the measured kernels (one attention call per token, not a whole model: see "
+          f"task=plan) at {grid.label} (mean {mean:.0f} gCO2e/kWh over {len(grid.g_per_kwh)} h) x PUE "
+          f"{cfg.plan.pue:g}, per million tokens:")
+    labels = [point_label(row) for row in rows]
+    width = max(map(len, labels), default=0)
+    for row, label in zip(rows, labels):
+        kwh_per_mtok = row["energy_per_token_j"] * 1e6 / 3.6e6
+        print(f"  {label:{width}} {kwh_per_mtok * mean * cfg.plan.pue:10.3g} gCO2e "
+              f"({kwh_per_mtok:.3g} kWh; energy: {row['energy_method']})")
