@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.attention.bias import causal_lower_right
 
 # impl name -> SDPA backend pinned for it (None lets PyTorch choose).
 PREFILL_BACKENDS: dict[str, SDPBackend | None] = {
@@ -41,6 +40,10 @@ def prefill_torch(
         if n == m:
             is_causal = True
         else:
+            # Imported here: torch.nn.attention.bias pulls in torch._dynamo (over a second of
+            # start-up for every `python -m bench`, most of which never build a causal mask).
+            from torch.nn.attention.bias import causal_lower_right
+
             mask = causal_lower_right(n, m)
     if backend is None:
         return F.scaled_dot_product_attention(

@@ -49,7 +49,7 @@ def set_block_shapes(nargs: dict) -> None:
         nargs[name].block_shape = [nargs["BLOCK_N"], nargs[name].shape[-1]]
 
 
-def _configs() -> list[triton.Config]:
+def autotune_configs() -> list[triton.Config]:
     return [triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s, pre_hook=set_block_shapes)
             for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)]
 
@@ -145,7 +145,7 @@ def _decode_merge_kernel(O_PART, LSE_PART, O, LSE, stride_ob, stride_oh, stride_
         tl.store(LSE + b * H_Q + h, (m + tl.math.log2(total)) / 1.4426950408889634)
 
 
-_split_tuned = autotune(_configs(), ["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE", "DIRECT", "NUM_SPLITS",
+SPLIT_TUNED = autotune(autotune_configs(), ["CAP_BUCKET", "BLOCK_G", "HEAD_DIM", "PAGED", "PAGE_SIZE", "DIRECT", "NUM_SPLITS",
                                      "TMA"])(
     _decode_split_kernel)
 INTERPRETER_CONFIG = {"BLOCK_N": 16}
@@ -279,7 +279,7 @@ def decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     if q.device.type == "cpu":
         _decode_split_kernel[grid](*args, **meta, **INTERPRETER_CONFIG)
     else:
-        _split_tuned[grid](*args, **meta)
+        SPLIT_TUNED[grid](*args, **meta)
     if not direct:
         _decode_merge_kernel[(b, hq)](o_part, lse_part, o, lse if lse is not None else o_part, *o.stride(), hq,
                                       splits, HEAD_DIM=d, BLOCK_S=max(2, triton.next_power_of_2(splits)),

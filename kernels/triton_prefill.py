@@ -194,7 +194,7 @@ def _prefill_kernel(
 
 # Autotuned on GPUs; the interpreter (CPU) runs one small config, since tuning there would time
 # dozens of interpreted launches.
-_prefill_tuned = autotune(autotune_configs(), ["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
+PREFILL_TUNED = autotune(autotune_configs(), ["N_BUCKET", "M_BUCKET", "HEAD_DIM", "CAUSAL", "GROUP", "TMA"],
                           prune_configs_by={"early_config_prune": _prune})(_prefill_kernel)
 INTERPRETER_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 16}
 
@@ -282,5 +282,5 @@ def prefill_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal:
     if on_cpu:
         _prefill_kernel[grid](*args, **meta, **INTERPRETER_CONFIG)
     else:
-        _prefill_tuned[grid](*args, **meta)
+        PREFILL_TUNED[grid](*args, **meta)
     return (o, lse) if return_lse else o

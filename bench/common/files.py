@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 def _atomic(path: Path, write: Callable[[int, str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # never the target's suffix: globs for *.json must not see it
     try:
         write(fd, tmp)
         os.replace(tmp, path)

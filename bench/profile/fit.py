@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import optimize, stats
 
 POOR_R2 = 0.9
 POOR_CV_ERROR = 0.25
@@ -65,6 +64,8 @@ def r_squared(y: np.ndarray, y_hat: np.ndarray) -> float:
 
 
 def _intervals(names: Sequence[str], theta: np.ndarray, cov: np.ndarray, dof: int) -> dict[str, tuple[float, float]]:
+    from scipy import stats  # scipy is imported where it fits, not by every `python -m bench`
+
     t = stats.t.ppf(0.975, dof) if dof > 0 else math.inf
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     return {n: (float(v - t * s), float(v + t * s)) for n, v, s in zip(names, theta, se)}
@@ -130,6 +131,8 @@ def nonlinear_fit(model: str, formula: str, names: Sequence[str], f: Callable[[n
                   x: np.ndarray, y: np.ndarray, theta0: Sequence[float], groups: np.ndarray | None = None,
                   bounds: tuple[Sequence[float], Sequence[float]] | None = None) -> Fit:
     """y ~ f(theta, x) by least squares on relative residuals (scipy `least_squares`)."""
+    from scipy import optimize
+
     y = np.asarray(y, float)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     n, p = len(y), len(theta0)

@@ -85,12 +85,12 @@ def test_tma_prefill_refuses_strided_views():
 
 
 def test_autotune_configs_set_the_tma_block_shapes():
-    from kernels.triton_prefill import TensorDescriptor, _configs, set_block_shapes
+    from kernels.triton_prefill import TensorDescriptor, autotune_configs, set_block_shapes
 
     x = torch.randn(64, 128)
     nargs = {"Q": TensorDescriptor.from_tensor(x, [16, 128]), "K": TensorDescriptor.from_tensor(x, [16, 128]),
              "V": TensorDescriptor.from_tensor(x, [16, 128])}
-    for config in _configs():
+    for config in autotune_configs():
         assert config.pre_hook is set_block_shapes
         config.pre_hook({**nargs, **config.kwargs})
         assert nargs["Q"].block_shape == [config.kwargs["BLOCK_M"], 128]
@@ -98,7 +98,7 @@ def test_autotune_configs_set_the_tma_block_shapes():
     set_block_shapes({"Q": x, "K": x, "V": x, "BLOCK_M": 64, "BLOCK_N": 64})  # pointer kernel: nothing to set
 
 
-def _decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
+def decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
     q = randn(b, hq, d, device=device, dtype=dtype, gen=gen)
     k = randn(b, hkv, cache_len, d, device=device, dtype=dtype, gen=gen)
@@ -113,7 +113,7 @@ def _decode_inputs(b, hq, hkv, cache_len, d, seq_lens, device, dtype, seed):
 def test_decode_contiguous_varied_lengths(device, impl, group, d, poisoned_outputs):
     dtype = dtype_for(device)
     seq_lens = [1, 37, 64, 50]
-    q, k, v, lens = _decode_inputs(4, 2 * group, 2, 64, d, seq_lens, device, dtype, seed=group * d)
+    q, k, v, lens = decode_inputs(4, 2 * group, 2, 64, d, seq_lens, device, dtype, seed=group * d)
     # Poison the cache past each request's length with values far outside real activations: a
     # kernel that lets them in fails loudly. Not NaN or ~1e4: PyTorch's cuDNN backend masks with
     # a finite bias, which such values overcome (seen on H100, torch 2.11; see kernels.decode).
@@ -132,7 +132,7 @@ def test_tma_decode_never_reads_the_next_heads_rows(device, d, poisoned_outputs)
     # Full-length requests: the last block of KV head 0 runs past the cache's end into KV head
     # 1's first rows (TMA sees [B * Hkv * L, D]). Those hold huge keys and infinite values.
     dtype = dtype_for(device)
-    q, k, v, lens = _decode_inputs(2, 4, 2, 40, d, [40, 40], device, dtype, seed=d)
+    q, k, v, lens = decode_inputs(2, 4, 2, 40, d, [40, 40], device, dtype, seed=d)
     k[:, 1] = 30.0
     v[:, 1] = float("inf")
     out = kernels.decode(q, k, v, lens, impl="triton_tma")
@@ -147,7 +147,7 @@ def test_tma_decode_never_reads_the_next_heads_rows(device, d, poisoned_outputs)
 def test_decode_paged_equals_reference(device, impl, page_size, poisoned_outputs):
     dtype = dtype_for(device)
     seq_lens = [1, 29, 16, 40, 33]  # 1, not a multiple of the page size, exact multiples
-    q, k, v, lens = _decode_inputs(5, 8, 2, 40, 64, seq_lens, device, dtype, seed=page_size)
+    q, k, v, lens = decode_inputs(5, 8, 2, 40, 64, seq_lens, device, dtype, seed=page_size)
     gen = torch.Generator(device=device).manual_seed(3)
     k_pages, v_pages, table = make_paged_cache(k, v, lens.cpu(), page_size, gen)
     assert table.shape == (5, -(-40 // page_size))
@@ -161,7 +161,7 @@ def test_decode_paged_equals_reference(device, impl, page_size, poisoned_outputs
 def test_triton_decode_any_split_count_gives_the_same_answer(device, num_splits, impl, poisoned_outputs):
     dtype = dtype_for(device)
     seq_lens = [1, 700, 129, 384]  # with 8 splits of 128, request 0 leaves 7 splits empty
-    q, k, v, lens = _decode_inputs(4, 8, 2, 1000, 64, seq_lens, device, dtype, seed=num_splits)
+    q, k, v, lens = decode_inputs(4, 8, 2, 1000, 64, seq_lens, device, dtype, seed=num_splits)
     out = kernels.decode(q, k, v, lens, impl=impl, num_splits=num_splits)
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[dtype]
 
@@ -187,7 +187,7 @@ def test_triton_log_sum_exp_outputs(tma):
 @pytest.mark.gpu
 @pytest.mark.parametrize("impl", ("triton", "triton_tma"))
 def test_triton_decode_replays_in_a_cuda_graph_with_new_lengths(impl):
-    q, k, v, lens = _decode_inputs(4, 16, 2, 2048, 128, [2048, 1, 1000, 77], "cuda", torch.bfloat16, seed=9)
+    q, k, v, lens = decode_inputs(4, 16, 2, 2048, 128, [2048, 1, 1000, 77], "cuda", torch.bfloat16, seed=9)
     kernels.decode(q, k, v, lens, impl=impl)  # compile and autotune outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -202,16 +202,16 @@ def test_triton_decode_replays_in_a_cuda_graph_with_new_lengths(impl):
 def test_triton_decode_never_times_split_counts_inside_a_capture():
     from kernels import triton_decode
 
-    q, k, v, lens = _decode_inputs(8, 32, 8, 4096, 128, [4096, 3000, 1, 17, 4096, 2048, 999, 128], "cuda",
+    q, k, v, lens = decode_inputs(8, 32, 8, 4096, 128, [4096, 3000, 1, 17, 4096, 2048, 999, 128], "cuda",
                                    torch.bfloat16, seed=10)
     kernels.decode(q, k, v, lens, impl="triton")  # warm-up: every split count compiled and timed
-    triton_decode._chosen_splits.clear()  # as if this shape's choice were unknown at capture time
+    triton_decode.CHOSEN_SPLITS.clear()  # as if this shape's choice were unknown at capture time
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):  # timing here would raise: the heuristic's split count is used
         out = kernels.decode(q, k, v, lens, impl="triton")
     graph.replay()
     torch.cuda.synchronize()
-    assert not triton_decode._chosen_splits
+    assert not triton_decode.CHOSEN_SPLITS
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
 
 
@@ -276,13 +276,13 @@ def test_split_count_tuning_picks_the_fastest_candidate_once():
     key = ("test", len(calls))
     assert td.choose_splits(key, [1, 2, 4, 8], time_ms) == 2  # fastest; the tie goes to the earlier
     assert td.choose_splits(key, [1, 2, 4, 8], time_ms) == 2 and calls == [1, 2, 4, 8]  # timed once
-    td._chosen_splits.pop(key)
+    td.CHOSEN_SPLITS.pop(key)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("impl", ("triton", "triton_tma"))
 def test_tuned_split_count_gives_the_reference_answer(impl):
-    q, k, v, lens = _decode_inputs(32, 32, 8, 4096, 128, [4096] * 31 + [7], "cuda", torch.bfloat16, seed=11)
+    q, k, v, lens = decode_inputs(32, 32, 8, 4096, 128, [4096] * 31 + [7], "cuda", torch.bfloat16, seed=11)
     out = kernels.decode(q, k, v, lens, impl=impl)
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.bfloat16]
 
@@ -301,6 +301,6 @@ def test_triton_prefill_in_float16(impl, causal):
 
 @pytest.mark.gpu
 def test_triton_decode_in_float16():
-    q, k, v, lens = _decode_inputs(3, 16, 4, 1500, 64, [1500, 1, 777], "cuda", torch.float16, seed=14)
+    q, k, v, lens = decode_inputs(3, 16, 4, 1500, 64, [1500, 1, 777], "cuda", torch.float16, seed=14)
     out = kernels.decode(q, k, v, lens, impl="triton")
     assert out.dtype == torch.float16 and rel_err(out, decode_ref(q, k, v, lens)) < TOL[torch.float16]

@@ -8,7 +8,7 @@ import kernels
 from kernels.offload import cpu_threads, host_share, merge_lse, split_cache
 from tests.conftest import DEVICES, TOL, rel_err
 from tests.kernels.reference import decode_ref
-from tests.kernels.test_attention import _decode_inputs, dtype_for
+from tests.kernels.test_attention import decode_inputs, dtype_for
 
 SEQ_LENS = [1, 37, 64, 50]  # a 1-token request, lengths that are and are not block multiples
 
@@ -29,7 +29,7 @@ def host(t):
 @pytest.mark.parametrize("d", [64, 128])
 def test_offload_cpu_matches_reference(device, group, d, poisoned_outputs):
     dtype = dtype_for(device)
-    q, k, v, lens = _decode_inputs(4, 2 * group, 2, 64, d, SEQ_LENS, device, dtype, seed=group + d)
+    q, k, v, lens = decode_inputs(4, 2 * group, 2, 64, d, SEQ_LENS, device, dtype, seed=group + d)
     poison_tail(k, v, SEQ_LENS)
     out = kernels.decode(q, host(k), host(v), lens, impl="offload_cpu", threads=2)
     assert out.device == q.device and out.dtype == dtype and out.shape == q.shape
@@ -41,7 +41,7 @@ def test_offload_cpu_matches_reference(device, group, d, poisoned_outputs):
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 0.5, 1.0])
 def test_offload_split_matches_reference_for_any_fraction(device, device_impl, fraction, poisoned_outputs):
     dtype = dtype_for(device)
-    q, k, v, lens = _decode_inputs(4, 8, 2, 64, 64, SEQ_LENS, device, dtype, seed=int(fraction * 10))
+    q, k, v, lens = decode_inputs(4, 8, 2, 64, 64, SEQ_LENS, device, dtype, seed=int(fraction * 10))
     poison_tail(k, v, SEQ_LENS)
     parts = split_cache(k, v, lens, fraction)
     assert parts.host_k.device.type == "cpu" and parts.device_k.device == k.device
@@ -77,7 +77,7 @@ def test_host_share_edges():
 @pytest.mark.parametrize("chunks", [1, 3, 8])
 def test_offload_stream_matches_reference(device, device_impl, chunks, poisoned_outputs):
     dtype = dtype_for(device)
-    q, k, v, lens = _decode_inputs(4, 8, 2, 64, 64, SEQ_LENS, device, dtype, seed=chunks)
+    q, k, v, lens = decode_inputs(4, 8, 2, 64, 64, SEQ_LENS, device, dtype, seed=chunks)
     poison_tail(k, v, SEQ_LENS)
     out = kernels.decode(q, host(k), host(v), lens, impl="offload_stream", chunks=chunks, device_impl=device_impl)
     assert out.device == q.device and out.shape == q.shape
@@ -139,6 +139,6 @@ def test_bad_offload_input_raises_value_error(call, match):
 
 @pytest.mark.gpu
 def test_offload_cpu_with_a_gpu_query_needs_the_cache_on_the_host():
-    q, k, v, lens = _decode_inputs(2, 4, 2, 16, 64, [16, 3], "cuda", torch.bfloat16, seed=0)
+    q, k, v, lens = decode_inputs(2, 4, 2, 16, 64, [16, 3], "cuda", torch.bfloat16, seed=0)
     with pytest.raises(ValueError, match="host memory"):
         kernels.decode(q, k, v, lens, impl="offload_cpu")

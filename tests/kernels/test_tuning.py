@@ -7,8 +7,8 @@ from kernels.tuning import REP_MS, WARMUP_MS, quick_bench
 
 def test_both_kernels_tune_with_short_timing_runs(monkeypatch):
     # Triton's default (25 ms + 100 ms per config) would make the split-count search take minutes.
-    assert triton_prefill._prefill_tuned.do_bench is quick_bench
-    assert triton_decode._split_tuned.do_bench is quick_bench
+    assert triton_prefill.PREFILL_TUNED.do_bench is quick_bench
+    assert triton_decode.SPLIT_TUNED.do_bench is quick_bench
     calls = []
     monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: calls.append(kw) or [1.0, 0.9, 1.1])
     assert quick_bench(lambda: None, quantiles=(0.5, 0.2, 0.8)) == [1.0, 0.9, 1.1]

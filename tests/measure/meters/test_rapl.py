@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.meters import select_meters
-from bench.meters.model import CpuTimeModelMeter
-from bench.meters.rapl import RaplMeter, discover
+from bench.measure.meters import MeterConf, select_meters
+from bench.measure.meters.cpu_time_model import CpuTimeModelMeter
+from bench.measure.meters.rapl import RaplMeter, discover
 
 MAX_UJ = 262_143_328_850
 
@@ -111,7 +111,7 @@ def test_auto_host_meter_falls_back_to_labelled_model_without_rapl(tmp_path, unr
     (z / "energy_uj").chmod(0)
     import torch
 
-    chosen = select_meters(torch.device("cpu"), host="auto", powercap_root=tmp_path, cpu_tdp_w=100.0, cpu_cores=10)
+    chosen = select_meters(torch.device("cpu"), MeterConf(host="auto", powercap_root=str(tmp_path), cpu_tdp_w=100.0, cpu_cores=10))
     assert [type(m) for m in chosen.meters] == [CpuTimeModelMeter]
     assert chosen.meters[0].method.startswith("model:")
     assert any("RAPL unavailable" in note for note in chosen.notes)
@@ -121,7 +121,7 @@ def test_auto_host_meter_uses_rapl_where_readable(two_socket_tree):
     import torch
 
     root, _ = two_socket_tree
-    chosen = select_meters(torch.device("cpu"), host="auto", powercap_root=root)
+    chosen = select_meters(torch.device("cpu"), MeterConf(host="auto", powercap_root=str(root)))
     assert [m.domain for m in chosen.meters] == ["cpu_package", "dram"]
 
 

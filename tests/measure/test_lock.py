@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from bench.lock import DeviceBusy, device_lock, lock_path
-from bench.telemetry import gpu_activity
+from bench.measure.lock import DeviceBusy, device_lock, lock_path
+from bench.measure.monitor import gpu_activity
 from tests.fakes import FakeClock, FakeNvml
 
 

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("codecarbon")
 
-from bench.crosscheck import J_PER_KWH, codecarbon_span  # noqa: E402
+from bench.measure.codecarbon_span import J_PER_KWH, codecarbon_span  # noqa: E402
 
 
 def test_codecarbon_span_reports_its_own_figures():

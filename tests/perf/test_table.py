@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.perf import compare, markdown
+from bench.perf.table import compare, markdown
 
 
 def test_compare_ratios_against_the_fastest_sdpa_backend_of_the_same_shape():
@@ -30,7 +30,7 @@ def test_markdown_table():
 def test_split_choice_reports_the_tuners_new_entry_beside_the_heuristic():
     import torch
 
-    from bench.perf import split_choice
+    from bench.perf.table import split_choice
     from kernels import Shape, triton_decode
 
     shape = Shape(batch_size=4, heads=32, kv_heads=8, head_dim=128, context_len=1000, page_size=16)
@@ -48,7 +48,7 @@ def _timed(kernel, impl, phase, time_ms, **shape):
 
 
 def test_bars_report_each_triton_kernel_at_its_worst_point():
-    from bench.perf import bars
+    from bench.perf.table import bars
 
     p1, p2 = dict(batch_size=4, seq_len=4096, causal=False), dict(batch_size=1, seq_len=16384, causal=True)
     d_small, d_big = dict(batch_size=1, context_len=4096), dict(batch_size=64, context_len=4096)
@@ -77,7 +77,7 @@ def test_bars_report_each_triton_kernel_at_its_worst_point():
 
 
 def test_the_table_times_the_contenders_only():
-    from bench.perf import case_names
+    from bench.perf.table import case_names
 
     prefill, decode = case_names("prefill"), case_names("decode")
     assert {"prefill.triton", "prefill.triton_tma", "prefill.torch_flash", "prefill.torch_cudnn"} <= set(prefill)
@@ -90,7 +90,7 @@ def test_main_keeps_rows_as_it_goes_and_writes_the_targets(tmp_path, monkeypatch
 
     import torch
 
-    import bench.perf as perf
+    import bench.perf.table as perf
 
     seen = []
 

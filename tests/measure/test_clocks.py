@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.clocks import ClockControl, ClockError, ClockRequest, sigterm_raises
+from bench.measure.clocks import ClockControl, ClockError, ClockRequest, sigterm_raises
 from tests.fakes import FakeClock, FakeNvml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def control(nvml, tmp_path, **request):
@@ -105,7 +105,7 @@ def test_sigterm_resets_clocks(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from bench.clocks import ClockControl, ClockRequest, sigterm_raises
+        from bench.measure.clocks import ClockControl, ClockRequest, sigterm_raises
         from tests.fakes import FakeClock, FakeNvml
         nvml = FakeNvml(FakeClock())
         try:

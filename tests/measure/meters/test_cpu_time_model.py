@@ -1,6 +1,6 @@
 import pytest
 
-from bench.meters.model import (
+from bench.measure.meters.cpu_time_model import (
     CODECARBON_DEFAULT_W_PER_THREAD, CorePower, CpuTimeModelMeter, core_power, lookup_tdp, os_cores_per_socket, tdp_table,
 )
 from tests.fakes import FakeClock

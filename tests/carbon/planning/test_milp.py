@@ -7,10 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.carbon import embodied, serving
-from bench.carbon.capacity import Candidate, Capacity
-from bench.carbon.planner import J_PER_KWH, Economics, Pillars, PlanError, Setting, solve
-from bench.carbon.simulate import Slo, simulate
+from bench.carbon import serving
+from bench.carbon.inputs import embodied
+from bench.carbon.serving.capacity import Candidate, Capacity
+from bench.carbon.planning.milp import solve
+from bench.carbon.planning.pillars import Pillars
+from bench.carbon.planning.setting import J_PER_KWH, Economics, PlanError, Setting
+from bench.carbon.serving.simulate import Slo, simulate
 
 LIFE = embodied.Lifetimes(4.0, 6.0)
 

@@ -1,17 +1,16 @@
 """Profiles from synthetic measured points with known coefficients: gathered, filtered by
 quality, fitted, written, loaded back."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench import profiles
+from bench.profile import build as profiles
+from bench.profile import store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 E_FLOP, E_BYTE, P0 = 0.4e-12, 50e-12, 120.0
 RATE, BW, OVERHEAD = 4e14, 2.5e12, 6e-6
 
@@ -70,11 +69,11 @@ def test_build_recovers_the_energy_roofline_and_drops_bad_points(points):
 
 def test_written_profile_loads_back(points, tmp_path):
     p = profiles.build(points, "fake-h100", source="synthetic")
-    paths = profiles.write(p, tmp_path)
+    paths = store.write(p, tmp_path)
     names = {path.name for path in paths}
     assert {"fake-h100.csv", "fake-h100.json", "fake-h100.md", "fake-h100_batching.png",
             "fake-h100_energy_roofline.png"} <= names
-    loaded = profiles.load("fake-h100", tmp_path)
+    loaded = store.load("fake-h100", tmp_path)
     assert len(loaded.table) == len(p.table)
     assert loaded.energy_roofline().params == pytest.approx(p.energy_roofline().params)
     assert loaded.meta["source"] == "synthetic"
@@ -84,7 +83,7 @@ def test_written_profile_loads_back(points, tmp_path):
 
 def test_missing_profile_names_what_exists(tmp_path):
     with pytest.raises(profiles.ProfileError, match="no profile 'nope'.*available: none"):
-        profiles.load("nope", tmp_path)
+        store.load("nope", tmp_path)
 
 
 def test_gather_reads_point_files_and_csvs_once_per_key(points, tmp_path):
@@ -122,8 +121,9 @@ def test_frequency_points_give_an_energy_optimal_clock():
 
 
 def run_bench(*args):
-    return subprocess.run([sys.executable, "-m", "bench", "sweep=none", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=240)
+    from tests.cli.runner import run_cli
+
+    return run_cli("sweep=none", *args)
 
 
 def test_fit_and_report_tasks_end_to_end(points, tmp_path):
@@ -131,25 +131,25 @@ def test_fit_and_report_tasks_end_to_end(points, tmp_path):
     for row in points.to_dict("records"):
         (tmp_path / "res" / "points" / f"{row['key']}.json").write_text(json.dumps(row))
     out = run_bench("task=fit", f"results={tmp_path / 'res'}", "hardware=fake-h100", f"profiles_dir={tmp_path / 'prof'}")
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.code == 0, out.stderr[-2000:]
     assert "profile fake-h100" in out.stdout and (tmp_path / "prof" / "fake-h100.csv").exists()
     rep = run_bench("task=report", "profile=fake-h100", f"profiles_dir={tmp_path / 'prof'}",
                     f"report_dir={tmp_path / 'rep'}", f"results_dir={tmp_path / 'res'}")
-    assert rep.returncode == 0, rep.stderr[-2000:]
+    assert rep.code == 0, rep.stderr[-2000:]
     assert (tmp_path / "rep" / "fake-h100.md").exists() and "# Energy profile" in rep.stdout
     bad = run_bench("task=fit", f"results={tmp_path / 'nothing'}")
-    assert bad.returncode == 2 and "invalid results=" in bad.stderr
+    assert bad.code == 2 and "invalid results=" in bad.stderr
     missing = run_bench("task=report", "profile=nope", f"profiles_dir={tmp_path / 'prof'}")
-    assert missing.returncode == 2 and "available: fake-h100" in missing.stderr
+    assert missing.code == 2 and "available: fake-h100" in missing.stderr
 
 
 SHIPPED = "cpu-amd-epyc-2core"
 
 
 def test_shipped_energy_roofline_predicts_held_out_shapes_within_its_cross_validated_error():
-    from bench import curves
+    from bench.profile import curves
 
-    shipped = profiles.load(SHIPPED)
+    shipped = store.load(SHIPPED)
     reported = shipped.energy_roofline()
     assert reported is not None and "model:" in " ".join(shipped.meta["energy_methods"])  # labelled as modelled
     table = shipped.table
@@ -169,10 +169,10 @@ def test_offload_plot_draws_one_line_per_setting(monkeypatch):
     # zig-zag through both.
     import types
 
-    from bench import plots
+    from bench.profile import plots
 
     figs = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or path)
     rows = [{"impl": "offload_stream", "kernel": "decode.offload_stream_torch", "length": 1024.0,
              "setting": f"chunks={c}", "batch_size": b, "host_energy_per_token_j": 1e-3 * c / b}
             for c in (1, 4) for b in (1, 4, 16)]

@@ -3,8 +3,8 @@ import statistics
 
 import pytest
 
-from bench.measure import MeasurementError, Protocol, cv, measure_point, update_period_s
-from bench.meters.base import Meter, Reading
+from bench.measure.protocol import MeasurementError, Protocol, cv, measure_point, update_period_s
+from bench.measure.meters.base import Meter, Reading
 
 
 class FakeMachine:

@@ -1,18 +1,20 @@
 """The planning run end to end on a slice of the shipped trace: every plan's SLO attainment is
 simulated, an impossible SLO names the closest configuration, and `task=plan` prints a report."""
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench import profiles
-from bench.carbon import grid, plan, planner, serving, workload
-from bench.carbon.simulate import Slo
+from bench.profile import build as profiles
+from bench.profile import store
+from bench.carbon import serving
+from bench.carbon.inputs import grid, workload
+from bench.carbon.planning import run as plan
+from bench.carbon.planning import setting as planner
+from bench.carbon.serving.simulate import Slo
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def inputs(slo=Slo(), minutes=10):
@@ -21,7 +23,7 @@ def inputs(slo=Slo(), minutes=10):
     w = workload.Workload(w.arrival_s, w.prompt, w.output, w.offline, w.label)
     return plan.PlanInputs(serving.PRESETS["llama3_8b"], w, grid.trace("ciso_2022").window("2022-07-15 00:00+00:00", 6),
                            slo, ["h100_sxm", "l4"], [32], "h100_sxm:32", planner.Pillars(),
-                           cpu_profile=profiles.load("cpu-amd-epyc-2core"))
+                           cpu_profile=store.load("cpu-amd-epyc-2core"))
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +61,18 @@ def test_an_slo_no_configuration_meets_names_the_closest():
 
 
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "bench", "sweep=none", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=240)
+    from tests.cli.runner import run_cli
+
+    return run_cli("sweep=none", *args)
 
 
 def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
     # As the README runs it: no sweep=none, so the main measuring preset is in the config and
     # must not make the plan run once per measurement point.
-    out = subprocess.run([sys.executable, "-m", "bench", "task=plan", f"results_dir={tmp_path}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
+    from tests.cli.runner import run_cli
+
+    out = run_cli("task=plan", f"results_dir={tmp_path}")
+    assert out.code == 0, out.stderr[-2000:]
     assert out.stdout.count("# Carbon-aware plan: Llama-3-8B") == 1 and "SLO attainment (simulated)" in out.stdout
     assert (tmp_path / "plan" / "plan.md").exists() and (tmp_path / "plan" / "plan_carbon.png").exists()
 
@@ -85,12 +89,14 @@ def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
 def test_bad_plan_inputs_name_their_field(args, field, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from bench.config import register_configs
-    from bench.validation import ConfigError, validate
+    from bench.cli.store import register_configs
+    from bench.cli.validate import ConfigError, validate
+
+    from bench.cli.schema import to_typed
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["task=plan", f"results_dir={tmp_path}", *args])
+        cfg = to_typed(compose("config", overrides=["task=plan", f"results_dir={tmp_path}", *args]))
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.field == field
@@ -100,19 +106,19 @@ def test_a_bad_grid_file_fails_before_work(tmp_path):
     path = tmp_path / "grid.csv"
     path.write_text("timestamp,intensity_g_per_kwh\n2022-07-15 00:00+00:00,0.25\n2022-07-15 01:00+00:00,9000\n")
     out = bench("task=plan", "grid=csv", f"grid.path={path}", f"results_dir={tmp_path}")
-    assert out.returncode == 2 and "invalid grid=" in out.stderr and "wrong grid.units" in out.stderr
+    assert out.code == 2 and "invalid grid=" in out.stderr and "wrong grid.units" in out.stderr
 
 
 def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     import pandas as pd
 
     from bench.tasks.plan import measured_gpu_profiles
-    from tests.test_profiles import point
+    from tests.profile.test_profiles import point
 
     rng = np.random.default_rng(3)
     rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)
             for k in ("prefill.triton", "decode.triton") for b in (1, 4, 16, 64) for n in (1024, 4096)]
-    profiles.write(profiles.build(pd.DataFrame(rows), "h100-test"), tmp_path)
+    store.write(profiles.build(pd.DataFrame(rows), "h100-test"), tmp_path)
     found = measured_gpu_profiles(["h100_sxm", "l4"], str(tmp_path))
     assert list(found) == ["h100_sxm"]
     cands = plan.candidates(dataclasses.replace(inputs(), gpu_profiles=found))
@@ -120,7 +126,7 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     assert methods["h100_sxm"].startswith("profile:h100-test") and methods["l4"] == "model:datasheet"
     assert next(c for c in cands if c.hardware == "h100_sxm").device.idle_w == pytest.approx(72.0)
     # The report names the profile in use, and for the GPU without one, the profile it would need.
-    from bench.carbon.plan_report import device_model_lines
+    from bench.carbon.planning.report import device_model_lines
 
     text = "\n".join(device_model_lines(dataclasses.replace(inputs(), gpu_profiles=found)))
     assert "- h100_sxm: measured profile `h100-test` (NVIDIA H100 80GB HBM3" in text
@@ -131,7 +137,7 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
 def test_sm_clock_candidates_come_from_measured_frequency_fits():
     import pandas as pd
 
-    from tests.test_profiles import point
+    from tests.profile.test_profiles import point
 
     rng = np.random.default_rng(4)
     rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)

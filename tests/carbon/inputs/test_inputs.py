@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.carbon import embodied, grid, workload
+from bench.carbon.inputs import embodied, grid, workload
 
 
 def test_shipped_traces_have_their_published_means_and_gaps():

@@ -1,7 +1,10 @@
 import pytest
 
-from bench.meters.base import MeterUnavailable
-from bench.meters.nvml import NvmlEnergyMeter, NvmlPowerMeter, gpu_meter, integrate_trapezoid, open_gpu
+from bench.measure.meters.base import MeterUnavailable
+from bench.measure.meters import gpu_meter
+from bench.measure.meters.nvml import integrate_trapezoid, open_gpu
+from bench.measure.meters.nvml_counter import NvmlEnergyMeter
+from bench.measure.meters.nvml_power import NvmlPowerMeter
 from tests.fakes import FakeClock, FakeNvml
 
 

@@ -4,7 +4,7 @@ import os
 import pandas as pd
 import pytest
 
-from bench.results import NotWritable, ResultsStore, atomic_write_text, check_writable, point_key
+from bench.measure.results import NotWritable, ResultsStore, atomic_write_text, check_writable, point_key
 
 
 def test_point_key_ignores_key_order_and_sees_values():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import curves
-from bench.fit import FitError, linear_fit
+from bench.profile import curves
+from bench.profile.fit import FitError, linear_fit
 
 RNG = np.random.default_rng(0)
 

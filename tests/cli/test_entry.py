@@ -1,0 +1,123 @@
+"""The real `python -m bench` entry, in this process: bad input is one line and exit 2 before any
+work, refusals one line and exit 3, and a user's case runs through measure, fit and report as a
+built-in one does."""
+import json
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.cli.runner import run_cli
+
+SMALL = ["heads=4", "kv_heads=2", "head_dim=64", "seq_len=32", "context_len=64",
+         "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01"]
+CUSTOM = "kernel.target=tests.kernels.custom_case_example:make_case"
+
+
+def point_files(results: Path) -> list[Path]:
+    return sorted((results / "points").glob("*.json")) if (results / "points").is_dir() else []
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (["batch_size=0"], "batch_size"),
+        (["kernel=nope"], "kernel"),
+        (["dtype=fp7"], "dtype"),
+        (["heads=6", "kv_heads=4"], "kv_heads"),
+        (["-m", "batch_size=1,0"], "batch_size"),  # a bad job anywhere in a sweep stops it first
+        (["batch_size=1.5"], "batch_size"),  # Hydra's type errors, worded as ours
+        (["measure.trials=abc"], "measure.trials"),
+        (["meter.cpu_tdp_w=lots"], "meter.cpu_tdp_w"),
+        (["offload=gpu"], "offload"),
+        (["-m", "batch_size=1,1.5"], "batch_size"),
+        (["kernel=custom", "kernel.target=nowhere.at_all:make_case"], "kernel.target"),
+        (["kernel=prefill.triton", "head_dim=80"], "head_dim"),
+        pytest.param(["device=cuda"], "device", marks=pytest.mark.skipif(
+            torch.cuda.is_available(), reason="needs a machine without a GPU")),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, overrides, field):
+    results = tmp_path / "results"
+    ran = run_cli(*SMALL, *overrides, f"results_dir={results}")
+    assert ran.code == 2, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench: invalid {field}="), ran.stderr
+    assert not results.exists()
+
+
+def test_unknown_setting_and_unparsable_override_are_one_line(tmp_path):
+    for override, says in (("nosuch=1", "unknown setting nosuch"), ("batch_size=[", "cannot parse the override")):
+        ran = run_cli(override, f"results_dir={tmp_path / 'r'}")
+        assert ran.code == 2 and ran.stderr.count("\n") == 1 and says in ran.stderr, ran.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_results_dir_fails_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    ran = run_cli(f"results_dir={tmp_path}/file/results", *SMALL)
+    assert ran.code == 2
+    assert ran.stderr.strip().startswith("bench: invalid results_dir=")
+
+
+def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
+    from bench.measure.lock import device_lock
+
+    locks = tmp_path / "locks"
+    with device_lock(locks, f"cpu-{socket.gethostname()}", wait_s=0):
+        ran = run_cli("sweep=none", "kernel=decode.torch", f"results_dir={tmp_path / 'r'}", f"lock.dir={locks}",
+                      "lock.wait_s=0.3", *SMALL)
+    assert ran.code == 3
+    assert "DeviceBusy: device cpu-" in ran.stderr and "in use by another bench job" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert not point_files(tmp_path / "r")
+
+
+def test_single_point_run_writes_one_labelled_row_with_the_case_traits(tmp_path):
+    ran = run_cli("sweep=none", "kernel=decode.torch_paged", "batch_size=3", f"results_dir={tmp_path}", *SMALL)
+    assert ran.code == 0, ran.stderr
+    [path] = point_files(tmp_path)
+    row = json.loads(path.read_text())
+    assert row["kernel"] == "decode.torch_paged" and row["batch_size"] == 3 and row["seq_len"] is None
+    assert row["impl_family"] == "sdpa" and row["paged"] is True and row["offload_mode"] == "none"
+    assert row["uses_triton"] is False and row["phase"] == "decode"
+    assert row["time_per_call_s"] > 0 and row["energy_per_token_j"] > 0
+    assert row["clocks_mode"] == "observe" and len(json.loads(row["trials_updates"])) == 2
+    assert "measured points" in ran.stdout
+
+
+def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_path):
+    results = tmp_path / "results"
+    # cv_threshold=1: the CPU-time meter of this VM is noisy at 0.05 s windows, and this test is
+    # about the path a user's case takes, not about fidelity.
+    ran = run_cli("-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
+                  "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
+                  "measure.cv_threshold=1.0", f"results_dir={results}")
+    assert ran.code == 0, ran.stderr[-2000:]
+    table = pd.read_csv(results / "points.csv")
+    assert len(table) == 3 and set(table["kernel"]) == {"decode.naive_einsum"}
+    assert set(table["impl_family"]) == {"custom"} and set(table["kernel_target"]) == {CUSTOM.split("=")[1]}
+    # The factory's own work model is what the row carries.
+    row = table[table["batch_size"] == 4].iloc[0]
+    assert row["flops_per_call"] == 4.0 * 4 * 4 * 32 * 64 and row["tokens_per_call"] == 4
+    # The closing fit ran on it: the batching curve of the user's case is in the run's profile.
+    profile = json.loads(next((results / "profile").glob("*.json")).read_text())
+    assert any(k.startswith("decode.naive_einsum ") for k in profile["fits"]["batching"]), profile["meta"]
+    # A second run of the same sweep measures nothing again (the target is part of the key).
+    again = run_cli("-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
+                    "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
+                    "measure.cv_threshold=1.0", f"results_dir={results}")
+    assert (again.stdout + again.stderr).count("already measured") == 3
+    rep = run_cli("task=report", f"results={results}", "hardware=users-case", f"report_dir={tmp_path / 'rep'}",
+                  f"results_dir={results}")
+    assert rep.code == 0, rep.stderr[-2000:]
+    assert "decode.naive_einsum" in (tmp_path / "rep" / "users-case.md").read_text()
+
+
+def test_a_factory_named_like_a_builtin_case_is_refused(tmp_path):
+    ran = run_cli("sweep=none", "kernel=custom",
+                  "kernel.target=tests.kernels.custom_case_example:make_prefill_named_like_a_builtin",
+                  f"results_dir={tmp_path}", *SMALL)
+    assert ran.code == 2 and "built-in case's name" in ran.stderr and ran.stderr.count("\n") == 1, ran.stderr

@@ -1,0 +1,114 @@
+"""`python -m bench` end to end on the CPU, as separate processes: the main job, a single point,
+resume after loss, and kills at any moment (imports included). Everything that does not need a
+process of its own (bad input, refusals, other tasks) is tested in-process in `tests/cli`."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["heads=4", "kv_heads=2", "head_dim=64", "seq_len=32", "context_len=64",
+         "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01"]
+METHODS = ("nvml_counter", "nvml_power_integration", "rapl")
+
+
+def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags precede the overrides
+    args = flags + [a for a in args if not a.startswith("-")]
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=240)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def point_files(results: Path) -> list[Path]:
+    return sorted((results / "points").glob("*.json")) if (results / "points").is_dir() else []
+
+
+def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
+    sweep = ["-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL]
+    bench(*sweep)
+    files = point_files(tmp_path)
+    assert len(files) == 4
+    lost = files[1]
+    kept = {p.name: p.read_text() for p in files if p != lost}
+    lost.unlink()  # as if the sweep had been killed before this point
+    out = bench(*sweep)
+    assert (out.stdout + out.stderr).count("already measured") == 3
+    assert "4/4 points (100%), 3 from an earlier run" in out.stderr  # the progress line tells them apart
+    again = point_files(tmp_path)
+    assert [p.name for p in again] == [p.name for p in files]
+    assert all(p.read_text() == kept[p.name] for p in again if p.name in kept)  # not re-measured
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 4 and table["key"].is_unique
+
+
+def test_default_main_job_measures_prefill_and_decode(tmp_path):
+    out = bench(f"results_dir={tmp_path}")
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert set(table["phase"]) == {"prefill", "decode"} and len(table) == 6
+    assert (table["energy_per_token_j"] > 0).all()
+    assert "mJ/token" in out.stdout
+    # The closing carbon estimate names each point fully (two points never share a label).
+    assert re.search(r"^  decode\.torch B=16 L=1024 +[0-9.e+-]+ gCO2e \(", out.stdout, re.M)
+    assert re.search(r"^  prefill\.torch B=1 N=256 +[0-9.e+-]+ gCO2e \(", out.stdout, re.M)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_smoke_sweep_killed_mid_way_resumes_without_loss_or_duplicates(tmp_path, sig):
+    import signal
+    import time
+
+    args = ["-m", "sweep=smoke", f"results_dir={tmp_path}", "measure.min_window_s=0.3"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not point_files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert point_files(tmp_path), "no point was written before the deadline"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    if sig == "SIGINT":  # Ctrl-C is a clean stop that says how to resume, not a traceback
+        assert proc.returncode == 130, err
+        assert "Rerun the same command" in err and "Traceback" not in err
+    measured = {p.name: p.read_text() for p in point_files(tmp_path)}
+    assert 1 <= len(measured) < 4  # killed part way
+    bench(*args)
+    files = point_files(tmp_path)
+    assert len(files) == 4
+    assert all(measured[name] == (tmp_path / "points" / name).read_text() for name in measured)  # kept, not redone
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 4 and table["key"].is_unique
+
+
+def test_ctrl_c_while_importing_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench", f"results_dir={tmp_path}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # well inside the imports of torch, Hydra and the stages (seconds here)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().count("\n") == 0 and err.startswith("bench: interrupted") and "Traceback" not in err, err
+    assert not point_files(tmp_path)
+
+
+def test_ctrl_c_in_a_plan_says_it_wrote_nothing(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "task=plan", f"results_dir={tmp_path}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # past the imports (about 3 s): the capacity search is running
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "plan was not finished and wrote nothing" in err and "Traceback" not in err, err
+    assert not (tmp_path / "plan" / "plan.md").exists()
