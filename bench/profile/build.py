@@ -126,6 +126,11 @@ class Profile:
     def time_roofline(self, kernel: str) -> Fit | None:
         return Fit.from_dict(self.fits.get("time_roofline", {}).get(kernel))
 
+    def phase_of(self, kernel: str) -> str | None:
+        """The phase of a case in this profile, from its rows (fits are keyed by case name)."""
+        rows = self.table.loc[self.table["kernel"] == kernel, "phase"]
+        return str(rows.iloc[0]) if len(rows) else None
+
     def fits_dict(self) -> dict[str, Any]:
         """The fits as plain data (every `Fit` through `to_dict`), as the JSON file holds them."""
         def conv(x: Any) -> Any:

@@ -182,3 +182,43 @@ def test_offload_plot_draws_one_line_per_setting(monkeypatch):
     assert all(list(line.get_xdata()) == [1, 4, 16] for line in lines)
     assert sorted(line.get_label() for line in lines) == ["decode.offload_stream_torch len=1024 chunks=1",
                                                           "decode.offload_stream_torch len=1024 chunks=4"]
+
+
+def test_fitting_the_shipped_points_reproduces_the_shipped_profile(tmp_path):
+    """`task=fit` on `results/cpu_2026-11-24` gives the shipped profile: measured values and every
+    fit's quality exactly; fitted values to 1e-6, except the parameters of fits marked poor, which
+    least-squares solvers may settle differently (5% between scipy versions here), to 10%."""
+    import math
+
+    out = run_bench("task=fit", f"results={REPO / 'results' / 'cpu_2026-11-24'}", f"hardware={SHIPPED}",
+                    f"profiles_dir={tmp_path}")
+    assert out.code == 0, out.stderr[-2000:]
+    shipped, fitted = store.load(SHIPPED), store.load(SHIPPED, tmp_path)
+    measured = ["kernel", "batch_size", "length", "time_per_call_s", "device_energy_per_call_j",
+                "host_energy_per_call_j", "quality", "key"]
+    pd.testing.assert_frame_equal(fitted.table[measured], shipped.table[measured])
+    poor_time = [k for k, f in shipped.fits["time_roofline"].items() if f["quality"] == "poor"]
+    loose = fitted.table["kernel"].isin(poor_time)
+    for col in ("time_per_call_s_fit", "device_energy_per_call_j_fit"):
+        rtol = np.where(loose & (col == "time_per_call_s_fit"), 0.1, 1e-6)
+        a, b = fitted.table[col].to_numpy(float), shipped.table[col].to_numpy(float)
+        assert np.all((np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= rtol * np.abs(b))), col
+
+    def walk(a, b, where, rtol):
+        if isinstance(b, dict):
+            assert set(a) == set(b), where
+            rtol = 0.1 if b.get("quality") == "poor" else rtol
+            for k in b:
+                walk(a[k], b[k], f"{where}.{k}", rtol)
+        elif isinstance(b, list):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{where}[{i}]", rtol)
+        elif isinstance(b, float) and not isinstance(b, bool):
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=rtol, abs=1e-12), where
+        else:
+            assert a == b, where
+
+    walk(fitted.fits, shipped.fits, "fits", 1e-6)
+    assert fitted.meta["skipped_fits"] == shipped.meta["skipped_fits"]
+    assert fitted.meta["points_dropped"] == shipped.meta["points_dropped"]

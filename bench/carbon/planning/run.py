@@ -86,7 +86,9 @@ def clocked(device: serving.DeviceModel, profile) -> list[tuple[float, serving.D
     fits = profile.fits.get("frequency", {})
     phase = {}
     for name, fit in fits.items():
-        kind = "prefill" if name.startswith("prefill") else "decode"
+        kind = profile.phase_of(name.split("|")[0])  # frequency fits are keyed `<case>|<shape>`
+        if kind not in ("prefill", "decode"):
+            continue
         phase.setdefault(kind, (Fit.from_dict(fit["power"]), Fit.from_dict(fit["time"])))
     if set(phase) != {"prefill", "decode"}:
         return []

@@ -46,8 +46,9 @@ def datasheet(gpu: str, tp: int = 1) -> DeviceModel:
 def from_profile(profile, name: str, memory_bytes: float, scale: float = 1.0, idle_w: float = 0.0) -> DeviceModel:
     """A device model from a measured profile's rooflines; `scale` multiplies rates and power
     (e.g. a host with more cores than the profiled one, said in the method)."""
-    prefill = [Fit.from_dict(f) for k, f in profile.fits.get("time_roofline", {}).items() if k.startswith("prefill")]
-    decode = [Fit.from_dict(f) for k, f in profile.fits.get("time_roofline", {}).items() if k.startswith("decode")]
+    rooflines = profile.fits.get("time_roofline", {})
+    prefill = [Fit.from_dict(f) for k, f in rooflines.items() if profile.phase_of(k) == "prefill"]
+    decode = [Fit.from_dict(f) for k, f in rooflines.items() if profile.phase_of(k) == "decode"]
     roof = profile.energy_roofline()
     if not prefill or not decode or roof is None:
         raise ValueError(f"profile {profile.name} lacks a prefill or decode time roofline or an energy roofline")
