@@ -1,7 +1,6 @@
 """`python -m bench` end to end on the CPU, as separate processes: the main job, a single point,
 resume after loss, and kills at any moment (imports included). Everything that does not need a
 process of its own (bad input, refusals, other tasks) is tested in-process in `tests/cli`."""
-import json
 import re
 import subprocess
 import sys

@@ -62,8 +62,3 @@ def test_sweep_grids_are_concatenated_in_a_seeded_random_order():
     sweeper = ValidatingSweeper(None, {"kernel": "prefill.torch,decode.torch"}, grids=grids, order="random")
     assert sweeper.jobs(["results_dir=x"], task="plan") == [["results_dir=x"]]
     assert sweeper.jobs(["grid=ciso_2022,pjm_2022"], task="plan") == [["grid=ciso_2022"], ["grid=pjm_2022"]]
-
-
-def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
-    import socket
-

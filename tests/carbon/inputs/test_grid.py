@@ -1,10 +1,9 @@
-"""Grid series, request traces and the embodied catalogue: real data reads right, bad data is
-refused with a message naming the problem."""
+"""Grid intensity: the shipped traces, gaps, units and time zones, bad files, every source from config."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.carbon.inputs import embodied, grid, workload
+from bench.carbon.inputs import grid
 
 
 def test_shipped_traces_have_their_published_means_and_gaps():
@@ -54,40 +53,6 @@ def test_bad_grid_files_are_refused(tmp_path):
         grid.trace("ciso_2022").window("2022-12-31 12:00+00:00", 24)
     assert grid.constant(17).window(None, 3).g_per_kwh.tolist() == [17, 17, 17]
     assert 0 < grid.country("FRA").g_per_kwh[0] < grid.country("POL").g_per_kwh[0]
-
-
-def write_trace(tmp_path, rows, header="TIMESTAMP,ContextTokens,GeneratedTokens"):
-    path = tmp_path / "trace.csv"
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-    return path
-
-
-def test_default_trace_and_offline_share():
-    w = workload.load()
-    assert len(w.arrival_s) == 19366 and w.duration_s < 3600
-    assert int(np.median(w.prompt)) == 1020 and int(np.median(w.output)) == 129  # as SOURCES.md states
-    assert abs(w.offline.mean() - 0.55) < 0.02
-
-
-@pytest.mark.parametrize("rows, header, match", [
-    (["0,10,5"], "time,prompt,out", r"lacks column\(s\)"),
-    (["0,10,5", "1,-3,5"], None, "negative or missing token count at row 1"),
-    (["5,10,5", "1,10,5"], None, "not sorted"),
-])
-def test_bad_traces_are_refused(tmp_path, rows, header, match):
-    path = write_trace(tmp_path, rows, header or "TIMESTAMP,ContextTokens,GeneratedTokens")
-    with pytest.raises(workload.WorkloadError, match=match):
-        workload.load(path)
-
-
-def test_amortisation_by_time_share():
-    assert embodied.kg("gpu_h100_sxm") == 164
-    assert embodied.amortised_kg(164, 24, 4) == pytest.approx(164 * 24 / (4 * 8760))
-    host = embodied.REFERENCE_HOST
-    assert host.kg() == pytest.approx(2 * 30 + 2048 * 0.29 + 22700 * 0.017 + 250 + 58)
-    assert embodied.kg("dram", "low") < embodied.kg("dram") < embodied.kg("dram", "high")
-    small = embodied.reduced_host(16e9, 8e9, 8)
-    assert small.kg() < host.kg() and small.dram_gb >= 40
 
 
 def test_grid_from_config_for_every_source(tmp_path):
