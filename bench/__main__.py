@@ -3,6 +3,7 @@
 Only the standard library is imported before the `try`, so Ctrl-C at any moment, imports
 included, ends with one line fitting the task and exit status 130, never a traceback.
 """
+import os
 import signal
 import sys
 
@@ -19,7 +20,7 @@ def _interrupted_line(argv: list[str]) -> str:
     file renamed into place), so nothing half-written is left either way."""
     task = _task(argv)
     if task == "plan":
-        return "bench: interrupted; the plan was not finished and wrote nothing new."
+        return "bench: interrupted; the plan was not finished and plan.md was not written (it is written last)."
     if task in ("fit", "report"):
         return (f"bench: interrupted; the {task} may be incomplete (each file it wrote is whole). "
                 "Rerun the same command to redo it.")
@@ -30,10 +31,20 @@ def _interrupted_line(argv: list[str]) -> str:
             "Rerun the same command to measure the rest (finished points are skipped).")
 
 
+def _interrupted_while_importing(signum: int, frame: object) -> None:
+    # A KeyboardInterrupt raised inside numpy's or scipy's import machinery can surface as a
+    # different error (a RecursionError was seen); nothing has been measured yet, so say so and
+    # leave at once.
+    os.write(2, (_interrupted_line(sys.argv[1:]) + "\n").encode())
+    os._exit(130)
+
+
 def main() -> None:
     try:
+        signal.signal(signal.SIGINT, _interrupted_while_importing)
         from bench.cli.main import entry
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C from here on is KeyboardInterrupt
         entry()
     except KeyboardInterrupt:
         # Clocks are already reset and the lock released (both unwind in `finally`); finished

@@ -3,7 +3,7 @@ no-argument closure over preallocated inputs, so allocation stays outside measur
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -215,7 +215,3 @@ class Registry:
 
     def __iter__(self):
         return iter(self._cases.values())
-
-
-def shape_field_names() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(Shape))

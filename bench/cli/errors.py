@@ -24,11 +24,6 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
-def _value_of(override_key: str, message: str) -> str | None:
-    found = re.search(r"override\s+" + re.escape(override_key) + r"=(\S+)", message)
-    return found.group(1) if found else None
-
-
 def hydra_error_line(err: BaseException) -> str:
     """The one line (without the `bench: ` prefix) for an input error."""
     if isinstance(err, MissingConfigException):

@@ -7,6 +7,7 @@ meters, grid sources), never listed here a second time.
 from __future__ import annotations
 
 import glob
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,14 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _at_least(name: str, value: Any, low: float, what: str = "an integer") -> None:
-    if value is None or value < low:
-        raise ConfigError(name, value, f"must be {what} >= {low:g}")
+    # NaN compares false with everything and inf would wait forever: both are refused here.
+    if value is None or not math.isfinite(value) or value < low:
+        raise ConfigError(name, value, f"must be {what} >= {low:g}" + ("" if what == "an integer" else " (finite)"))
+
+
+def _seconds(name: str, value: Any) -> None:
+    if value is None or not math.isfinite(value) or not value > 0:
+        raise ConfigError(name, value, "must be > 0 seconds (finite)")
 
 
 def exit_if_invalid(cfg: Any, context: str = "") -> None:
@@ -103,12 +110,10 @@ def validate(cfg: BenchConf) -> None:
     _at_least("offload.chunks", cfg.offload.chunks, 1)
     case = _case(cfg)
     _at_least("measure.trials", cfg.measure.trials, 1)
-    if not cfg.measure.min_window_s > 0:
-        raise ConfigError("measure.min_window_s", cfg.measure.min_window_s, "must be > 0 seconds")
+    _seconds("measure.min_window_s", cfg.measure.min_window_s)
     _at_least("measure.warmup_s", cfg.measure.warmup_s, 0, "a number of seconds")
     _at_least("measure.period_samples", cfg.measure.period_samples, 2)
-    if not cfg.measure.period_timeout_s > 0:
-        raise ConfigError("measure.period_timeout_s", cfg.measure.period_timeout_s, "must be > 0 seconds")
+    _seconds("measure.period_timeout_s", cfg.measure.period_timeout_s)
     _at_least("measure.min_updates", cfg.measure.min_updates, 1)
     _at_least("measure.max_retries", cfg.measure.max_retries, 0)
     if not cfg.measure.cv_threshold > 0:
@@ -118,8 +123,7 @@ def validate(cfg: BenchConf) -> None:
         _at_least(f"measure.{name}", getattr(cfg.measure, name), 0, "a number of seconds")
     if not 0 < cfg.measure.steady_tolerance < 1:
         raise ConfigError("measure.steady_tolerance", cfg.measure.steady_tolerance, "must be in (0, 1)")
-    if not cfg.measure.monitor_interval_s > 0:
-        raise ConfigError("measure.monitor_interval_s", cfg.measure.monitor_interval_s, "must be > 0 seconds")
+    _seconds("measure.monitor_interval_s", cfg.measure.monitor_interval_s)
     clocks = cfg.gpu.clocks
     _choice("gpu.clocks.mode", clocks.mode, CLOCK_MODES)
     for name in ("sm_mhz", "mem_mhz"):
@@ -159,12 +163,20 @@ def validate(cfg: BenchConf) -> None:
     if shape_reason:
         name, why = shape_reason
         raise ConfigError(name, getattr(cfg, name), why)
+    if case.uses_triton and device.type == "cpu" and _dtype(cfg, device) == torch.bfloat16:
+        # Triton's interpreter computes bf16 dots wrongly: a point would be garbage marked ok.
+        raise ConfigError("dtype", "bfloat16", "Triton cases on the CPU run in Triton's interpreter, whose bf16 dots "
+                          "are wrong; use float16 or float32, a torch case, or a GPU")
     if cfg.task == "measure":
         _check_interpreter_work(cfg, case)
-    try:
-        results.check_writable(cfg.results_dir)
-    except results.NotWritable as err:
-        raise ConfigError("results_dir", cfg.results_dir, f"must be a writable directory ({err})") from None
+    dirs = [("results_dir", cfg.results_dir)]
+    if cfg.task == "measure":
+        dirs += [("lock.dir", cfg.lock.dir), ("gpu.state_dir", cfg.gpu.state_dir)]
+    for name, folder in dirs:
+        try:
+            results.check_writable(folder)
+        except results.NotWritable as err:
+            raise ConfigError(name, folder, f"must be a writable directory ({err})") from None
 
 
 # Triton's interpreter runs kernels as numpy per program: about 6e7 flop/s for the prefill kernel

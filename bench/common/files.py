@@ -2,6 +2,7 @@
 files get unique names in the target's folder, so concurrent writers never share one."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -46,3 +47,13 @@ def atomic_save_figure(fig: Any, path: Path | str, dpi: int = 110) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def read_json_object(path: Path | str) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when the file is unreadable or not one (truncated by a
+    crash before atomic writes existed, edited by hand): callers skip and count such files."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
-from bench.common.files import atomic_write_text
+from bench.common.files import atomic_write_text, read_json_object
 
 SCHEMA_VERSION = 1
 
@@ -62,7 +62,9 @@ class ResultsStore:
         return self.points_dir / f"{key}.json"
 
     def has(self, key: str) -> bool:
-        return self._path(key).is_file()
+        """A readable point with this key is stored (an unreadable file is measured again and
+        replaced, never taken for a result)."""
+        return self._path(key).is_file() and read_json_object(self._path(key)) is not None
 
     def read(self, key: str) -> dict[str, Any]:
         return json.loads(self._path(key).read_text())
@@ -77,7 +79,8 @@ class ResultsStore:
     def rows(self) -> list[dict[str, Any]]:
         if not self.points_dir.is_dir():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.points_dir.glob("*.json"))]
+        rows = [read_json_object(p) for p in sorted(self.points_dir.glob("*.json"))]
+        return [r for r in rows if r is not None]  # unreadable files are skipped, not fatal
 
     def table(self) -> pd.DataFrame:
         frame = pd.DataFrame.from_records(self.rows())

@@ -3,7 +3,6 @@ tabulated with measured and fitted values side by side. `store.py` writes and lo
 from __future__ import annotations
 
 import glob
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.common.files import read_json_object
 from bench.profile import curves
 from bench.profile.fit import Fit
 from kernels import REGISTRY
@@ -28,18 +28,33 @@ class ProfileError(ValueError):
 
 def gather(pattern: str) -> pd.DataFrame:
     """Every point under the directories (or points.csv files) matching `pattern`, one row per key."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    unreadable: list[str] = []
     matches = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
     for match in matches:
         path = Path(match)
         files = sorted(path.glob("**/points/*.json")) if path.is_dir() else []
-        rows += [json.loads(f.read_text()) for f in files]
+        for f in files:
+            row = read_point(f)
+            if row is None:
+                unreadable.append(str(f))
+            else:
+                rows.append(row)
         csvs = [path] if path.suffix == ".csv" else (sorted(path.glob("**/*points.csv")) if path.is_dir() and not files else [])
         for csv in csvs:
             rows += pd.read_csv(csv).to_dict("records")
     if not rows:
-        raise ProfileError(f"no measured points under {pattern!r} (expected <dir>/points/*.json or a points.csv)")
-    return pd.DataFrame(rows).drop_duplicates("key", keep="last").reset_index(drop=True)
+        bad = f"; {len(unreadable)} unreadable point files, e.g. {unreadable[0]}" if unreadable else ""
+        raise ProfileError(f"no measured points under {pattern!r} (expected <dir>/points/*.json or a points.csv){bad}")
+    frame = pd.DataFrame(rows).drop_duplicates("key", keep="last").reset_index(drop=True)
+    frame.attrs["unreadable_points"] = unreadable  # skipped and counted, never a traceback
+    return frame
+
+
+def read_point(path: Path) -> dict[str, Any] | None:
+    """One point file, or None if it is not a point (unreadable, not a JSON object, no key)."""
+    row = read_json_object(path)
+    return row if row is not None and "key" in row else None
 
 
 def _legacy_quality(row: pd.Series) -> str:
@@ -183,6 +198,8 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
         "torch_threads": sorted({int(c) for c in df.get("env_torch_threads", pd.Series(dtype=float)).dropna()}),
         "skipped_fits": skipped,
     }
+    if points.attrs.get("unreadable_points"):
+        meta["points_unreadable"] = list(points.attrs["unreadable_points"])
     return Profile(name, table, fits, meta)
 
 

@@ -98,6 +98,11 @@ def test_offload_group_sets_the_mode(composer, mode):
         (["kernel=custom", "kernel.target=os:getcwd"], "kernel.target", "not a kernels.Case"),
         (["kernel=decode.torch", "kernel.target=os:getcwd"], "kernel.target", "only read with kernel=custom"),
         (["kernel=prefill.triton", "head_dim=96"], "head_dim", "64, 128"),
+        (["measure.warmup_s=inf"], "measure.warmup_s", "finite"),
+        (["measure.min_window_s=nan"], "measure.min_window_s", "finite"),
+        (["lock.wait_s=inf"], "lock.wait_s", "finite"),
+        (["kernel=prefill.triton", "device=cpu", "dtype=bfloat16"], "dtype", "bf16 dots"),
+        (["kernel=decode.triton", "offload=split", "device=cpu", "dtype=bfloat16"], "dtype", "bf16 dots"),
         (["dtype=fp7"], "dtype", "bfloat16"),
         (["heads=6", "kv_heads=4"], "kv_heads", "[1, 2, 3, 6]"),
         (["task=train"], "task", "measure"),
@@ -180,3 +185,15 @@ def test_every_registered_case_is_a_kernel_option(composer, tmp_path):
     # Adding a case to the registry is all it takes to select it (`kernel=<name>`).
     for case in REGISTRY:
         assert composer(f"kernel={case.name}", f"results_dir={tmp_path}").kernel.name == case.name
+
+
+def test_a_lock_dir_or_state_dir_under_a_regular_file_is_refused(composer, tmp_path):
+    (tmp_path / "file").write_text("")
+    for key in ("lock.dir", "gpu.state_dir"):
+        with pytest.raises(ConfigError) as err:
+            validate(composer(f"{key}={tmp_path}/file/sub", f"results_dir={tmp_path}/r"))
+        assert err.value.field == key and "not a directory" in str(err.value)
+
+
+def test_bf16_is_fine_for_torch_cases_on_the_cpu(composer, tmp_path):
+    validate(composer("kernel=decode.torch", "offload=split", "device=cpu", "dtype=bfloat16", f"results_dir={tmp_path}"))

@@ -85,6 +85,13 @@ def test_single_point_run_writes_one_labelled_row_with_the_case_traits(tmp_path)
     assert row["uses_triton"] is False and row["phase"] == "decode"
     assert row["time_per_call_s"] > 0 and row["energy_per_token_j"] > 0
     assert row["clocks_mode"] == "observe" and len(json.loads(row["trials_updates"])) == 2
+    for domain in row["energy_domains"].split("+"):
+        method = row[f"{domain}_method"]
+        assert method in ("nvml_counter", "nvml_power_integration", "rapl") or method.startswith("model:")
+    assert row["env_torch_version"] and row["env_cpu_model"]
+    assert row["quality"] in ("ok", "noisy") and row["trials_discarded"] == 1 and row["throttled"] is False
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 1 and table.loc[0, "key"] == row["key"]
     assert "measured points" in ran.stdout
 
 

@@ -222,3 +222,22 @@ def test_fitting_the_shipped_points_reproduces_the_shipped_profile(tmp_path):
     walk(fitted.fits, shipped.fits, "fits", 1e-6)
     assert fitted.meta["skipped_fits"] == shipped.meta["skipped_fits"]
     assert fitted.meta["points_dropped"] == shipped.meta["points_dropped"]
+
+
+def test_a_corrupt_point_file_is_skipped_and_counted_not_a_traceback(points, tmp_path):
+    from bench.measure.results import ResultsStore
+
+    (tmp_path / "res" / "points").mkdir(parents=True)
+    for row in points.to_dict("records"):
+        (tmp_path / "res" / "points" / f"{row['key']}.json").write_text(json.dumps(row))
+    broken = tmp_path / "res" / "points" / "deadbeef.json"
+    broken.write_text('{"key": "deadbeef", "kernel": "prefill.tor')  # cut off mid-write
+    (tmp_path / "res" / "points" / "list.json").write_text("[1, 2]")
+    gathered = profiles.gather(str(tmp_path / "res"))
+    assert len(gathered) == len(points) and len(gathered.attrs["unreadable_points"]) == 2
+    profile = profiles.build(gathered, "fake")
+    assert sorted(profile.meta["points_unreadable"]) == sorted([str(broken), str(broken.with_name("list.json"))])
+    store_ = ResultsStore(tmp_path / "res")
+    assert len(store_.rows()) == len(points) and not store_.has("deadbeef")  # measured again, not reused
+    out = run_bench("task=fit", f"results={tmp_path / 'res'}", "hardware=fake-h100", f"profiles_dir={tmp_path / 'p'}")
+    assert out.code == 0 and "skipped an unreadable point file" in out.stdout, out.stderr[-2000:]
