@@ -98,9 +98,9 @@ def build_decode_offload(case: Case, shape: Shape, device: torch.device, dtype: 
     """The same random inputs as `build_decode`, with the cache placed as the offload mode needs."""
     q, k, v, seq_lens = _decode_inputs(shape, device, dtype, _generator(device, seed))
     threads = shape.offload_threads or None
-    if case.impl == "offload_cpu":
+    if case.offload == "cpu":
         return _offload_closure(q, _host_copy(k), _host_copy(v), seq_lens, impl="offload_cpu", threads=threads)
-    if case.impl == "offload_stream":
+    if case.offload == "stream":
         return _offload_closure(q, _host_copy(k), _host_copy(v), seq_lens, impl="offload_stream",
                                 chunks=shape.offload_chunks, device_impl=case.device_impl)
     parts = split_cache(k, v, seq_lens, shape.offload_fraction)
