@@ -16,14 +16,16 @@ from omegaconf import OmegaConf, open_dict
 
 from bench.carbon.inputs.grid import GridConf
 from bench.carbon.inputs.workload import WorkloadConf
+from bench.carbon.planning.pillars import Pillars
 from bench.measure.clocks import GpuConf
 from bench.measure.codecarbon_span import CodecarbonConf
 from bench.measure.lock import LockConf
 from bench.measure.meters import MeterConf
 from bench.measure.protocol import Protocol
+from bench.tasks import TASKS as TASK_RUNNERS
 
 
-TASKS = ("measure", "fit", "report", "plan")
+TASKS = tuple(TASK_RUNNERS)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -34,15 +36,6 @@ class KernelConf:
 
     name: str = "prefill.torch"
     target: Optional[str] = None  # custom: `module:function` returning a kernels.Case
-
-
-@dataclass
-class PillarsConf:
-    rightsize: bool = True
-    reduce: bool = True
-    reuse: bool = True
-    recycle: bool = True
-    shift: bool = True
 
 
 @dataclass
@@ -65,7 +58,7 @@ class PlanConf:
     host_spare_share: float = 0.9
     dram_gb_per_s_per_socket: float = 460.8
     electricity_usd_per_kwh: float = 0.10
-    pillars: PillarsConf = field(default_factory=PillarsConf)
+    pillars: Pillars = field(default_factory=Pillars)
     report_dir: Optional[str] = None  # default: results_dir/plan
 
 

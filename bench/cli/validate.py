@@ -20,7 +20,7 @@ from bench.measure.clocks import BUSY_CHECKS
 from bench.measure.clocks import MODES as CLOCK_MODES
 from bench.measure.environment import DTYPES, resolve_device
 from bench.measure.meters import CHOICES as METER_CHOICES
-from bench.measure.protocol import THERMAL_MODES
+from bench.measure.protocol import protocol_problem
 from bench.tasks.measure import case_of, shape_of
 from kernels import REGISTRY, Case
 from kernels.custom import CUSTOM_KERNEL, CustomCaseError
@@ -44,11 +44,6 @@ def _at_least(name: str, value: Any, low: float, what: str = "an integer") -> No
     # NaN compares false with everything and inf would wait forever: both are refused here.
     if value is None or not math.isfinite(value) or value < low:
         raise ConfigError(name, value, f"must be {what} >= {low:g}" + ("" if what == "an integer" else " (finite)"))
-
-
-def _seconds(name: str, value: Any) -> None:
-    if value is None or not math.isfinite(value) or not value > 0:
-        raise ConfigError(name, value, "must be > 0 seconds (finite)")
 
 
 def exit_if_invalid(cfg: Any, context: str = "") -> None:
@@ -109,21 +104,10 @@ def validate(cfg: BenchConf) -> None:
     _at_least("offload.threads", cfg.offload.threads, 0)
     _at_least("offload.chunks", cfg.offload.chunks, 1)
     case = _case(cfg)
-    _at_least("measure.trials", cfg.measure.trials, 1)
-    _seconds("measure.min_window_s", cfg.measure.min_window_s)
-    _at_least("measure.warmup_s", cfg.measure.warmup_s, 0, "a number of seconds")
-    _at_least("measure.period_samples", cfg.measure.period_samples, 2)
-    _seconds("measure.period_timeout_s", cfg.measure.period_timeout_s)
-    _at_least("measure.min_updates", cfg.measure.min_updates, 1)
-    _at_least("measure.max_retries", cfg.measure.max_retries, 0)
-    if not cfg.measure.cv_threshold > 0:
-        raise ConfigError("measure.cv_threshold", cfg.measure.cv_threshold, "must be > 0 (e.g. 0.02 for 2%)")
-    _choice("measure.thermal", cfg.measure.thermal, THERMAL_MODES)
-    for name in ("preheat_max_s", "cooldown_s"):
-        _at_least(f"measure.{name}", getattr(cfg.measure, name), 0, "a number of seconds")
-    if not 0 < cfg.measure.steady_tolerance < 1:
-        raise ConfigError("measure.steady_tolerance", cfg.measure.steady_tolerance, "must be in (0, 1)")
-    _seconds("measure.monitor_interval_s", cfg.measure.monitor_interval_s)
+    problem = protocol_problem(cfg.measure)
+    if problem:
+        name, value, why = problem
+        raise ConfigError(f"measure.{name}", value, why)
     clocks = cfg.gpu.clocks
     _choice("gpu.clocks.mode", clocks.mode, CLOCK_MODES)
     for name in ("sm_mhz", "mem_mhz"):

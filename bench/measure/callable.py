@@ -17,7 +17,7 @@ import torch
 from bench.measure.clocks import ClockRequest
 from bench.measure.lock import LockConf
 from bench.measure.meters import MeterConf
-from bench.measure.protocol import Protocol
+from bench.measure.protocol import Protocol, protocol_problem
 from bench.measure.row import energy_columns, telemetry_columns
 from bench.measure.session import Setup, measure_on_device
 
@@ -66,7 +66,12 @@ def protocol_from(overrides: dict[str, Any]) -> Protocol:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"measure_callable: unknown protocol setting(s) {unknown}; known: {sorted(known)}")
-    return Protocol(**overrides)
+    protocol = Protocol(**overrides)
+    problem = protocol_problem(protocol)  # the CLI's own checks of measure.*
+    if problem:
+        name, value, why = problem
+        raise ValueError(f"measure_callable: {name}={value!r} {why}")
+    return protocol
 
 
 def measure_callable(fn: Callable[[], object], *, tokens: float = 1, flops: float | None = None,

@@ -72,6 +72,34 @@ class Protocol:
     monitor_interval_s: float = 0.01
 
 
+def protocol_problem(p: Protocol) -> tuple[str, object, str] | None:
+    """`(setting, value, what it must be)` for the first invalid setting, else None: the one set of
+    checks the CLI (`measure.<setting>`) and `bench.measure_callable` both run."""
+    def number(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    integers = (("trials", 1), ("period_samples", 2), ("min_updates", 1), ("max_retries", 0))
+    for name, low in integers:
+        value = getattr(p, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            return name, value, f"must be an integer >= {low}"
+    for name in ("min_window_s", "period_timeout_s", "monitor_interval_s"):
+        value = getattr(p, name)
+        if not number(value) or not value > 0:
+            return name, value, "must be > 0 seconds (finite)"
+    for name in ("warmup_s", "preheat_max_s", "cooldown_s"):
+        value = getattr(p, name)
+        if not number(value) or value < 0:
+            return name, value, "must be a number of seconds >= 0 (finite)"
+    if not number(p.cv_threshold) or not p.cv_threshold > 0:
+        return "cv_threshold", p.cv_threshold, "must be > 0 (e.g. 0.02 for 2%)"
+    if p.thermal not in THERMAL_MODES:
+        return "thermal", p.thermal, f"choose one of {', '.join(THERMAL_MODES)}"
+    if not number(p.steady_tolerance) or not 0 < p.steady_tolerance < 1:
+        return "steady_tolerance", p.steady_tolerance, "must be in (0, 1)"
+    return None
+
+
 @dataclass(frozen=True)
 class DomainResult:
     domain: str

@@ -35,6 +35,10 @@ def test_a_callable_is_measured_with_its_method_and_quality(tmp_path):
 def test_unknown_protocol_settings_and_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="unknown protocol setting.*trails"):
         bench.measure_callable(lambda: None, device="cpu", trails=3)
+    with pytest.raises(ValueError, match="min_window_s=-1 must be > 0 seconds"):
+        bench.measure_callable(lambda: None, device="cpu", min_window_s=-1)
+    with pytest.raises(ValueError, match="trials='3' must be an integer"):
+        bench.measure_callable(lambda: None, device="cpu", trials="3")
     with pytest.raises(ValueError, match="tokens"):
         bench.measure_callable(lambda: None, device="cpu", tokens=0)
     with pytest.raises(ValueError, match="device"):

@@ -47,9 +47,9 @@ PILLARS: tuple[Pillar, ...] = (
 ABLATION = tuple(p.name for p in PILLARS)  # the order the ablation adds them in
 
 
-@dataclass(frozen=True)
+@dataclass
 class Pillars:
-    """Which pillars are on."""
+    """Which pillars are on (`plan.pillars.*`: the CLI's schema node, so not frozen)."""
 
     rightsize: bool = True
     reduce: bool = True
