@@ -46,6 +46,13 @@ def main() -> None:
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C from here on is KeyboardInterrupt
         entry()
+    except Exception:
+        # An error that Ctrl-C caused part-way through an operation is the interrupt, not a bug.
+        if not getattr(sys.modules.get("bench.cli.main"), "INTERRUPTED", False):
+            raise
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(_interrupted_line(sys.argv[1:]), file=sys.stderr)
+        raise SystemExit(130) from None
     except KeyboardInterrupt:
         # Clocks are already reset and the lock released (both unwind in `finally`); finished
         # points are on disk and the one in progress is not, so a rerun measures exactly the rest.

@@ -5,7 +5,9 @@ exit 3), Ctrl-C (one line saying what was kept, exit 130, handled by `bench.__ma
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +55,28 @@ def hydra_main(composed: DictConfig) -> Any:
         raise SystemExit(3) from None
 
 
+INTERRUPTED = False  # set by Ctrl-C, so an error it causes mid-operation is reported as the interrupt
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    global INTERRUPTED
+    INTERRUPTED = True
+    raise KeyboardInterrupt
+
+
 def entry() -> None:
     """Run `hydra_main` with Hydra's input errors (a value of the wrong type, an unknown option
     or key, an unparsable override) turned into one line and exit status 2."""
     # Hydra re-raises instead of printing its multi-line report, so we can word it ourselves;
     # errors that are not about the input still end in a full traceback, as bugs should.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         hydra_main()
     except Exception as err:
+        if INTERRUPTED:  # Ctrl-C inside OmegaConf can surface as a config error: it is not one
+            raise KeyboardInterrupt from None
         if not is_hydra_input_error(err):
             raise
         print(f"bench: {hydra_error_line(err)}", file=sys.stderr)
