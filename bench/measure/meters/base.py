@@ -54,3 +54,8 @@ class Meter(abc.ABC):
 
 class MeterUnavailable(RuntimeError):
     """A meter that was asked for cannot be used here; the message says why."""
+
+
+class MeterFault(RuntimeError):
+    """A meter's reading cannot be trusted for the current window (a driver error mid-window, a
+    counter that went backwards, wraps that cannot be counted): the protocol redoes the window."""
