@@ -122,6 +122,7 @@ class Case:
     offload_variants: tuple[tuple[str, str], ...] = ()
     device_impl: str | None = None
     speed_contender: bool = True
+    cuda_graph: bool | None = None  # may windows replay it from a CUDA graph (None: unless it offloads or is a user's)
     check: Callable[[torch.device], str | None] | None = None
     extra_fields: tuple[str, ...] = ()
     flops_fn: Callable[["Case", Shape], float] = attention_flops
@@ -136,6 +137,13 @@ class Case:
         """The traits every result row carries, so tables of points need no registry lookup."""
         return {"phase": self.phase, "impl": self.impl, "impl_family": self.family, "paged": self.paged,
                 "device_impl": self.device_impl, "offload_mode": self.offload, "uses_triton": self.uses_triton}
+
+    @property
+    def graph_capturable(self) -> bool:
+        """No host work inside a call, so a CUDA graph of calls replays exactly what the call does."""
+        if self.cuda_graph is not None:
+            return self.cuda_graph
+        return self.offload == "none" and self.family != "custom"
 
     def shape_fields(self, shape: Shape) -> dict[str, object]:
         """The shape fields that identify a point of this case (used in the result key)."""

@@ -77,7 +77,7 @@ def protocol_from(overrides: dict[str, Any]) -> Protocol:
 def measure_callable(fn: Callable[[], object], *, tokens: float = 1, flops: float | None = None,
                      bytes: float | None = None, device: str | torch.device = "auto",  # noqa: A002 (the issue's name)
                      meter: MeterConf | None = None, lock: LockConf | None = None,
-                     **protocol_overrides: Any) -> CallablePoint:
+                     cuda_graph: bool = False, **protocol_overrides: Any) -> CallablePoint:
     """Measure `fn` (no arguments, inputs already allocated) by the harness's protocol.
 
     Args:
@@ -89,6 +89,8 @@ def measure_callable(fn: Callable[[], object], *, tokens: float = 1, flops: floa
         meter: which meters (default: `auto` for GPU and host, as `python -m bench`).
         lock: the per-device lock (default: the CLI's `lock.dir`, so a sweep and this never
             measure one device at once).
+        cuda_graph: `fn` does no host work, so on a GPU short calls may be replayed from a CUDA
+            graph (launch overhead is then not what gets measured).
         protocol_overrides: any `measure.*` setting (`trials=5`, `min_window_s=1.0`, ...).
 
     Returns:
@@ -98,7 +100,7 @@ def measure_callable(fn: Callable[[], object], *, tokens: float = 1, flops: floa
         raise ValueError(f"measure_callable: tokens={tokens!r} must be > 0")
     setup = Setup(device=_resolve_device(device), protocol=protocol_from(protocol_overrides),
                   meter=meter or MeterConf(), clocks=ClockRequest(), lock=lock or LockConf())
-    measured = measure_on_device(lambda: fn, setup)
+    measured = measure_on_device(lambda: fn, setup, graph_capturable=cuda_graph)
     result = measured.result
     columns = {**energy_columns(result, tokens), **telemetry_columns(result)}
     domains = {d.domain: DomainEnergy(d.domain, d.method, d.energy_per_call_j, d.energy_per_call_j_cv,

@@ -1,23 +1,19 @@
-"""What happens inside a measurement window, seen by a polling thread.
+"""GPU telemetry and what a window saw of it (the recorder thread, `recorder.py`, samples it),
+and the busy check before a point.
 
-- Each meter's raw value is polled so the number of updates the window actually saw is known
-  (a window sized from the update period can still see too few if the counter stalls).
-- On a GPU: SM and memory clocks, temperature and clock-event (throttle) reasons, observed in
-  every clock mode, and instant power (NVML field `NVML_FI_DEV_POWER_INSTANT`, else
-  `nvmlDeviceGetPowerUsage`) integrated over the window as a cross-check of the energy counter.
+- SM and memory clocks, temperature and clock-event (throttle) reasons, observed in every clock
+  mode, and instant power (NVML field `NVML_FI_DEV_POWER_INSTANT`, else `nvmlDeviceGetPowerUsage`)
+  integrated over the window as a cross-check of the energy counter.
 """
 from __future__ import annotations
 
 import math
-import statistics
-import threading
 import time
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from bench.measure.meters.base import Meter
-from bench.measure.meters.nvml import MW_PER_W, integrate_trapezoid
+from bench.measure.meters.nvml import MW_PER_W
 
 # Clock-event reasons that mean the GPU ran slower than asked (power, thermal, hardware
 # slowdowns); idle, application-clock and display settings are not throttling.
@@ -90,7 +86,7 @@ class GpuTelemetry:
 class WindowStats:
     """What the monitor saw during one window."""
 
-    updates: dict[str, int]  # meter domain -> value changes seen
+    updates: dict[str, int]  # meter domain -> counter intervals the window's energy spans
     samples: int
     sm_mhz_mean: float = math.nan
     mem_mhz_mean: float = math.nan
@@ -101,17 +97,6 @@ class WindowStats:
     power_span_s: float = math.nan  # time from the first sample to the last
     polls: int = 0  # times the monitor looked at the meters
 
-    def updates_at_least(self, domain: str, elapsed_s: float, period_s: float) -> int:
-        """How many updates of `domain` the window had, at least. When every poll saw a change,
-        the meter outpaced the monitor (a continuous meter such as process CPU time, or a
-        monitor starved of the GIL by the kernel): the count says how often we looked, not how
-        often it updated, and the window's length over the meter's measured update period is
-        the better lower bound."""
-        seen = self.updates[domain]
-        if self.polls and seen >= self.polls and period_s > 0:
-            return max(seen, int(elapsed_s / period_s))
-        return seen
-
     @property
     def power_w(self) -> float:
         return self.power_energy_j / self.power_span_s if self.power_span_s > 0 else math.nan
@@ -119,71 +104,6 @@ class WindowStats:
     @property
     def throttled(self) -> bool:
         return bool(self.reasons & THROTTLE_MASK)
-
-
-class WindowMonitor:
-    """A thread that polls meters and GPU telemetry every `interval_s` between start() and stop()."""
-
-    def __init__(self, meters: Sequence[Meter], gpu: GpuTelemetry | None = None, interval_s: float = 0.01,
-                 clock: Callable[[], float] = time.perf_counter):
-        self.meters, self.gpu, self.interval_s, self.clock = list(meters), gpu, interval_s, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last: list[float] = []
-        self._updates: list[int] = []
-        self._polls = 0
-        self._samples: list[GpuSample] = []
-
-    def _poll(self) -> None:
-        self._polls += 1
-        for i, meter in enumerate(self.meters):
-            value = meter.poll()
-            if value != self._last[i]:
-                self._updates[i] += 1
-                self._last[i] = value
-        if self.gpu is not None:
-            self._samples.append(self.gpu.sample(self.clock()))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._poll()
-
-    def start(self) -> None:
-        self._last = [m.poll() for m in self.meters]
-        self._updates = [0] * len(self.meters)
-        self._polls = 0
-        self._samples = [self.gpu.sample(self.clock())] if self.gpu is not None else []
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="window-monitor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> WindowStats:
-        if self._thread is None:
-            raise RuntimeError("stop() before start()")
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        self._poll()  # a last look, so the window's end is covered
-        updates = {m.domain: n for m, n in zip(self.meters, self._updates)}
-        s = self._samples
-        if not s:
-            return WindowStats(updates, 0, polls=self._polls)
-        reasons = 0
-        for sample in s:
-            reasons |= sample.reasons
-        return WindowStats(
-            updates, len(s),
-            sm_mhz_mean=statistics.fmean(x.sm_mhz for x in s), mem_mhz_mean=statistics.fmean(x.mem_mhz for x in s),
-            temp_c_start=s[0].temp_c, temp_c_end=s[-1].temp_c, reasons=reasons,
-            power_energy_j=integrate_trapezoid([(x.time_s, x.power_w) for x in s]) if len(s) > 1 else math.nan,
-            power_span_s=s[-1].time_s - s[0].time_s, polls=self._polls,
-        )
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
 
 
 @dataclass(frozen=True)

@@ -1,43 +1,55 @@
 """The measurement protocol for one point.
 
 1. Warm up (JIT compilation and autotuning happen here, outside every window) and estimate the
-   time of one call from batches of calls long enough to hide timer and launch noise.
-2. Measure each meter's update period by polling it until it changes (never assumed); the
-   intervals are kept, their median sizes the windows.
-3. Size the window to last `max(min_window_s, 10 x slowest update period)`. A window ends on
-   time, not on a call count fixed in advance: calls run in chunks of about a tenth of the
-   window, the device is synchronised after each, and the window closes at the first chunk
-   boundary past the target (a short calibration misjudges calls while clocks ramp up).
-4. Thermal state: optionally cool down (idle until the GPU is below a temperature, or a fixed
-   time) before the idle window, or pre-heat (run the kernel until power is steady) after it.
-5. Measure idle power of each domain over a window of the same length with the device idle.
-6. Run the trials, the first one discarded (it absorbs the transition from idle), each started
-   at a different phase of the meter's update period (offsets spread over one period, after
-   Yang et al., SC24), so quantisation of the counter does not line up with every window.
-   A monitor thread counts each meter's updates in every window: a window that saw fewer than
-   `min_updates` is rejected and repeated twice as long (up to `max_retries` times). A meter
-   that changed at every look outpaced the monitor: its window length over its update period
-   counts instead.
-7. Report per call: time, total energy, dynamic energy (total - idle power x window), average
-   power per domain; medians and coefficients of variation across trials; the clocks,
-   temperatures and throttle reasons seen; the power-integration cross-check; and a quality
-   flag: `ok`, or any of `noisy` (CV above threshold), `throttled`, `too-few-updates`.
+   time of one call from batches of calls long enough to hide timer and launch noise. Where the
+   caller can capture the kernel in a CUDA graph (`graph`, `measure.graph=true`) and a call is
+   short, windows replay a graph of many calls, so launch overhead is not what gets measured.
+2. Idle phase, device idle: a recorder thread timestamps every update edge of each quantised
+   meter (NVML energy counter, RAPL); the intervals give each meter's update period (measured,
+   never assumed) and the energy between the first and last edge after `lead_in_s` gives idle
+   power. Continuous meters (process CPU time) are read at the phase's ends.
+3. Window length: the longest of `min_window_s`, `min_updates` update periods, and what keeps
+   the edge-timing error bound (half a poll gap at each end over the window) under
+   `target_rel_error`.
+4. Thermal state: optionally cool down before the idle phase or pre-heat after it.
+5. Trials: each starts after an update edge of the slowest meter plus a phase offset (spread over
+   one period across trials, with a random part), runs the kernel for `lead_in_s` (at least one
+   period: the ramp from idle and the counter's lag fall there), then takes energy between the
+   first and last update edges inside the window and the calls between them (`windows.py`), so
+   counter quantisation does not enter. A window is redone (up to `max_retries`) when a meter
+   raised or its counter went backwards (the point then fails if it persists), when it spanned
+   fewer than `min_updates` updates or its error bound exceeds the target (redone twice as long;
+   flagged `too-few-updates` / `imprecise` if it persists), or when a power is implausible:
+   negative, below idle minus `plausible_tolerance`, or above the device's power limit
+   (flagged `implausible` if it persists).
+6. Report per call: time, energy per domain with its method, dynamic energy (total - idle power x
+   time), power; medians and CVs (of |mean|) across trials; totals over measured domains apart
+   from totals that include modelled ones, each with its CV from the same per-trial sums; the
+   clocks, temperatures and throttle reasons seen; the instant-power cross-check; a quality flag
+   (`point.QUALITY_FLAGS`; one trial is `single-trial`, never `ok`).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from bench.measure.meters.base import Meter, Reading
-from bench.measure.monitor import WindowMonitor, WindowStats, throttle_names
+from bench.measure.meters.base import Meter
+from bench.measure.monitor import GpuTelemetry
+from bench.measure.point import TIME_METHOD, DomainResult, PointResult, cv, quality_flag
+from bench.measure.recorder import Recorder
+from bench.measure.windows import Step, Window, WindowRunner, kind
 
-UPDATES_PER_WINDOW = 10
-CHUNKS_PER_WINDOW = 10  # synchronisations per window: enough to end on time, too few to cost
-TIME_METHOD = "perf_counter, device synchronised at window edges"
+__all__ = ["TIME_METHOD", "MeasurementError", "PointResult", "DomainResult", "Protocol", "cv", "measure_point",
+           "protocol_problem"]
+
+GRAPH_BELOW_S = 1e-3  # calls shorter than this are replayed from a CUDA graph where allowed
+GRAPH_STEP_S = 2e-3  # one replay lasts about this long
+GRAPH_MAX_CALLS = 4096
 
 
 class MeasurementError(RuntimeError):
@@ -56,20 +68,24 @@ class Protocol:
     trials: int = 3
     min_window_s: float = 0.5
     warmup_s: float = 0.2
-    period_samples: int = 5
+    period_samples: int = 5  # update intervals timed in the idle phase
     period_timeout_s: float = 5.0
-    discard_first: bool = True  # the first trial absorbs the step from idle and is dropped
-    phase_shift: bool = True  # trial start offsets spread over one meter update period
-    min_updates: int = UPDATES_PER_WINDOW  # a window whose meter updated fewer times is redone longer
+    lead_in_s: float = 0.1  # kernel runs this long (at least one update period) before a window's first edge
+    target_rel_error: float = 0.005  # bound on edge-timing error per window; sizes windows
+    discard_first: bool = False  # the lead-in already absorbs the step from idle
+    phase_shift: bool = True  # trials start at offsets spread over one update period after an edge
+    min_updates: int = 2  # update intervals a window spans at least (sizing and rejection)
     max_retries: int = 2
     cv_threshold: float = 0.02  # above it (time or energy CV across trials) a point is flagged noisy
+    plausible_tolerance: float = 0.1  # window power below idle x (1 - this) or above limit x (1 + this)
+    graph: bool = True  # replay short calls from a CUDA graph where the case allows it
     thermal: str = "none"  # none | preheat (run until power is steady) | cooldown (idle until cool)
     preheat_max_s: float = 30.0
     steady_tolerance: float = 0.02  # preheat ends when window power changes less than this
     cooldown_s: float = 10.0  # longest cooldown (the whole of it without a temperature sensor)
     cooldown_temp_c: float = 45.0
-    monitor: bool = True  # a thread counting meter updates and sampling GPU clocks, temperature, power
-    monitor_interval_s: float = 0.01
+    monitor: bool = True  # sample GPU clocks, temperature, throttle reasons, instant power per window
+    monitor_interval_s: float = 0.001  # how often the recorder polls the meters
 
 
 def protocol_problem(p: Protocol) -> tuple[str, object, str] | None:
@@ -83,7 +99,7 @@ def protocol_problem(p: Protocol) -> tuple[str, object, str] | None:
         value = getattr(p, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             return name, value, f"must be an integer >= {low}"
-    for name in ("min_window_s", "period_timeout_s", "monitor_interval_s"):
+    for name in ("min_window_s", "period_timeout_s", "monitor_interval_s", "lead_in_s"):
         value = getattr(p, name)
         if not number(value) or not value > 0:
             return name, value, "must be > 0 seconds (finite)"
@@ -91,6 +107,10 @@ def protocol_problem(p: Protocol) -> tuple[str, object, str] | None:
         value = getattr(p, name)
         if not number(value) or value < 0:
             return name, value, "must be a number of seconds >= 0 (finite)"
+    for name in ("target_rel_error", "plausible_tolerance"):
+        value = getattr(p, name)
+        if not number(value) or not 0 < value < 1:
+            return name, value, "must be in (0, 1)"
     if not number(p.cv_threshold) or not p.cv_threshold > 0:
         return "cv_threshold", p.cv_threshold, "must be > 0 (e.g. 0.02 for 2%)"
     if p.thermal not in THERMAL_MODES:
@@ -99,95 +119,6 @@ def protocol_problem(p: Protocol) -> tuple[str, object, str] | None:
         return "steady_tolerance", p.steady_tolerance, "must be in (0, 1)"
     return None
 
-
-@dataclass(frozen=True)
-class DomainResult:
-    domain: str
-    method: str
-    detail: str
-    update_period_s: float
-    idle_power_w: float
-    energy_per_call_j: float
-    energy_per_call_j_cv: float
-    dynamic_energy_per_call_j: float
-    power_w: float
-    trials_energy_per_call_j: tuple[float, ...]
-    update_intervals_s: tuple[float, ...] = ()
-    updates_per_window_min: int | None = None  # fewest updates a kept window saw (None: not monitored)
-    crosscheck_energy_per_call_j: float = math.nan
-    crosscheck_rel_diff: float = math.nan  # (cross-check - counter) / counter
-
-
-@dataclass(frozen=True)
-class PointResult:
-    calls_per_window: int
-    trials_calls: tuple[int, ...]
-    window_s_target: float
-    window_s: float
-    time_per_call_s: float
-    time_per_call_s_cv: float
-    trials_time_per_call_s: tuple[float, ...]
-    domains: tuple[DomainResult, ...]
-    quality: str = "ok"
-    trials_discarded: int = 0
-    windows_rejected: int = 0
-    windows: tuple[WindowStats, ...] = ()
-    preheat_s: float = 0.0
-    cooldown_s: float = 0.0
-
-    @property
-    def throttled(self) -> bool:
-        return any(w.throttled for w in self.windows)
-
-    @property
-    def telemetry(self) -> dict[str, object]:
-        """GPU clocks, temperatures and throttle reasons over the kept windows (NaN without a GPU)."""
-        gpu = [w for w in self.windows if w.samples]
-        reasons = 0
-        for w in gpu:
-            reasons |= w.reasons
-        med = (lambda xs: statistics.median(xs)) if gpu else (lambda xs: math.nan)
-        return {
-            "sm_mhz_mean": med([w.sm_mhz_mean for w in gpu]),
-            "mem_mhz_mean": med([w.mem_mhz_mean for w in gpu]),
-            "temp_c_start": gpu[0].temp_c_start if gpu else math.nan,
-            "temp_c_end": gpu[-1].temp_c_end if gpu else math.nan,
-            "temp_c_max": max((max(w.temp_c_start, w.temp_c_end) for w in gpu), default=math.nan),
-            "throttle_reasons": "+".join(throttle_names(reasons)),
-            "throttled": self.throttled,
-        }
-
-
-def cv(values: Sequence[float]) -> float:
-    """Coefficient of variation (sample standard deviation / mean); NaN for fewer than 2 values."""
-    if len(values) < 2:
-        return float("nan")
-    mean = statistics.fmean(values)
-    return statistics.stdev(values) / mean if mean else float("nan")
-
-
-def update_period_s(meter: Meter, clock: Callable[[], float], samples: int, timeout_s: float) -> float:
-    """Median time between changes of the meter's value, found by polling it."""
-    return statistics.median(update_intervals_s(meter, clock, samples, timeout_s))
-
-
-def update_intervals_s(meter: Meter, clock: Callable[[], float], samples: int, timeout_s: float) -> list[float]:
-    """`samples` intervals between successive changes of the meter's value, found by polling."""
-    last = meter.poll()
-    changes: list[float] = []
-    deadline = clock() + timeout_s
-    while len(changes) < samples + 1:
-        now = clock()
-        if now > deadline:
-            raise MeasurementError(
-                f"the {meter.domain} meter ({meter.method}) changed {len(changes)} times in "
-                f"{timeout_s:g} s; cannot size windows from it"
-            )
-        value = meter.poll()
-        if value != last:
-            changes.append(now)
-            last = value
-    return [b - a for a, b in zip(changes, changes[1:])]
 
 
 def time_per_call_s(fn: Callable[[], object], sync: Callable[[], None], clock: Callable[[], float],
@@ -213,24 +144,98 @@ def time_per_call_s(fn: Callable[[], object], sync: Callable[[], None], clock: C
         batch *= 2
 
 
-def _window(meters: Sequence[Meter], body: Callable[[], None], sync: Callable[[], None],
-            clock: Callable[[], float], monitor: WindowMonitor | None = None
-            ) -> tuple[float, list[Reading], WindowStats | None]:
-    sync()
-    if monitor is not None:
-        monitor.start()
-    for meter in meters:
-        meter.start()
-    t0 = clock()
-    body()
-    sync()
-    elapsed = clock() - t0
-    readings = [meter.stop() for meter in meters]
-    return elapsed, readings, monitor.stop() if monitor is not None else None
+def choose_step(fn: Callable[[], object], call_s: float, protocol: Protocol,
+                graph: Callable[[int], Callable[[], object]] | None) -> Step:
+    """Eager calls, or a CUDA graph of calls when a call is short and the case allows it (the
+    label says why a graph was not used when capture failed)."""
+    if not protocol.graph or graph is None or call_s >= GRAPH_BELOW_S:
+        return Step(fn)
+    n = max(2, min(GRAPH_MAX_CALLS, round(GRAPH_STEP_S / call_s)))
+    try:
+        replay = graph(n)
+    except Exception as err:  # noqa: BLE001 - a case that cannot be captured is measured eagerly
+        return Step(fn, 1, f"eager (CUDA graph capture failed: {type(err).__name__})")
+    return Step(replay, n, f"cuda_graph({n} calls)")
 
 
-def _total_power_w(readings: Sequence[Reading]) -> float:
-    return sum(r.power_w for r in readings)
+@dataclass
+class Idle:
+    power_w: list[float]
+    intervals_s: list[list[float]]
+
+    @property
+    def periods_s(self) -> list[float]:
+        return [statistics.median(i) if i else 0.0 for i in self.intervals_s]
+
+
+def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol) -> Idle:
+    """Device idle: time each quantised meter's updates and take idle power between edges."""
+    recorder, clock, sleep = runner.recorder, runner.clock, runner.sleep
+    kinds = runner.kinds
+    for attempt in range(protocol.max_retries + 1):
+        runner.sync()
+        t0 = clock()
+        settled = t0 + protocol.lead_in_s  # the ramp down from the warm-up is left out
+        sleep(protocol.lead_in_s)
+        reads, faults = {}, []
+        runner._read_continuous(reads, clock(), faults)
+        starts = runner._integrating("start", faults)
+        deadline = clock() + protocol.period_timeout_s
+        need = protocol.period_samples + 1
+        while True:
+            now = clock()
+            counts = [len(recorder.edges_between(i, settled, now)) if recorder and k == "quantised" else need
+                      for i, k in enumerate(kinds)]
+            if min(counts, default=need) >= need and now - settled >= protocol.lead_in_s:
+                break
+            if now > deadline:
+                worst = counts.index(min(counts))
+                m = meters[worst]
+                raise MeasurementError(f"the {m.domain} meter ({m.method}) changed {counts[worst]} times in "
+                                       f"{protocol.period_timeout_s:g} s; cannot size windows from it")
+            sleep(0.005)
+        runner._read_continuous(reads, clock(), faults)
+        stops = runner._integrating("stop", faults)
+        if recorder is not None:
+            faults += [f"{f.domain}: {f.message}" for f in recorder.faults_between(t0, now)]
+        if faults:
+            if attempt < protocol.max_retries:
+                continue
+            raise MeasurementError(f"meter faults while measuring idle power: {'; '.join(faults[:3])}")
+        power, intervals = [], []
+        for i, k in enumerate(kinds):
+            if k == "quantised":
+                edges = recorder.edges_between(i, settled, now)
+                times = [e.time_s for e in edges]
+                intervals.append([b - a for a, b in zip(times, times[1:])])
+                power.append((edges[-1].value - edges[0].value) / (times[-1] - times[0]))
+            elif k == "continuous":
+                (ta, ea), (tb, eb) = reads[i][0], reads[i][-1]
+                intervals.append([])
+                power.append((eb - ea) / (tb - ta) if tb > ta else math.nan)
+            else:
+                reading = stops[i]
+                intervals.append([])
+                power.append(reading.power_w if reading is not None and starts is not None else math.nan)
+        return Idle(power, intervals)
+    raise AssertionError("unreachable")
+
+
+def _problem(window: Window, protocol: Protocol, meters: Sequence[Meter], idle_w: list[float],
+             max_power_w: list[float | None], target_s: float) -> str | None:
+    """Why a window must be redone: `fault`, `too-few-updates`, `imprecise`, `implausible`."""
+    if window.faults:
+        return "fault"
+    for d, m, idle, limit in zip(window.domains, meters, idle_w, max_power_w):
+        if d is None or (kind(m) == "quantised" and d.updates < protocol.min_updates) or d.calls <= 0:
+            return "too-few-updates"
+        if d.rel_error > protocol.target_rel_error:
+            return "imprecise"
+        tol = protocol.plausible_tolerance
+        if d.energy_j < 0 or (not math.isnan(idle) and d.power_w < idle * (1 - tol)) or \
+                (limit is not None and d.power_w > limit * (1 + tol)):
+            return "implausible"
+    return None
 
 
 def measure_point(
@@ -240,128 +245,159 @@ def measure_point(
     sync: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
-    monitor: WindowMonitor | None = None,
+    telemetry: GpuTelemetry | None = None,
     temperature_c: Callable[[], float] | None = None,
     calibration_s: float = CALIBRATION_S,
+    graph: Callable[[int], Callable[[], object]] | None = None,
+    mark: Callable[[], object] | None = None,
+    wait: Callable[[object], None] | None = None,
+    seed: int = 0,
 ) -> PointResult:
     """Measure `fn` (a no-argument closure over preallocated inputs) with `meters`.
 
-    `monitor` (optional) watches every window: update counts, and GPU telemetry if it has a
-    GPU; `temperature_c` (optional) is what a cooldown waits on.
+    `telemetry` (optional) is sampled in every window; `temperature_c` (optional) is what a
+    cooldown waits on; `graph(n)` (optional) returns a callable that replays n calls of `fn`;
+    `mark()` / `wait(mark)` (optional, e.g. CUDA events) let windows queue the next chunk of calls
+    before waiting for the previous one.
     """
-    if protocol.trials < 1:
-        raise ValueError("trials must be >= 1")
-    if protocol.thermal not in THERMAL_MODES:
-        raise ValueError(f"thermal must be one of {THERMAL_MODES}, got {protocol.thermal!r}")
+    problem = protocol_problem(protocol)
+    if problem is not None:
+        raise ValueError(f"measure.{problem[0]}={problem[1]!r}: {problem[2]}")
+    t_begin = clock()
     call_s = time_per_call_s(fn, sync, clock, protocol.warmup_s, calibration_s)
-    intervals = [update_intervals_s(m, clock, protocol.period_samples, protocol.period_timeout_s) for m in meters]
-    periods = [statistics.median(i) for i in intervals]
+    step = choose_step(fn, call_s, protocol, graph)
+    needs_recorder = any(kind(m) == "quantised" for m in meters) or (telemetry is not None and protocol.monitor)
+    recorder = Recorder([m if kind(m) == "quantised" else _Silent(m) for m in meters],
+                        telemetry if protocol.monitor else None, protocol.monitor_interval_s, clock) \
+        if needs_recorder else None
+    runner = WindowRunner(meters, recorder, sync, clock, sleep, mark, wait)
+    if recorder is not None:
+        recorder.start()
+    try:
+        return _measure(step, meters, protocol, runner, call_s, temperature_c, t_begin, seed)
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+class _Silent(Meter):
+    """Stands in the recorder for a meter it must not poll (continuous or integrating)."""
+
+    def __init__(self, meter: Meter):
+        self.domain, self.method = meter.domain, meter.method
+
+    def is_available(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        pass
+
+    def stop(self):  # pragma: no cover - never called
+        raise NotImplementedError
+
+    def poll(self) -> float:
+        return 0.0
+
+
+def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
+             runner: WindowRunner, call_s: float, temperature_c: Callable[[], float] | None, t_begin: float,
+             seed: int) -> PointResult:
+    clock, sleep = runner.clock, runner.sleep
+    cooldown_s = cool_down(protocol, clock, sleep, temperature_c) if protocol.thermal == "cooldown" else 0.0
+    idle = idle_phase(meters, runner, protocol)
+    periods = idle.periods_s
     slowest_s = max(periods, default=0.0)
-    base_target_s = max([protocol.min_window_s] + [UPDATES_PER_WINDOW * p for p in periods])
-    calls_done: list[int] = []
-
-    def run_until(target_s: float) -> Callable[[], None]:
-        chunk = max(1, math.ceil(target_s / call_s / CHUNKS_PER_WINDOW))
-
-        def body() -> None:
-            calls, start = 0, clock()
-            while True:
-                for _ in range(chunk):
-                    fn()
-                calls += chunk
-                sync()
-                if clock() - start >= target_s:
-                    calls_done.append(calls)
-                    return
-
-        return body
-
-    cooldown_s = _cool_down(protocol, clock, sleep, temperature_c) if protocol.thermal == "cooldown" else 0.0
-    _, idle, _ = _window(meters, lambda: sleep(base_target_s), sync, clock)
-    idle_w = [r.power_w for r in idle]
+    slowest = periods.index(slowest_s) if periods else 0
+    poll_error_s = protocol.monitor_interval_s  # an edge's timing error: half a poll gap, twice for margin
+    base_target_s = max([protocol.min_window_s, protocol.min_updates * slowest_s]
+                        + [2 * poll_error_s / protocol.target_rel_error for m in meters if kind(m) == "quantised"])
+    lead_s = max(protocol.lead_in_s, slowest_s)
+    max_power_w = [getattr(m, "max_power_w", None) for m in meters]
     preheat_s = 0.0
     if protocol.thermal == "preheat":
-        preheat_s = _pre_heat(protocol, meters, run_until(base_target_s), sync, clock)
+        preheat_s = _pre_heat(protocol, runner, step, lead_s, base_target_s)
 
+    rng = random.Random(seed)
     n_windows = protocol.trials + (1 if protocol.discard_first else 0)
-    kept: list[tuple[float, int, list[Reading], WindowStats | None]] = []
-    rejected = 0
-    too_few = False
+    kept: list[Window] = []
+    rejections: list[str] = []
+    persisting: set[str] = set()
     for i in range(n_windows):
-        if protocol.phase_shift and slowest_s > 0:
-            sleep(slowest_s * i / n_windows)  # start offsets spread over one update period
         target_s = base_target_s
         for attempt in range(protocol.max_retries + 1):
-            elapsed, readings, stats = _window(meters, run_until(target_s), sync, clock, monitor)
-            seen = [stats.updates_at_least(m.domain, elapsed, periods[d]) for d, m in enumerate(meters)] if stats else []
-            short = min(seen, default=protocol.min_updates) < protocol.min_updates
-            if not short:
+            if protocol.phase_shift and slowest_s > 0:
+                runner.wait_for_edge(slowest, 3 * slowest_s + 0.1)
+                sleep(slowest_s * (i + rng.random()) / n_windows)  # offsets spread over one period
+            timeout_s = lead_s + 4 * target_s + 3 * slowest_s + 1.0
+            window = runner.run(step, lead_s, target_s, timeout_s)
+            problem = _problem(window, protocol, meters, idle.power_w, max_power_w, target_s)
+            if problem is None:
                 break
             if attempt < protocol.max_retries:
-                rejected += 1
-                target_s *= 2
-            else:
-                too_few = True  # kept, and flagged: nothing measured is silently dropped
+                rejections.append(problem + (f" ({window.faults[0]})" if window.faults else ""))
+                if problem in ("too-few-updates", "imprecise"):
+                    target_s *= 2
+                continue
+            if problem == "fault":
+                raise MeasurementError(f"meter fault in {protocol.max_retries + 1} tries of a window, last: "
+                                       f"{window.faults[0]}")
+            persisting.add(problem)  # kept, and flagged: nothing measured is silently dropped
         if i == 0 and protocol.discard_first:
             continue
-        kept.append((elapsed, calls_done[-1], readings, stats))
+        kept.append(window)
+    return _result(kept, meters, idle, base_target_s, protocol, persisting, rejections, n_windows, preheat_s,
+                   cooldown_s, step, lead_s, clock() - t_begin)
 
-    times = [elapsed / calls for elapsed, calls, _, _ in kept]
-    windows = [elapsed for elapsed, _, _, _ in kept]
+
+def _result(kept: list[Window], meters: Sequence[Meter], idle: Idle, target_s: float, protocol: Protocol,
+            persisting: set[str], rejections: list[str], n_windows: int, preheat_s: float, cooldown_s: float,
+            step: Step, lead_s: float, measure_s: float) -> PointResult:
+    times = [w.time_per_call_s for w in kept]
     domains = []
     for d, meter in enumerate(meters):
-        per_call = [r[d].energy_j / calls for _, calls, r, _ in kept]
-        dynamic = [(r[d].energy_j - idle_w[d] * r[d].duration_s) / calls for _, calls, r, _ in kept]
-        power = [r[d].power_w for _, _, r, _ in kept]
-        stats = [s for _, _, _, s in kept if s is not None]
-        cross = [s.power_w * r[d].duration_s / calls for _, calls, r, s in kept
-                 if s is not None and meter.domain == "gpu" and not math.isnan(s.power_w)]
-        energy = statistics.median(per_call)
+        usable = [w for w in kept if w.domains[d] is not None and w.domains[d].calls > 0]
+        per_call = [w.domains[d].energy_per_call_j for w in usable]
+        dynamic = [(w.domains[d].energy_j - idle.power_w[d] * w.domains[d].span_s) / w.domains[d].calls
+                   for w in usable]
+        cross = [w.stats.power_w * w.time_per_call_s for w in usable
+                 if w.stats is not None and meter.domain == "gpu" and not math.isnan(w.stats.power_w)]
+        med = statistics.median(per_call) if per_call else math.nan
         cross_e = statistics.median(cross) if cross else math.nan
         domains.append(DomainResult(
-            domain=meter.domain, method=meter.method, detail=meter.detail, update_period_s=periods[d],
-            idle_power_w=idle_w[d], energy_per_call_j=energy, energy_per_call_j_cv=cv(per_call),
-            dynamic_energy_per_call_j=statistics.median(dynamic), power_w=statistics.median(power),
-            trials_energy_per_call_j=tuple(per_call), update_intervals_s=tuple(intervals[d]),
-            updates_per_window_min=min(s.updates_at_least(meter.domain, e, periods[d]) for e, _, _, s in kept
-                                       if s is not None) if stats else None,
+            domain=meter.domain, method=meter.method, detail=meter.detail, update_period_s=idle.periods_s[d],
+            idle_power_w=idle.power_w[d], energy_per_call_j=med, energy_per_call_j_cv=cv(per_call),
+            dynamic_energy_per_call_j=statistics.median(dynamic) if dynamic else math.nan,
+            power_w=statistics.median(w.domains[d].power_w for w in usable) if usable else math.nan,
+            trials_energy_per_call_j=tuple(per_call), trials_dynamic_energy_per_call_j=tuple(dynamic),
+            update_intervals_s=tuple(idle.intervals_s[d]),
+            updates_per_window_min=min((w.domains[d].updates for w in usable), default=None),
+            rel_error_max=max((w.domains[d].rel_error for w in usable), default=math.nan),
             crosscheck_energy_per_call_j=cross_e,
-            crosscheck_rel_diff=(cross_e - energy) / energy if cross and energy else math.nan,
+            crosscheck_rel_diff=(cross_e - med) / med if cross and med else math.nan,
         ))
     result = PointResult(
-        calls_per_window=int(statistics.median(c for _, c, _, _ in kept)),
-        trials_calls=tuple(c for _, c, _, _ in kept),
-        window_s_target=base_target_s,
-        window_s=statistics.median(windows),
+        calls_per_window=int(statistics.median(w.calls for w in kept)),
+        trials_calls=tuple(w.calls for w in kept),
+        window_s_target=target_s,
+        window_s=statistics.median(w.elapsed_s for w in kept),
         time_per_call_s=statistics.median(times),
         time_per_call_s_cv=cv(times),
         trials_time_per_call_s=tuple(times),
         domains=tuple(domains),
         trials_discarded=n_windows - len(kept),
-        windows_rejected=rejected,
-        windows=tuple(s for _, _, _, s in kept if s is not None),
+        windows_rejected=len(rejections),
+        rejections=tuple(rejections),
+        windows=tuple(w.stats for w in kept if w.stats is not None),
         preheat_s=preheat_s,
         cooldown_s=cooldown_s,
+        launch=step.label,
+        lead_in_s=lead_s,
+        measure_s=measure_s,
     )
-    return dataclasses.replace(result, quality=quality_flag(result, protocol.cv_threshold, too_few))
+    return dataclasses.replace(result, quality=quality_flag(result, protocol.cv_threshold, persisting, protocol.trials))
 
 
-
-def quality_flag(result: PointResult, cv_threshold: float, too_few_updates: bool) -> str:
-    """`ok`, or the problems joined by `+`: `noisy`, `throttled`, `too-few-updates`."""
-    totals = [sum(v) for v in zip(*(d.trials_energy_per_call_j for d in result.domains))]
-    spreads = [result.time_per_call_s_cv, cv(totals) if totals else math.nan]
-    flags = []
-    if any(x > cv_threshold for x in spreads if not math.isnan(x)):
-        flags.append("noisy")
-    if result.throttled:
-        flags.append("throttled")
-    if too_few_updates:
-        flags.append("too-few-updates")
-    return "+".join(flags) or "ok"
-
-
-def _cool_down(protocol: Protocol, clock: Callable[[], float], sleep: Callable[[float], None],
+def cool_down(protocol: Protocol, clock: Callable[[], float], sleep: Callable[[float], None],
                temperature_c: Callable[[], float] | None) -> float:
     """Idle until the GPU is at or below `cooldown_temp_c` (at most `cooldown_s`); without a
     temperature sensor, idle `cooldown_s`."""
@@ -374,16 +410,19 @@ def _cool_down(protocol: Protocol, clock: Callable[[], float], sleep: Callable[[
     return clock() - start
 
 
-def _pre_heat(protocol: Protocol, meters: Sequence[Meter], body: Callable[[], None], sync: Callable[[], None],
-              clock: Callable[[], float]) -> float:
+def _pre_heat(protocol: Protocol, runner: WindowRunner, step: Step, lead_s: float, target_s: float) -> float:
     """Run the kernel in windows until the total power of two windows in a row differs by less
     than `steady_tolerance` (at most `preheat_max_s`); returns the time spent."""
+    clock = runner.clock
     start = clock()
-    _, readings, _ = _window(meters, body, sync, clock)
-    last = _total_power_w(readings)
+
+    def power() -> float:
+        w = runner.run(step, lead_s, target_s, lead_s + 4 * target_s + 1.0)
+        return sum(d.power_w for d in w.domains if d is not None)
+
+    last = power()
     while clock() - start < protocol.preheat_max_s:
-        _, readings, _ = _window(meters, body, sync, clock)
-        now = _total_power_w(readings)
+        now = power()
         if last > 0 and abs(now - last) / last < protocol.steady_tolerance:
             break
         last = now

@@ -7,14 +7,16 @@ import dataclasses
 import datetime as dt
 import json
 import math
-from typing import Any
+import statistics
+from typing import Any, Callable
 
 import torch
 
 from bench.measure.clocks import ClockRequest
 from bench.measure.meters import MeterConf
 from bench.measure.monitor import throttle_names
-from bench.measure.protocol import TIME_METHOD, PointResult, Protocol, cv
+from bench.measure.point import TIME_METHOD, DomainResult, PointResult, cv
+from bench.measure.protocol import Protocol
 from bench.measure.session import Measured
 from kernels import Case, Shape
 
@@ -69,13 +71,26 @@ def _work_and_time(ident: dict[str, Any], key: str, case: Case, shape: Shape, dt
     }
 
 
+def _sum(result: PointResult, select: Callable[[DomainResult], bool], dynamic: bool = False) -> tuple[float, float]:
+    """(median, CV) of the per-trial sums over the selected domains."""
+    trials = result.trials_sum_j(select, dynamic)
+    return (statistics.median(trials), cv(trials)) if trials else (math.nan, math.nan)
+
+
+def _methods(domains: list[DomainResult]) -> str:
+    return "; ".join(f"{d.domain}={d.method}" for d in domains)
+
+
 def energy_columns(result: PointResult, tokens: float) -> dict[str, Any]:
-    """Per-domain energy with its method, and the totals over the domains."""
+    """Per-domain energy with its method; totals over measured domains (`measured_*`, the
+    headline) apart from totals that include modelled domains (`*_incl_model`), and GPU apart
+    from host (`host_*`: every domain but the GPU). Never a measured and a modelled value in one
+    number unless the column says `incl_model`."""
     row: dict[str, Any] = {}
     for d in result.domains:
         p = d.domain
         row.update({
-            f"{p}_method": d.method, f"{p}_method_detail": d.detail,
+            f"{p}_method": d.method, f"{p}_method_detail": d.detail, f"{p}_measured": d.measured,
             f"{p}_update_period_s": d.update_period_s, f"{p}_idle_power_w": d.idle_power_w,
             f"{p}_energy_per_call_j": d.energy_per_call_j, f"{p}_energy_per_call_j_cv": d.energy_per_call_j_cv,
             f"{p}_dynamic_energy_per_call_j": d.dynamic_energy_per_call_j, f"{p}_power_w": d.power_w,
@@ -85,21 +100,31 @@ def energy_columns(result: PointResult, tokens: float) -> dict[str, Any]:
             f"{p}_update_period_s_min": min(d.update_intervals_s, default=float("nan")),
             f"{p}_update_period_s_max": max(d.update_intervals_s, default=float("nan")),
             f"{p}_updates_per_window_min": d.updates_per_window_min,
+            f"{p}_rel_error_max": d.rel_error_max,
         })
         if not math.isnan(d.crosscheck_energy_per_call_j):
             row.update({f"{p}_crosscheck_energy_per_call_j": d.crosscheck_energy_per_call_j,
                         f"{p}_crosscheck_rel_diff": d.crosscheck_rel_diff,
-                        f"{p}_crosscheck_method": "nvml instant power sampled by the window monitor, trapezoid"})
-    total_trials = [sum(vals) for vals in zip(*(d.trials_energy_per_call_j for d in result.domains))]
-    nan = float("nan")
-    total = sum(d.energy_per_call_j for d in result.domains) if result.domains else nan
-    dynamic = sum(d.dynamic_energy_per_call_j for d in result.domains) if result.domains else nan
+                        f"{p}_crosscheck_method": "nvml instant power sampled by the recorder, trapezoid"})
+    measured = [d for d in result.domains if d.measured]
+    host = [d for d in result.domains if d.domain != "gpu"]
+    m_total, m_cv = _sum(result, lambda d: d.measured)
+    m_dyn, _ = _sum(result, lambda d: d.measured, dynamic=True)
+    a_total, a_cv = _sum(result, lambda d: True)
+    a_dyn, _ = _sum(result, lambda d: True, dynamic=True)
+    h_total, h_cv = _sum(result, lambda d: d.domain != "gpu")
     row.update({
         "energy_domains": "+".join(d.domain for d in result.domains),
-        "energy_method": "; ".join(f"{d.domain}={d.method}" for d in result.domains) or "none",
-        "energy_per_call_j": total, "energy_per_call_j_cv": cv(total_trials) if total_trials else nan,
-        "dynamic_energy_per_call_j": dynamic,
-        "energy_per_token_j": total / tokens, "dynamic_energy_per_token_j": dynamic / tokens,
+        "energy_method": _methods(list(result.domains)) or "none",
+        "measured_domains": "+".join(d.domain for d in measured),
+        "measured_method": _methods(measured) or "none",
+        "measured_energy_per_call_j": m_total, "measured_energy_per_call_j_cv": m_cv,
+        "measured_energy_per_token_j": m_total / tokens, "measured_dynamic_energy_per_token_j": m_dyn / tokens,
+        "energy_per_call_j_incl_model": a_total, "energy_per_call_j_incl_model_cv": a_cv,
+        "energy_per_token_j_incl_model": a_total / tokens, "dynamic_energy_per_token_j_incl_model": a_dyn / tokens,
+        "energy_incl_model_method": _methods(list(result.domains)) or "none",
+        "host_energy_per_call_j": h_total, "host_energy_per_call_j_cv": h_cv, "host_energy_per_token_j": h_total / tokens,
+        "host_energy_method": _methods(host) or "none",
     })
     return row
 
@@ -108,7 +133,8 @@ def telemetry_columns(result: PointResult) -> dict[str, Any]:
     t = result.telemetry
     return {
         "quality": result.quality, "trials_discarded": result.trials_discarded,
-        "windows_rejected": result.windows_rejected, "preheat_s": result.preheat_s, "cooldown_s": result.cooldown_s,
+        "windows_rejected": result.windows_rejected, "window_rejections": json.dumps(list(result.rejections)),
+        "launch": result.launch, "lead_in_s": result.lead_in_s, "measure_s": result.measure_s, "preheat_s": result.preheat_s, "cooldown_s": result.cooldown_s,
         "gpu_sm_mhz_mean": t["sm_mhz_mean"], "gpu_mem_mhz_mean": t["mem_mhz_mean"],
         "gpu_temp_c_start": t["temp_c_start"], "gpu_temp_c_end": t["temp_c_end"], "gpu_temp_c_max": t["temp_c_max"],
         "gpu_throttle_reasons": t["throttle_reasons"], "throttled": t["throttled"],

@@ -22,7 +22,7 @@ from bench.measure.clocks import ClockControl, ClockRequest, sigterm_raises
 from bench.measure.codecarbon_span import CodecarbonConf, codecarbon_span
 from bench.measure.lock import LockConf, device_lock
 from bench.measure.meters import MeterConf, MeterSet, select_meters
-from bench.measure.monitor import GpuTelemetry, WindowMonitor, gpu_activity
+from bench.measure.monitor import GpuTelemetry, gpu_activity
 from bench.measure.protocol import MeasurementError, PointResult, Protocol, measure_point
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,31 @@ def say_once(message: str) -> None:
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def cuda_event_mark() -> object:
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+def cuda_graph_builder(fn: Callable[[], object]) -> Callable[[int], Callable[[], object]]:
+    """`build(n)`: capture n calls of `fn` in a CUDA graph (after warm-up calls on a side stream,
+    as capture requires) and return its replay."""
+    def build(n: int) -> Callable[[], object]:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(n):
+                fn()
+        torch.cuda.synchronize()
+        return graph.replay
+
+    return build
 
 
 def check_gpu_idle(meters: MeterSet, busy_check: str) -> dict[str, Any]:
@@ -105,9 +130,12 @@ def span_columns(readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
     return cols
 
 
-def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup) -> Measured:
+def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, graph_capturable: bool = False
+                      ) -> Measured:
     """Build the closure (inside the device lock, so inputs are allocated on an idle device) and
-    measure it by the protocol; the lock is released and clocks restored however this ends."""
+    measure it by the protocol; the lock is released and clocks restored however this ends.
+    `graph_capturable`: the closure does no host work, so on a GPU windows may replay a CUDA
+    graph of calls (`measure.graph`)."""
     device = setup.device
     meters = select_meters(device, setup.meter)
     span = select_meters(device, setup.meter) if setup.codecarbon.enabled else None  # ours over codecarbon's span
@@ -115,24 +143,23 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup) -
         say_once(note)
     device_id = meters.gpu_id or f"cpu-{socket.gethostname()}"
     protocol = setup.protocol
-    monitor = None
     try:
         with device_lock(setup.lock.dir, device_id, setup.lock.wait_s), sigterm_raises():
             extra = check_gpu_idle(meters, setup.busy_check)
             telemetry = GpuTelemetry(meters.nvml, meters.gpu_handle) if meters.nvml is not None else None
-            if protocol.monitor:
-                monitor = WindowMonitor(meters.meters, telemetry, protocol.monitor_interval_s)
+            cuda = device.type == "cuda"
             with clock_control(meters, setup.clocks, setup.state_dir), \
                     codecarbon_context(setup.codecarbon, device) as codecarbon:
                 for m in span.meters if span else []:
                     m.start()
                 fn = build()
-                result = measure_point(fn, meters.meters, protocol, synchronizer(device), monitor=monitor,
-                                       temperature_c=telemetry.temperature_c if telemetry else None)
+                result = measure_point(fn, meters.meters, protocol, synchronizer(device), telemetry=telemetry,
+                                       temperature_c=telemetry.temperature_c if telemetry else None,
+                                       graph=cuda_graph_builder(fn) if cuda and graph_capturable else None,
+                                       mark=cuda_event_mark if cuda else None,
+                                       wait=(lambda event: event.synchronize()) if cuda else None)
                 span_readings = [m.stop() for m in span.meters] if span else []
     finally:
-        if monitor is not None:
-            monitor.close()
         meters.close()
         if span:
             span.close()

@@ -41,16 +41,33 @@ def _methods(row: Mapping[str, Any]) -> str:
     return ", ".join(short) or "none"
 
 
+def first(row: Mapping[str, Any], *keys: str) -> Any:
+    """The first of `keys` the row has a value for (older points carry older column names)."""
+    for key in keys:
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            return value
+    return None
+
+
+def _host_label(row: Mapping[str, Any]) -> str:
+    method = str(row.get("host_energy_method", ""))
+    return " (model)" if "model:" in method else ""
+
+
 def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> Table:
+    """GPU and host energy apart; `measured` sums the measured domains only (a modelled host is
+    never in it)."""
     out = Table(title=title, title_justify="left")
     for name, justify in [
         ("kernel", "left"), ("setting", "left"), ("device", "left"), ("B", "right"), ("len", "right"),
         ("ms/call", "right"), ("cv", "right"), ("tokens/s", "right"),
-        ("mJ/token", "right"), ("dyn mJ/token", "right"), ("energy cv", "right"), ("quality", "left"),
-        ("energy method", "left"),
+        ("GPU mJ/token", "right"), ("host mJ/token", "right"), ("measured mJ/token", "right"),
+        ("energy cv", "right"), ("quality", "left"), ("energy method", "left"),
     ]:
         out.add_column(name, justify=justify)
     for row in rows:
+        energy_cv = first(row, "measured_energy_per_call_j_cv", "energy_per_call_j_incl_model_cv", "energy_per_call_j_cv")
         out.add_row(
             row["kernel"],
             _setting(row),
@@ -60,9 +77,10 @@ def table(rows: Iterable[Mapping[str, Any]], title: str = "measured points") -> 
             _fmt(row["time_per_call_s"], 1e3),
             f"{_fmt(row['time_per_call_s_cv'], 100, 2)}%",
             _fmt(row["tokens_per_s"]),
-            _fmt(row["energy_per_token_j"], 1e3),
-            _fmt(row["dynamic_energy_per_token_j"], 1e3),
-            f"{_fmt(row['energy_per_call_j_cv'], 100, 2)}%",
+            _fmt(row.get("gpu_energy_per_token_j"), 1e3),
+            _fmt(first(row, "host_energy_per_token_j"), 1e3) + _host_label(row),
+            _fmt(first(row, "measured_energy_per_token_j"), 1e3),
+            f"{_fmt(energy_cv, 100, 2)}%",
             str(row.get("quality", "-")),
             _methods(row),
         )

@@ -80,19 +80,34 @@ def prepare(points: pd.DataFrame) -> pd.DataFrame:
     df["offload_mode"] = offload_modes(df)
     df["offloaded"] = df["offload_mode"] != "none"
     gpu = df["device"] == "cuda"
-    df["device_energy_per_call_j"] = np.where(gpu, df["gpu_energy_per_call_j"], df["energy_per_call_j"])
-    df["device_energy_method"] = np.where(gpu, "gpu=" + df["gpu_method"].astype(str), df["energy_method"])
+    # Points measured before totals were split by method carry one all-domain total.
+    _with_legacy(df, "energy_per_call_j_incl_model", "energy_per_call_j")
+    _with_legacy(df, "energy_incl_model_method", "energy_method")
+    if "host_energy_per_call_j" not in df:
+        df["host_energy_per_call_j"] = np.nan
+    legacy_host = df["energy_per_call_j_incl_model"] - np.where(gpu, df["gpu_energy_per_call_j"].fillna(0), 0)
+    df["host_energy_per_call_j"] = df["host_energy_per_call_j"].fillna(pd.Series(legacy_host, index=df.index))
+    _with_legacy(df, "host_energy_method", "energy_method")
+    # On a CPU-only machine the host is the device: its energy is both.
+    df["device_energy_per_call_j"] = np.where(gpu, df["gpu_energy_per_call_j"], df["host_energy_per_call_j"])
+    df["device_energy_method"] = np.where(gpu, "gpu=" + df["gpu_method"].astype(str), df["host_energy_method"])
     idle_cols = [c for c in df.columns if c.endswith("_idle_power_w") and c != "gpu_idle_power_w"]
     host_idle = df[idle_cols].sum(axis=1, min_count=1) if idle_cols else np.nan
     df["device_idle_power_w"] = np.where(gpu, df.get("gpu_idle_power_w", np.nan), host_idle)
-    # On a CPU-only machine the host is the device: its energy is both.
-    df["host_energy_per_call_j"] = df["energy_per_call_j"] - np.where(gpu, df["gpu_energy_per_call_j"].fillna(0), 0)
     df["length"] = np.where(df["phase"] == "prefill", df["seq_len"], df["context_len"])
     df["clock_mhz"] = df["clocks_sm_mhz_requested"]
     df["shape_id"] = df[SHAPE_COLS].apply(lambda r: "|".join(map(str, r)), axis=1)
     df["batch_group"] = df.apply(_batch_group, axis=1)
     df["date"] = df["created_utc"].astype(str).str[:10]
     return df
+
+
+def _with_legacy(df: pd.DataFrame, column: str, legacy: str) -> None:
+    """`column`, filled where missing from the column older points carry instead."""
+    if column not in df:
+        df[column] = np.nan
+    if legacy in df:
+        df[column] = df[column].where(df[column].notna(), df[legacy])
 
 
 def offload_modes(df: pd.DataFrame) -> pd.Series:
@@ -192,7 +207,7 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
         if "env_device_name" in df else [],
         "dates": sorted(df["date"].unique().tolist()),
         "energy_methods": sorted(df["device_energy_method"].astype(str).unique().tolist()),
-        "host_energy_methods": sorted(df["energy_method"].astype(str).unique().tolist()),
+        "host_energy_methods": sorted(df["energy_incl_model_method"].astype(str).unique().tolist()),
         "clocks": "observed (default)" if df["clock_mhz"].isna().all() else "includes locked clocks",
         "host_logical_cores": sorted({int(c) for c in df.get("env_cpu_logical_cores", pd.Series(dtype=float)).dropna()}),
         "torch_threads": sorted({int(c) for c in df.get("env_torch_threads", pd.Series(dtype=float)).dropna()}),
@@ -206,8 +221,8 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
 def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
     out = df[["kernel", "phase", "impl", "device", "dtype"] + SHAPE_COLS + [
         "length", "clock_mhz", "gpu_sm_mhz_mean", "flops_per_call", "min_bytes_per_call", "tokens_per_call",
-        "time_per_call_s", "device_energy_per_call_j", "device_idle_power_w", "host_energy_per_call_j", "energy_per_call_j",
-        "device_energy_method", "energy_method", "quality", "quality_source", "date", "shape_id", "key"]].copy()
+        "time_per_call_s", "device_energy_per_call_j", "device_idle_power_w", "host_energy_per_call_j",
+        "energy_per_call_j_incl_model", "device_energy_method", "energy_incl_model_method", "quality", "quality_source", "date", "shape_id", "key"]].copy()
     out.insert(0, "hardware", name)
     if "env_device_name" in df:
         out.insert(1, "device_name", df["env_device_name"].values)

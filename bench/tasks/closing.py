@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.carbon.inputs.grid import GridError, from_config
 from bench.measure.results import ResultsStore
-from bench.measure.summary import point_label, print_table
+from bench.measure.summary import first, point_label, print_table
 from bench.profile.build import ProfileError
 from bench.profile.fit import FitError
 from bench.tasks.fit import fit_and_write
@@ -52,7 +52,13 @@ def carbon_estimate(cfg: "BenchConf", rows: list[dict[str, Any]]) -> None:
           f"{cfg.plan.pue:g}, per million tokens:")
     labels = [point_label(row) for row in rows]
     width = max(map(len, labels), default=0)
+    g_per_j = mean * cfg.plan.pue / 3.6e6 * 1e6  # gCO2e per J per token, per million tokens
     for row, label in zip(rows, labels):
-        kwh_per_mtok = row["energy_per_token_j"] * 1e6 / 3.6e6
-        print(f"  {label:{width}} {kwh_per_mtok * mean * cfg.plan.pue:10.3g} gCO2e "
-              f"({kwh_per_mtok:.3g} kWh; energy: {row['energy_method']})")
+        # GPU and host apart: a modelled host is an estimate, never added to a measured GPU.
+        parts = []
+        for name, key, method in (("GPU", "gpu_energy_per_token_j", row.get("gpu_method")),
+                                  ("host", "host_energy_per_token_j", row.get("host_energy_method"))):
+            value = first(row, key)
+            if value is not None:
+                parts.append(f"{name} {value * g_per_j:.3g} gCO2e ({value * 1e6 / 3.6e6:.3g} kWh; {method})")
+        print(f"  {label:{width}} " + ("; ".join(parts) or "no energy measured"))

@@ -59,9 +59,12 @@ def run(cfg: BenchConf) -> dict[str, Any]:
     if store.has(key):
         log.info("%s %s: already measured in %s (key %s), skipped", case.name, case.shape_fields(shape), store.root, key)
         return store.read(key)
-    measured = measure_on_device(lambda: case.build(shape, device, dtype, cfg.seed), setup_of(cfg, device))
+    measured = measure_on_device(lambda: case.build(shape, device, dtype, cfg.seed), setup_of(cfg, device),
+                                 graph_capturable=case.graph_capturable)
     row = point_row(ident, key, case, shape, dtype, measured, cfg.gpu.clocks)
     store.write(row)
-    log.info("%s %s: %.4g ms/call, %.4g mJ/token (%s), quality %s", case.name, case.shape_fields(shape),
-             row["time_per_call_s"] * 1e3, row["energy_per_token_j"] * 1e3, row["energy_method"], row["quality"])
+    log.info("%s %s: %.4g ms/call, measured %.4g mJ/token (%s), incl. modelled %.4g mJ/token (%s), quality %s",
+             case.name, case.shape_fields(shape), row["time_per_call_s"] * 1e3, row["measured_energy_per_token_j"] * 1e3,
+             row["measured_method"], row["energy_per_token_j_incl_model"] * 1e3, row["energy_incl_model_method"],
+             row["quality"])
     return row

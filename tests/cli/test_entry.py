@@ -2,6 +2,7 @@
 work, refusals one line and exit 3, and a user's case runs through measure, fit and report as a
 built-in one does."""
 import json
+import math
 import socket
 from pathlib import Path
 
@@ -83,13 +84,14 @@ def test_single_point_run_writes_one_labelled_row_with_the_case_traits(tmp_path)
     assert row["kernel"] == "decode.torch_paged" and row["batch_size"] == 3 and row["seq_len"] is None
     assert row["impl_family"] == "sdpa" and row["paged"] is True and row["offload_mode"] == "none"
     assert row["uses_triton"] is False and row["phase"] == "decode"
-    assert row["time_per_call_s"] > 0 and row["energy_per_token_j"] > 0
+    assert row["time_per_call_s"] > 0 and row["energy_per_token_j_incl_model"] > 0
+    assert row["measured_domains"] == "" and math.isnan(row["measured_energy_per_token_j"])  # the CPU model is no measurement
     assert row["clocks_mode"] == "observe" and len(json.loads(row["trials_updates"])) == 2
     for domain in row["energy_domains"].split("+"):
         method = row[f"{domain}_method"]
         assert method in ("nvml_counter", "nvml_power_integration", "rapl") or method.startswith("model:")
     assert row["env_torch_version"] and row["env_cpu_model"]
-    assert row["quality"] in ("ok", "noisy") and row["trials_discarded"] == 1 and row["throttled"] is False
+    assert row["quality"] in ("ok", "noisy") and row["trials_discarded"] == 0 and row["throttled"] is False
     table = pd.read_csv(tmp_path / "points.csv")
     assert len(table) == 1 and table.loc[0, "key"] == row["key"]
     assert "measured points" in ran.stdout

@@ -1,190 +1,162 @@
+"""The protocol against the NVML emulator, whose true energy per call is known exactly (real
+time, 10 ms counter periods and short windows: each point takes well under a second)."""
 import math
-import statistics
 
 import pytest
 
-from bench.measure.protocol import MeasurementError, Protocol, cv, measure_point, update_period_s
-from bench.measure.meters.base import Meter, Reading
+from bench.measure.emulator import Fault
+from bench.measure.meters.cpu_time_model import CorePower, CpuTimeModelMeter
+from bench.measure.point import cv
+from bench.measure.protocol import MeasurementError, Protocol, cool_down, measure_point
+from bench.measure.windows import WindowRunner
+from tests.fakes import FakeClock
+from tests.measure.emulated import PERIOD_S, fast, gpu, measure, rel_error
 
 
-class FakeMachine:
-    """A device whose time and energy advance only through the protocol's own calls: each kernel
-    call takes `call_s` at a busy power, sleeping and clock reads draw idle power."""
-
-    def __init__(self, idle_w=50.0, busy_w=(300.0,), call_s=0.01, tick_s=1e-5, slow_calls=0):
-        self.idle_w, self.busy_w, self.call_s, self.tick_s = idle_w, list(busy_w), call_s, tick_s
-        self.slow_calls = slow_calls  # the first calls take 3x as long, as while clocks ramp up
-        self.now_s = 0.0
-        self.energy_j = 0.0
-        self.window = 0  # meter starts so far: the idle window is 1, trial k is k + 1
-        self.calls = 0
-
-    def _advance(self, seconds, power_w):
-        self.now_s += seconds
-        self.energy_j += seconds * power_w
-
-    def clock(self):
-        self._advance(self.tick_s, self.idle_w)
-        return self.now_s
-
-    def sleep(self, seconds):
-        self._advance(seconds, self.idle_w)
-
-    def fn(self):
-        self.calls += 1
-        power = self.busy_w[min(max(self.window - 2, 0), len(self.busy_w) - 1)]
-        self._advance(self.call_s * (3 if self.calls <= self.slow_calls else 1), power)
+@pytest.mark.parametrize("mode", ["exact", "sliced"])
+def test_windows_on_update_edges_measure_the_true_energy(mode):
+    # 80 ms windows over a 10 ms counter: read at arbitrary instants, quantisation alone would
+    # be up to +-12% per window; between observed edges it vanishes.
+    device, _, meter = gpu(call_s=1e-3, counter_mode=mode)
+    result = measure(device, [meter])
+    assert abs(rel_error(result, device)) < 0.01
+    assert result.domains[0].energy_per_call_j_cv < 0.01
+    assert result.domains[0].updates_per_window_min >= 2
+    assert result.domains[0].idle_power_w == pytest.approx(60.0, rel=0.02)
+    assert result.quality == "ok"
 
 
-class FakeMeter(Meter):
-    domain, method = "fake", "fake_counter"
-
-    def __init__(self, machine, period_s=0.02):
-        self.m, self.period_s, self._t0, self._e0 = machine, period_s, None, None
-
-    def is_available(self):
-        return True
-
-    def poll(self):
-        return math.floor(self.m.now_s / self.period_s)  # the counter refreshes every period
-
-    def start(self):
-        self.m.window += 1
-        self._t0, self._e0 = self.m.now_s, self.m.energy_j
-
-    def stop(self):
-        return Reading(self.m.energy_j - self._e0, self.m.now_s - self._t0, self.domain, self.method)
+def test_short_calls_are_replayed_from_a_graph_not_timed_by_their_launches():
+    # 5 us calls with 8 us eager launches: an eager loop measures the launch rate, gaps included.
+    device, _, meter = gpu(call_s=5e-6, launch_s=8e-6)
+    graphed = measure(device, [meter])
+    assert graphed.launch.startswith("cuda_graph")
+    assert abs(rel_error(graphed, device)) < 0.01
+    assert graphed.time_per_call_s == pytest.approx(5e-6, rel=0.01)
+    device, _, meter = gpu(call_s=5e-6, launch_s=8e-6)
+    eager = measure(device, [meter], fast(trials=1), graph=False)
+    assert eager.launch == "eager" and eager.time_per_call_s > 1.3 * 5e-6
 
 
-def run(machine, meter, **protocol):
-    protocol = Protocol(**{"trials": 3, "min_window_s": 0.1, "warmup_s": 0.05, **protocol})
-    return measure_point(machine.fn, [meter], protocol, clock=machine.clock, sleep=machine.sleep)
+def test_one_trial_is_single_trial_never_ok():
+    device, _, meter = gpu()
+    result = measure(device, [meter], fast(trials=1))
+    assert result.quality == "single-trial"
+    assert math.isnan(result.time_per_call_s_cv)
 
 
-def test_update_period_is_measured_by_polling():
-    machine = FakeMachine()
-    period = update_period_s(FakeMeter(machine, period_s=0.02), machine.clock, samples=5, timeout_s=10)
-    assert period == pytest.approx(0.02, abs=2e-5)
+def test_an_nvml_error_mid_window_redoes_the_window():
+    device, nvml, meter = gpu(faults=(Fault("nvmlDeviceGetTotalEnergyConsumption", at_s=0.3, calls=1),))
+    result = measure(device, [meter])
+    assert any(r.startswith("fault") for r in result.rejections)
+    assert result.quality == "ok" and abs(rel_error(result, device)) < 0.01
 
 
-def test_meter_that_never_updates_is_an_error():
-    machine = FakeMachine()
-    meter = FakeMeter(machine)
-    meter.poll = lambda: 0.0
-    with pytest.raises(MeasurementError, match="changed 0 times"):
-        update_period_s(meter, machine.clock, samples=5, timeout_s=0.01)
+def test_an_nvml_error_that_persists_fails_the_point_with_one_line():
+    device, nvml, meter = gpu(faults=(Fault("nvmlDeviceGetTotalEnergyConsumption", at_s=0.25, calls=10**9),))
+    with pytest.raises(MeasurementError) as err:
+        measure(device, [meter], fast(max_retries=1))
+    assert "\n" not in str(err.value) and "NVMLError" in str(err.value)
 
 
-@pytest.mark.parametrize("min_window_s, period_s, expected_s", [(0.1, 0.02, 0.2), (0.5, 0.02, 0.5), (0.05, 0.1, 1.0)])
-def test_window_lasts_max_of_min_window_and_ten_update_periods(min_window_s, period_s, expected_s):
-    machine = FakeMachine()
-    result = run(machine, FakeMeter(machine, period_s=period_s), min_window_s=min_window_s)
-    assert result.window_s_target == pytest.approx(expected_s, rel=1e-3)
-    assert min(result.trials_calls) * machine.call_s >= expected_s  # no window ends early
-    assert result.window_s <= expected_s * 1.12  # nor runs much past its target
-    assert result.domains[0].update_period_s == pytest.approx(period_s, rel=1e-2)
+def test_a_counter_reset_mid_run_is_detected_and_never_stored():
+    device, nvml, meter = gpu(reset_at_s=0.35)
+    result = measure(device, [meter])
+    assert any("backwards" in r for r in result.rejections)
+    assert all(e > 0 for e in result.domains[0].trials_energy_per_call_j)
+    assert abs(rel_error(result, device)) < 0.01
 
 
-def test_idle_power_is_subtracted_for_dynamic_energy():
-    machine = FakeMachine(idle_w=50.0, busy_w=(300.0,), call_s=0.01)
-    result = run(machine, FakeMeter(machine))
-    d = result.domains[0]
-    assert d.idle_power_w == pytest.approx(50.0, rel=1e-6)
-    assert d.energy_per_call_j == pytest.approx(300.0 * 0.01, rel=1e-3)
-    assert d.dynamic_energy_per_call_j == pytest.approx(250.0 * 0.01, rel=1e-3)
-    assert d.power_w == pytest.approx(300.0, rel=1e-3)
-    assert result.time_per_call_s == pytest.approx(0.01, rel=2e-3)  # plus the fake clock's ticks
+def test_power_above_the_device_limit_is_redone_then_flagged_implausible():
+    device, nvml, meter = gpu(power_limit_w=150.0)  # busy power is 300 W
+    result = measure(device, [meter], fast(max_retries=1))
+    assert result.rejections and all(r == "implausible" for r in result.rejections)
+    assert "implausible" in result.quality
 
 
-def test_median_and_cv_across_trials_after_discarding_the_first():
-    machine = FakeMachine(busy_w=(900.0, 330.0, 270.0, 300.0))  # the first trial is discarded
-    result = run(machine, FakeMeter(machine), trials=3)
-    assert result.trials_discarded == 1
-    d = result.domains[0]
-    per_call = [3.3, 2.7, 3.0]
-    assert list(d.trials_energy_per_call_j) == pytest.approx(per_call, rel=1e-3)
-    assert d.energy_per_call_j == pytest.approx(3.0, rel=1e-3)
-    assert d.energy_per_call_j_cv == pytest.approx(statistics.stdev(per_call) / 3.0, rel=1e-2)
-    assert result.time_per_call_s_cv == pytest.approx(0.0, abs=1e-3)
+def test_window_length_comes_from_the_target_error():
+    device, _, meter = gpu()
+    result = measure(device, [meter], fast(target_rel_error=0.01, min_window_s=0.01))
+    # Half a 0.5 ms poll gap at each end, twice for margin, over a 1% target: 0.1 s.
+    assert result.window_s_target == pytest.approx(2 * 0.0005 / 0.01)
+    assert result.window_s >= result.window_s_target
+    assert result.domains[0].rel_error_max <= 0.01
 
 
-def test_warmup_happens_before_any_window():
-    machine = FakeMachine()
-    meter = FakeMeter(machine)
+def test_trials_start_at_phases_spread_over_the_update_period(monkeypatch):
     starts = []
-    original = meter.start
-    meter.start = lambda: (starts.append(machine.calls), original())[1]
-    run(machine, meter, warmup_s=0.05)
-    assert starts[0] >= 5  # 0.05 s of calls at 0.01 s each ran before the first window opened
+    real_run = WindowRunner.run
+
+    def run(self, step, lead_s, target_s, timeout_s):
+        starts.append(self.clock())
+        return real_run(self, step, lead_s, target_s, timeout_s)
+
+    monkeypatch.setattr(WindowRunner, "run", run)
+    device, nvml, meter = gpu()
+    measure(device, [meter], fast(trials=4))
+    phases = sorted(((t - nvml.edge_s(0)) % PERIOD_S) / PERIOD_S for t in starts)
+    assert phases[-1] - phases[0] > 0.4  # spread, not all at one phase after an edge
 
 
-def test_single_trial_has_no_cv():
-    machine = FakeMachine()
-    result = run(machine, FakeMeter(machine), trials=1)
-    assert math.isnan(result.domains[0].energy_per_call_j_cv)
+def test_a_counter_that_stops_updating_is_an_error_before_any_window():
+    device, _, meter = gpu()
+    meter.poll = lambda: 5.0
+    with pytest.raises(MeasurementError, match="changed 0 times"):
+        measure(device, [meter], fast(period_timeout_s=0.1))
+
+
+def test_measured_and_modelled_domains_stay_apart():
+    from bench.measure.row import energy_columns
+
+    device, _, meter = gpu()
+    host = CpuTimeModelMeter(CorePower(4.0, "test"))
+    result = measure(device, [meter, host])
+    row = energy_columns(result, tokens=2)
+    gpu_trials, cpu_trials = (d.trials_energy_per_call_j for d in result.domains)
+    assert row["measured_domains"] == "gpu" and row["measured_method"] == "gpu=nvml_counter"
+    assert row["measured_energy_per_call_j"] == pytest.approx(result.domains[0].energy_per_call_j)
+    both = [g + c for g, c in zip(gpu_trials, cpu_trials)]
+    assert row["energy_per_call_j_incl_model_cv"] == pytest.approx(cv(both))  # CV of the same per-trial sums
+    assert row["energy_per_token_j_incl_model"] == pytest.approx(sum(both) / len(both) / 2)  # median of two
+    assert "model:" in row["energy_incl_model_method"] and "model:" in row["host_energy_method"]
+    assert "energy_per_call_j" not in row  # no unlabelled total of measured and modelled
+
+
+def test_a_continuous_meter_alone_is_read_at_chunk_boundaries():
+    meter = CpuTimeModelMeter(CorePower(4.0, "test"))
+
+    def busy():
+        x = 0
+        for i in range(2000):
+            x += i
+
+    result = measure_point(busy, [meter], fast(), calibration_s=0.005)
+    d = result.domains[0]
+    assert d.idle_power_w < 1.0  # the idle phase sleeps: almost no CPU time
+    assert 0 < d.power_w <= 4.0 * 1.05  # one busy thread at 4 W per core
+    assert d.updates_per_window_min == 1 and d.rel_error_max == 0.0
+
+
+def test_cv_is_of_the_absolute_mean():
+    assert cv([-1.0, -1.1, -0.9]) == pytest.approx(cv([1.0, 1.1, 0.9]))
+    assert cv([-1.0, -1.1, -0.9]) > 0
     assert math.isnan(cv([1.0]))
 
 
-def test_window_edges_are_synchronised():
-    machine = FakeMachine()
-    events = []
-    meter = FakeMeter(machine)
-    start, stop = meter.start, meter.stop
-    meter.start = lambda: (events.append("start"), start())[1]
-    meter.stop = lambda: (events.append("stop"), stop())[1]
-    protocol = Protocol(trials=2, min_window_s=0.1, warmup_s=0.0)
-    measure_point(machine.fn, [meter], protocol, sync=lambda: events.append("sync"), clock=machine.clock, sleep=machine.sleep)
-    for i, event in enumerate(events):
-        if event == "start":
-            assert events[i - 1] == "sync"
-        if event == "stop":
-            assert events[i - 1] in ("sync", "stop")
-
-
-def test_windows_reach_their_target_when_calls_speed_up_after_calibration():
-    machine = FakeMachine(call_s=0.01, slow_calls=6)  # calibration sees only slow calls
-    result = run(machine, FakeMeter(machine, period_s=0.02), warmup_s=0.0, min_window_s=0.2)
-    assert result.window_s_target == pytest.approx(0.2, rel=1e-3)
-    assert all(t * n >= 0.2 for t, n in zip(result.trials_time_per_call_s, result.trials_calls))
-    assert result.time_per_call_s == pytest.approx(0.01, rel=2e-3)  # plus the fake clock's ticks
-
-
-def test_quality_is_ok_for_steady_windows_and_noisy_above_the_cv_threshold():
-    steady = FakeMachine(busy_w=(300.0,))
-    assert run(steady, FakeMeter(steady)).quality == "ok"
-    noisy = FakeMachine(busy_w=(300.0, 330.0, 270.0, 300.0))
-    assert run(noisy, FakeMeter(noisy), cv_threshold=0.02).quality == "noisy"
-    tolerant = FakeMachine(busy_w=(300.0, 330.0, 270.0, 300.0))
-    assert run(tolerant, FakeMeter(tolerant), cv_threshold=0.5).quality == "ok"
-
-
-def test_trials_start_at_offsets_spread_over_one_update_period():
-    machine = FakeMachine()
-    sleeps = []
-    sleep = machine.sleep
-    machine.sleep = lambda s: (sleeps.append(s), sleep(s))[1]
-    run(machine, FakeMeter(machine, period_s=0.02), trials=3, min_window_s=0.1)
-    offsets = sleeps[1:]  # the first sleep is the idle window
-    assert offsets == pytest.approx([0.0, 0.005, 0.010, 0.015], abs=1e-4)
-
-
-def test_preheat_runs_until_power_is_steady():
-    machine = FakeMachine(busy_w=(200.0, 260.0, 290.0, 300.0))  # power settles as the part warms
-    result = run(machine, FakeMeter(machine), thermal="preheat", discard_first=False)
-    assert result.preheat_s > 0
-    assert list(result.domains[0].trials_energy_per_call_j) == pytest.approx([3.0] * 3, rel=1e-3)
-
-
 def test_cooldown_waits_for_the_temperature():
-    machine = FakeMachine()
+    clock = FakeClock()
     seen = []
 
     def temperature():
-        seen.append(80.0 - machine.now_s * 10.0)  # cools by 10 C per second
+        seen.append(80.0 - clock.now_s * 10.0)  # cools by 10 C per second
         return seen[-1]
 
-    result = measure_point(machine.fn, [FakeMeter(machine)], Protocol(trials=1, min_window_s=0.1, thermal="cooldown",
-                           cooldown_temp_c=50.0, cooldown_s=60.0), clock=machine.clock, sleep=machine.sleep,
-                           temperature_c=temperature)
+    waited = cool_down(Protocol(cooldown_temp_c=50.0, cooldown_s=60.0), clock, clock.advance, temperature)
     assert seen[0] > 50.0 and 47.5 <= seen[-1] <= 50.0  # stopped at the first look at or below 50 C
-    assert result.cooldown_s > 2.0
+    assert waited == pytest.approx(3.0, abs=0.3)
+
+
+def test_preheat_runs_windows_until_power_is_steady():
+    device, _, meter = gpu()
+    result = measure(device, [meter], fast(thermal="preheat", preheat_max_s=1.0))
+    assert 0 < result.preheat_s < 1.5

@@ -18,6 +18,9 @@ class Reading:
     duration_s: float
     domain: str
     method: str
+    continuous: bool = False  # exact whenever read (process CPU time), not updated at edges
+    cumulative: bool = True  # poll() is a running energy total (False: an instant power)
+    max_power_w: float | None = None  # the most the domain can draw, where known (a power limit)
 
     @property
     def power_w(self) -> float:

@@ -134,6 +134,7 @@ class CpuTimeModelMeter(Meter):
 
     domain = "cpu"
     method = "model:process_cpu_time_x_tdp_per_core"
+    continuous = True
 
     def __init__(self, power: CorePower, cpu_time: Callable[[], float] = time.process_time,
                  clock: Callable[[], float] = time.perf_counter):

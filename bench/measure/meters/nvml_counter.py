@@ -7,7 +7,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from bench.measure.meters.base import Meter, Reading
-from bench.measure.meters.nvml import MJ_PER_J
+from bench.measure.meters.nvml import MJ_PER_J, MW_PER_W
 
 
 class NvmlEnergyMeter(Meter):
@@ -26,6 +26,14 @@ class NvmlEnergyMeter(Meter):
         except self._nvml.NVMLError:
             name = "unknown"
         return f"nvmlDeviceGetTotalEnergyConsumption on {name}"
+
+    @property
+    def max_power_w(self) -> float | None:
+        """The enforced power limit: a window averaging more than this is implausible."""
+        try:
+            return self._nvml.nvmlDeviceGetEnforcedPowerLimit(self._handle) / MW_PER_W
+        except (self._nvml.NVMLError, AttributeError):
+            return None
 
     def _counter_j(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / MJ_PER_J

@@ -16,6 +16,7 @@ class NvmlPowerMeter(Meter):
     """Trapezoidal integral of NVML power samples taken by a background thread (fallback only)."""
 
     method = "nvml_power_integration"
+    cumulative = False  # poll() is power: the protocol starts and stops it at window boundaries
 
     def __init__(self, nvml: ModuleType, handle: Any, domain: str = "gpu", interval_s: float = 0.005,
                  clock: Callable[[], float] = time.perf_counter):

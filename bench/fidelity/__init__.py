@@ -1,0 +1,1 @@
+"""Energy-protocol fidelity on the NVML emulator (`python -m bench.fidelity --out DIR`)."""

@@ -1,0 +1,211 @@
+"""The pynvml calls the harness makes, answered from an `EmulatedDevice`.
+
+The total-energy counter (mJ, an integer, as NVML gives it) changes only at update edges, every
+`period_s` from a phase of its own; the value published at an edge covers energy up to
+`lag_s` before it. Counter modes:
+- `exact`: each update adds the true energy since the previous one;
+- `sliced`: each update adds the average power over the last `slice_s` of its period times the
+  period, i.e. it senses only a slice of each period (25 ms of 100 ms on A100/H100 per Yang et
+  al., SC24), exact only while power is steady.
+Instant power (`nvmlDeviceGetPowerUsage`, field `NVML_FI_DEV_POWER_INSTANT`) is the average over
+what the last update sensed. Faults are injected per function (`Fault`), and the counter can be
+reset mid-run (`reset_at_s`), as a driver reload does.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from bench.measure.emulator.device import EmulatedDevice
+
+COUNTER_MODES = ("exact", "sliced")
+MJ_PER_J = 1000.0
+
+
+class NVMLError(Exception):
+    def __init__(self, value: str = "Unknown Error"):
+        super().__init__(value)
+        self.value = value
+
+
+class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's name
+    pass
+
+
+class NVMLError_NoPermission(NVMLError):  # noqa: N801 - pynvml's name
+    pass
+
+
+@dataclass
+class Fault:
+    """`function` raises NVMLError on its first `calls` calls made `at_s` or more seconds after the
+    emulator started."""
+
+    function: str
+    at_s: float = 0.0
+    calls: int = 1
+    message: str = "Unknown Error"
+
+
+class _Value:
+    def __init__(self, ui: int):
+        self.uiVal = ui
+
+
+class _FieldValue:
+    def __init__(self, ret: int, ui: int):
+        self.nvmlReturn, self.value = ret, _Value(ui)
+
+
+class _Util:
+    def __init__(self, gpu: int):
+        self.gpu, self.memory = gpu, 0
+
+
+class EmulatedNvml:
+    """A pynvml-shaped object over one emulated GPU (index 0)."""
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_NoPermission = NVMLError_NoPermission
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU, NVML_FI_DEV_POWER_INSTANT = 1, 2, 0, 186
+    NVML_SUCCESS = 0
+    UUID = "GPU-emulated-0000"
+
+    def __init__(self, device: EmulatedDevice, period_s: float = 0.1, counter_mode: str = "exact",
+                 lag_s: float = 0.0, slice_s: float | None = None, phase_s: float = 0.0,
+                 power_limit_w: float = 700.0, base_mj: int = 123_456_789, faults: tuple[Fault, ...] = (),
+                 reset_at_s: float | None = None, name: str = "Emulated GPU", sm_mhz: int = 1980,
+                 mem_mhz: int = 2619, temp_c: float = 40.0, reasons: int = 0):
+        if counter_mode not in COUNTER_MODES:
+            raise ValueError(f"counter_mode must be one of {COUNTER_MODES}, got {counter_mode!r}")
+        if not period_s > 0 or lag_s < 0:
+            raise ValueError("period_s must be > 0 and lag_s >= 0")
+        self.device, self.period_s, self.counter_mode, self.lag_s = device, period_s, counter_mode, lag_s
+        self.slice_s = period_s / 4 if slice_s is None else slice_s
+        if not 0 < self.slice_s <= period_s:
+            raise ValueError("slice_s must be in (0, period_s]")
+        self.power_limit_w, self.name, self.sm_mhz, self.mem_mhz = power_limit_w, name, sm_mhz, mem_mhz
+        self.temp_c, self.reasons = temp_c, reasons
+        self.faults = [Fault(**vars(f)) for f in faults]  # copies: their call budgets are spent
+        self.reset_at_s = reset_at_s
+        self._t0 = device.start_s
+        self._first_edge_s = self._t0 + phase_s % period_s
+        self._base_j = base_mj / MJ_PER_J
+        self._edges = 0  # edges folded into _counter_j
+        self._counter_j = 0.0
+        self._last_sensed_w = device.model.idle_w
+        self._reset_offset_j: float | None = None
+        self._lock = threading.Lock()
+        self.calls: dict[str, int] = {}
+
+    # -- the counter ----------------------------------------------------------------------
+    def edge_s(self, k: int) -> float:
+        return self._first_edge_s + k * self.period_s
+
+    def _sensed(self, k: int) -> tuple[float, float]:
+        """(energy added, average power sensed) at edge k."""
+        end = self.edge_s(k) - self.lag_s
+        if self.counter_mode == "exact":
+            energy = self.device.energy_j(end) - self.device.energy_j(end - self.period_s)
+            return energy, energy / self.period_s
+        power = (self.device.energy_j(end) - self.device.energy_j(end - self.slice_s)) / self.slice_s
+        return power * self.period_s, power
+
+    def _advance(self, now: float) -> None:
+        last = math.floor((now - self._first_edge_s) / self.period_s)
+        while self._edges <= last:
+            added, self._last_sensed_w = self._sensed(self._edges)
+            self._counter_j += added
+            self._edges += 1
+
+    def true_counter_j(self, now: float) -> float:
+        with self._lock:
+            self._advance(now)
+            value = self._base_j + self._counter_j
+            if self.reset_at_s is not None and now >= self._t0 + self.reset_at_s:
+                if self._reset_offset_j is None:
+                    self._reset_offset_j = value  # the counter restarts from zero
+                value -= self._reset_offset_j
+            return value
+
+    def _fault(self, function: str) -> None:
+        self.calls[function] = self.calls.get(function, 0) + 1
+        elapsed = self.device.clock() - self._t0
+        for f in self.faults:
+            if f.function == function and f.calls > 0 and elapsed >= f.at_s:
+                f.calls -= 1
+                raise NVMLError(f.message)
+
+    # -- pynvml ---------------------------------------------------------------------------
+    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names below
+        self._fault("nvmlInit")
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
+        self._fault("nvmlDeviceGetHandleByIndex")
+        if index != 0:
+            raise NVMLError("Invalid Argument")
+        return ("emulated", 0)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> Any:
+        if uuid != self.UUID:
+            raise NVMLError("Not Found")
+        return ("emulated", 0)
+
+    def nvmlDeviceGetName(self, handle: Any) -> str:
+        return self.name
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        return self.UUID
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "emulated"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        self._fault("nvmlDeviceGetTotalEnergyConsumption")
+        return int(self.true_counter_j(self.device.clock()) * MJ_PER_J)
+
+    def _sensed_power_w(self) -> float:
+        with self._lock:
+            self._advance(self.device.clock())
+            return self._last_sensed_w
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        self._fault("nvmlDeviceGetPowerUsage")
+        return int(self._sensed_power_w() * 1000)
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, fields: list[int]) -> list[_FieldValue]:
+        self._fault("nvmlDeviceGetFieldValues")
+        return [_FieldValue(0, int(self._sensed_power_w() * 1000)) if f == self.NVML_FI_DEV_POWER_INSTANT
+                else _FieldValue(1, 0) for f in fields]
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
+        return int(self.power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: Any) -> int:
+        return int(self.power_limit_w * 1000)
+
+    def nvmlDeviceGetClockInfo(self, handle: Any, which: int) -> int:
+        self._fault("nvmlDeviceGetClockInfo")
+        return self.sm_mhz if which == self.NVML_CLOCK_SM else self.mem_mhz
+
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+        return int(self.temp_c)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
+        return self.reasons
+
+    def nvmlDeviceGetUtilizationRates(self, handle: Any) -> _Util:
+        recent = self.device.last_busy_s() > self.device.clock() - 1 / 6
+        return _Util(100 if recent else 0)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list:
+        return []

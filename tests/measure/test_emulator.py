@@ -1,0 +1,67 @@
+"""The NVML emulator itself: exact true energy, both counter modes, faults (on a fake clock)."""
+import pytest
+
+from bench.measure.emulator import EmulatedDevice, EmulatedNvml, Fault, PowerModel, PowerTimeline
+from tests.fakes import FakeClock
+
+
+def test_power_ramps_linearly_and_its_integral_is_exact():
+    line = PowerTimeline(PowerModel(idle_w=100.0, busy_w=300.0, ramp_s=0.1), t0_s=0.0)
+    line.switch(1.0, busy=True)
+    assert line.power_w(1.05) == pytest.approx(200.0)  # half way up the ramp
+    # 1 s idle (100 J) + ramp 0.1 s at 200 W mean (20 J) + 0.9 s busy (270 J)
+    assert line.energy_j(2.0) == pytest.approx(390.0)
+    line.switch(2.0, busy=False)
+    line.switch(2.05, busy=True)  # 50 ms down the ramp (to 200 W), then back up
+    assert line.power_w(2.05) == pytest.approx(200.0)
+    assert line.energy_j(2.05) - line.energy_j(2.0) == pytest.approx(0.05 * 250.0)
+
+
+def emulated(mode: str, **kw):
+    clock = FakeClock()
+    device = EmulatedDevice(0.01, PowerModel(50.0, 250.0, 0.0), clock=clock, sleep=clock.advance)
+    return clock, device, EmulatedNvml(device, period_s=0.1, counter_mode=mode, base_mj=0, **kw)
+
+
+def test_exact_counter_publishes_true_energy_up_to_the_last_edge_minus_its_lag():
+    clock, device, nvml = emulated("exact", lag_s=0.02)
+    h = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(0.05)
+    device.replay(50)  # busy 0.5 s from t=0.05
+    clock.advance(0.1)
+    first = nvml.nvmlDeviceGetTotalEnergyConsumption(h)  # edge at 0.1: energy up to 0.08 s
+    clock.advance(0.2)
+    # The edge at 0.3 covers energy up to 0.28 s: 0.2 s busy more.
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) - first == pytest.approx(250.0 * 0.2 * 1000, abs=1)
+    clock.advance(0.04)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) - first == pytest.approx(250.0 * 0.2 * 1000, abs=1)  # no edge yet
+    assert device.energy_j(0.08) == pytest.approx(50.0 * 0.05 + 250.0 * 0.03)
+
+
+def test_sliced_counter_is_exact_for_steady_power_and_blind_outside_its_slice():
+    clock, device, nvml = emulated("sliced")
+    h = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(0.1)
+    start = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
+    device.replay(10)  # busy from 0.1 to 0.2 s, then idle: steady over the whole period
+    clock.advance(0.1)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) - start == pytest.approx(250.0 * 0.1 * 1000, abs=1)
+    device.replay(5)  # busy 0.2-0.25 s: outside the sensed slice (0.275-0.3 s) of that period
+    clock.advance(0.1)
+    added = nvml.nvmlDeviceGetTotalEnergyConsumption(h) - start - 25_000
+    assert added == pytest.approx(50.0 * 0.1 * 1000, abs=1)  # the counter saw idle only
+    assert device.energy_j(0.3) - device.energy_j(0.2) == pytest.approx(250 * 0.05 + 50 * 0.05)
+
+
+def test_faults_are_raised_on_schedule_and_a_reset_sends_the_counter_back():
+    clock, device, nvml = emulated("exact", faults=(Fault("nvmlDeviceGetTotalEnergyConsumption", at_s=0.5, calls=2),),
+                                   reset_at_s=1.0)
+    h = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(0.9)
+    for _ in range(2):
+        with pytest.raises(nvml.NVMLError):
+            nvml.nvmlDeviceGetTotalEnergyConsumption(h)
+    high = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
+    clock.advance(0.2)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) < high
+    assert nvml.nvmlDeviceGetEnforcedPowerLimit(h) == 700_000
