@@ -55,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fidelity: interrupted, nothing written", file=sys.stderr)
         return 130
-    env = {"python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
-           "emulator": "bench.measure.emulator (real time)"}
+    import datetime
+    import os
+
+    env = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+           "emulator": "bench.measure.emulator, in real time on this host"}
     for path in report.write(rows, args.out, settings(grid), env):
         print(f"wrote {path}")
     return 0

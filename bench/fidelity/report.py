@@ -40,6 +40,10 @@ def markdown(frame: pd.DataFrame, settings: dict[str, Any], environment: dict[st
         "`window` is a Zeus-style window read at unaligned edges (eager launches, one "
         f"{settings['baseline_window_s']:g} s window, median of {settings['baseline_repeats']}); "
         "`power_integration` integrates NVML power sampled every 5 ms over the same kind of window.",
+        "Both launch eagerly, so at short calls they measure the launch rate, idle gaps included. Their "
+        "1 s window spans whole counter periods, so the quantisation at its two ends mostly cancels; what "
+        "remains is the window's overshoot past 1 s (windows of other lengths err by up to one period over "
+        "the window).",
         "Truth is the emulated device's busy power x call duration (energy per call in steady state).",
         "",
         "## Relative error of energy per call, by protocol (%)",

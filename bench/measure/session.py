@@ -157,7 +157,8 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, g
                                        temperature_c=telemetry.temperature_c if telemetry else None,
                                        graph=cuda_graph_builder(fn) if cuda and graph_capturable else None,
                                        mark=cuda_event_mark if cuda else None,
-                                       wait=(lambda event: event.synchronize()) if cuda else None)
+                                       wait=(lambda event: event.synchronize()) if cuda else None,
+                                       cv_threshold=None if cuda else protocol.cpu_cv_threshold)
                 span_readings = [m.stop() for m in span.meters] if span else []
     finally:
         meters.close()

@@ -1,20 +1,35 @@
 """The NVML emulator itself: exact true energy, both counter modes, faults (on a fake clock)."""
+import math
+
 import pytest
 
 from bench.measure.emulator import EmulatedDevice, EmulatedNvml, Fault, PowerModel, PowerTimeline
 from tests.fakes import FakeClock
 
 
-def test_power_ramps_linearly_and_its_integral_is_exact():
-    line = PowerTimeline(PowerModel(idle_w=100.0, busy_w=300.0, ramp_s=0.1), t0_s=0.0)
+def test_power_relaxes_towards_the_state_and_its_integral_is_exact():
+    tau = 0.1
+    line = PowerTimeline(PowerModel(idle_w=100.0, busy_w=300.0, ramp_s=tau), t0_s=0.0)
     line.switch(1.0, busy=True)
-    assert line.power_w(1.05) == pytest.approx(200.0)  # half way up the ramp
-    # 1 s idle (100 J) + ramp 0.1 s at 200 W mean (20 J) + 0.9 s busy (270 J)
-    assert line.energy_j(2.0) == pytest.approx(390.0)
+    assert line.power_w(1.0 + tau) == pytest.approx(300.0 - 200.0 * math.exp(-1))
+    # 1 s idle (100 J), then 1 s relaxing towards 300 W: 300 J less the lag's 200 W x tau
+    assert line.energy_j(2.0) == pytest.approx(100.0 + 300.0 - 200.0 * tau * (1 - math.exp(-10)))
     line.switch(2.0, busy=False)
-    line.switch(2.05, busy=True)  # 50 ms down the ramp (to 200 W), then back up
-    assert line.power_w(2.05) == pytest.approx(200.0)
-    assert line.energy_j(2.05) - line.energy_j(2.0) == pytest.approx(0.05 * 250.0)
+    line.switch(2.05, busy=True)  # half a time constant down, then back up
+    p_end = 100.0 + (line.power_w(2.0) - 100.0) * math.exp(-0.5)
+    assert line.power_w(2.05) == pytest.approx(p_end)
+    assert line.energy_j(2.05) - line.energy_j(2.0) == pytest.approx(
+        100.0 * 0.05 + (line.power_w(2.0) - 100.0) * tau * (1 - math.exp(-0.5)))
+
+
+def test_a_device_busy_part_of_the_time_settles_between_idle_and_busy_power():
+    line = PowerTimeline(PowerModel(idle_w=100.0, busy_w=300.0, ramp_s=0.01), t0_s=0.0)
+    t = 0.0
+    for _ in range(20000):  # 40% busy in 5 us slots, for 0.1 s (ten time constants)
+        line.switch(t, busy=True)
+        line.switch(t + 2e-6, busy=False)
+        t += 5e-6
+    assert line.power_w(t) == pytest.approx(180.0, rel=0.01)
 
 
 def emulated(mode: str, **kw):

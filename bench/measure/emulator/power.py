@@ -1,10 +1,11 @@
 """True power of an emulated device over time, and its exact integral.
 
-Power slews linearly between idle and busy at `(busy_w - idle_w) / ramp_s` watts per second
-(real GPUs take tens of milliseconds to ramp), so a gap of a few microseconds between calls barely
-moves it while a long idle spell brings it down to idle. The timeline is a list of phases, each
-heading from the power it began at towards a target; energy up to any instant is the sum of the
-finished phases plus a closed-form part of the current one.
+Power follows the device's state (busy or idle) through a first-order lag with time constant
+`ramp_s` (real GPUs take tens of milliseconds to ramp): a gap of a few microseconds between calls
+barely moves it, a device busy a fraction d of the time with short gaps settles near
+`idle + d x (busy - idle)`, and a long idle spell brings it down to idle. The timeline is a list
+of phases, each relaxing from the power it began at towards a target; energy up to any instant
+is the sum of the finished phases plus a closed-form part of the current one.
 """
 from __future__ import annotations
 
@@ -17,27 +18,22 @@ from dataclasses import dataclass
 class PowerModel:
     idle_w: float = 60.0
     busy_w: float = 400.0
-    ramp_s: float = 0.03  # idle -> busy (and back) takes this long
+    ramp_s: float = 0.03  # time constant of the approach to busy (or idle) power
 
     def __post_init__(self) -> None:
         if not (0 <= self.idle_w <= self.busy_w) or not self.ramp_s >= 0:
             raise ValueError(f"need 0 <= idle_w <= busy_w and ramp_s >= 0, got {self}")
 
-    @property
-    def slew_w_per_s(self) -> float:
-        return (self.busy_w - self.idle_w) / self.ramp_s if self.ramp_s > 0 else math.inf
 
-
-def _phase(p0_w: float, target_w: float, slew: float, duration_s: float) -> tuple[float, float]:
-    """(energy J, power at the end W) of `duration_s` heading from `p0_w` towards `target_w`."""
+def _phase(p0_w: float, target_w: float, tau_s: float, duration_s: float) -> tuple[float, float]:
+    """(energy J, power at the end W) of `duration_s` relaxing from `p0_w` towards `target_w`."""
     if duration_s <= 0:
         return 0.0, p0_w
-    gap = target_w - p0_w
-    reach_s = abs(gap) / slew if slew != math.inf else 0.0
-    if duration_s <= reach_s:
-        p1 = p0_w + math.copysign(slew * duration_s, gap)
-        return (p0_w + p1) / 2 * duration_s, p1
-    return (p0_w + target_w) / 2 * reach_s + target_w * (duration_s - reach_s), target_w
+    if tau_s <= 0:
+        return target_w * duration_s, target_w
+    decay = math.exp(-duration_s / tau_s)
+    energy = target_w * duration_s + (p0_w - target_w) * tau_s * (1 - decay)
+    return energy, target_w + (p0_w - target_w) * decay
 
 
 class PowerTimeline:
@@ -65,7 +61,7 @@ class PowerTimeline:
             return
         if t_s < self._starts[-1]:
             raise ValueError(f"switch at {t_s} before the last one at {self._starts[-1]}")
-        energy, p1 = _phase(self._p0[-1], self._target[-1], self.model.slew_w_per_s, t_s - self._starts[-1])
+        energy, p1 = _phase(self._p0[-1], self._target[-1], self.model.ramp_s, t_s - self._starts[-1])
         self._starts.append(t_s)
         self._p0.append(p1)
         self._target.append(target)
@@ -75,7 +71,7 @@ class PowerTimeline:
         if t_s < self._starts[0]:  # before the timeline: the device idled
             return self.model.idle_w * (t_s - self._starts[0]), self.model.idle_w
         i = max(0, bisect.bisect_right(self._starts, t_s) - 1)
-        energy, power = _phase(self._p0[i], self._target[i], self.model.slew_w_per_s, t_s - self._starts[i])
+        energy, power = _phase(self._p0[i], self._target[i], self.model.ramp_s, t_s - self._starts[i])
         return self._energy[i] + energy, power
 
     def energy_j(self, t_s: float) -> float:
