@@ -51,12 +51,12 @@ def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
 def test_default_main_job_measures_prefill_and_decode(tmp_path):
     out = bench(f"results_dir={tmp_path}")
     table = pd.read_csv(tmp_path / "points.csv")
-    assert set(table["phase"]) == {"prefill", "decode"} and len(table) == 6
+    assert set(table["phase"]) == {"prefill", "decode"} and len(table) == 8
     assert (table["energy_per_token_j_incl_model"] > 0).all()
     assert "mJ/token" in out.stdout
     # The closing carbon estimate names each point fully (two points never share a label).
-    assert re.search(r"^  decode\.torch B=16 L=1024 +[0-9.e+-]+ gCO2e \(", out.stdout, re.M)
-    assert re.search(r"^  prefill\.torch B=1 N=256 +[0-9.e+-]+ gCO2e \(", out.stdout, re.M)
+    assert re.search(r"^  decode\.torch B=16 L=1024 +host [0-9.e+-]+ gCO2e \(.*model:", out.stdout, re.M)
+    assert re.search(r"^  prefill\.torch B=1 N=256 +host [0-9.e+-]+ gCO2e \(", out.stdout, re.M)
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])

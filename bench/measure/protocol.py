@@ -72,15 +72,16 @@ class Protocol:
     period_timeout_s: float = 5.0
     lead_in_s: float = 0.1  # kernel runs this long (at least one update period) before a window's first edge
     target_rel_error: float = 0.005  # bound on edge-timing error per window; sizes windows
-    discard_first: bool = False  # the lead-in already absorbs the step from idle
+    discard_first: bool = True  # the first trial absorbs what a lead-in cannot (allocator, page faults after idle)
     phase_shift: bool = True  # trials start at offsets spread over one update period after an edge
     min_updates: int = 2  # update intervals a window spans at least (sizing and rejection)
     max_retries: int = 2
     cv_threshold: float = 0.02  # above it (time or energy CV across trials) a point is flagged noisy
-    # Points on device=cpu: the kernel shares the host's cores with the OS, this harness and any
-    # other tenant, so its time (and the CPU-time model's energy) varies 0.5-4% between windows on
-    # a 2-core VM however the windows are cut; 5% flags what goes beyond that (README, protocol).
-    cpu_cv_threshold: float = 0.05
+    # Points on device=cpu: the kernel shares the host's cores, caches and memory bus with the OS,
+    # this harness and the VM's neighbours, so its time (and the CPU-time model's energy with it)
+    # varies between windows however they are cut: on the 2-core CI-like VM the CV across trials
+    # had a median of about 5% and a 80th percentile of about 10% (README, protocol).
+    cpu_cv_threshold: float = 0.10
     plausible_tolerance: float = 0.1  # window power below idle x (1 - this) or above limit x (1 + this)
     graph: bool = True  # replay short calls from a CUDA graph where the case allows it
     thermal: str = "none"  # none | preheat (run until power is steady) | cooldown (idle until cool)

@@ -91,7 +91,7 @@ def test_single_point_run_writes_one_labelled_row_with_the_case_traits(tmp_path)
         method = row[f"{domain}_method"]
         assert method in ("nvml_counter", "nvml_power_integration", "rapl") or method.startswith("model:")
     assert row["env_torch_version"] and row["env_cpu_model"]
-    assert row["quality"] in ("ok", "noisy") and row["trials_discarded"] == 0 and row["throttled"] is False
+    assert row["quality"] in ("ok", "noisy") and row["trials_discarded"] == 1 and row["throttled"] is False
     table = pd.read_csv(tmp_path / "points.csv")
     assert len(table) == 1 and table.loc[0, "key"] == row["key"]
     assert "measured points" in ran.stdout
@@ -103,7 +103,7 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     # about the path a user's case takes, not about fidelity.
     ran = run_cli("-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
                   "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
-                  "measure.cv_threshold=1.0", f"results_dir={results}")
+                  "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0", f"results_dir={results}")
     assert ran.code == 0, ran.stderr[-2000:]
     table = pd.read_csv(results / "points.csv")
     assert len(table) == 3 and set(table["kernel"]) == {"decode.naive_einsum"}
@@ -117,7 +117,7 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     # A second run of the same sweep measures nothing again (the target is part of the key).
     again = run_cli("-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
                     "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
-                    "measure.cv_threshold=1.0", f"results_dir={results}")
+                    "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0", f"results_dir={results}")
     assert (again.stdout + again.stderr).count("already measured") == 3
     rep = run_cli("task=report", f"results={results}", "hardware=users-case", f"report_dir={tmp_path / 'rep'}",
                   f"results_dir={results}")

@@ -29,7 +29,7 @@ def test_a_callable_is_measured_with_its_method_and_quality(tmp_path):
     assert cpu.energy_per_token_j == pytest.approx(cpu.energy_per_call_j / 96)
     assert point.quality in ("ok", "noisy")  # the same flag as a stored point
     assert point.columns["energy_method"] == f"cpu={cpu.method}"  # the columns a stored point has
-    assert point.columns["trials_discarded"] == 0  # the lead-in of each window absorbs the step from idle
+    assert point.columns["trials_discarded"] == 1  # measure.discard_first: the first trial absorbs what a lead-in cannot
 
 
 def test_unknown_protocol_settings_and_bad_arguments_are_refused():
@@ -43,3 +43,14 @@ def test_unknown_protocol_settings_and_bad_arguments_are_refused():
         bench.measure_callable(lambda: None, device="cpu", tokens=0)
     with pytest.raises(ValueError, match="device"):
         bench.measure_callable(lambda: None, device="tpu")
+
+
+def test_points_on_the_host_cpu_are_judged_by_the_cpu_threshold(tmp_path):
+    from bench.measure.lock import LockConf
+
+    a = torch.randn(64, 64)
+    kw = dict(device="cpu", meter=MeterConf(host="model"), lock=LockConf(dir=str(tmp_path / "locks")), trials=2,
+              min_window_s=0.03, warmup_s=0.0, discard_first=False)
+    strict = bench.measure_callable(lambda: a @ a, cv_threshold=10.0, cpu_cv_threshold=1e-12, **kw)
+    lax = bench.measure_callable(lambda: a @ a, cv_threshold=1e-12, cpu_cv_threshold=10.0, **kw)
+    assert "noisy" in strict.quality and "noisy" not in lax.quality
