@@ -5,22 +5,31 @@ already counts. We sum the package zones (domain `cpu_package`) and, separately,
 zones (domain `dram`, not part of the package counter); core/uncore sub-zones and `psys` (the
 whole platform, overlapping both) are skipped so nothing is counted twice. `intel-rapl-mmio`
 zones duplicate the MSR package zones and are skipped too. Counters wrap at
-`max_energy_range_uj`; a window shorter than one wrap period is corrected exactly.
+`max_energy_range_uj`. The meter keeps a running total per zone, read after read: a value below
+the last one wrapped once, and the zone's highest power (its `constraint_*` limits with a margin
+for short excursions, else a ceiling) bounds how many more wraps the time since the last read
+could hide; where that bound allows another whole wrap, the energy cannot be counted and the
+read raises `MeterFault` (the protocol redoes the window), as does an I/O error (AMD's driver
+answers EIO at times) or a malformed value.
 """
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench.measure.meters.base import Meter, MeterUnavailable, Reading
+from bench.measure.meters.base import Meter, MeterFault, MeterUnavailable, Reading
 
 UJ_PER_J = 1e6
 DEFAULT_ROOT = Path("/sys/class/powercap")
 _ZONE_DIR = re.compile(r"^intel-rapl(:\d+)+$")
 KINDS = {"package": "cpu_package", "dram": "dram"}
+# Without a readable limit, no package or DRAM zone of a server CPU draws more than this.
+MAX_POWER_CEILING_W = 1000.0
+LIMIT_MARGIN = 2.0  # short-term excursions above the long- and short-term limits the zone states
 
 
 @dataclass(frozen=True)
@@ -28,9 +37,24 @@ class Zone:
     path: Path
     name: str
     max_energy_range_uj: int
+    max_power_w: float = MAX_POWER_CEILING_W  # the most it can draw: bounds the wraps between reads
 
     def read_uj(self) -> int:
         return int((self.path / "energy_uj").read_text().strip())
+
+
+def _max_power_w(zone_dir: Path) -> float:
+    """The zone's highest stated limit (`constraint_<i>_max_power_uw`, `..._power_limit_uw`) times a
+    margin, or the ceiling where it states none."""
+    limits_uw = []
+    for path in zone_dir.glob("constraint_*_*_uw"):
+        if path.name.endswith(("_max_power_uw", "_power_limit_uw")):
+            try:
+                limits_uw.append(int(path.read_text().strip()))
+            except (OSError, ValueError):
+                continue
+    limits_uw = [x for x in limits_uw if x > 0]
+    return max(limits_uw) / UJ_PER_J * LIMIT_MARGIN if limits_uw else MAX_POWER_CEILING_W
 
 
 def _zone_kind(dir_name: str, zone_name: str) -> str | None:
@@ -81,7 +105,8 @@ def discover(root: Path, kind: str) -> tuple[list[Zone], list[str]]:
             name = (zone_dir / "name").read_text().strip()
             if _zone_kind(zone_dir.name, name) != kind:
                 continue
-            zone = Zone(zone_dir, name, int((zone_dir / "max_energy_range_uj").read_text().strip()))
+            zone = Zone(zone_dir, name, int((zone_dir / "max_energy_range_uj").read_text().strip()),
+                        _max_power_w(zone_dir))
             zone.read_uj()
         except PermissionError:
             problems.append(f"{energy_file} is not readable (root-only since Linux 5.10; run as root "
@@ -105,7 +130,10 @@ class RaplMeter(Meter):
         self.domain = KINDS[kind]
         self._clock = clock
         self.zones, self.problems = discover(Path(root), kind)
-        self._start: tuple[float, list[int]] | None = None
+        self._start: tuple[float, float] | None = None
+        # Per zone: (last raw value, when it was read, energy counted since the first read).
+        self._last: list[tuple[int, float, int] | None] = [None] * len(self.zones)
+        self._guard = threading.Lock()  # the recorder thread polls while the main thread may start/stop
 
     @property
     def detail(self) -> str:
@@ -117,14 +145,41 @@ class RaplMeter(Meter):
     def why_unavailable(self) -> str:
         return "; ".join(self.problems) or f"no RAPL {self.domain} zone found"
 
-    def _read_all(self) -> list[int]:
+    def _read_zone(self, i: int) -> int:
+        """Energy (uJ) zone i counted since this meter's first read of it."""
+        zone = self.zones[i]
         try:
-            return [z.read_uj() for z in self.zones]
+            raw = zone.read_uj()
         except PermissionError as err:
             raise MeterUnavailable(f"RAPL counter became unreadable: {err}") from err
+        except (OSError, ValueError) as err:
+            raise MeterFault(f"{zone.path.name} ({zone.name}): {type(err).__name__}: {err}") from err
+        now = self._clock()
+        last = self._last[i]
+        if last is None:
+            self._last[i] = (raw, now, 0)
+            return 0
+        last_raw, last_s, total_uj = last
+        delta_uj = raw - last_raw
+        if delta_uj < 0:  # wrapped past max_energy_range_uj
+            delta_uj += zone.max_energy_range_uj
+        most_uj = (now - last_s) * zone.max_power_w * UJ_PER_J
+        if delta_uj + zone.max_energy_range_uj <= most_uj:
+            # Counting resumes from this read: a window across the gap is redone; one after it is whole.
+            self._last[i] = (raw, now, total_uj)
+            raise MeterFault(f"{zone.path.name} ({zone.name}): {now - last_s:.3g} s since its last read at up to "
+                             f"{zone.max_power_w:g} W could hold {int(most_uj // zone.max_energy_range_uj)} wraps of "
+                             f"{zone.max_energy_range_uj} uJ: its energy cannot be counted")
+        self._last[i] = (raw, now, total_uj + delta_uj)
+        return total_uj + delta_uj
+
+    def _read_all(self) -> float:
+        with self._guard:
+            return sum(self._read_zone(i) for i in range(len(self.zones))) / UJ_PER_J
 
     def poll(self) -> float:
-        return sum(self._read_all()) / UJ_PER_J
+        """Energy counted since the first read, wraps unfolded (a running total, in J)."""
+        return self._read_all()
 
     def start(self) -> None:
         self._start = (self._clock(), self._read_all())
@@ -132,13 +187,7 @@ class RaplMeter(Meter):
     def stop(self) -> Reading:
         if self._start is None:
             raise RuntimeError("stop() before start()")
-        now_uj, now = self._read_all(), self._clock()
-        t0, start_uj = self._start
+        now_j, now = self._read_all(), self._clock()
+        t0, start_j = self._start
         self._start = None
-        total_uj = 0
-        for zone, e0, e1 in zip(self.zones, start_uj, now_uj):
-            delta = e1 - e0
-            if delta < 0:  # the counter wrapped past max_energy_range_uj
-                delta += zone.max_energy_range_uj
-            total_uj += delta
-        return Reading(total_uj / UJ_PER_J, now - t0, self.domain, self.method)
+        return Reading(now_j - start_j, now - t0, self.domain, self.method)

@@ -128,3 +128,58 @@ def test_auto_host_meter_uses_rapl_where_readable(two_socket_tree):
 def test_missing_powercap_is_reported(tmp_path):
     meter = RaplMeter("package", tmp_path / "absent")
     assert not meter.is_available() and "does not exist" in meter.why_unavailable()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_wraps_between_polls_are_unfolded_into_a_running_total(tmp_path):
+    # A 1 J counter polled twice per wrap: each poll's value is below the last one at times,
+    # yet the running total counts every joule (the protocol takes energy between two polls).
+    z = zone(tmp_path / "intel-rapl:0", "package-0", 0, max_uj=1_000_000)
+    (z / "constraint_0_power_limit_uw").write_text("100000000\n")  # 100 W: at most 200 W counted
+    clock = Clock()
+    meter = RaplMeter("package", tmp_path, clock=clock)
+    assert meter.poll() == 0.0
+    for step in range(1, 8):  # +0.6 J every 4 ms (150 W): wraps at steps 2, 4, 5, 7
+        clock.now_s += 0.004
+        set_uj(z, (600_000 * step) % 1_000_000)
+        assert meter.poll() == pytest.approx(0.6 * step)
+
+
+def test_a_gap_that_could_hide_another_wrap_is_a_fault_not_a_guess(tmp_path):
+    from bench.measure.meters.base import MeterFault
+
+    z = zone(tmp_path / "intel-rapl:0", "package-0", 0, max_uj=1_000_000)
+    (z / "constraint_0_power_limit_uw").write_text("100000000\n")  # 100 W, so up to 200 W
+    clock = Clock()
+    meter = RaplMeter("package", tmp_path, clock=clock)
+    meter.start()
+    clock.now_s = 0.01  # 2 J possible in 10 ms: the 0.3 J seen may be 1.3 J or 2.3 J
+    set_uj(z, 300_000)
+    with pytest.raises(MeterFault, match="could hold 2 wraps"):
+        meter.stop()
+    clock.now_s = 0.012  # counting resumes from the faulty read: the gap is lost, what follows is whole
+    set_uj(z, 400_000)
+    assert meter.poll() == pytest.approx(0.1)
+
+
+def test_an_io_error_reading_the_counter_is_a_fault(tmp_path, monkeypatch):
+    from bench.measure.meters import rapl
+    from bench.measure.meters.base import MeterFault
+
+    zone(tmp_path / "intel-rapl:0", "package-0", 5)
+    meter = RaplMeter("package", tmp_path)
+    meter.poll()
+
+    def eio(self):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(rapl.Zone, "read_uj", eio)
+    with pytest.raises(MeterFault, match="Input/output error"):
+        meter.poll()
