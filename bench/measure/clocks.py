@@ -4,8 +4,11 @@ In `lock` mode the requested SM (and optionally memory) clock is checked against
 supported list, locked, waited on until the observed clock settles, verified, and reset when
 the block ends: on return, on an exception, on Ctrl-C, and on SIGTERM (turned into an
 exception for the block's duration so `finally` runs). A run killed with SIGKILL cannot reset,
-so a marker file records a lock in force; the next `lock`-mode run resets the clocks it names
-before doing anything else. Without permission, locking fails with `ClockError` before any
+so a marker file records a lock in force. The next run on that GPU finds it (clock control is
+entered under the device lock, so a marker it sees is never another live job's): in `lock` mode
+it resets the clocks the marker names before doing anything else; in `observe` mode it refuses,
+since it would measure at locked clocks labelled observed, unless `gpu.clocks.reset_stale=true`
+lets it reset them first. Without permission, locking fails with `ClockError` before any
 measurement: a run never measures silently at clocks other than the ones asked for.
 """
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Optional
+
+from bench.common.files import atomic_write_text
 
 MODES = ("observe", "lock")
 BUSY_CHECKS = ("warn", "error", "off")
@@ -45,6 +50,7 @@ class ClockRequest:
     settle_timeout_s: float = 5.0
     tolerance_mhz: int = 15  # observed clocks within this of the request count as settled
     settle_polls: int = 5  # consecutive polls within tolerance
+    reset_stale: bool = False  # observe mode: reset a lock a killed run left (needs permission) instead of refusing
 
 
 @dataclass
@@ -123,18 +129,34 @@ class ClockControl:
 
     def recover(self) -> bool:
         """Reset clocks a previous run locked and could not reset (killed); True if it did."""
-        if not self.marker.exists():
+        state = self._marker_state()
+        if state is None:
             return False
-        state = json.loads(self.marker.read_text())
         self._locked_sm, self._locked_mem = bool(state.get("sm")), bool(state.get("mem"))
         self.reset()
         return True
 
+    def _marker_state(self) -> dict[str, Any] | None:
+        if not self.marker.exists():
+            return None
+        try:
+            state = json.loads(self.marker.read_text())
+        except (OSError, ValueError):
+            state = None
+        # A marker cut short names nothing: both clocks are taken as locked, so both are reset.
+        return state if isinstance(state, dict) else {"sm": True, "mem": True}
+
     def _write_marker(self) -> None:
-        self.marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "sm": self.request.sm_mhz, "mem": self.request.mem_mhz}))
-        os.replace(tmp, self.marker)
+        atomic_write_text(self.marker, json.dumps({"pid": os.getpid(), "sm": self.request.sm_mhz,
+                                                   "mem": self.request.mem_mhz}))
+
+    def stale_lock(self) -> str | None:
+        """What a marker left by a killed `lock` run says is still locked, or None."""
+        state = self._marker_state()
+        if state is None:
+            return None
+        return (f"SM {state.get('sm') or 'default'} MHz, memory {state.get('mem') or 'default'} MHz, "
+                f"locked by pid {state.get('pid', '?')} (marker {self.marker})")
 
     def lock(self) -> None:
         req = self.request
@@ -169,6 +191,14 @@ class ClockControl:
 
     def __enter__(self) -> "ClockControl":
         if self.request.mode == "observe":
+            stale = self.stale_lock()
+            if stale is None:
+                return self
+            if not self.request.reset_stale:
+                raise ClockError(f"clocks a killed lock-mode run left are still in force ({stale}): observe mode "
+                                 "would label them observed; reset them (`nvidia-smi -rgc -rmc` as root) and delete "
+                                 "the marker, or rerun with gpu.clocks.reset_stale=true")
+            self.recover()
             return self
         self.recover()
         try:

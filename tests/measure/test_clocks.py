@@ -100,6 +100,29 @@ def test_a_lock_left_by_a_killed_run_is_reset_by_the_next(tmp_path):
     assert nvml.locked_sm is None
 
 
+def test_observe_mode_refuses_a_lock_a_killed_run_left_or_resets_it_where_asked(tmp_path):
+    nvml = FakeNvml(FakeClock())
+    control(nvml, tmp_path, sm_mhz=1410).__enter__()  # killed before __exit__: clocks stay locked
+    nvml.calls.clear()
+    observe = ClockControl(nvml, "h", ClockRequest(mode="observe"), tmp_path, uuid="GPU-aaaa")
+    with pytest.raises(ClockError, match=r"still in force \(SM 1410 MHz.*gpu.clocks.reset_stale=true"):
+        observe.__enter__()
+    assert nvml.locked_sm == (1410, 1410) and nvml.calls == []  # refused before touching anything
+    resetting = ClockControl(nvml, "h", ClockRequest(mode="observe", reset_stale=True), tmp_path, uuid="GPU-aaaa")
+    with resetting:
+        assert nvml.locked_sm is None and nvml.calls == ["reset_sm"]
+    assert not (tmp_path / "clocks-locked-GPU-aaaa.json").exists()
+    with ClockControl(nvml, "h", ClockRequest(mode="observe"), tmp_path, uuid="GPU-aaaa"):
+        pass  # nothing stale any more
+
+
+def test_a_marker_cut_short_resets_both_clocks(tmp_path):
+    (tmp_path / "clocks-locked-GPU-aaaa.json").write_text('{"pid": 12')
+    nvml = FakeNvml(FakeClock())
+    with ClockControl(nvml, "h", ClockRequest(mode="observe", reset_stale=True), tmp_path, uuid="GPU-aaaa"):
+        assert nvml.calls == ["reset_sm", "reset_mem"]
+
+
 def test_sigterm_resets_clocks(tmp_path):
     """A real SIGTERM to a process holding a lock: it resets and exits 143."""
     script = textwrap.dedent(f"""
