@@ -1,8 +1,12 @@
 """Registration in Hydra's ConfigStore: the schema, one `kernel` group option per registered
-case (adding a case to the registry is all it takes to select it), `custom`, and our sweeper."""
+case (adding a case to the registry is all it takes to select it), `custom`, and our sweeper;
+and the `${pid:}` resolver, so each process has its own run and sweep folder."""
 from __future__ import annotations
 
+import os
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from bench.cli.schema import BenchConf, KernelConf
 from bench.cli.sweeper import ValidatingSweeperConf
@@ -11,6 +15,9 @@ from kernels.custom import CUSTOM_KERNEL
 
 
 def register_configs() -> None:
+    # Two runs started in the same second into one results_dir would share a log folder (and a
+    # sweep's multirun.yaml) if it were named by time alone.
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="bench_schema", node=BenchConf)
     for case in REGISTRY:

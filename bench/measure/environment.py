@@ -1,6 +1,7 @@
 """The environment a point was measured in: device, driver, library versions, CPU."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -19,6 +20,7 @@ def _triton_version() -> str:
     return triton.__version__
 
 
+@functools.cache
 def _driver_version() -> str:
     try:
         import pynvml
@@ -50,6 +52,14 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return cpu_model_name()
+
+
+def software(device: torch.device) -> dict[str, str]:
+    """The versions that run a kernel on `device`: part of a point's identity."""
+    versions = {"torch": torch.__version__, "triton": _triton_version()}
+    if device.type == "cuda":
+        versions.update(cuda=str(torch.version.cuda), driver=_driver_version())
+    return versions
 
 
 def describe(device: torch.device) -> dict[str, Any]:

@@ -22,10 +22,12 @@ from kernels import Case, Shape
 
 
 def identity(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, device_name: str, seed: int,
-             threads: int, protocol: Protocol, clocks: ClockRequest, meter: MeterConf,
+             threads: int, protocol: Protocol, clocks: ClockRequest, meter: MeterConf, software: dict[str, str],
              kernel_target: str | None = None) -> dict[str, Any]:
     """Everything that defines a point; fields the case does not use are left out so that
-    e.g. a decode point swept over `seq_len` is recognised as already measured."""
+    e.g. a decode point swept over `seq_len` is recognised as already measured. `software`: the
+    versions that run the kernel (torch, Triton, CUDA, driver), so an upgrade measures anew and
+    keeps the old points beside the new."""
     ident = {
         "kernel": case.name,
         "device": device.type,
@@ -37,6 +39,7 @@ def identity(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype,
         "measure": dataclasses.asdict(protocol),
         "clocks": {k: v for k, v in dataclasses.asdict(clocks).items() if k in ("mode", "sm_mhz", "mem_mhz")},
         "meter": dataclasses.asdict(meter),
+        "software": dict(software),
     }
     if kernel_target is not None:  # a user's case: its factory is part of what was measured
         ident["kernel_target"] = kernel_target

@@ -130,12 +130,13 @@ def span_columns(readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
     return cols
 
 
-def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, graph_capturable: bool = False
-                      ) -> Measured:
+def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, graph_capturable: bool = False,
+                      done: Callable[[], bool] | None = None) -> Measured | None:
     """Build the closure (inside the device lock, so inputs are allocated on an idle device) and
     measure it by the protocol; the lock is released and clocks restored however this ends.
     `graph_capturable`: the closure does no host work, so on a GPU windows may replay a CUDA
-    graph of calls (`measure.graph`)."""
+    graph of calls (`measure.graph`). `done`: asked again once the lock is held (another job may
+    have measured the point while this one waited); if true, nothing is measured and None returned."""
     device = setup.device
     meters = select_meters(device, setup.meter)
     span = select_meters(device, setup.meter) if setup.codecarbon.enabled else None  # ours over codecarbon's span
@@ -145,6 +146,8 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, g
     protocol = setup.protocol
     try:
         with device_lock(setup.lock.dir, device_id, setup.lock.wait_s), sigterm_raises():
+            if done is not None and done():
+                return None
             extra = check_gpu_idle(meters, setup.busy_check)
             telemetry = GpuTelemetry(meters.nvml, meters.gpu_handle) if meters.nvml is not None else None
             cuda = device.type == "cuda"

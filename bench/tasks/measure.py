@@ -43,6 +43,15 @@ def setup_of(cfg: BenchConf, device: torch.device) -> Setup:
                  busy_check=cfg.gpu.busy_check, state_dir=cfg.gpu.state_dir, lock=cfg.lock, codecarbon=cfg.codecarbon)
 
 
+def identity_of(cfg: BenchConf) -> dict[str, Any]:
+    """What defines the point `cfg` asks for (its resume key hashes this)."""
+    device = resolve_device(cfg.device)
+    target = cfg.kernel.target if cfg.kernel.name == CUSTOM_KERNEL else None
+    return identity(case_of(cfg), shape_of(cfg), device, resolve_dtype(cfg.dtype, device),
+                    environment.device_name(device), cfg.seed, cfg.threads, cfg.measure, cfg.gpu.clocks, cfg.meter,
+                    environment.software(device), kernel_target=target)
+
+
 def run(cfg: BenchConf) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -51,16 +60,19 @@ def run(cfg: BenchConf) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     case, shape = case_of(cfg), shape_of(cfg)
-    target = cfg.kernel.target if cfg.kernel.name == CUSTOM_KERNEL else None
-    ident = identity(case, shape, device, dtype, environment.device_name(device), cfg.seed, cfg.threads, cfg.measure,
-                     cfg.gpu.clocks, cfg.meter, kernel_target=target)
+    ident = identity_of(cfg)
     key = point_key(ident)
     store = ResultsStore(cfg.results_dir)
     if store.has(key):
         log.info("%s %s: already measured in %s (key %s), skipped", case.name, case.shape_fields(shape), store.root, key)
         return store.read(key)
+    # Asked again under the device lock: a job that waited for it may find the point measured meanwhile.
     measured = measure_on_device(lambda: case.build(shape, device, dtype, cfg.seed), setup_of(cfg, device),
-                                 graph_capturable=case.graph_capturable)
+                                 graph_capturable=case.graph_capturable, done=lambda: store.has(key))
+    if measured is None:
+        log.info("%s %s: measured by another job while this one waited for the device (key %s), skipped",
+                 case.name, case.shape_fields(shape), key)
+        return store.read(key)
     row = point_row(ident, key, case, shape, dtype, measured, cfg.gpu.clocks)
     store.write(row)
     log.info("%s %s: %.4g ms/call, measured %.4g mJ/token (%s), incl. modelled %.4g mJ/token (%s), quality %s",

@@ -54,6 +54,14 @@ def test_default_job_sweeps_prefill_and_decode(composer):
     assert {REGISTRY.get(k).phase for k in kernels} == {"prefill", "decode"}
 
 
+def test_each_process_has_its_own_run_and_sweep_folder(composer, tmp_path):
+    import os
+
+    cfg = composer(f"results_dir={tmp_path}", hydra=True)
+    for folder in (cfg.hydra.run.dir, cfg.hydra.sweep.dir):
+        assert folder.startswith(f"{tmp_path}/logs/") and folder.endswith(f"-{os.getpid()}")
+
+
 @pytest.mark.parametrize("kernel", REGISTRY.names())
 def test_every_kernel_case_validates_or_says_why_not(composer, kernel, tmp_path):
     cfg = composer(f"kernel={kernel}", f"results_dir={tmp_path}")
