@@ -13,6 +13,11 @@ _TYPES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or fals
           "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
+class PointFailed(Exception):
+    """One point of a sweep could not be measured (its refusal line was printed); the sweep goes on
+    and lists every failed point at the end (exit 3)."""
+
+
 def is_hydra_input_error(err: BaseException) -> bool:
     return isinstance(err, (ConfigCompositionException, MissingConfigException, OverrideParseException,
                             OmegaConfBaseException))

@@ -19,16 +19,19 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from bench.carbon.planning.setting import PlanError  # noqa: E402
-from bench.cli.errors import hydra_error_line, is_hydra_input_error  # noqa: E402
+from bench.cli.errors import PointFailed, hydra_error_line, is_hydra_input_error  # noqa: E402
 from bench.cli.schema import to_typed  # noqa: E402
 from bench.cli.store import register_configs  # noqa: E402
 from bench.cli.validate import exit_if_invalid  # noqa: E402
 from bench.measure.clocks import ClockError  # noqa: E402
 from bench.measure.lock import DeviceBusy  # noqa: E402
 from bench.measure.meters import MeterUnavailable  # noqa: E402
+from bench.measure.meters.base import MeterFault  # noqa: E402
 from bench.measure.protocol import MeasurementError  # noqa: E402
 from bench.profile.build import ProfileError  # noqa: E402
 from bench.tasks import TASKS  # noqa: E402
@@ -36,7 +39,10 @@ from bench.tasks import TASKS  # noqa: E402
 register_configs()
 
 # Refusals a user can act on: one line and exit status 3, not a traceback (2 is a bad config).
-REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterUnavailable, ProfileError, PlanError)
+REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterFault, MeterUnavailable, ProfileError, PlanError)
+# Of those, the ones that concern one point (its windows kept failing, the GPU was busy then): in a
+# sweep the next point may well succeed, so the sweep goes on and lists them at the end.
+POINT_FAILURES = (MeasurementError, MeterFault)
 RESULTS_DIRS: set[str] = set()  # where this process measured, for the Ctrl-C message
 
 
@@ -51,7 +57,10 @@ def hydra_main(composed: DictConfig) -> Any:
     try:
         return TASKS[cfg.task](cfg)
     except REFUSALS as err:
-        print(f"bench: {type(err).__name__}: {err}", file=sys.stderr)
+        line = f"bench: {type(err).__name__}: {err}"
+        print(line, file=sys.stderr)
+        if isinstance(err, POINT_FAILURES) and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise PointFailed(line.removeprefix("bench: ")) from None  # the job fails; the sweep goes on
         raise SystemExit(3) from None
 
 

@@ -7,6 +7,8 @@
   cross terms a single grid would add); command-line sweeps apply to every grid;
 - `order: random` (default, with `seed`) shuffles the jobs so slow drifts (temperature, other
   tenants) do not line up with a parameter; `order: grid` keeps Hydra's order;
+- a point that fails with a refusal (`bench.cli.main.POINT_FAILURES`) does not end the sweep: the
+  next point runs, and the failures are listed when it ends (exit 3);
 - a progress line per finished job with the elapsed time and an estimate of what is left,
   when jobs run locally one at a time (other launchers get batches as usual). Points found
   already measured (a resumed sweep) are counted apart and left out of the estimate, which
@@ -20,9 +22,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from bench.cli.errors import PointFailed
 from bench.cli.sweeper import ORDERS, Progress
 from bench.cli.validate import exit_if_invalid
 
@@ -83,6 +87,14 @@ class ValidatingSweeper(BasicSweeper):
         progress = Progress(len(jobs))
         for batch in self.overrides:
             results = self.launcher.launch(batch, initial_job_idx=progress.done)
-            progress.finished([r.return_value for r in results])  # return_value raises if the job failed
+            progress.finished([finished_value(r) for r in results])
             returns.append(results)
         return returns
+
+
+def finished_value(result: JobReturn) -> Any:
+    """A finished job's row; None for a point that failed with a refusal (listed at the end by the
+    callback); any other failure is a bug and raises here, with its traceback."""
+    if result.status == JobStatus.FAILED and isinstance(result._return_value, PointFailed):
+        return None
+    return result.return_value

@@ -125,6 +125,20 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     assert "decode.naive_einsum" in (tmp_path / "rep" / "users-case.md").read_text()
 
 
+def test_a_point_that_fails_does_not_end_the_sweep_and_is_listed_at_the_end(tmp_path):
+    results = tmp_path / "results"
+    ran = run_cli("-m", "kernel=custom", "kernel.target=tests.kernels.failing_case:make_case", "batch_size=1,2,3",
+                  "context_len=64", "heads=4", "kv_heads=2", "head_dim=32", "measure.trials=2",
+                  "measure.min_window_s=0.02", "measure.warmup_s=0", "measure.cpu_cv_threshold=1.0",
+                  "hydra.sweeper.order=grid", f"results_dir={results}")
+    assert ran.code == 3, ran.stderr[-2000:]
+    assert sorted(pd.read_csv(results / "points.csv")["batch_size"]) == [1, 3]  # the point after it ran
+    assert "Traceback" not in ran.stderr
+    *_, head, listed = ran.stderr.strip().splitlines()
+    assert head == "bench: 1 point(s) of the sweep failed; the others are stored:"
+    assert "batch_size=2" in listed and "MeasurementError: meter fault in 3 tries" in listed
+
+
 def test_a_factory_named_like_a_builtin_case_is_refused(tmp_path):
     ran = run_cli("sweep=none", "kernel=custom",
                   "kernel.target=tests.kernels.custom_case_example:make_prefill_named_like_a_builtin",

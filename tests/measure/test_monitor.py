@@ -2,7 +2,6 @@
 import math
 import time
 
-import pytest
 
 from bench.measure.monitor import GpuTelemetry, throttle_names
 from bench.measure.recorder import Recorder
