@@ -4,10 +4,13 @@ and the busy check before a point.
 - SM and memory clocks, temperature and clock-event (throttle) reasons, observed in every clock
   mode, and instant power (NVML field `NVML_FI_DEV_POWER_INSTANT`, else `nvmlDeviceGetPowerUsage`)
   integrated over the window as a cross-check of the energy counter.
+- The busy check: utilisation since this process's own work on the GPU ended (NVML's samples,
+  else its current rate once the longest sample period has passed), and other compute PIDs.
 """
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from types import ModuleType
@@ -106,12 +109,19 @@ class WindowStats:
         return bool(self.reasons & THROTTLE_MASK)
 
 
+# NVML's utilisation is the share of its last sample period in which a kernel ran; the period is
+# 1/6 s to 1 s depending on the GPU.
+UTIL_PERIOD_MAX_S = 1.0
+US_PER_S = 1e6
+
+
 @dataclass(frozen=True)
 class GpuActivity:
     """What else was running on the GPU just before a point, while this process was idle on it."""
 
     utilization_pct_max: int
     other_pids: tuple[int, ...]
+    method: str  # nvml_utilization_samples | nvml_utilization_rates_after_1s
 
     @property
     def busy(self) -> bool:
@@ -120,15 +130,61 @@ class GpuActivity:
         return self.utilization_pct_max > 0
 
 
-def gpu_activity(nvml: ModuleType, handle: Any, own_pid: int, samples: int = 5, interval_s: float = 0.02,
+def utilization_period_s(timestamps_us: list[int]) -> float:
+    """NVML's utilisation sample period: the median spacing of its samples, at most 1 s."""
+    gaps_us = [b - a for a, b in zip(timestamps_us, timestamps_us[1:]) if b > a]
+    return min(statistics.median(gaps_us) / US_PER_S, UTIL_PERIOD_MAX_S) if gaps_us else UTIL_PERIOD_MAX_S
+
+
+def utilization_samples_pct(nvml: ModuleType, handle: Any, since_s: float) -> list[int] | None:
+    """Utilisation (%) of the samples NVML holds whose period began at or after `since_s`
+    (wall clock); None where the GPU keeps no samples."""
+    get_samples = getattr(nvml, "nvmlDeviceGetSamples", None)
+    if get_samples is None:
+        return None
+    # Ask from before `since_s` too, so that the period is known before several new samples exist.
+    last_seen_us = max(0, int((since_s - 2 * UTIL_PERIOD_MAX_S) * US_PER_S))
+    try:
+        _, samples = get_samples(handle, nvml.NVML_GPU_UTILIZATION_SAMPLES, last_seen_us)
+    except getattr(nvml, "NVMLError_NotFound", ()):  # none newer than last_seen_us yet
+        return []
+    except nvml.NVMLError:
+        return None
+    samples = sorted(samples, key=lambda sample: sample.timeStamp)
+    period_s = utilization_period_s([sample.timeStamp for sample in samples])
+    # A sample at t covers (t - period, t]: it is clear of our work only from since + period on.
+    return [int(sample.sampleValue.uiVal) for sample in samples if sample.timeStamp / US_PER_S >= since_s + period_s]
+
+
+def gpu_activity(nvml: ModuleType, handle: Any, own_pid: int, own_idle_since_s: float = 0.0, samples: int = 3,
+                 deadline_s: float = 1.5, interval_s: float = 0.05, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> GpuActivity:
-    utilization = []
-    for i in range(samples):
-        if i:
-            sleep(interval_s)
-        utilization.append(int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+    """Utilisation on the GPU since this process's own work on it ended (`own_idle_since_s`, wall
+    clock; 0: it has done none), and the compute PIDs other than ours.
+
+    Right after our own kernels, utilisation still shows them: only samples whose period began
+    after they ended count, polled until `samples` of them exist or `deadline_s` has passed. Where
+    the GPU keeps no samples (or none came), the current rate is read once the longest period
+    has passed since our work ended."""
+    deadline = clock() + deadline_s
+    counted = utilization_samples_pct(nvml, handle, own_idle_since_s)
+    while counted is not None and len(counted) < samples and clock() < deadline:
+        sleep(interval_s)
+        counted = utilization_samples_pct(nvml, handle, own_idle_since_s)
+    if counted:
+        utilization_pct_max, method = max(counted), "nvml_utilization_samples"
+    else:
+        wait_s = own_idle_since_s + UTIL_PERIOD_MAX_S - clock()
+        if wait_s > 0:
+            sleep(wait_s)
+        rates = []
+        for i in range(samples):
+            if i:
+                sleep(interval_s)
+            rates.append(int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+        utilization_pct_max, method = max(rates), "nvml_utilization_rates_after_1s"
     try:
         procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
     except nvml.NVMLError:
         procs = []
-    return GpuActivity(max(utilization), tuple(sorted(int(p.pid) for p in procs if int(p.pid) != own_pid)))
+    return GpuActivity(utilization_pct_max, tuple(sorted(int(p.pid) for p in procs if int(p.pid) != own_pid)), method)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -85,11 +86,14 @@ def cuda_graph_builder(fn: Callable[[], object]) -> Callable[[int], Callable[[],
     return build
 
 
-def check_gpu_idle(meters: MeterSet, busy_check: str) -> dict[str, Any]:
-    """Is anything else using the GPU? `warn` records and warns, `error` refuses, `off` skips."""
+def check_gpu_idle(meters: MeterSet, busy_check: str, sync: Callable[[], None]) -> dict[str, Any]:
+    """Is anything else using the GPU? `warn` records and warns, `error` refuses, `off` skips.
+    `sync` waits for this process's work on the device (a sweep's previous point), which the
+    check must not mistake for another tenant's."""
     if meters.nvml is None or busy_check == "off":
         return {}
-    activity = gpu_activity(meters.nvml, meters.gpu_handle, os.getpid())
+    sync()
+    activity = gpu_activity(meters.nvml, meters.gpu_handle, os.getpid(), own_idle_since_s=time.time())
     if activity.busy:
         message = (f"the GPU is in use by something else (utilisation up to {activity.utilization_pct_max}% while "
                    f"this job was idle; other compute PIDs: {list(activity.other_pids) or 'none visible'})")
@@ -97,7 +101,7 @@ def check_gpu_idle(meters: MeterSet, busy_check: str) -> dict[str, Any]:
             raise MeasurementError(message + "; gpu.busy_check=error")
         log.warning("%s: measuring anyway (gpu.busy_check=warn), recorded in gpu_busy", message)
     return {"gpu_busy": activity.busy, "gpu_busy_utilization_pct": activity.utilization_pct_max,
-            "gpu_other_pids": json.dumps(list(activity.other_pids))}
+            "gpu_other_pids": json.dumps(list(activity.other_pids)), "gpu_busy_method": activity.method}
 
 
 def clock_control(meters: MeterSet, clocks: ClockRequest, state_dir: str) -> Any:
@@ -148,7 +152,7 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, g
         with device_lock(setup.lock.dir, device_id, setup.lock.wait_s), sigterm_raises():
             if done is not None and done():
                 return None
-            extra = check_gpu_idle(meters, setup.busy_check)
+            extra = check_gpu_idle(meters, setup.busy_check, synchronizer(device))
             telemetry = GpuTelemetry(meters.nvml, meters.gpu_handle) if meters.nvml is not None else None
             cuda = device.type == "cuda"
             with clock_control(meters, setup.clocks, setup.state_dir), \

@@ -1,4 +1,4 @@
-"""The NVML emulator itself: exact true energy, both counter modes, faults (on a fake clock)."""
+"""The NVML emulator itself: exact true energy, both counter modes, faults, utilisation samples (on a fake clock)."""
 import math
 
 import pytest
@@ -80,3 +80,29 @@ def test_faults_are_raised_on_schedule_and_a_reset_sends_the_counter_back():
     clock.advance(0.2)
     assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) < high
     assert nvml.nvmlDeviceGetEnforcedPowerLimit(h) == 700_000
+
+
+def test_utilisation_samples_are_the_busy_share_of_each_period_ours_and_another_tenants():
+    clock, device, nvml = emulated("exact", util_period_s=0.1, wall_start_s=1000.0)
+    h = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(0.05)
+    device.replay(10)  # ours from 0.05 to 0.15 s
+    nvml.other_tenant_busy(0.12, 0.18)  # overlaps ours: the union counts
+    nvml.other_tenant_busy(0.25, 0.3)
+    clock.advance(0.26)
+    value_type, samples = nvml.nvmlDeviceGetSamples(h, nvml.NVML_GPU_UTILIZATION_SAMPLES, 0)
+    assert value_type == nvml.NVML_VALUE_TYPE_UNSIGNED_INT
+    assert [(s.timeStamp, s.sampleValue.uiVal) for s in samples] == [(1_000_100_000, 50), (1_000_200_000, 80),
+                                                                     (1_000_300_000, 50)]
+    assert nvml.nvmlDeviceGetUtilizationRates(h).gpu == 50  # the latest sample
+    _, newer = nvml.nvmlDeviceGetSamples(h, nvml.NVML_GPU_UTILIZATION_SAMPLES, 1_000_200_000)
+    assert [s.timeStamp for s in newer] == [1_000_300_000]
+    with pytest.raises(nvml.NVMLError_NotFound):
+        nvml.nvmlDeviceGetSamples(h, nvml.NVML_GPU_UTILIZATION_SAMPLES, 1_000_300_000)
+    assert nvml.wall_s() == pytest.approx(1000.31)
+
+
+def test_a_gpu_without_utilisation_samples_says_not_supported():
+    _, _, nvml = emulated("exact", samples_supported=False)
+    with pytest.raises(nvml.NVMLError_NotSupported):
+        nvml.nvmlDeviceGetSamples(nvml.nvmlDeviceGetHandleByIndex(0), nvml.NVML_GPU_UTILIZATION_SAMPLES, 0)

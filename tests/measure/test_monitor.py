@@ -2,7 +2,6 @@
 import math
 import time
 
-
 from bench.measure.monitor import GpuTelemetry, throttle_names
 from bench.measure.recorder import Recorder
 from tests.measure.emulated import PERIOD_S, gpu, measure

@@ -7,7 +7,8 @@ instant, so the energy of every call is known exactly and a protocol's error can
 - `nvml.py`: the pynvml functions the harness calls, over that device: a total-energy counter
   that updates every `period_s` with a lag, integrating true power either exactly or over only a
   slice of every period (what Yang et al., SC24, report for A100/H100), instant power as NVML
-  gives it, and faults injected on demand.
+  gives it, GPU utilisation samples (this device's work and another tenant's), and faults injected
+  on demand.
 
 Used by the tests and by `python -m bench.fidelity`.
 """

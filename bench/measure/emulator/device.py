@@ -3,13 +3,15 @@
 A launch queues calls that run back to back after whatever is queued, as on a GPU stream; the
 host pays `launch_s` per launch (PyTorch's eager launches cost several microseconds each) and
 blocks while `queue_depth` launches are pending, as a full CUDA launch queue does. `replay(n)` is
-one launch of n calls, like replaying a CUDA graph. `sync()` waits until the queue drains.
+one launch of n calls, like replaying a CUDA graph. `sync()` waits until the queue drains. The
+spans in which the device ran work are kept (`busy_spans`), for utilisation as NVML samples it.
 
 The true energy of one call in steady state is `busy_w x call_s`: that is what a protocol should
 report, whatever the counter's period, lag or sensing slice.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import threading
 import time
@@ -31,6 +33,8 @@ class EmulatedDevice:
         self.timeline = PowerTimeline(model, clock())
         self._end_s = self.clock()  # when the queued work finishes
         self._pending: collections.deque[float] = collections.deque()  # end time of each queued launch
+        self._busy_starts: list[float] = []  # spans of back-to-back work, in time order
+        self._busy_ends: list[float] = []
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -70,6 +74,11 @@ class EmulatedDevice:
                     if not self.timeline.busy:
                         self.timeline.switch(start, busy=True)
                     self._end_s = start + calls * self.call_s
+                    if self._busy_ends and start <= self._busy_ends[-1]:
+                        self._busy_ends[-1] = self._end_s  # queued behind running work: one span
+                    else:
+                        self._busy_starts.append(start)
+                        self._busy_ends.append(self._end_s)
                     self._pending.append(self._end_s)
                     self.calls += calls
                     return
@@ -113,7 +122,12 @@ class EmulatedDevice:
     def start_s(self) -> float:
         return self.timeline.start_s
 
-    def last_busy_s(self) -> float:
-        """When the queued work ends (or ended)."""
+    def busy_spans(self, start_s: float, end_s: float) -> list[tuple[float, float]]:
+        """The spans within [start_s, end_s] in which the device runs (or will run) queued work."""
         with self._lock:
-            return self._end_s
+            spans = []
+            for i in range(bisect.bisect_right(self._busy_ends, start_s), len(self._busy_ends)):
+                if self._busy_starts[i] >= end_s:
+                    break
+                spans.append((max(self._busy_starts[i], start_s), min(self._busy_ends[i], end_s)))
+            return spans

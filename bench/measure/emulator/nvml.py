@@ -10,11 +10,18 @@ The total-energy counter (mJ, an integer, as NVML gives it) changes only at upda
 Instant power (`nvmlDeviceGetPowerUsage`, field `NVML_FI_DEV_POWER_INSTANT`) is the average over
 what the last update sensed. Faults are injected per function (`Fault`), and the counter can be
 reset mid-run (`reset_at_s`), as a driver reload does.
+
+GPU utilisation is sampled every `util_period_s`: each sample is the share of its period in which
+a kernel ran, of this device's work or of another tenant's (`other_tenant_busy`, seen in
+utilisation only). Sample timestamps are wall-clock microseconds (`wall_s`, `time.time()`'s
+domain, as NVML's); `samples_supported=False` makes `nvmlDeviceGetSamples` unsupported, as on
+GPUs that keep no samples.
 """
 from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +29,8 @@ from bench.measure.emulator.device import EmulatedDevice
 
 COUNTER_MODES = ("exact", "sliced")
 MJ_PER_J = 1000.0
+US_PER_S = 1e6
+SAMPLES_KEPT = 100  # NVML keeps recent samples in a ring buffer
 
 
 class NVMLError(Exception):
@@ -35,6 +44,10 @@ class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's name
 
 
 class NVMLError_NoPermission(NVMLError):  # noqa: N801 - pynvml's name
+    pass
+
+
+class NVMLError_NotFound(NVMLError):  # noqa: N801 - pynvml's name
     pass
 
 
@@ -59,6 +72,11 @@ class _FieldValue:
         self.nvmlReturn, self.value = ret, _Value(ui)
 
 
+class _Sample:
+    def __init__(self, time_us: int, ui: int):
+        self.timeStamp, self.sampleValue = time_us, _Value(ui)
+
+
 class _Util:
     def __init__(self, gpu: int):
         self.gpu, self.memory = gpu, 0
@@ -70,6 +88,8 @@ class EmulatedNvml:
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
     NVMLError_NoPermission = NVMLError_NoPermission
+    NVMLError_NotFound = NVMLError_NotFound
+    NVML_GPU_UTILIZATION_SAMPLES, NVML_VALUE_TYPE_UNSIGNED_INT = 1, 1
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU, NVML_FI_DEV_POWER_INSTANT = 1, 2, 0, 186
     NVML_SUCCESS = 0
     UUID = "GPU-emulated-0000"
@@ -78,11 +98,12 @@ class EmulatedNvml:
                  lag_s: float = 0.0, slice_s: float | None = None, phase_s: float = 0.0,
                  power_limit_w: float = 700.0, base_mj: int = 123_456_789, faults: tuple[Fault, ...] = (),
                  reset_at_s: float | None = None, name: str = "Emulated GPU", sm_mhz: int = 1980,
-                 mem_mhz: int = 2619, temp_c: float = 40.0, reasons: int = 0):
+                 mem_mhz: int = 2619, temp_c: float = 40.0, reasons: int = 0, util_period_s: float = 1 / 6,
+                 samples_supported: bool = True, wall_start_s: float | None = None):
         if counter_mode not in COUNTER_MODES:
             raise ValueError(f"counter_mode must be one of {COUNTER_MODES}, got {counter_mode!r}")
-        if not period_s > 0 or lag_s < 0:
-            raise ValueError("period_s must be > 0 and lag_s >= 0")
+        if not period_s > 0 or lag_s < 0 or not util_period_s > 0:
+            raise ValueError("period_s and util_period_s must be > 0 and lag_s >= 0")
         self.device, self.period_s, self.counter_mode, self.lag_s = device, period_s, counter_mode, lag_s
         self.slice_s = period_s / 4 if slice_s is None else slice_s
         if not 0 < self.slice_s <= period_s:
@@ -91,6 +112,10 @@ class EmulatedNvml:
         self.temp_c, self.reasons = temp_c, reasons
         self.faults = [Fault(**vars(f)) for f in faults]  # copies: their call budgets are spent
         self.reset_at_s = reset_at_s
+        self.util_period_s, self.samples_supported = util_period_s, samples_supported
+        self._others: list[tuple[float, float]] = []  # other tenants' busy spans (device clock)
+        # Device clock -> wall clock; now by default, so `wall_s` follows `time.time()` on a real clock.
+        self._wall_offset_s = (time.time() if wall_start_s is None else wall_start_s) - device.clock()
         self._t0 = device.start_s
         self._first_edge_s = self._t0 + phase_s % period_s
         self._base_j = base_mj / MJ_PER_J
@@ -130,6 +155,34 @@ class EmulatedNvml:
                     self._reset_offset_j = value  # the counter restarts from zero
                 value -= self._reset_offset_j
             return value
+
+    # -- utilisation ----------------------------------------------------------------------
+    def wall_s(self, t_s: float | None = None) -> float:
+        """Wall-clock time (`time.time()`'s domain) of device-clock `t_s`, by default now."""
+        return (self.device.clock() if t_s is None else t_s) + self._wall_offset_s
+
+    def other_tenant_busy(self, start_s: float, end_s: float) -> None:
+        """Another process runs kernels from `start_s` to `end_s` (device clock)."""
+        self._others.append((start_s, end_s))
+
+    def _busy_pct(self, end_s: float) -> int:
+        """Share of the sample period ending at `end_s` in which any kernel ran, in %."""
+        start_s = end_s - self.util_period_s
+        spans = sorted(self.device.busy_spans(start_s, end_s) +
+                       [(max(a, start_s), min(b, end_s)) for a, b in self._others if a < end_s and b > start_s])
+        busy_s, reach_s = 0.0, start_s
+        for a, b in spans:  # the union's length: tenants' spans may overlap ours
+            if b > reach_s:
+                busy_s += b - max(a, reach_s)
+                reach_s = b
+        return round(100 * busy_s / self.util_period_s)
+
+    def _last_sample(self, now_s: float) -> int:
+        """Index of the last sample taken by `now_s`; sample k ends k periods after the start."""
+        return math.floor((now_s - self._t0) / self.util_period_s)
+
+    def _sample_s(self, k: int) -> float:
+        return self._t0 + k * self.util_period_s
 
     def _fault(self, function: str) -> None:
         self.calls[function] = self.calls.get(function, 0) + 1
@@ -203,9 +256,23 @@ class EmulatedNvml:
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
         return self.reasons
 
+    def nvmlDeviceGetSamples(self, handle: Any, sampling_type: int, last_seen_us: int) -> tuple[int, list[_Sample]]:
+        self._fault("nvmlDeviceGetSamples")
+        if not self.samples_supported:
+            raise NVMLError_NotSupported("Not Supported")
+        if sampling_type != self.NVML_GPU_UTILIZATION_SAMPLES:
+            raise NVMLError("Invalid Argument")
+        last = self._last_sample(self.device.clock())
+        stamped = ((int(round(self.wall_s(self._sample_s(k)) * US_PER_S)), k)
+                   for k in range(max(1, last - SAMPLES_KEPT + 1), last + 1))
+        samples = [_Sample(us, self._busy_pct(self._sample_s(k))) for us, k in stamped if us > last_seen_us]
+        if not samples:
+            raise NVMLError_NotFound("Not Found")  # as NVML answers when nothing is newer
+        return self.NVML_VALUE_TYPE_UNSIGNED_INT, samples
+
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> _Util:
-        recent = self.device.last_busy_s() > self.device.clock() - 1 / 6
-        return _Util(100 if recent else 0)
+        last = self._last_sample(self.device.clock())
+        return _Util(self._busy_pct(self._sample_s(last)) if last >= 1 else 0)  # the latest sample's value
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list:
         return []
