@@ -46,6 +46,8 @@ class PlanConf:
     slo_ttft_s: float = 2.0
     slo_tpot_s: float = 0.1
     slo_attainment: float = 0.99
+    slo_scope: str = "hour"  # hour: a plan must meet the SLO in every hour; period: over the whole period
+    routing: str = "round_robin"  # round_robin | least_loaded: how each hour's requests reach the replicas
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
     max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps
     prefill_token_budgets: List[int] = field(default_factory=lambda: [0, 8192])  # prompt tokens per step, 0: no cap

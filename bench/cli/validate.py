@@ -203,6 +203,8 @@ def validate_plan(cfg: BenchConf) -> None:
     """task=plan inputs, including the grid and trace files (read here so bad ones fail first)."""
     from bench.carbon import serving
     from bench.carbon.inputs import embodied, grid, workload
+    from bench.carbon.planning.run import SLO_SCOPES
+    from bench.carbon.planning.verify import ROUTINGS
 
     p = cfg.plan
     _choice("plan.model", p.model, tuple(serving.PRESETS))
@@ -234,6 +236,8 @@ def validate_plan(cfg: BenchConf) -> None:
     if not 0 < p.host_spare_share <= 1:
         raise ConfigError("plan.host_spare_share", p.host_spare_share, "must be in (0, 1]")
     _choice("plan.embodied", p.embodied, embodied.LEVELS)
+    _choice("plan.slo_scope", p.slo_scope, SLO_SCOPES)
+    _choice("plan.routing", p.routing, ROUTINGS)
     if p.cpu_profile:
         from bench.profile.store import available
 

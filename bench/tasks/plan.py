@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,6 @@ from bench.carbon.inputs import embodied, grid, workload
 from bench.carbon.planning import report as plan_report
 from bench.carbon.planning import run as plan
 from bench.carbon.planning.pillars import Pillars
-from bench.carbon.planning.setting import PlanError
 from bench.carbon.serving.simulate import Slo
 from bench.common.files import atomic_write_text
 from bench.profile import store
@@ -35,7 +33,7 @@ def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
         electricity_usd_per_kwh=p.electricity_usd_per_kwh,
         cpu_profile=store.load(p.cpu_profile, cfg.profiles_dir) if p.cpu_profile else None,
         host_spare_share=p.host_spare_share, dram_gb_per_s_per_socket=p.dram_gb_per_s_per_socket,
-        embodied_level=p.embodied,
+        embodied_level=p.embodied, slo_scope=p.slo_scope, routing=p.routing,
         gpu_profiles=measured_gpu_profiles(list(p.gpus), cfg.profiles_dir),
     )
 
@@ -51,16 +49,13 @@ def measured_gpu_profiles(gpus: list[str], root: str) -> dict[str, Profile]:
 
 
 def run(cfg: "BenchConf") -> dict[str, Any]:
-    try:
-        result = plan.run(inputs_of(cfg))
-    except PlanError as err:
-        print(f"bench: plan: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    result = plan.run(inputs_of(cfg))  # a PlanError (no plan can meet the SLO) is a refusal: one line, exit 3
     out = Path(cfg.plan.report_dir or Path(cfg.results_dir) / "plan")
     pngs = plan_report.plots(result, out)
     text = plan_report.markdown(result, [p.name for p in pngs])
+    atomic_write_text(out / "plans.csv", plan_report.plans_csv(result).to_csv(index=False))
     atomic_write_text(out / "plan.md", text)
     print(text)
-    print(f"wrote {out / 'plan.md'} and {len(pngs)} plots")
+    print(f"wrote {out / 'plan.md'}, {out / 'plans.csv'} and {len(pngs)} plots")
     carbon = result.plans[0]
-    return {"plan_total_kg": carbon.total_kg, "plan_attainment": carbon.attainment}
+    return {"plan_total_kg": carbon.total_kg, "plan_attainment": carbon.attainment, "plan_feasible": carbon.feasible}

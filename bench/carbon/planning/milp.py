@@ -1,18 +1,29 @@
 """Capacity planning over the hours of a period as a MILP (`scipy.optimize.milp`, HiGHS).
 
-Each hour replays the request trace: its online requests must be served that hour by active
-replicas within their SLO capacity; its offline requests may wait up to `deadline_h` hours
-(carbon-aware time shifting) and may run on the hosts' CPUs (Reuse). Replicas provisioned for
-the period carry embodied carbon for every hour; active replicas draw their idle power plus a
-dynamic energy per request (from simulation, `capacity.py`); parked replicas are off.
+Each hour h has its own online requests (served that hour by active replicas within their SLO
+capacity) and its own offline arrivals, which may wait up to `deadline_h` hours (carbon-aware
+time shifting, as a backlog carried from hour to hour) and may run on the hosts' CPUs (Reuse).
+Provisioned replicas carry embodied carbon for every hour, and so do the nodes that hold them:
+a node holds up to `gpus_per_node` GPUs of one type, shared by any candidates of that type.
+Active replicas draw their idle power plus a dynamic energy per request (from simulation,
+`capacity.py`); parked replicas are off.
 
-Decision variables, per hour h and candidate c: active replicas u (integer), online requests
-x and offline requests y served; per hour offline requests z served by host CPUs; per candidate
-provisioned replicas n and nodes m (integers). Objectives: carbon (operational at the hour's
-intensity x PUE, plus amortised embodied), energy, cost, or latency; the pillars restrict what
-the solver may choose.
+Variables, per hour h and candidate c: active replicas u (integer), online requests x and offline
+requests y served; per hour: offline requests z served by host CPUs and the offline backlog b
+left at its end; per candidate: provisioned replicas n (integer); per GPU type t: nodes m
+(integer). Objectives: carbon (operational at the hour's intensity x PUE, plus amortised
+embodied), energy or cost. Ties are broken lexicographically, each by a solve of its own under
+the previous optimum: fewest GPUs, then fewest nodes (never by a small weight, which would sit
+inside the solver's tolerance). The solver's gap and whether it hit its time limit are kept.
 """
 from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, sparse
@@ -22,8 +33,70 @@ from bench.carbon.planning.pillars import Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan, PlanError, Setting
 from bench.carbon.serving.capacity import Capacity
 
+TIME_LIMIT_S = 60.0  # per solve; a plan says when a solve stopped at it
+MIP_GAP = 0.005  # relative gap HiGHS stops at (the gap reached is reported per plan)
 
-def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str) -> Plan:
+
+@dataclass
+class _Layout:
+    """Column offsets of the variable vector."""
+
+    H: int
+    C: int
+    T: int
+
+    def __post_init__(self) -> None:
+        H, C = self.H, self.C
+        self.u, self.x, self.y = 0, H * C, 2 * H * C
+        self.z, self.b = 3 * H * C, 3 * H * C + H
+        self.n = 3 * H * C + 2 * H
+        self.m = self.n + C
+        self.size = self.m + self.T
+
+    def hc(self, base: int) -> np.ndarray:
+        """Column indices [H, C] of an hour x candidate block."""
+        return base + np.arange(self.H * self.C).reshape(self.H, self.C)
+
+
+class _Rows:
+    """Sparse constraint rows built from index arrays (no Python loop over the hours)."""
+
+    def __init__(self) -> None:
+        self.r: list[np.ndarray] = []
+        self.c: list[np.ndarray] = []
+        self.v: list[np.ndarray] = []
+        self.lo: list[np.ndarray] = []
+        self.hi: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, terms: list[tuple[np.ndarray, np.ndarray | float]], lo, hi) -> None:
+        """Rows k = 0..K-1 with sum over terms of coef[k, ...] * var[cols[k, ...]] in [lo, hi]."""
+        k = None
+        for cols, coef in terms:
+            cols = np.asarray(cols)
+            k = cols.shape[0] if k is None else k
+            rows = np.broadcast_to((self.count + np.arange(k)).reshape((k,) + (1,) * (cols.ndim - 1)), cols.shape)
+            self.r.append(rows.ravel())
+            self.c.append(cols.ravel())
+            self.v.append(np.broadcast_to(np.asarray(coef, float), cols.shape).ravel())
+        self.lo.append(np.broadcast_to(np.asarray(lo, float), (k,)).copy())
+        self.hi.append(np.broadcast_to(np.asarray(hi, float), (k,)).copy())
+        self.count += k
+
+    def constraint(self, nvar: int) -> optimize.LinearConstraint:
+        a = sparse.csr_array((np.concatenate(self.v), (np.concatenate(self.r), np.concatenate(self.c))),
+                             shape=(self.count, nvar))
+        return optimize.LinearConstraint(a, np.concatenate(self.lo), np.concatenate(self.hi))
+
+
+def _per_hour(values, H: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(values, float), (H,)).astype(float)
+
+
+def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+          derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S) -> Plan:
+    """The plan minimising `objective`; `derate`: candidate -> per-hour share of its capacity the
+    plan may use (re-planning after a verification found the hour's replicas overloaded)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
     levers = pillars.levers()
@@ -31,120 +104,169 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     if not caps:
         raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
     H, C = len(s.intensity_g_per_kwh), len(caps)
+    types = sorted({c.candidate.hardware for c in caps})
+    L = _Layout(H, C, len(types))
+    online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
     reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
-    # Variable layout: u, x, y (H*C each), z (H), n (C), m (C).
-    iu, ix, iy = 0, H * C, 2 * H * C
-    iz, i_n, im = 3 * H * C, 3 * H * C + H, 3 * H * C + H + C
-    nvar = im + C
-
-    def at(base: int, h: int, c: int) -> int:
-        return base + h * C + c
 
     gpus_tab = embodied.gpus()
     tp = np.array([c.candidate.device.devices for c in caps], float)
-    per_node = np.array([float(gpus_tab.loc[c.candidate.hardware, "gpus_per_node"]) for c in caps])
-    kg_gpu_h = np.zeros(C)
-    kg_host_h = np.zeros(C)
-    for j, c in enumerate(caps):
-        life = lifetimes_for(s, c.candidate.hardware, levers)
-        g, hst = embodied.node_kg_per_hour(c.candidate.hardware, 1, host_for(s, c.candidate.hardware, levers), life,
-                                           s.embodied_level)
-        kg_gpu_h[j], kg_host_h[j] = g, hst
-    kg_per_j = s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0  # [H]
+    type_of = np.array([types.index(c.candidate.hardware) for c in caps])
+    per_node = np.array([float(gpus_tab.loc[t, "gpus_per_node"]) for t in types])
+    kg_gpu_h = np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
+    kg_host_h = np.array([_embodied(s, t, levers)[1] for t in types])
+    price = np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
     e_req = np.array([c.dynamic_j_per_request for c in caps])
     p_act = np.array([c.active_w for c in caps])
-    price = np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
+    rate = np.array([c.requests_per_hour for c in caps])
+    scale = np.ones((H, C))
+    for j, c in enumerate(caps):
+        if derate and c.candidate.name in derate:
+            scale[:, j] = derate[c.candidate.name]
     e_cpu = econ.host_cpu_capacity.dynamic_j_per_request if reuse else 0.0
 
-    cost = np.zeros(nvar)
-    for h in range(H):
-        for j in range(C):
-            energy_u, energy_req = p_act[j] * 3600.0, e_req[j]
-            if objective == "carbon":
-                cost[at(iu, h, j)] = kg_per_j[h] * energy_u
-                cost[at(ix, h, j)] = cost[at(iy, h, j)] = kg_per_j[h] * energy_req
-            elif objective == "energy":
-                cost[at(iu, h, j)] = energy_u / J_PER_KWH
-                cost[at(ix, h, j)] = cost[at(iy, h, j)] = energy_req / J_PER_KWH
-            elif objective == "cost":
-                cost[at(iu, h, j)] = energy_u / J_PER_KWH * econ.electricity_usd_per_kwh
-                cost[at(ix, h, j)] = cost[at(iy, h, j)] = energy_req / J_PER_KWH * econ.electricity_usd_per_kwh
-            else:  # performance: request latency, with a tiny energy term to break ties
-                lat = caps[j].latency_s_per_request
-                cost[at(ix, h, j)] = cost[at(iy, h, j)] = lat + 1e-9 * energy_req
-                cost[at(iu, h, j)] = 1e-9 * energy_u
-        if reuse:
-            cost[iz + h] = {"carbon": kg_per_j[h] * e_cpu, "energy": e_cpu / J_PER_KWH,
-                            "cost": e_cpu / J_PER_KWH * econ.electricity_usd_per_kwh,
-                            "performance": econ.host_cpu_capacity.latency_s_per_request}[objective]
-    for j in range(C):
-        if objective == "carbon":
-            cost[i_n + j], cost[im + j] = H * tp[j] * kg_gpu_h[j], H * kg_host_h[j]
-        elif objective == "cost":
-            cost[i_n + j] = H * tp[j] * price[j]
-        else:
-            cost[i_n + j] = cost[im + j] = 1e-6  # provision no more than needed
+    # Objective: a weight per joule of each hour (carbon: its intensity), then embodied / price terms.
+    per_j = {"carbon": s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0,
+             "energy": np.full(H, s.pue / J_PER_KWH),
+             "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
+    cost = np.zeros(L.size)
+    cost[L.hc(L.u)] = per_j[:, None] * p_act[None, :] * 3600.0
+    cost[L.hc(L.x)] = cost[L.hc(L.y)] = per_j[:, None] * e_req[None, :]
+    cost[L.z:L.z + H] = per_j * e_cpu
+    if objective == "carbon":
+        cost[L.n:L.n + C] = H * tp * kg_gpu_h
+        cost[L.m:L.m + L.T] = H * kg_host_h
+    elif objective == "cost":
+        cost[L.n:L.n + C] = H * tp * price
 
-    rows, lo, hi = [], [], []
-
-    def add(coefs: dict[int, float], low: float, high: float) -> None:
-        rows.append(coefs)
-        lo.append(low)
-        hi.append(high)
-
-    for h in range(H):
-        add({at(ix, h, j): 1.0 for j in range(C)}, s.online_per_hour, s.online_per_hour)
-        for j in range(C):
-            add({at(ix, h, j): 1.0, at(iy, h, j): 1.0, at(iu, h, j): -caps[j].requests_per_hour}, -np.inf, 0.0)
-            add({at(iu, h, j): 1.0, i_n + j: -1.0}, -np.inf, 0.0)
-        if reuse:
-            add({iz + h: 1.0, **{im + j: -econ.host_cpu_capacity.requests_per_hour for j in range(C)}}, -np.inf, 0.0)
-    arrived = np.cumsum(np.full(H, s.offline_per_hour))
+    rows = _Rows()
+    hours = np.arange(H)
+    rows.add([(L.hc(L.x), 1.0)], online, online)  # every online request served in its hour
+    # Served within the capacity of the hour's active replicas.
+    rows.add([(L.hc(L.x).ravel()[:, None], 1.0), (L.hc(L.y).ravel()[:, None], 1.0),
+              (L.hc(L.u).ravel()[:, None], -(scale * rate[None, :]).ravel()[:, None])], -np.inf, 0.0)
+    n_cols = np.broadcast_to(L.n + np.arange(C), (H, C))
+    rows.add([(L.hc(L.u).ravel()[:, None], 1.0), (n_cols.ravel()[:, None], -1.0)], -np.inf, 0.0)
+    # Offline backlog: b_h = b_{h-1} + arrivals_h - served_h; what arrived deadline hours ago is done.
     deadline = s.deadline_h if levers.offline_within_deadline else 1
-    due = np.array([arrived[h - deadline + 1] if h - deadline + 1 >= 0 else 0.0 for h in range(H)])
-    due[-1] = arrived[-1]
-    for h in range(H):
-        served = {}
-        for k in range(h + 1):
-            for j in range(C):
-                served[at(iy, k, j)] = 1.0
-            if reuse:
-                served[iz + k] = 1.0
-        add(served, due[h], arrived[h])
-    for j in range(C):
-        add({im + j: per_node[j], i_n + j: -tp[j]}, 0.0, np.inf)
-
-    a = sparse.lil_matrix((len(rows), nvar))
-    for r, coefs in enumerate(rows):
-        for col, v in coefs.items():
-            a[r, col] = v
-    integrality = np.zeros(nvar)
-    integrality[iu:iu + H * C] = 1
-    integrality[i_n:] = 1
-    upper = np.full(nvar, np.inf)
+    prev_b = np.where(hours > 0, L.b + hours - 1, L.b + hours)  # hour 0 has no previous backlog
+    prev_coef = np.where(hours > 0, -1.0, 0.0)
+    rows.add([((L.b + hours)[:, None], 1.0), (prev_b[:, None], prev_coef[:, None]), (L.hc(L.y), 1.0),
+              ((L.z + hours)[:, None], 1.0)], offline, offline)
+    waiting = np.array([offline[max(0, h - deadline + 2):h + 1].sum() if deadline > 1 else 0.0 for h in hours])
+    waiting[-1] = 0.0  # everything is served by the end of the period
+    if reuse:  # host CPUs of every node
+        rows.add([((L.z + hours)[:, None], 1.0),
+                  (np.broadcast_to(L.m + np.arange(L.T), (H, L.T)), -econ.host_cpu_capacity.requests_per_hour)],
+                 -np.inf, 0.0)
+    # Nodes of type t hold its candidates' GPUs.
+    for t in range(L.T):
+        members = np.flatnonzero(type_of == t)
+        rows.add([(np.array([[L.m + t]]), per_node[t]), ((L.n + members)[None, :], -tp[members][None, :])], 0.0, np.inf)
+    upper = np.full(L.size, np.inf)
+    upper[L.b:L.b + H] = waiting
     if not reuse:
-        upper[iz:iz + H] = 0.0
-    res = optimize.milp(cost, constraints=optimize.LinearConstraint(a.tocsr(), lo, hi), integrality=integrality,
-                        bounds=optimize.Bounds(np.zeros(nvar), upper), options={"time_limit": 20})
-    if res.x is None:
-        raise PlanError(f"plan {name}: the MILP found no feasible plan ({res.message})")
-    v = res.x
-    u = np.round(v[iu:iu + H * C].reshape(H, C))
-    plan = Plan(name, objective, pillars, u, v[ix:ix + H * C].reshape(H, C), v[iy:iy + H * C].reshape(H, C),
-                v[iz:iz + H], np.round(v[i_n:i_n + C]), np.round(v[im:im + C]))
+        upper[L.z:L.z + H] = 0.0
+    integrality = np.zeros(L.size)
+    integrality[L.u:L.u + H * C] = 1
+    integrality[L.n:] = 1
+    bounds = optimize.Bounds(np.zeros(L.size), upper)
+    base = rows.constraint(L.size)
+
+    started = time.perf_counter()
+    first = _milp(cost, [base], integrality, bounds, time_limit_s, name)
+    gap, hit_limit = first.gap, first.hit_limit
+    best = first.x
+    # Lexicographic ties: fewest GPUs, then fewest nodes, among plans no worse than the optimum found.
+    gpus = np.zeros(L.size)
+    gpus[L.n:L.n + C] = tp
+    nodes = np.zeros(L.size)
+    nodes[L.m:L.m + L.T] = 1.0
+    bound = first.fun + max(abs(first.fun), 1.0) * 1e-9
+    keep = [base, optimize.LinearConstraint(sparse.csr_array(cost[None, :]), -np.inf, bound)]
+    for tie in (gpus, nodes):
+        res = _milp(tie, keep, integrality, bounds, time_limit_s, name, required=False)
+        if res is None:
+            break  # the first solution stands; its ties are as the solver left them
+        best, hit_limit = res.x, hit_limit or res.hit_limit
+        keep = keep + [optimize.LinearConstraint(sparse.csr_array(tie[None, :]), -np.inf, res.fun + 1e-6)]
+    v = best
+    u = np.round(v[L.u:L.u + H * C].reshape(H, C))
+    # Nothing provisioned that carries no load in any hour; nodes only for the GPUs provisioned.
+    provisioned = u.max(axis=0)
+    gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
+    node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
+    plan = Plan(name, objective, pillars, u, v[L.x:L.x + H * C].reshape(H, C), v[L.y:L.y + H * C].reshape(H, C),
+                v[L.z:L.z + H], provisioned, node_count)
+    plan.node_types = types
+    plan.solver_gap, plan.solver_hit_time_limit = gap, hit_limit
+    plan.solve_s = time.perf_counter() - started
     if not levers.any_candidate:
         plan.notes.append(f"rightsize off: only the reference {s.reference}")
-    _account(plan, caps, s, pillars, econ, kg_gpu_h, kg_host_h, price, tp)
+    account(plan, caps, s, pillars, econ)
     plan.candidates = caps
     return plan
 
 
-def _account(plan: Plan, caps: list[Capacity], s: Setting, pillars: Pillars, econ: Economics, kg_gpu_h: np.ndarray,
-             kg_host_h: np.ndarray, price: np.ndarray, tp: np.ndarray) -> None:
-    """Carbon, energy and cost of a plan, whatever objective chose it (pure accounting)."""
+@dataclass
+class _Solved:
+    x: np.ndarray
+    fun: float
+    gap: float
+    hit_limit: bool
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """HiGHS prints internal notes to file descriptor 1 whatever its display option; the report
+    goes to stdout, so they are sent to /dev/null for the solve."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # captured stdout (tests): nothing to protect
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str, required: bool = True
+          ) -> _Solved | None:
+    with _quiet_stdout():
+        res = optimize.milp(cost, constraints=constraints, integrality=integrality, bounds=bounds,
+                            options={"time_limit": time_limit_s, "mip_rel_gap": MIP_GAP})
+    if res.x is None:
+        if not required:
+            return None
+        raise PlanError(f"plan {name}: the MILP found no feasible plan ({res.message})")
+    gap = getattr(res, "mip_gap", None)
+    return _Solved(res.x, float(res.fun), float(gap) if gap is not None else math.nan,
+                   res.status == 1)  # 1: a time (or iteration) limit stopped it
+
+
+def _embodied(s: Setting, hardware: str, levers) -> tuple[float, float]:
+    """(per GPU, per node host) embodied kg per hour of `hardware` under the plan's levers."""
+    return embodied.node_kg_per_hour(hardware, 1, host_for(s, hardware, levers), lifetimes_for(s, hardware, levers),
+                                     s.embodied_level)
+
+
+def account(plan: Plan, caps: list[Capacity], s: Setting, pillars: Pillars, econ: Economics) -> None:
+    """Carbon, energy and cost of a plan, whatever chose it (pure accounting)."""
+    levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
+    gpus_tab = embodied.gpus()
+    tp = np.array([c.candidate.device.devices for c in caps], float)
     p_act = np.array([c.active_w for c in caps])
     e_req = np.array([c.dynamic_j_per_request for c in caps])
+    price = np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
+    kg_gpu_h = np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
+    kg_host_h = np.array([_embodied(s, t, levers)[1] for t in plan.node_types])
     hourly_j = plan.active @ (p_act * 3600.0) + (plan.online + plan.offline_gpu) @ e_req
     if econ.host_cpu_capacity is not None:
         hourly_j = hourly_j + plan.offline_cpu * econ.host_cpu_capacity.dynamic_j_per_request

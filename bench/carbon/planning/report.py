@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.carbon.planning.baselines import BASELINES  # noqa: E402
 from bench.carbon.planning.run import PlanRun  # noqa: E402
 from bench.common.files import atomic_save_figure as _save  # noqa: E402
 from bench.common.markdown import table as table_md  # noqa: E402
@@ -22,26 +23,66 @@ def _fleet(plan) -> str:
     return ", ".join(parts) or "none"
 
 
+PLANS_CSV_COLUMNS = ["plan", "kind", "feasible", "attainment", "worst_hour_attainment", "gpus", "nodes",
+                     "operational_kg", "embodied_gpu_kg", "embodied_host_kg", "total_kg", "energy_kwh", "cost_usd",
+                     "solver_gap", "solver_hit_time_limit"]
+
+
+def plans_csv(run: PlanRun) -> pd.DataFrame:
+    """One row per plan: the chosen one, each baseline, each ablation step (`plans.csv`)."""
+    rows = []
+    for p in run.plans + run.ablation:
+        rows.append({"plan": p.name, "kind": p.kind, "feasible": p.feasible, "attainment": p.attainment,
+                     "worst_hour_attainment": p.worst_hour_attainment, "gpus": p.gpus, "nodes": p.node_count,
+                     "operational_kg": p.operational_kg, "embodied_gpu_kg": p.embodied_gpu_kg,
+                     "embodied_host_kg": p.embodied_host_kg, "total_kg": p.total_kg, "energy_kwh": p.energy_kwh,
+                     "cost_usd": p.cost_usd, "solver_gap": p.solver_gap, "solver_hit_time_limit": p.solver_hit_time_limit})
+    return pd.DataFrame(rows, columns=PLANS_CSV_COLUMNS)
+
+
 def plans_table(run: PlanRun) -> pd.DataFrame:
     rows = []
     for p in run.plans:
         s = run.spread[p.name]
-        rows.append({"plan": p.name, "fleet": _fleet(p), "operational kgCO2e": p.operational_kg,
+        rows.append({"plan": p.name, "meets SLO": "yes" if p.feasible else "NO (infeasible)", "fleet": _fleet(p),
+                     "GPUs": p.gpus, "nodes": p.node_count, "operational kgCO2e": p.operational_kg,
                      "embodied GPU kg": p.embodied_gpu_kg, "embodied host kg": p.embodied_host_kg,
                      "total kgCO2e": p.total_kg, "total low-high": f"{s['low']:.3g}-{s['high']:.3g}",
-                     "energy kWh": p.energy_kwh, "cost USD": p.cost_usd, "SLO attainment (simulated)": p.attainment,
+                     "energy kWh": p.energy_kwh, "cost USD": p.cost_usd, "attainment (pooled)": p.attainment,
+                     "worst hour": p.worst_hour_attainment, "worst replica": p.worst_replica_attainment,
                      "TTFT p50/p99 s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_p99_s', float('nan')):.3g}",
                      "TPOT p50/p99 s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_p99_s', float('nan')):.3g}",
-                     "offline on CPU": float(p.offline_cpu.sum())})
+                     "offline on CPU": float(p.offline_cpu.sum()),
+                     "solver gap": "-" if np.isnan(p.solver_gap) else f"{p.solver_gap:.2%}" + (" (time limit)" if p.solver_hit_time_limit else "")})
     return pd.DataFrame(rows)
 
 
+def headline(run: PlanRun) -> list[str]:
+    """Savings only between plans that meet the SLO; the others are listed, never ranked."""
+    carbon = run.plans[0]
+    lines = []
+    if not carbon.feasible:
+        lines.append(f"- no carbon-optimal plan meets the SLO (best verified: {carbon.attainment:.2%} pooled, worst hour "
+                     f"{carbon.worst_hour_attainment:.2%}): no saving is claimed")
+    for other in run.plans[1:]:
+        if not other.feasible:
+            lines.append(f"- {other.name} misses the SLO (worst hour {other.worst_hour_attainment:.2%}): infeasible, "
+                         "not compared")
+        elif carbon.feasible:
+            saving = 1 - carbon.total_kg / other.total_kg
+            lines.append(f"- carbon-optimal {'saves' if saving >= 0 else 'adds'} {abs(saving):.1%} of the total carbon "
+                         f"of {other.name} ({carbon.total_kg:.3g} vs {other.total_kg:.3g} kgCO2e; both meet the SLO)")
+    return lines
+
+
 def ablation_table(run: PlanRun) -> pd.DataFrame:
-    base = run.ablation[0].total_kg
-    return pd.DataFrame([{"pillars": p.name, "fleet": _fleet(p), "total kgCO2e": p.total_kg,
-                          "saving vs none": 1 - p.total_kg / base, "operational kg": p.operational_kg,
-                          "embodied kg": p.embodied_gpu_kg + p.embodied_host_kg,
-                          "SLO attainment (simulated)": p.attainment} for p in run.ablation])
+    base = run.ablation[0]
+    return pd.DataFrame([{"pillars": p.name, "meets SLO": "yes" if p.feasible else "NO", "fleet": _fleet(p),
+                          "total kgCO2e": p.total_kg,
+                          "saving vs none": (1 - p.total_kg / base.total_kg) if p.feasible and base.feasible else "-",
+                          "operational kg": p.operational_kg, "embodied kg": p.embodied_gpu_kg + p.embodied_host_kg,
+                          "attainment (pooled)": p.attainment, "worst hour": p.worst_hour_attainment}
+                         for p in run.ablation])
 
 
 def capacity_table(run: PlanRun) -> pd.DataFrame:
@@ -77,23 +118,31 @@ def device_model_lines(i: Any) -> list[str]:
 
 def markdown(run: PlanRun, pngs: list[str]) -> str:
     i = run.inputs
-    carbon = run.plans[0]
+    d = run.demand
+    if d is None or d.replayed:
+        trace = (f"the {d.trace_hours}-hour trace is replayed over the {d.hours}-hour period (hour h is trace hour h mod "
+                 f"{d.trace_hours})" if d is not None else "the trace is replayed every hour")
+    else:
+        trace = f"the trace is used hour by hour (its first {d.hours} of {d.trace_hours} hours)"
+    if d is not None and d.tiled > 1:
+        trace = f"the trace, shorter than an hour, is tiled {d.tiled} times to fill one; " + trace
+    scope = "in every hour" if i.slo_scope == "hour" else "over the whole period"
     lines = [f"# Carbon-aware plan: {i.model.name} on {i.workload.label}", "",
              f"- grid: {i.intensity.label}, {len(i.intensity.g_per_kwh)} h from {i.intensity.start_utc} "
              f"(mean {np.mean(i.intensity.g_per_kwh):.0f} g/kWh, {i.intensity.gaps_filled} gaps in the source filled by interpolation), PUE {i.pue:g}",
              f"- SLO: TTFT <= {i.slo.ttft_s:g} s and TPOT <= {i.slo.tpot_s:g} s for {i.slo.attainment:.0%} of online "
-             f"requests; offline deadline {i.deadline_h} h",
-             "- the one-hour trace is replayed every hour of the period; GPU energy from the candidates' device "
+             f"requests {scope} (`plan.slo_scope={i.slo_scope}`); offline deadline {i.deadline_h} h",
+             f"- {trace}; GPU energy from the candidates' device "
              "models (see `method`: `model:datasheet` is peak datasheet rates with the Splitwise power model, not a "
              "measurement); host power of GPU nodes is not modelled; parked replicas are off",
-             "- every plan's SLO attainment is simulated over the whole trace hour at the load the plan gives each "
-             "replica, not assumed; TTFT/TPOT percentiles are those of the worst hour",
+             f"- a plan counts only if its whole-fleet simulation meets the SLO: each hour's requests routed over all of "
+             f"its active replicas (`plan.routing={i.routing}`), every replica simulated, offline work submitted evenly "
+             "over the hour it is scheduled in; plans that miss it are infeasible, listed and never ranked; TTFT/TPOT "
+             "percentiles are those of the worst hour",
+             "- baselines: " + "; ".join(f"{b.name}: {b.says}" for b in BASELINES),
              "- SM clock is a Rightsize choice only for GPU types whose measured profile has frequency fits "
              "(`sweep=frequency`, then `task=fit`); datasheet models run at their default clocks", ""]
-    for other in run.plans[1:]:
-        saving = 1 - carbon.total_kg / other.total_kg
-        lines.append(f"- carbon-optimal {'saves' if saving >= 0 else 'adds'} {abs(saving):.1%} of the total carbon of "
-                     f"{other.name} ({carbon.total_kg:.3g} vs {other.total_kg:.3g} kgCO2e)")
+    lines += headline(run)
     lines += [""] + device_model_lines(i)
     lines += ["## Plans", "", table_md(plans_table(run)), "", "## Pillars added one at a time", "",
               table_md(ablation_table(run)), "", "## Candidates (one replica each)", "", table_md(capacity_table(run)), ""]

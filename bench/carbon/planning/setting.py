@@ -12,7 +12,7 @@ from bench.carbon.planning.pillars import Pillars
 from bench.carbon.serving.capacity import Capacity
 
 J_PER_KWH = 3.6e6
-OBJECTIVES = ("carbon", "energy", "cost", "performance")
+OBJECTIVES = ("carbon", "energy", "cost")  # what the MILP minimises (performance-optimal is a rule, baselines.py)
 
 
 class PlanError(ValueError):
@@ -35,7 +35,7 @@ class Plan:
     offline_gpu: np.ndarray  # [H, C]
     offline_cpu: np.ndarray  # [H]
     provisioned: np.ndarray  # [C] replicas
-    nodes: np.ndarray  # [C]
+    nodes: np.ndarray  # [T] nodes per GPU type (`node_types`), shared by that type's candidates
     energy_kwh: float = 0.0
     operational_kg: float = 0.0
     embodied_gpu_kg: float = 0.0
@@ -46,10 +46,26 @@ class Plan:
     candidates: list[Capacity] = field(default_factory=list)
     hourly_energy_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
     latency: dict[str, float] = field(default_factory=dict)  # worst hour's TTFT/TPOT p50 and p99, simulated
+    node_types: list[str] = field(default_factory=list)
+    kind: str = "chosen"  # chosen | baseline | ablation
+    feasible: bool = False  # its whole-fleet simulation met the SLO (in every hour, or over the period)
+    worst_hour_attainment: float = math.nan
+    worst_replica_attainment: float = math.nan  # the worst single replica in any hour
+    solver_gap: float = math.nan  # relative MILP gap reached (NaN: not solved by the MILP)
+    solver_hit_time_limit: bool = False
+    solve_s: float = 0.0
 
     @property
     def total_kg(self) -> float:
         return self.operational_kg + self.embodied_gpu_kg + self.embodied_host_kg
+
+    @property
+    def gpus(self) -> int:
+        return int(sum(n * c.candidate.device.devices for n, c in zip(self.provisioned, self.candidates)))
+
+    @property
+    def node_count(self) -> int:
+        return int(np.sum(self.nodes))
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,8 @@ class Setting:
     capacities: list[Capacity]
     intensity_g_per_kwh: np.ndarray  # [H]
     pue: float
-    online_per_hour: float
-    offline_per_hour: float
+    online_per_hour: np.ndarray  # [H] online requests of each hour (a scalar is every hour's)
+    offline_per_hour: np.ndarray  # [H] offline arrivals of each hour
     deadline_h: int
     model_bytes: float
     kv_bytes: float

@@ -56,7 +56,7 @@ def test_offline_work_moves_to_the_cleanest_hour_within_its_deadline():
     plan = solve(s, "carbon", shifting, Economics(), "t")
     served = plan.offline_gpu[:, 0]
     # 600 offline requests have arrived by hour 2 and fit its spare capacity (900); hour 3's 200 are due by the end.
-    assert served.tolist() == pytest.approx([0, 0, 600, 200])
+    assert served.tolist() == pytest.approx([0, 0, 600, 200], abs=1e-3)  # within HiGHS tolerances
     no_shift = solve(s, "carbon", ALL_OFF, Economics(), "t")
     assert no_shift.offline_gpu[:, 0].tolist() == pytest.approx([200, 200, 200, 200])
     assert plan.operational_kg < no_shift.operational_kg

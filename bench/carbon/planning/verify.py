@@ -1,0 +1,168 @@
+"""Whole-fleet verification: every hour of a plan, its requests routed across all of the plan's
+active replicas and every replica simulated.
+
+Routing (`plan.routing`):
+- `round_robin`: each request goes to the candidate whose share of the hour's planned load (the
+  MILP's online and offline requests per candidate) is furthest behind (smooth weighted round
+  robin), then to that candidate's replicas in turn;
+- `least_loaded`: each request goes to the replica with the least outstanding work, counted in
+  requests and drained at the replica's capacity (requests per hour within the SLO): a
+  join-the-shortest-queue dispatcher that sees queue lengths, not the simulated state.
+The hour's pooled attainment is over all its online requests; the worst replica is reported too.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.carbon.inputs.workload import Workload
+from bench.carbon.planning.demand import S_PER_H, Demand
+from bench.carbon.serving.capacity import Capacity
+from bench.carbon.serving.models import ModelSpec
+from bench.carbon.serving.simulate import Slo, simulate
+from bench.carbon.serving.step import StepCost
+
+ROUTINGS = ("round_robin", "least_loaded")
+
+
+@dataclass
+class HourResult:
+    met: int  # online requests within the SLO
+    online: int
+    worst_replica: float  # attainment of the worst replica that served online requests
+    missed: set[str]  # candidates with a replica below the target
+    ttft_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # online requests' TTFT (NaN: unfinished)
+    tpot_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def attainment(self) -> float:
+        return self.met / self.online if self.online else 1.0
+
+
+@dataclass
+class Verification:
+    hours: list[HourResult]
+    attainment: float  # pooled over the period
+    worst_hour: float
+    worst_replica: float
+    latency: dict[str, float]  # worst hour's TTFT / TPOT percentiles
+
+    def failing_hours(self, slo: Slo, scope: str) -> list[int]:
+        if scope == "period":
+            return [h for h, r in enumerate(self.hours) if r.attainment < slo.attainment] \
+                if self.attainment < slo.attainment else []
+        return [h for h, r in enumerate(self.hours) if r.attainment < slo.attainment]
+
+
+def route(requests: Workload, replicas: list[tuple[int, float, float]], policy: str) -> np.ndarray:
+    """Replica index per request. `replicas`: (candidate index, planned share, capacity per hour)."""
+    n = len(requests.arrival_s)
+    out = np.zeros(n, int)
+    if not replicas or n == 0:
+        return out
+    if policy == "round_robin":
+        share = np.array([r[1] for r in replicas], float)
+        share = share / share.sum() if share.sum() > 0 else np.full(len(replicas), 1.0 / len(replicas))
+        credit = np.zeros(len(replicas))
+        for i in range(n):  # smooth weighted round robin over replicas (each carries its candidate's share)
+            credit += share
+            k = int(np.argmax(credit))
+            credit[k] -= 1.0
+            out[i] = k
+        return out
+    if policy == "least_loaded":
+        rate_per_s = np.array([max(r[2], 1e-9) / S_PER_H for r in replicas])
+        backlog = np.zeros(len(replicas))
+        last = 0.0
+        for i, t in enumerate(requests.arrival_s):
+            backlog = np.maximum(backlog - rate_per_s * (t - last), 0.0)
+            last = t
+            k = int(np.argmin(backlog / rate_per_s))  # the shortest expected wait
+            backlog[k] += 1.0
+            out[i] = k
+        return out
+    raise ValueError(f"plan.routing={policy!r}: choose one of {', '.join(ROUTINGS)}")
+
+
+def _hour_requests(demand: Demand, h: int, offline_count: int) -> Workload:
+    # The same offline requests for the same count, so hours in the same state share one simulation.
+    online = demand.online_hour(demand.trace_hour(h))
+    batch = demand.offline_batch(offline_count, 0)
+    both = Workload(np.concatenate([online.arrival_s, batch.arrival_s]), np.concatenate([online.prompt, batch.prompt]),
+                    np.concatenate([online.output, batch.output]), np.concatenate([online.offline, batch.offline]),
+                    online.label)
+    order = np.argsort(both.arrival_s, kind="stable")
+    return both.subset(order)
+
+
+def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy: str) -> HourResult:
+    caps: list[Capacity] = plan.candidates
+    planned = plan.online[h] + plan.offline_gpu[h]
+    replicas = []
+    for j, c in enumerate(caps):
+        u = int(plan.active[h, j])
+        for _ in range(u):
+            replicas.append((j, planned[j] / u if u else 0.0, c.requests_per_hour))
+    requests = _hour_requests(demand, h, int(round(float(plan.offline_gpu[h].sum()))))
+    online = ~requests.offline
+    if not replicas:
+        return HourResult(0, int(online.sum()), 0.0 if online.any() else 1.0,
+                          {"(no active replica)"} if online.any() else set(), np.full(int(online.sum()), np.nan),
+                          np.full(int(online.sum()), np.nan))
+    where = route(requests, replicas, policy)
+    met = 0
+    worst = 1.0
+    missed: set[str] = set()
+    ttft = np.full(len(requests.arrival_s), np.nan)
+    tpot = np.full(len(requests.arrival_s), np.nan)
+    for k, (j, _, _) in enumerate(replicas):
+        mine = where == k
+        if not mine.any():
+            continue
+        part = requests.subset(mine)
+        c = caps[j].candidate
+        # An overloaded replica never clears its queue: two hours bound the simulation; what is
+        # unfinished by then missed the SLO.
+        res = simulate(part.arrival_s, part.prompt, part.output, StepCost.of(model, c.device), c.max_batch,
+                       online=~part.offline, horizon_s=2 * S_PER_H, max_prefill_tokens=c.max_prefill_tokens)
+        ok = _within(res.ttft_s, res.tpot_s, slo) & ~part.offline
+        ttft[mine], tpot[mine] = res.ttft_s, res.tpot_s
+        n_online = int((~part.offline).sum())
+        if n_online:
+            met += int(ok.sum())
+            share = ok.sum() / n_online
+            worst = min(worst, share)
+            if share < slo.attainment:
+                missed.add(c.name)
+    return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online])
+
+
+def _within(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
+    return (np.nan_to_num(ttft, nan=math.inf) <= slo.ttft_s) & (np.nan_to_num(tpot, nan=0.0) <= slo.tpot_s) \
+        & ~np.isnan(ttft)
+
+
+def _key(plan, h: int, demand: Demand) -> tuple:
+    return (demand.trace_hour(h), round(float(plan.offline_gpu[h].sum())),
+            tuple((c.candidate.name, int(plan.active[h, j]), round(float(plan.online[h, j])),
+                   round(float(plan.offline_gpu[h, j]))) for j, c in enumerate(plan.candidates) if plan.active[h, j]))
+
+
+def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict) -> Verification:
+    hours = []
+    for h in range(plan.active.shape[0]):
+        key = _key(plan, h, demand)
+        if key not in cache:
+            cache[key] = verify_hour(demand, h, plan, model, slo, policy)
+        hours.append(cache[key])
+    met, total = sum(r.met for r in hours), sum(r.online for r in hours)
+    worst = min(hours, key=lambda r: r.attainment)
+    latency = {}
+    for name, values in (("ttft", worst.ttft_s), ("tpot", worst.tpot_s)):
+        finite = values[~np.isnan(values)]
+        for q in (50, 99):
+            latency[f"{name}_p{q}_s"] = float(np.percentile(finite, q)) if len(finite) else math.nan
+    return Verification(hours, met / total if total else 1.0, worst.attainment,
+                        min(r.worst_replica for r in hours), latency)
