@@ -242,6 +242,7 @@ def validate_plan(cfg: BenchConf) -> None:
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
     w = cfg.workload
     _at_least("workload.deadline_h", w.deadline_h, 1)
+    _choice("workload.time_unit", w.time_unit, tuple(workload.TIME_UNITS_S))
     try:
         workload.from_config(w)
     except workload.WorkloadError as err:
