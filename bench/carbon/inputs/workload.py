@@ -20,6 +20,7 @@ import pandas as pd
 
 DEFAULT_TRACE = Path(__file__).resolve().parents[1] / "data" / "azure_conv_2023.csv"
 TIME_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}  # seconds per unit of a numeric timestamp
+OVER_CONTEXT = ("refuse", "truncate", "drop")
 # A trace spanning more than a year is far more likely milliseconds read as seconds than a year of
 # requests; the hint names the next finer unit.
 MAX_SPAN_S = 366 * 86400.0
@@ -35,6 +36,9 @@ class WorkloadConf:
     prompt_column: str = "ContextTokens"
     output_column: str = "GeneratedTokens"
     time_unit: str = "s"  # of numeric timestamps: s | ms | us (datetimes carry their own)
+    # Requests whose prompt + output exceed the model's context window: refuse | truncate | drop.
+    # truncate by default: the shipped trace has one such request (14,089 tokens; Llama-3 has 8,192).
+    over_context: str = "truncate"
     offline_share: float = 0.55  # EcoServe: offline batch work is up to 55% of capacity
     deadline_h: int = 24
     seed: int = 0
@@ -50,7 +54,7 @@ class Workload:
     prompt: np.ndarray
     output: np.ndarray
     offline: np.ndarray  # bool
-    label: str  # the file, its size and span, and what was changed on reading (re-sorted)
+    label: str  # the file, its size and span, and what was changed on reading (re-sorted, truncated)
 
     @property
     def duration_s(self) -> float:
@@ -202,3 +206,39 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
     return Workload(seconds - seconds[0], tokens[prompt_column][order], np.maximum(tokens[output_column][order], 1),
                     offline, f"{path.name} ({', '.join(notes)})")
 
+
+def fit_to_context(w: Workload, context_tokens: int, policy: str) -> Workload:
+    """The requests whose prompt + output exceed the model's context window, refused, truncated or
+    dropped; the label says how many and what was done.
+
+    Args:
+        w: the workload.
+        context_tokens: the model's context window (prompt + output), in tokens.
+        policy: `refuse` (WorkloadError), `truncate` (the prompt is cut, keeping at least one
+            token, so prompt + output fit; an output alone over the window is cut to the window
+            less one) or `drop` (the requests are removed).
+    """
+    if policy not in OVER_CONTEXT:
+        raise WorkloadError(f"workload.over_context={policy!r}: choose one of {', '.join(OVER_CONTEXT)}")
+    total = w.prompt + w.output
+    over = total > context_tokens
+    count = int(over.sum())
+    if not count:
+        return w
+    if policy == "refuse":
+        verb = "exceeds" if count == 1 else "exceed"
+        raise WorkloadError(f"{count} of {_requests(len(total))} {verb} the model's {context_tokens}-token context "
+                            f"(prompt + output; the largest: {int(total.max())} tokens); set "
+                            f"workload.over_context=truncate or drop")
+    note = f"{_requests(count)} over the {context_tokens}-token context"
+    if policy == "drop":
+        if count == len(total):
+            raise WorkloadError(f"all {_requests(count)} exceed the model's {context_tokens}-token context "
+                                f"(prompt + output); workload.over_context=drop leaves nothing to plan for")
+        kept = w.subset(~over)
+        return Workload(kept.arrival_s - kept.arrival_s[0], kept.prompt, kept.output, kept.offline,
+                        f"{w.label}; {note} dropped")
+    output = np.minimum(w.output, context_tokens - 1)
+    # context - output >= 1, so a cut prompt keeps at least one token.
+    prompt = np.minimum(w.prompt, context_tokens - output)
+    return Workload(w.arrival_s, prompt, output, w.offline, f"{w.label}; {note} truncated")

@@ -1,11 +1,12 @@
 """Request traces: the default trace and its offline share, every format and time unit, bad traces
-refused in one message."""
+refused in one message, and requests longer than the model's context refused, truncated or dropped."""
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from bench.carbon import serving
 from bench.carbon.inputs import workload
 
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
@@ -29,6 +30,18 @@ def test_default_trace_and_offline_share():
     assert int(np.median(w.prompt)) == 1020 and int(np.median(w.output)) == 129  # as SOURCES.md states
     assert abs(w.offline.mean() - 0.55) < 0.02
     assert w.label == "azure_conv_2023.csv (19366 requests over 58.4 min, 55% offline)"
+
+
+def test_default_trace_has_one_request_over_the_default_models_context():
+    # Why workload.over_context defaults to truncate: refuse would stop the shipped default plan.
+    w = workload.load()
+    context_tokens = serving.PRESETS["llama3_8b"].context_tokens
+    with pytest.raises(workload.WorkloadError, match=r"^1 of 19366 requests exceeds .* 8192-token .*14089 tokens"):
+        workload.fit_to_context(w, context_tokens, "refuse")
+    fitted = workload.fit_to_context(w, context_tokens, workload.WorkloadConf().over_context)
+    assert (fitted.prompt + fitted.output).max() == 8192
+    assert fitted.label.endswith("; 1 request over the 8192-token context truncated")
+    assert workload.fit_to_context(w, serving.PRESETS["qwen3_8b"].context_tokens, "refuse") is w  # 32k: all fit
 
 
 def test_every_format_reads_the_same_trace(tmp_path):
@@ -137,3 +150,20 @@ def test_a_null_time_in_json_lines_names_its_row(tmp_path):
     with pytest.raises(workload.WorkloadError, match=r"trace.jsonl: missing time in column 'TIMESTAMP' at row 1"):
         workload.load(path)
 
+
+def test_requests_over_the_context_are_refused_truncated_or_dropped(tmp_path):
+    # Long prompts: 100k tokens, and one output that alone exceeds the window.
+    path = write_trace(tmp_path, ["0,100,10", "1,100000,50", "2,10,9000", "3,8000,192", "4,8100,200"])
+    w = workload.load(path)
+    with pytest.raises(workload.WorkloadError, match=r"^3 of 5 requests exceed .*8192-token .*largest: 100050 tokens"):
+        workload.fit_to_context(w, 8192, "refuse")
+    cut = workload.fit_to_context(w, 8192, "truncate")
+    assert cut.prompt.tolist() == [100, 8142, 1, 8000, 7992] and cut.output.tolist() == [10, 50, 8191, 192, 200]
+    assert cut.label.endswith("; 3 requests over the 8192-token context truncated")
+    kept = workload.fit_to_context(w, 8192, "drop")
+    assert kept.prompt.tolist() == [100, 8000] and kept.arrival_s.tolist() == [0.0, 3.0]
+    assert kept.label.endswith("; 3 requests over the 8192-token context dropped")
+    with pytest.raises(workload.WorkloadError, match="all 5 requests exceed .* leaves nothing to plan for"):
+        workload.fit_to_context(w, 100, "drop")
+    with pytest.raises(workload.WorkloadError, match="over_context='clip': choose one of refuse, truncate, drop"):
+        workload.fit_to_context(w, 8192, "clip")
