@@ -246,8 +246,10 @@ def validate_plan(cfg: BenchConf) -> None:
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
     w = cfg.workload
     _at_least("workload.deadline_h", w.deadline_h, 1)
+    _choice("workload.time_unit", w.time_unit, tuple(workload.TIME_UNITS_S))
+    _choice("workload.over_context", w.over_context, workload.OVER_CONTEXT)
     try:
-        workload.from_config(w)
+        workload.fit_to_context(workload.from_config(w), serving.PRESETS[p.model].context_tokens, w.over_context)
     except workload.WorkloadError as err:
         raise ConfigError("workload", w.path or "default trace", str(err)) from None
     try:

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 
 def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
     p, w = cfg.plan, cfg.workload
+    model = serving.PRESETS[p.model]
     return plan.PlanInputs(
-        model=serving.PRESETS[p.model],
-        workload=workload.from_config(w),
+        model=model,
+        workload=workload.fit_to_context(workload.from_config(w), model.context_tokens, w.over_context),
         intensity=grid.from_config(cfg.grid, p.hours),
         slo=Slo(p.slo_ttft_s, p.slo_tpot_s, p.slo_attainment),
         gpus=list(p.gpus), max_batches=list(p.max_batches), reference=p.reference,

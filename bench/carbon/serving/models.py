@@ -15,6 +15,7 @@ class ModelSpec:
     head_dim: int
     ffn: int
     vocab: int
+    context_tokens: int  # the window prompt + output must fit in
     dtype_bytes: int = 2
 
     @property
@@ -31,8 +32,10 @@ class ModelSpec:
         return float(2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes)
 
 
+# Context windows: Meta's Llama 3 model card (8k for 8B and 70B); Qwen's Qwen3-8B model card
+# (32,768 tokens natively, 131,072 only with YaRN scaling, which a plain deployment does not enable).
 PRESETS = {
-    "llama3_8b": ModelSpec("Llama-3-8B", 32, 4096, 32, 8, 128, 14336, 128256),
-    "llama3_70b": ModelSpec("Llama-3-70B", 80, 8192, 64, 8, 128, 28672, 128256),
-    "qwen3_8b": ModelSpec("Qwen3-8B", 36, 4096, 32, 8, 128, 12288, 151936),
+    "llama3_8b": ModelSpec("Llama-3-8B", 32, 4096, 32, 8, 128, 14336, 128256, context_tokens=8192),
+    "llama3_70b": ModelSpec("Llama-3-70B", 80, 8192, 64, 8, 128, 28672, 128256, context_tokens=8192),
+    "qwen3_8b": ModelSpec("Qwen3-8B", 36, 4096, 32, 8, 128, 12288, 151936, context_tokens=32768),
 }

@@ -70,3 +70,33 @@ def test_grid_from_config_for_every_source(tmp_path):
     assert grid.from_config(cfg(source="csv", path=str(path)), 2).g_per_kwh.tolist() == [100, 200]
     with pytest.raises(grid.GridError, match="grid.path"):
         grid.from_config(cfg(source="csv"), 2)
+
+
+@pytest.mark.parametrize("cell, row", [("n/a", 1), ('"12,3"', 1), ("NaN", 1), ("120 g", 1)])
+def test_text_in_the_value_column_is_refused_with_its_row(tmp_path, cell, row):
+    # It was coerced to a gap and interpolated over; only an empty cell is a gap.
+    path = tmp_path / "g.csv"
+    path.write_text(f"timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,{cell}\n"
+                    f"2022-01-01 02:00,\n2022-01-01 03:00, \n2022-01-01 04:00,300\n")
+    text = cell.strip('"')
+    with pytest.raises(grid.GridError, match=rf"column 'intensity_g_per_kwh' has text '{text}' at row {row}; "
+                                             r"values must be numbers \(leave a cell empty for a gap\)$"):
+        grid.from_csv(path)
+    path.write_text(path.read_text().replace(cell, "200"))
+    series = grid.from_csv(path)
+    assert series.g_per_kwh.tolist() == [100, 200, 233.33333333333334, 266.6666666666667, 300]
+    assert series.gaps_filled == 2  # an empty cell and a blank one
+
+
+@pytest.mark.parametrize("content, match", [
+    ("", r"is empty$"),
+    ("timestamp,intensity_g_per_kwh\n", "has a header but no rows"),
+    ("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,1\n2022-01-01 01:00,1,2\n",
+     "is not readable as CSV: Error tokenizing data"),
+])
+def test_empty_or_broken_grid_files_are_one_message(tmp_path, content, match):
+    path = tmp_path / "g.csv"
+    path.write_text(content)
+    with pytest.raises(grid.GridError, match=match) as err:
+        grid.from_csv(path)
+    assert "\n" not in str(err.value)

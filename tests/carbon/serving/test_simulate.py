@@ -22,7 +22,8 @@ def round_device(rate=1e12, bw=1e11):
 
 def test_simulation_times_by_hand():
     # A model whose steps cost only weights: bytes_per_step / bw = 1 s per step, whatever the batch.
-    model = serving.ModelSpec("tiny", layers=1, hidden=1, heads=1, kv_heads=1, head_dim=1, ffn=1, vocab=1)
+    model = serving.ModelSpec("tiny", layers=1, hidden=1, heads=1, kv_heads=1, head_dim=1, ffn=1, vocab=1,
+                              context_tokens=64)
     cost = serving.StepCost.of(model, round_device())
     cost = serving.StepCost(0.0, 0.0, 0.0, 1e11, 0.0, 0.0, cost.device)
     res = simulate(np.array([0.0, 0.5]), np.array([10, 10]), np.array([3, 1]), cost, max_batch=8)

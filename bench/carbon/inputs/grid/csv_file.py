@@ -11,6 +11,21 @@ from bench.carbon.inputs.grid.intensity import MAX_PLAUSIBLE_G_PER_KWH, GridErro
 UNITS = {"g_per_kwh": 1.0, "kg_per_mwh": 1.0, "lb_per_mwh": 0.45359237, "t_per_mwh": 1000.0, "kg_per_kwh": 1000.0}
 
 
+def _numbers(column: pd.Series, name: str, path: Path) -> pd.Series:
+    """The column as numbers, empty cells as gaps; text (a unit, "n/a", a decimal comma) is
+    refused, naming its first row (data rows counted from 0), rather than interpolated over."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype(float)
+    text = column.astype("string").str.strip().replace("", pd.NA)
+    values = pd.to_numeric(text, errors="coerce")
+    bad = (values.isna() & text.notna()).to_numpy(bool)
+    if bad.any():
+        row = int(bad.argmax())
+        raise GridError(f"grid file {path}: column {name!r} has text {column.iloc[row]!r} at row {row}; values "
+                        f"must be numbers (leave a cell empty for a gap)")
+    return values.astype(float)
+
+
 def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column: str = "intensity_g_per_kwh",
              units: str = "g_per_kwh", timezone: str | None = None, label: str | None = None,
              max_gap_h: int = 24) -> Intensity:
@@ -22,7 +37,17 @@ def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column:
         raise GridError(f"grid.units={units!r}: choose one of {', '.join(UNITS)}")
     if not path.is_file():
         raise GridError(f"grid.path={str(path)!r} is not a file")
-    df = pd.read_csv(path)
+    try:
+        # Only empty cells are missing: pandas would also read "n/a", "NA", "null" as gaps, which
+        # then get interpolated; text in the value column is refused below instead.
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise GridError(f"grid file {path} is empty") from None
+    except (ValueError, OSError) as err:  # parser errors, undecodable bytes
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise GridError(f"grid file {path} is not readable as CSV: {first_line}") from None
+    if df.empty:
+        raise GridError(f"grid file {path} has a header but no rows")
     missing = [c for c in (time_column, intensity_column) if c not in df.columns]
     if missing:
         raise GridError(f"grid file {path} lacks column(s) {missing}; it has {list(df.columns)} "
@@ -31,7 +56,7 @@ def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column:
     if times.isna().any():
         raise GridError(f"grid file {path}: {int(times.isna().sum())} unparseable times in column {time_column!r}")
     times = pd.DatetimeIndex([to_utc(t, timezone) for t in times])
-    values = pd.to_numeric(df[intensity_column], errors="coerce") * UNITS[units]
+    values = _numbers(df[intensity_column], intensity_column, path) * UNITS[units]
     series = pd.Series(values.to_numpy(), index=times).sort_index()
     series = series[~series.index.duplicated(keep="first")]
     bad = series[(series < 0) | (series > MAX_PLAUSIBLE_G_PER_KWH)]

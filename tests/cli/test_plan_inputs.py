@@ -1,0 +1,66 @@
+"""`task=plan` with a bad trace or grid file: one line on stderr and exit 2 from validation, before
+any planning work (no results folder is made)."""
+import json
+
+import pytest
+
+from tests.cli.runner import run_cli
+
+TRACE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+BAD_TRACES = {
+    "trace.txt": TRACE_HEADER + "0,1,1\n",
+    "empty.csv": "",
+    "header_only.csv": TRACE_HEADER,
+    "broken.jsonl": json.dumps({"TIMESTAMP": 0, "ContextTokens": 1, "GeneratedTokens": 1}) + "\n{oops\n",
+    "nan_time.csv": TRACE_HEADER + "0,1,1\n,1,1\n",
+    "ms_as_s.csv": TRACE_HEADER + "0,1,1\n40000000,1,1\n",
+    "long_prompt.csv": TRACE_HEADER + "0,100000,10\n",  # with workload.over_context=refuse
+}
+
+
+def one_line_exit_2(ran, results) -> str:
+    assert ran.code == 2, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: invalid "), ran.stderr
+    assert not results.exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("name, says", [
+    ("trace.txt", "unknown format '.txt'"),
+    ("empty.csv", "has no requests"),
+    ("header_only.csv", "has no requests"),
+    ("broken.jsonl", "broken.jsonl: line 2 is not JSON"),
+    ("nan_time.csv", "missing time in column 'TIMESTAMP' at row 1"),
+    ("ms_as_s.csv", "set workload.time_unit=ms"),
+    ("long_prompt.csv", "1 of 1 request exceeds the model's 8192-token context"),
+])
+def test_a_bad_trace_is_one_line_and_exit_2(tmp_path, name, says):
+    path = tmp_path / name
+    path.write_text(BAD_TRACES[name])
+    results = tmp_path / "results"
+    ran = run_cli("task=plan", f"workload.path={path}", "workload.over_context=refuse", f"results_dir={results}")
+    assert says in one_line_exit_2(ran, results)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("workload.time_unit=h", "workload.time_unit"),
+    ("workload.over_context=clip", "workload.over_context"),
+    ("workload.offline_share=1.0", "workload"),
+])
+def test_a_bad_workload_setting_names_its_field(tmp_path, override, field):
+    results = tmp_path / "results"
+    line = one_line_exit_2(run_cli("task=plan", override, f"results_dir={results}"), results)
+    assert line.startswith(f"bench: invalid {field}=")
+
+
+@pytest.mark.parametrize("content, says", [
+    ("timestamp,intensity_g_per_kwh\n2022-07-15 00:00+00:00,n/a\n", "has text 'n/a' at row 0"),
+    ("", "is empty"),
+])
+def test_a_bad_grid_file_is_one_line_and_exit_2(tmp_path, content, says):
+    path = tmp_path / "grid.csv"
+    path.write_text(content)
+    results = tmp_path / "results"
+    ran = run_cli("task=plan", "grid=csv", f"grid.path={path}", f"results_dir={results}")
+    assert says in one_line_exit_2(ran, results)
