@@ -16,49 +16,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from bench.carbon.serving.result import SimResult, Slo
 from bench.carbon.serving.step import StepCost
 
-
-@dataclass(frozen=True)
-class Slo:
-    ttft_s: float = 2.0
-    tpot_s: float = 0.1
-    attainment: float = 0.99  # share of online requests that must meet both
-
-
-@dataclass
-class SimResult:
-    ttft_s: np.ndarray
-    tpot_s: np.ndarray
-    finish_s: np.ndarray
-    online: np.ndarray  # which requests count for the SLO
-    busy_energy_j: float
-    idle_energy_j: float
-    busy_s: float
-    span_s: float
-    aborted: bool = False
-
-    @property
-    def energy_j(self) -> float:
-        return self.busy_energy_j + self.idle_energy_j
-
-    def attainment(self, slo: Slo) -> float:
-        if self.aborted:
-            return 0.0
-        on = self.online
-        if not on.any():
-            return 1.0
-        ok = (self.ttft_s[on] <= slo.ttft_s) & (np.nan_to_num(self.tpot_s[on], nan=0.0) <= slo.tpot_s)
-        return float(ok.mean())
-
-    def percentile(self, what: str, q: float) -> float:
-        values = getattr(self, what)[self.online]
-        values = values[~np.isnan(values)]
-        return float(np.percentile(values, q)) if len(values) else math.nan
+__all__ = ["SimResult", "Slo", "simulate"]
 
 
 def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost: StepCost, max_batch: int,
