@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,6 +12,10 @@ class Slo:
     ttft_s: float = 2.0
     tpot_s: float = 0.1
     attainment: float = 0.99  # share of online requests that must meet both
+
+
+def _empty(dtype=float, cols: int = 0):
+    return field(default_factory=lambda: np.zeros((0, cols) if cols else 0, dtype))
 
 
 @dataclass
@@ -25,6 +29,11 @@ class SimResult:
     busy_s: float
     span_s: float
     aborted: bool = False
+    preemptions: int = 0  # requests evicted from the KV cache (recomputed when readmitted)
+    max_running: int = 0  # most requests holding KV in one step (decoding or being prefilled)
+    # One row per admission: request, step that prefilled it, last step it ran before finishing,
+    # being preempted or the run ending; it produced a token at the end of each of those steps.
+    segments: np.ndarray = _empty(int, 3)
 
     @property
     def energy_j(self) -> float:
