@@ -11,7 +11,7 @@ pages are freed and it goes to the front of the queue; readmitted, it prefills i
 the tokens it had produced, keeps them, and its TTFT stays that of its first token. Step time
 and energy come from `serving.StepCost`; while nothing runs, the replica idles at its idle
 power. Per request: time to first token (TTFT), time per output token after the first (TPOT),
-completion time, and the steps in which it produced tokens.
+completion time, and its token times (for ITL percentiles).
 
 A request that alone needs more KV than the memory holds is not refused: it runs alone, over
 the memory (as if it spilled), and nothing is admitted beside it until it is done, so a trace
@@ -71,6 +71,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     used = 0  # pages held
     sum_base = sum_at = 0  # context of running requests at step k: sum_base + n_run x k - sum_at
     n_run = 0  # running requests decoding in the next step
+    step_end_s: list[float] = []
     seg_request: list[int] = []
     seg_first: list[int] = []
     seg_last: list[int] = []
@@ -137,6 +138,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         now += t
         busy_s += t
         busy_energy += e
+        step_end_s.append(now)
         for r in admitted:
             if not produced[r]:
                 ttft[r] = now - arrivals[r]
@@ -178,12 +180,12 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         if ep == epoch[r]:
             close(r, step - 1)
     return _result(order, np.array(ttft), np.array(first), np.array(finish), np.array(outputs), online, busy_energy,
-                   idle_energy, busy_s, now - start, aborted, preemptions, max_running,
+                   idle_energy, busy_s, now - start, aborted, preemptions, max_running, np.array(step_end_s),
                    np.array([seg_request, seg_first, seg_last], dtype=int))
 
 
 def _result(order, ttft, first, finish, output, online, busy_energy, idle_energy, busy_s, span_s, aborted,
-            preemptions, max_running, segs) -> SimResult:
+            preemptions, max_running, step_end_s, segs) -> SimResult:
     """Everything back in input order."""
     n = len(order)
     request, first_step, last_step = segs
@@ -191,5 +193,5 @@ def _result(order, ttft, first, finish, output, online, busy_energy, idle_energy
     inverse = np.empty(n, int)
     inverse[order] = np.arange(n)
     return SimResult(ttft[inverse], tpot[inverse], finish[inverse], online[inverse], busy_energy, idle_energy, busy_s,
-                     span_s, aborted, preemptions=preemptions, max_running=max_running,
+                     span_s, aborted, preemptions=preemptions, max_running=max_running, step_end_s=step_end_s,
                      segments=np.stack([order[request], first_step, last_step], axis=1))

@@ -1,5 +1,5 @@
 """The continuous-batching simulation: step times by hand, the batch cap, paged KV and preemption,
-and the fast simulation against a naive one."""
+per-token SLO metrics, and the fast simulation against a naive one."""
 import math
 
 import numpy as np
@@ -80,6 +80,7 @@ def test_a_preempted_request_resumes_by_hand():
     assert res.finish_s.tolist() == [9.0, 13.0]
     assert res.tpot_s.tolist() == [1.0, 1.5]
     assert tokens_produced(res).tolist() == [9, 9]
+    assert res.itl_s(100).tolist() == [1.0, 5.0]  # B's tokens at 1..5 s, then 10..13 s
 
 
 def test_memory_pressure_preempts_and_every_request_still_finishes():
@@ -94,6 +95,35 @@ def test_a_request_too_big_for_memory_runs_alone():
     res = simulate(np.zeros(2), np.array([100, 1]), np.array([20, 2]), paged_cost(4, 16), max_batch=4)
     # Request 0 needs 7 pages of the 4; it runs alone, then request 1 runs.
     assert res.finish_s.tolist() == [20.0, 22.0] and res.max_running == 1 and res.preemptions == 0
+
+
+def stall_case():
+    """Request 0 (prompt 1, output 21) decodes in 0.01 s steps; request 1's 99-token prompt,
+    prefilled in the same step as its 6th token, makes that step 1 s."""
+    device = serving.DeviceModel("d", "test", 100.0, 1e12, 0.0, 0.0, 0.0, 1.0, 0.0, 1e12)
+    cost = serving.StepCost(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, device)  # 1 flop per token: 0.01 s per token
+    return simulate(np.array([0.0, 0.045]), np.array([1, 99]), np.array([21, 1]), cost, max_batch=4)
+
+
+def test_mean_tpot_passes_a_prefill_stall_that_the_itl_percentile_fails():
+    res = stall_case()
+    assert res.tpot_s[0] == pytest.approx((19 * 0.01 + 1.0) / 20)  # 0.0595
+    # 20 gaps, 19 of 0.01 s and one of 1 s: p99 interpolates 0.81 of the way to the largest.
+    assert res.itl_s(99)[0] == pytest.approx(0.01 + 0.81 * 0.99)
+    assert res.itl_s(50)[0] == pytest.approx(0.01) and math.isnan(res.itl_s(99)[1])
+    assert res.attainment(Slo(ttft_s=2.0, tpot_s=0.1)) == 1.0
+    assert res.attainment(Slo(ttft_s=2.0, tpot_s=0.1, tpot_metric="itl")) == 0.5
+    assert res.attainment(Slo(ttft_s=2.0, tpot_s=0.1, tpot_metric="itl", percentile=50)) == 1.0
+    assert res.percentile("itl_s", 50, Slo(percentile=99)) == pytest.approx(0.01 + 0.81 * 0.99)
+
+
+def test_slo_metric_and_percentile_are_checked():
+    with pytest.raises(ValueError, match="plan.slo_tpot_metric"):
+        Slo(tpot_metric="p99_tpot")
+    for bad in (0.0, -1.0, 100.5):
+        with pytest.raises(ValueError, match="plan.slo_percentile"):
+            Slo(percentile=bad)
+    assert Slo(percentile=100).percentile == 100
 
 
 def naive_simulation(arrival, prompt, output, cost, max_batch, page_tokens, pages_total, max_prefill_tokens):
@@ -167,3 +197,6 @@ def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens,
     assert np.allclose(res.ttft_s, [t[0] - a for t, a in zip(times, arrival)])
     assert np.allclose(res.finish_s, [t[-1] for t in times])
     assert (res.preemptions, res.max_running) == (preemptions, max_running)
+    for q in (50, 99):
+        itl = [np.percentile(np.diff(t), q) if len(t) > 1 else math.nan for t in times]
+        assert np.allclose(res.itl_s(q), itl, equal_nan=True)
