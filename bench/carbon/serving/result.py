@@ -1,5 +1,5 @@
-"""The latency SLO and what a simulated replica reports: per-request latencies, the replica's
-energy, and per-request inter-token-latency (ITL) percentiles rebuilt from the step timeline."""
+"""The latency SLO and what a simulated replica reports: per-request latencies and energy,
+and per-request inter-token-latency (ITL) percentiles rebuilt from the step timeline."""
 from __future__ import annotations
 
 import math
@@ -45,6 +45,10 @@ class SimResult:
     aborted: bool = False
     preemptions: int = 0  # requests evicted from the KV cache (recomputed when readmitted)
     max_running: int = 0  # most requests holding KV in one step (decoding or being prefilled)
+    # Busy energy split by the tokens each request had processed in each step; idle energy is
+    # the fleet's, not a request's. Their sum is busy_energy_j.
+    prefill_energy_j: np.ndarray = _empty()
+    decode_energy_j: np.ndarray = _empty()
     step_end_s: np.ndarray = _empty()  # end time of every step
     # One row per admission: request, step that prefilled it, last step it ran before finishing,
     # being preempted or the run ending; it produced a token at the end of each of those steps.

@@ -11,7 +11,7 @@ pages are freed and it goes to the front of the queue; readmitted, it prefills i
 the tokens it had produced, keeps them, and its TTFT stays that of its first token. Step time
 and energy come from `serving.StepCost`; while nothing runs, the replica idles at its idle
 power. Per request: time to first token (TTFT), time per output token after the first (TPOT),
-completion time, and its token times (for ITL percentiles).
+completion time, its share of the busy energy, and its token times (for ITL percentiles).
 
 A request that alone needs more KV than the memory holds is not refused: it runs alone, over
 the memory (as if it spilled), and nothing is admitted beside it until it is done, so a trace
@@ -72,9 +72,11 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     sum_base = sum_at = 0  # context of running requests at step k: sum_base + n_run x k - sum_at
     n_run = 0  # running requests decoding in the next step
     step_end_s: list[float] = []
+    energy_per_token_j: list[float] = []  # each step's energy over the tokens it processed
     seg_request: list[int] = []
     seg_first: list[int] = []
     seg_last: list[int] = []
+    seg_prefill: list[int] = []  # tokens prefilled at that admission
     busy_energy = idle_energy = busy_s = 0.0
     start = arrivals[0] if n else 0.0
     now = start
@@ -84,6 +86,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         seg_request.append(r)
         seg_first.append(admitted_at[r])
         seg_last.append(last)
+        seg_prefill.append(base[r])
 
     while nxt < n or waiting or running:
         while nxt < n and arrivals[nxt] <= now:
@@ -139,6 +142,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         busy_s += t
         busy_energy += e
         step_end_s.append(now)
+        energy_per_token_j.append(e / (new_tokens + n_run))
         for r in admitted:
             if not produced[r]:
                 ttft[r] = now - arrivals[r]
@@ -176,22 +180,28 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         if horizon_s is not None and now - start > horizon_s:
             aborted = True
             break
-    for _, r, ep in running:  # cut short: the tokens produced so far still count
+    for _, r, ep in running:  # cut short: what ran so far still counts for energy and token times
         if ep == epoch[r]:
             close(r, step - 1)
     return _result(order, np.array(ttft), np.array(first), np.array(finish), np.array(outputs), online, busy_energy,
                    idle_energy, busy_s, now - start, aborted, preemptions, max_running, np.array(step_end_s),
-                   np.array([seg_request, seg_first, seg_last], dtype=int))
+                   np.array(energy_per_token_j),
+                   np.array([seg_request, seg_first, seg_last, seg_prefill], dtype=int))
 
 
 def _result(order, ttft, first, finish, output, online, busy_energy, idle_energy, busy_s, span_s, aborted,
-            preemptions, max_running, step_end_s, segs) -> SimResult:
-    """Everything back in input order."""
+            preemptions, max_running, step_end_s, energy_per_token_j, segs) -> SimResult:
+    """Per-request energy from prefix sums over steps, and everything back in input order."""
     n = len(order)
-    request, first_step, last_step = segs
+    request, first_step, last_step, prefilled = segs
+    cum_j = np.concatenate([[0.0], np.cumsum(energy_per_token_j)])
+    # An admission prefills its tokens in its first step and decodes one token in each later one.
+    prefill_j = np.bincount(request, prefilled * energy_per_token_j[first_step], minlength=n)
+    decode_j = np.bincount(request, cum_j[last_step + 1] - cum_j[first_step + 1], minlength=n)
     tpot = np.where(output > 1, (finish - first) / np.maximum(output - 1, 1), np.nan)
     inverse = np.empty(n, int)
     inverse[order] = np.arange(n)
     return SimResult(ttft[inverse], tpot[inverse], finish[inverse], online[inverse], busy_energy, idle_energy, busy_s,
-                     span_s, aborted, preemptions=preemptions, max_running=max_running, step_end_s=step_end_s,
+                     span_s, aborted, preemptions=preemptions, max_running=max_running,
+                     prefill_energy_j=prefill_j[inverse], decode_energy_j=decode_j[inverse], step_end_s=step_end_s,
                      segments=np.stack([order[request], first_step, last_step], axis=1))

@@ -1,5 +1,5 @@
 """The continuous-batching simulation: step times by hand, the batch cap, paged KV and preemption,
-per-token SLO metrics, and the fast simulation against a naive one."""
+per-token SLO metrics, per-request energy, and the fast simulation against a naive one."""
 import math
 
 import numpy as np
@@ -81,6 +81,11 @@ def test_a_preempted_request_resumes_by_hand():
     assert res.tpot_s.tolist() == [1.0, 1.5]
     assert tokens_produced(res).tolist() == [9, 9]
     assert res.itl_s(100).tolist() == [1.0, 5.0]  # B's tokens at 1..5 s, then 10..13 s
+    assert res.busy_energy_j == pytest.approx(13 * 100.0)
+    # Steps 0-4 split 50/50 (step 0 by prompt tokens, 4 and 4), steps 5-8 are A's, steps 9-12 B's
+    # (its recompute prefill in step 9 included).
+    assert res.prefill_energy_j.tolist() == pytest.approx([50.0, 150.0])
+    assert res.decode_energy_j.tolist() == pytest.approx([600.0, 500.0])
 
 
 def test_memory_pressure_preempts_and_every_request_still_finishes():
@@ -89,6 +94,12 @@ def test_memory_pressure_preempts_and_every_request_still_finishes():
     res = simulate(np.sort(rng.uniform(0, 50, 300)), prompt, output, paged_cost(400, 16), max_batch=64)
     assert res.preemptions > 0 and not res.aborted
     assert not np.isnan(res.finish_s).any() and np.array_equal(tokens_produced(res), output)
+    total = res.prefill_energy_j.sum() + res.decode_energy_j.sum()
+    assert total == pytest.approx(res.busy_energy_j, rel=1e-9)
+    # Cut short, the requests still running have their share of the steps they ran in.
+    cut = simulate(np.sort(rng.uniform(0, 50, 300)), prompt, output, paged_cost(400, 16), max_batch=64, horizon_s=30)
+    assert cut.aborted and np.isnan(cut.finish_s).any()
+    assert cut.prefill_energy_j.sum() + cut.decode_energy_j.sum() == pytest.approx(cut.busy_energy_j, rel=1e-9)
 
 
 def test_a_request_too_big_for_memory_runs_alone():
@@ -132,6 +143,7 @@ def naive_simulation(arrival, prompt, output, cost, max_batch, page_tokens, page
     order = sorted(range(n), key=lambda i: arrival[i])
     waiting, running = [], []  # running in admission order
     cached, times = [0] * n, [[] for _ in range(n)]  # KV tokens held; when each token came out
+    prefill_j, decode_j = [0.0] * n, [0.0] * n
     now, i, preemptions, max_running = float(arrival[order[0]]), 0, 0, 0
 
     def pages(tokens):
@@ -166,15 +178,18 @@ def naive_simulation(arrival, prompt, output, cost, max_batch, page_tokens, page
             cached[r] = tokens
         max_running = max(max_running, len(running) + len(admitted))
         new = sum(cached[r] for r in admitted)
-        t, _ = cost.time_energy(new, sum(cached[r] * (cached[r] + 1) / 2 for r in admitted), len(running),
+        t, e = cost.time_energy(new, sum(cached[r] * (cached[r] + 1) / 2 for r in admitted), len(running),
                                 sum(cached[r] + 1 for r in running))
         now += t
+        for r in admitted:
+            prefill_j[r] += e * cached[r] / (new + len(running))
         for r in running:
+            decode_j[r] += e / (new + len(running))
             cached[r] += 1
         for r in running + admitted:
             times[r].append(now)
         running = [r for r in running + admitted if len(times[r]) < output[r]]
-    return times, preemptions, max_running
+    return times, preemptions, max_running, np.array(prefill_j), np.array(decode_j)
 
 
 @settings(max_examples=60, deadline=None)
@@ -185,18 +200,20 @@ def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens,
     arrival = np.array([r[0] for r in requests])
     prompt = np.array([r[1] for r in requests])
     output = np.array([r[2] for r in requests])
-    # Time depends on every term, so a wrong running sum of context or token counts shows;
+    # Time and energy depend on every term, so a wrong running sum of context or token counts shows;
     # 3 bytes of KV per token beside 10 bytes of weights give pages_total pages.
     memory = 10.0 + 3.0 * page_tokens * pages_total if pages_total < math.inf else 1e18
-    device = serving.DeviceModel("d", "test", 1e3, 1e3, 0.01, 0.0, 0.0, 1.0, 0.0, memory)
+    device = serving.DeviceModel("d", "test", 1e3, 1e3, 0.01, 1e-3, 2e-3, 1.0, 0.0, memory)
     cost = serving.StepCost(1.0, 0.5, 2.0, 10.0, 3.0, 1.0, device)
     res = simulate(arrival, prompt, output, cost, max_batch, max_prefill_tokens=max_prefill_tokens,
                    page_tokens=page_tokens)
-    times, preemptions, max_running = naive_simulation(
+    times, preemptions, max_running, prefill_j, decode_j = naive_simulation(
         arrival, prompt, output, cost, max_batch, page_tokens, pages_total, max_prefill_tokens)
     assert np.allclose(res.ttft_s, [t[0] - a for t, a in zip(times, arrival)])
     assert np.allclose(res.finish_s, [t[-1] for t in times])
     assert (res.preemptions, res.max_running) == (preemptions, max_running)
+    assert np.allclose(res.prefill_energy_j, prefill_j) and np.allclose(res.decode_energy_j, decode_j)
+    assert res.prefill_energy_j.sum() + res.decode_energy_j.sum() == pytest.approx(res.busy_energy_j, rel=1e-9)
     for q in (50, 99):
         itl = [np.percentile(np.diff(t), q) if len(t) > 1 else math.nan for t in times]
         assert np.allclose(res.itl_s(q), itl, equal_nan=True)
