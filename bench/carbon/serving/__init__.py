@@ -1,7 +1,7 @@
 """From an LLM architecture and a device model to serving: one step's cost (`step.py`), model
 specs (`models.py`), device models from profiles or datasheets (`device.py`), the
-continuous-batching simulation (`simulate.py`) and a replica's capacity within the SLO
-(`capacity.py`)."""
+continuous-batching simulation (`simulate.py`; its SLO and results in `result.py`) and a
+replica's capacity within the SLO (`capacity.py`)."""
 from __future__ import annotations
 
 from bench.carbon.serving.device import DECODE_POWER_SHARE, DeviceModel, datasheet, from_profile

@@ -1,11 +1,21 @@
-"""Continuous-batching simulation of one serving replica.
+"""Continuous-batching simulation of one serving replica with a paged KV cache.
 
-Each step prefills the requests admitted in it (all their prompt tokens) and decodes one token
-for every running request; a request is admitted when it has arrived, the batch has room
+Each step decodes one token for every running request and prefills the requests admitted in
+it (all their prompt tokens). A request is admitted when it has arrived, the batch has room
 (`max_batch`), the step's prompt-token budget has room (`max_prefill_tokens`) and the KV cache
-has room for its prompt and output. Step time and energy come
-from `serving.StepCost`; while nothing runs, the replica idles at its idle power. Per request:
-time to first token (TTFT), time per output token after the first (TPOT), completion time.
+has free pages for its prompt. KV is held in pages of `page_tokens` tokens as tokens exist, the
+way vLLM allocates it: ceil(tokens / page_tokens) pages, the prompt's at admission and one more
+whenever a decoded token crosses into a new page. When a decode step needs a page and none is
+free, the most recently admitted running request is preempted (vLLM's default, recompute): its
+pages are freed and it goes to the front of the queue; readmitted, it prefills its prompt and
+the tokens it had produced, keeps them, and its TTFT stays that of its first token. Step time
+and energy come from `serving.StepCost`; while nothing runs, the replica idles at its idle
+power. Per request: time to first token (TTFT), time per output token after the first (TPOT),
+completion time, its share of the busy energy, and its token times (for ITL percentiles).
+
+A request that alone needs more KV than the memory holds is not refused: it runs alone, over
+the memory (as if it spilled), and nothing is admitted beside it until it is done, so a trace
+always completes; such a replica is slow, and the SLO shows it.
 
 Running sums keep each step O(1) plus heap operations, so tens of thousands of requests take
 seconds. With `slo` and `abort_violations`, a run stops as soon as more requests have missed
@@ -16,119 +26,153 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from bench.carbon.serving.result import SimResult, Slo
 from bench.carbon.serving.step import StepCost
 
+__all__ = ["SimResult", "Slo", "simulate"]
 
-@dataclass(frozen=True)
-class Slo:
-    ttft_s: float = 2.0
-    tpot_s: float = 0.1
-    attainment: float = 0.99  # share of online requests that must meet both
-
-
-@dataclass
-class SimResult:
-    ttft_s: np.ndarray
-    tpot_s: np.ndarray
-    finish_s: np.ndarray
-    online: np.ndarray  # which requests count for the SLO
-    busy_energy_j: float
-    idle_energy_j: float
-    busy_s: float
-    span_s: float
-    aborted: bool = False
-
-    @property
-    def energy_j(self) -> float:
-        return self.busy_energy_j + self.idle_energy_j
-
-    def attainment(self, slo: Slo) -> float:
-        if self.aborted:
-            return 0.0
-        on = self.online
-        if not on.any():
-            return 1.0
-        ok = (self.ttft_s[on] <= slo.ttft_s) & (np.nan_to_num(self.tpot_s[on], nan=0.0) <= slo.tpot_s)
-        return float(ok.mean())
-
-    def percentile(self, what: str, q: float) -> float:
-        values = getattr(self, what)[self.online]
-        values = values[~np.isnan(values)]
-        return float(np.percentile(values, q)) if len(values) else math.nan
+# Admission leaves this many pages free, as vLLM keeps a small free margin (its watermark) so a
+# newly admitted request does not force a preemption on the very next decode step.
+WATERMARK_PAGES = 1
 
 
 def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost: StepCost, max_batch: int,
              online: np.ndarray | None = None, slo: Slo | None = None, abort_violations: int | None = None,
-             horizon_s: float | None = None, max_prefill_tokens: int = 0) -> SimResult:
-    """`max_batch` caps the decode batch, `max_prefill_tokens` (0: no cap) the prompt tokens
+             horizon_s: float | None = None, max_prefill_tokens: int = 0, page_tokens: int = 16) -> SimResult:
+    """`max_batch` caps the running batch, `max_prefill_tokens` (0: no cap) the prompt tokens
     prefilled in one step: a batch size per phase (a prompt longer than the cap runs alone)."""
+    if page_tokens < 1:
+        raise ValueError(f"page_tokens={page_tokens}: must be >= 1")
     n = len(arrival_s)
     order = np.argsort(arrival_s, kind="stable")
-    arrival_s, prompt, output = arrival_s[order], prompt[order].astype(float), np.maximum(output[order], 1)
+    arrivals = arrival_s[order].astype(float).tolist()
+    # Python ints and lists: the loop touches them per request per step, where numpy scalars are slow.
+    prompts = np.maximum(prompt[order], 1).astype(int).tolist()  # a request needs a token to start from
+    outputs = np.maximum(output[order], 1).astype(int).tolist()
     online = np.ones(n, bool) if online is None else online[order]
+    online_l = online.tolist()
     kv_room = max(0.0, cost.device.memory_bytes - cost.bytes_per_step)
-    kv_capacity = kv_room / cost.bytes_per_context_token if cost.bytes_per_context_token else math.inf
-    ttft, first, finish = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    page_bytes = cost.bytes_per_context_token * page_tokens
+    pages_total = math.floor(kv_room / page_bytes) if page_bytes else math.inf
+    ttft, first, finish = [math.nan] * n, [math.nan] * n, [math.nan] * n
+    produced = [0] * n  # tokens a request produced before its current admission
+    base = [0] * n  # tokens prefilled at its current admission (prompt + produced)
+    admitted_at = [0] * n  # the step of its current admission
+    epoch = [0] * n  # bumped when it leaves the running set: older heap and stack entries are stale
     waiting: deque[int] = deque()
-    running: list[tuple[int, int]] = []  # heap of (last step, request)
-    reserved = 0.0  # KV tokens reserved by running requests (prompt + output)
-    sum_prompt = sum_start = 0.0  # context of running requests at step k: sum_prompt + n_run x k - sum_start
-    n_run = 0
+    running: list[tuple[int, int, int]] = []  # heap of (last step, request, epoch)
+    recent: list[tuple[int, int]] = []  # (request, epoch) in admission order: the top is preempted first
+    # A running request r holds base + k - admitted_at tokens after step k, so it needs a new page
+    # in step k when k = admitted_at + 1 - base (mod page_tokens): crossing[c] counts those with c.
+    crossing = [0] * page_tokens
+    used = 0  # pages held
+    sum_base = sum_at = 0  # context of running requests at step k: sum_base + n_run x k - sum_at
+    n_run = 0  # running requests decoding in the next step
+    step_end_s: list[float] = []
+    energy_per_token_j: list[float] = []  # each step's energy over the tokens it processed
+    seg_request: list[int] = []
+    seg_first: list[int] = []
+    seg_last: list[int] = []
+    seg_prefill: list[int] = []  # tokens prefilled at that admission
     busy_energy = idle_energy = busy_s = 0.0
-    start = float(arrival_s[0]) if n else 0.0
+    start = arrivals[0] if n else 0.0
     now = start
-    nxt, step, violations, aborted = 0, 0, 0, False
+    nxt, step, violations, aborted, preemptions, max_running = 0, 0, 0, False, 0, 0
+
+    def close(r: int, last: int) -> None:
+        seg_request.append(r)
+        seg_first.append(admitted_at[r])
+        seg_last.append(last)
+        seg_prefill.append(base[r])
+
     while nxt < n or waiting or running:
-        while nxt < n and arrival_s[nxt] <= now:
+        while nxt < n and arrivals[nxt] <= now:
             waiting.append(nxt)
             nxt += 1
         if not waiting and not running:
-            idle_energy += cost.device.idle_w * (arrival_s[nxt] - now)
-            now = float(arrival_s[nxt])
+            idle_energy += cost.device.idle_w * (arrivals[nxt] - now)
+            now = arrivals[nxt]
             continue
-        new_tokens = pairs = 0.0
+        need = crossing[step % page_tokens]
+        preempted = False
+        while need > pages_total - used and n_run > 1:  # the last one left runs over the memory instead
+            r, ep = recent.pop()
+            if ep != epoch[r]:
+                continue
+            epoch[r] += 1
+            held = base[r] + step - 1 - admitted_at[r]  # tokens after the previous step
+            used -= -(-held // page_tokens)
+            c = (admitted_at[r] + 1 - base[r]) % page_tokens
+            crossing[c] -= 1
+            if c == step % page_tokens:
+                need -= 1  # it was to cross into a new page in this step
+            n_run -= 1
+            sum_base -= base[r]
+            sum_at -= admitted_at[r]
+            close(r, step - 1)
+            produced[r] += step - admitted_at[r]
+            waiting.appendleft(r)
+            preemptions += 1
+            preempted = True
+        used += need
+        new_tokens = pairs = 0
         admitted = []
-        while waiting and n_run + len(admitted) < max_batch:
+        # As vLLM does, nothing is admitted in a step that preempted: the evicted would come straight back.
+        while not preempted and waiting and n_run + len(admitted) < max_batch:
             r = waiting[0]
-            need = prompt[r] + output[r]
-            if reserved + need > kv_capacity and (running or admitted):
-                break  # wait for memory; a lone request too big for memory still runs (and is slow)
-            if max_prefill_tokens and admitted and new_tokens + prompt[r] > max_prefill_tokens:
+            b = prompts[r] + produced[r]
+            pages = -(-b // page_tokens)
+            if used + pages + WATERMARK_PAGES > pages_total and (n_run or admitted):
+                break  # wait for memory
+            if max_prefill_tokens and admitted and new_tokens + b > max_prefill_tokens:
                 break
             waiting.popleft()
             admitted.append(r)
-            reserved += need
-            new_tokens += prompt[r]
-            pairs += prompt[r] * (prompt[r] + 1) / 2
-        context = sum_prompt + n_run * step - sum_start
-        t, e = cost.time_energy(new_tokens, pairs, float(n_run), context)
+            used += pages
+            base[r] = b
+            admitted_at[r] = step
+            new_tokens += b
+            pairs += b * (b + 1) // 2
+        max_running = max(max_running, n_run + len(admitted))
+        t, e = cost.time_energy(float(new_tokens), float(pairs), float(n_run), float(sum_base + n_run * step - sum_at))
         now += t
         busy_s += t
         busy_energy += e
+        step_end_s.append(now)
+        energy_per_token_j.append(e / (new_tokens + n_run))
         for r in admitted:
-            ttft[r] = now - arrival_s[r]
-            first[r] = now
-            if slo is not None and online[r] and ttft[r] > slo.ttft_s:
-                violations += 1
-            if output[r] == 1:
+            if not produced[r]:
+                ttft[r] = now - arrivals[r]
+                first[r] = now
+                if slo is not None and online_l[r] and ttft[r] > slo.ttft_s:
+                    violations += 1
+            left = outputs[r] - produced[r]
+            if left == 1:
                 finish[r] = now
-                reserved -= prompt[r] + output[r]
+                used -= -(-base[r] // page_tokens)
+                close(r, step)
             else:
-                heapq.heappush(running, (step + int(output[r]) - 1, r))
+                heapq.heappush(running, (step + left - 1, r, epoch[r]))
+                recent.append((r, epoch[r]))
                 n_run += 1
-                sum_prompt += prompt[r] + 1
-                sum_start += step + 1  # its context grows by one token per step from the next
+                sum_base += base[r]
+                sum_at += step
+                crossing[(step + 1 - base[r]) % page_tokens] += 1
         while running and running[0][0] <= step:
-            last, r = heapq.heappop(running)
+            _, r, ep = heapq.heappop(running)
+            if ep != epoch[r]:
+                continue
+            epoch[r] += 1
             finish[r] = now
             n_run -= 1
-            sum_prompt -= prompt[r] + 1
-            sum_start -= last - (int(output[r]) - 1) + 1
-            reserved -= prompt[r] + output[r]
+            sum_base -= base[r]
+            sum_at -= admitted_at[r]
+            used -= -(-(base[r] + step - admitted_at[r]) // page_tokens)
+            crossing[(admitted_at[r] + 1 - base[r]) % page_tokens] -= 1
+            close(r, step)
         step += 1
         if abort_violations is not None and violations > abort_violations:
             aborted = True
@@ -136,8 +180,28 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         if horizon_s is not None and now - start > horizon_s:
             aborted = True
             break
+    for _, r, ep in running:  # cut short: what ran so far still counts for energy and token times
+        if ep == epoch[r]:
+            close(r, step - 1)
+    return _result(order, np.array(ttft), np.array(first), np.array(finish), np.array(outputs), online, busy_energy,
+                   idle_energy, busy_s, now - start, aborted, preemptions, max_running, np.array(step_end_s),
+                   np.array(energy_per_token_j),
+                   np.array([seg_request, seg_first, seg_last, seg_prefill], dtype=int))
+
+
+def _result(order, ttft, first, finish, output, online, busy_energy, idle_energy, busy_s, span_s, aborted,
+            preemptions, max_running, step_end_s, energy_per_token_j, segs) -> SimResult:
+    """Per-request energy from prefix sums over steps, and everything back in input order."""
+    n = len(order)
+    request, first_step, last_step, prefilled = segs
+    cum_j = np.concatenate([[0.0], np.cumsum(energy_per_token_j)])
+    # An admission prefills its tokens in its first step and decodes one token in each later one.
+    prefill_j = np.bincount(request, prefilled * energy_per_token_j[first_step], minlength=n)
+    decode_j = np.bincount(request, cum_j[last_step + 1] - cum_j[first_step + 1], minlength=n)
     tpot = np.where(output > 1, (finish - first) / np.maximum(output - 1, 1), np.nan)
     inverse = np.empty(n, int)
     inverse[order] = np.arange(n)
-    return SimResult(ttft[inverse], tpot[inverse], finish[inverse], online[inverse], busy_energy, idle_energy,
-                     busy_s, now - start, aborted)
+    return SimResult(ttft[inverse], tpot[inverse], finish[inverse], online[inverse], busy_energy, idle_energy, busy_s,
+                     span_s, aborted, preemptions=preemptions, max_running=max_running,
+                     prefill_energy_j=prefill_j[inverse], decode_energy_j=decode_j[inverse], step_end_s=step_end_s,
+                     segments=np.stack([order[request], first_step, last_step], axis=1))

@@ -1,4 +1,5 @@
-"""The continuous-batching simulation: step times by hand, the batch cap, and the fast simulation against a naive one."""
+"""The continuous-batching simulation: step times by hand, the batch cap, paged KV and preemption,
+per-token SLO metrics, per-request energy, and the fast simulation against a naive one."""
 import math
 
 import numpy as np
@@ -42,13 +43,113 @@ def test_simulation_respects_the_batch_cap():
     assert sorted(res.ttft_s.tolist()) == [1.0, 1.0, 3.0, 3.0]  # two wait for the first two to finish
 
 
-def naive_simulation(arrival, prompt, output, cost, max_batch):
-    """The same batching policy written the slow, obvious way: per-request state every step."""
+def paged_cost(memory_pages, page_tokens, p0_w=100.0):
+    """1 s and p0_w joules per step whatever runs; one byte of KV per token, so memory_pages pages."""
+    device = serving.DeviceModel("d", "test", 1e30, 1e30, 1.0, 0.0, 0.0, p0_w, 0.0, memory_pages * page_tokens)
+    return serving.StepCost(0.0, 0.0, 0.0, 0.0, 1.0, 0.0, device)
+
+
+def tokens_produced(res):
+    """Tokens each request produced: one per step of each of its admissions."""
+    r, first, last = res.segments.T
+    return np.bincount(r, last - first + 1, minlength=len(res.ttft_s))
+
+
+def test_the_running_batch_reaches_the_cap_with_ample_memory():
+    res = simulate(np.zeros(20), np.full(20, 100), np.full(20, 50), paged_cost(10**6, 16), max_batch=8)
+    assert res.max_running == 8 and res.preemptions == 0
+
+
+def test_paged_kv_fills_the_cap_where_whole_output_reservation_stops_at_half():
+    # 256 pages of 16 tokens; each request ends at 16 + 112 = 128 tokens (8 pages). Reserving that
+    # at admission fits 256 x 16 / 128 = 32 requests, half the cap of 64; paged, each needs one
+    # page for its prompt, so all 64 start (64 + 1 watermark pages) and preemption sorts out the rest.
+    assert 256 * 16 // (16 + 112) == 32
+    res = simulate(np.zeros(64), np.full(64, 16), np.full(64, 112), paged_cost(256, 16), max_batch=64)
+    assert res.max_running == 64 and res.preemptions > 0
+    assert not np.isnan(res.finish_s).any() and tokens_produced(res).tolist() == [112] * 64
+
+
+def test_a_preempted_request_resumes_by_hand():
+    # 5 pages of 4 tokens, two requests of prompt 4, output 9, 1 s and 100 J per step.
+    res = simulate(np.zeros(2), np.array([4, 4]), np.array([9, 9]), paged_cost(5, 4), max_batch=4, page_tokens=4)
+    # Step 0 prefills both (1 page each); in step 1 each crosses into a second page (4 used); in
+    # step 5 both need a third, one is free: B, the newer, is preempted after 5 tokens. A ends in
+    # step 8 (12 tokens, 3 pages); B is readmitted in step 9 with 4 + 5 tokens and ends in step 12.
+    assert res.preemptions == 1 and res.max_running == 2
+    assert res.ttft_s.tolist() == [1.0, 1.0]  # B keeps the TTFT of its first token
+    assert res.finish_s.tolist() == [9.0, 13.0]
+    assert res.tpot_s.tolist() == [1.0, 1.5]
+    assert tokens_produced(res).tolist() == [9, 9]
+    assert res.itl_s(100).tolist() == [1.0, 5.0]  # B's tokens at 1..5 s, then 10..13 s
+    assert res.busy_energy_j == pytest.approx(13 * 100.0)
+    # Steps 0-4 split 50/50 (step 0 by prompt tokens, 4 and 4), steps 5-8 are A's, steps 9-12 B's
+    # (its recompute prefill in step 9 included).
+    assert res.prefill_energy_j.tolist() == pytest.approx([50.0, 150.0])
+    assert res.decode_energy_j.tolist() == pytest.approx([600.0, 500.0])
+
+
+def test_memory_pressure_preempts_and_every_request_still_finishes():
+    rng = np.random.default_rng(1)
+    prompt, output = rng.integers(1, 200, 300), rng.integers(1, 300, 300)
+    res = simulate(np.sort(rng.uniform(0, 50, 300)), prompt, output, paged_cost(400, 16), max_batch=64)
+    assert res.preemptions > 0 and not res.aborted
+    assert not np.isnan(res.finish_s).any() and np.array_equal(tokens_produced(res), output)
+    total = res.prefill_energy_j.sum() + res.decode_energy_j.sum()
+    assert total == pytest.approx(res.busy_energy_j, rel=1e-9)
+    # Cut short, the requests still running have their share of the steps they ran in.
+    cut = simulate(np.sort(rng.uniform(0, 50, 300)), prompt, output, paged_cost(400, 16), max_batch=64, horizon_s=30)
+    assert cut.aborted and np.isnan(cut.finish_s).any()
+    assert cut.prefill_energy_j.sum() + cut.decode_energy_j.sum() == pytest.approx(cut.busy_energy_j, rel=1e-9)
+
+
+def test_a_request_too_big_for_memory_runs_alone():
+    res = simulate(np.zeros(2), np.array([100, 1]), np.array([20, 2]), paged_cost(4, 16), max_batch=4)
+    # Request 0 needs 7 pages of the 4; it runs alone, then request 1 runs.
+    assert res.finish_s.tolist() == [20.0, 22.0] and res.max_running == 1 and res.preemptions == 0
+
+
+def stall_case():
+    """Request 0 (prompt 1, output 21) decodes in 0.01 s steps; request 1's 99-token prompt,
+    prefilled in the same step as its 6th token, makes that step 1 s."""
+    device = serving.DeviceModel("d", "test", 100.0, 1e12, 0.0, 0.0, 0.0, 1.0, 0.0, 1e12)
+    cost = serving.StepCost(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, device)  # 1 flop per token: 0.01 s per token
+    return simulate(np.array([0.0, 0.045]), np.array([1, 99]), np.array([21, 1]), cost, max_batch=4)
+
+
+def test_mean_tpot_passes_a_prefill_stall_that_the_itl_percentile_fails():
+    res = stall_case()
+    assert res.tpot_s[0] == pytest.approx((19 * 0.01 + 1.0) / 20)  # 0.0595
+    # 20 gaps, 19 of 0.01 s and one of 1 s: p99 interpolates 0.81 of the way to the largest.
+    assert res.itl_s(99)[0] == pytest.approx(0.01 + 0.81 * 0.99)
+    assert res.itl_s(50)[0] == pytest.approx(0.01) and math.isnan(res.itl_s(99)[1])
+    assert res.attainment(Slo(ttft_s=2.0, tpot_s=0.1)) == 1.0
+    assert res.attainment(Slo(ttft_s=2.0, tpot_s=0.1, tpot_metric="itl")) == 0.5
+    assert res.attainment(Slo(ttft_s=2.0, tpot_s=0.1, tpot_metric="itl", percentile=50)) == 1.0
+    assert res.percentile("itl_s", 50, Slo(percentile=99)) == pytest.approx(0.01 + 0.81 * 0.99)
+
+
+def test_slo_metric_and_percentile_are_checked():
+    with pytest.raises(ValueError, match="plan.slo_tpot_metric"):
+        Slo(tpot_metric="p99_tpot")
+    for bad in (0.0, -1.0, 100.5):
+        with pytest.raises(ValueError, match="plan.slo_percentile"):
+            Slo(percentile=bad)
+    assert Slo(percentile=100).percentile == 100
+
+
+def naive_simulation(arrival, prompt, output, cost, max_batch, page_tokens, pages_total, max_prefill_tokens):
+    """The same policy written the slow, obvious way: every request's KV and tokens looked at every step."""
     n = len(arrival)
     order = sorted(range(n), key=lambda i: arrival[i])
-    waiting, running, now, i = [], [], float(arrival[order[0]]), 0
-    generated = [0] * n
-    ttft, finish = [None] * n, [None] * n
+    waiting, running = [], []  # running in admission order
+    cached, times = [0] * n, [[] for _ in range(n)]  # KV tokens held; when each token came out
+    prefill_j, decode_j = [0.0] * n, [0.0] * n
+    now, i, preemptions, max_running = float(arrival[order[0]]), 0, 0, 0
+
+    def pages(tokens):
+        return math.ceil(tokens / page_tokens)
+
     while i < n or waiting or running:
         while i < n and arrival[order[i]] <= now:
             waiting.append(order[i])
@@ -56,35 +157,64 @@ def naive_simulation(arrival, prompt, output, cost, max_batch):
         if not waiting and not running:
             now = float(arrival[order[i]])
             continue
+        # Each running request decodes a token, so needs room for one more; the newest are evicted
+        # until that fits, but the last one left runs anyway.
+        preempted = False
+        while len(running) > 1 and sum(pages(cached[r] + 1) for r in running) > pages_total:
+            r = running.pop()
+            cached[r] = 0
+            waiting.insert(0, r)
+            preemptions += 1
+            preempted = True
         admitted = []
-        while waiting and len(running) + len(admitted) < max_batch:
+        while not preempted and waiting and len(running) + len(admitted) < max_batch:
+            r = waiting[0]
+            tokens = prompt[r] + len(times[r])
+            held = sum(pages(cached[x] + 1) for x in running) + sum(pages(cached[x]) for x in admitted)
+            if (running or admitted) and held + pages(tokens) + 1 > pages_total:  # 1 page kept free
+                break
+            if max_prefill_tokens and admitted and sum(cached[x] for x in admitted) + tokens > max_prefill_tokens:
+                break
             admitted.append(waiting.pop(0))
-        context = sum(prompt[r] + generated[r] for r in running)
-        t, _ = cost.time_energy(sum(prompt[r] for r in admitted), sum(prompt[r] * (prompt[r] + 1) / 2 for r in admitted),
-                                len(running), context)
+            cached[r] = tokens
+        max_running = max(max_running, len(running) + len(admitted))
+        new = sum(cached[r] for r in admitted)
+        t, e = cost.time_energy(new, sum(cached[r] * (cached[r] + 1) / 2 for r in admitted), len(running),
+                                sum(cached[r] + 1 for r in running))
         now += t
-        for r in running:
-            generated[r] += 1
         for r in admitted:
-            ttft[r] = now - arrival[r]
-            generated[r] = 1
+            prefill_j[r] += e * cached[r] / (new + len(running))
+        for r in running:
+            decode_j[r] += e / (new + len(running))
+            cached[r] += 1
         for r in running + admitted:
-            if generated[r] == output[r] and finish[r] is None:
-                finish[r] = now
-        running = [r for r in running + admitted if finish[r] is None]
-    return np.array(ttft), np.array(finish)
+            times[r].append(now)
+        running = [r for r in running + admitted if len(times[r]) < output[r]]
+    return times, preemptions, max_running, np.array(prefill_j), np.array(decode_j)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 20), st.integers(1, 50), st.integers(1, 12)), min_size=1, max_size=25),
-       st.integers(1, 6))
-def test_fast_simulation_matches_the_naive_one(requests, max_batch):
+       st.integers(1, 6), st.integers(1, 8), st.one_of(st.just(math.inf), st.integers(1, 40)),
+       st.sampled_from([0, 20, 60]))
+def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens, pages_total, max_prefill_tokens):
     arrival = np.array([r[0] for r in requests])
     prompt = np.array([r[1] for r in requests])
     output = np.array([r[2] for r in requests])
-    # Time depends on every term, so a wrong running sum of context or token counts shows.
-    device = serving.DeviceModel("d", "test", 1e3, 1e3, 0.01, 0.0, 0.0, 1.0, 0.0, 1e18)
+    # Time and energy depend on every term, so a wrong running sum of context or token counts shows;
+    # 3 bytes of KV per token beside 10 bytes of weights give pages_total pages.
+    memory = 10.0 + 3.0 * page_tokens * pages_total if pages_total < math.inf else 1e18
+    device = serving.DeviceModel("d", "test", 1e3, 1e3, 0.01, 1e-3, 2e-3, 1.0, 0.0, memory)
     cost = serving.StepCost(1.0, 0.5, 2.0, 10.0, 3.0, 1.0, device)
-    res = simulate(arrival, prompt, output, cost, max_batch)
-    ttft, finish = naive_simulation(arrival, prompt, output, cost, max_batch)
-    assert np.allclose(res.ttft_s, ttft) and np.allclose(res.finish_s, finish)
+    res = simulate(arrival, prompt, output, cost, max_batch, max_prefill_tokens=max_prefill_tokens,
+                   page_tokens=page_tokens)
+    times, preemptions, max_running, prefill_j, decode_j = naive_simulation(
+        arrival, prompt, output, cost, max_batch, page_tokens, pages_total, max_prefill_tokens)
+    assert np.allclose(res.ttft_s, [t[0] - a for t, a in zip(times, arrival)])
+    assert np.allclose(res.finish_s, [t[-1] for t in times])
+    assert (res.preemptions, res.max_running) == (preemptions, max_running)
+    assert np.allclose(res.prefill_energy_j, prefill_j) and np.allclose(res.decode_energy_j, decode_j)
+    assert res.prefill_energy_j.sum() + res.decode_energy_j.sum() == pytest.approx(res.busy_energy_j, rel=1e-9)
+    for q in (50, 99):
+        itl = [np.percentile(np.diff(t), q) if len(t) > 1 else math.nan for t in times]
+        assert np.allclose(res.itl_s(q), itl, equal_nan=True)
