@@ -46,6 +46,8 @@ class PlanConf:
     slo_ttft_s: float = 2.0
     slo_tpot_s: float = 0.1
     slo_attainment: float = 0.99
+    slo_tpot_metric: str = "mean_tpot"  # mean_tpot (a request's mean time per output token) | itl (its slo_percentile-th token gap)
+    slo_percentile: float = 99.0  # the tail percentile of itl, and of the report's latency columns
     slo_scope: str = "hour"  # hour: a plan must meet the SLO in every hour; period: over the whole period
     routing: str = "round_robin"  # round_robin | least_loaded: how each hour's requests reach the replicas
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])

@@ -205,6 +205,7 @@ def validate_plan(cfg: BenchConf) -> None:
     from bench.carbon.inputs import embodied, grid, workload
     from bench.carbon.planning.run import SLO_SCOPES
     from bench.carbon.planning.verify import ROUTINGS
+    from bench.carbon.serving.result import TPOT_METRICS
 
     p = cfg.plan
     _choice("plan.model", p.model, tuple(serving.PRESETS))
@@ -237,6 +238,9 @@ def validate_plan(cfg: BenchConf) -> None:
         raise ConfigError("plan.host_spare_share", p.host_spare_share, "must be in (0, 1]")
     _choice("plan.embodied", p.embodied, embodied.LEVELS)
     _choice("plan.slo_scope", p.slo_scope, SLO_SCOPES)
+    _choice("plan.slo_tpot_metric", p.slo_tpot_metric, TPOT_METRICS)
+    if not 0 < p.slo_percentile <= 100:
+        raise ConfigError("plan.slo_percentile", p.slo_percentile, "must be in (0, 100]")
     _choice("plan.routing", p.routing, ROUTINGS)
     if p.cpu_profile:
         from bench.profile.store import available

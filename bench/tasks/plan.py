@@ -26,7 +26,7 @@ def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
         model=model,
         workload=workload.fit_to_context(workload.from_config(w), model.context_tokens, w.over_context),
         intensity=grid.from_config(cfg.grid, p.hours),
-        slo=Slo(p.slo_ttft_s, p.slo_tpot_s, p.slo_attainment),
+        slo=Slo(p.slo_ttft_s, p.slo_tpot_s, p.slo_attainment, p.slo_tpot_metric, p.slo_percentile),
         gpus=list(p.gpus), max_batches=list(p.max_batches), reference=p.reference,
         prefill_token_budgets=list(p.prefill_token_budgets),
         pillars=Pillars(**dataclasses.asdict(p.pillars)), pue=p.pue, deadline_h=w.deadline_h,

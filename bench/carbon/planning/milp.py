@@ -103,7 +103,9 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
     if not caps:
         raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
-    H, C = len(s.intensity_g_per_kwh), len(caps)
+    H = len(s.intensity_g_per_kwh)
+    caps = undominated(caps, H, derate)
+    C = len(caps)
     types = sorted({c.candidate.hardware for c in caps})
     L = _Layout(H, C, len(types))
     online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
@@ -174,6 +176,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     base = rows.constraint(L.size)
 
     started = time.perf_counter()
+    plan_notes = [f"MILP over {C} undominated of {len(s.capacities)} candidates"]
     first = _milp(cost, [base], integrality, bounds, time_limit_s, name)
     gap, hit_limit = first.gap, first.hit_limit
     best = first.x
@@ -199,6 +202,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     plan = Plan(name, objective, pillars, u, v[L.x:L.x + H * C].reshape(H, C), v[L.y:L.y + H * C].reshape(H, C),
                 v[L.z:L.z + H], provisioned, node_count)
     plan.node_types = types
+    plan.notes.extend(plan_notes)
     plan.solver_gap, plan.solver_hit_time_limit = gap, hit_limit
     plan.solve_s = time.perf_counter() - started
     if not levers.any_candidate:
@@ -206,6 +210,27 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     account(plan, caps, s, pillars, econ)
     plan.candidates = caps
     return plan
+
+
+def undominated(caps: list[Capacity], H: int, derate: dict[str, np.ndarray] | None) -> list[Capacity]:
+    """Candidates no other one beats on every count: one of the same GPU type and replica size
+    (same embodied carbon, price and node share) serving at least as many requests in every hour,
+    at no more energy per request and no more active power, is never worse; dropping the others
+    leaves the optimum unchanged and the MILP much smaller."""
+    def rate(c: Capacity) -> np.ndarray:
+        return c.requests_per_hour * (derate.get(c.candidate.name, np.ones(H)) if derate else np.ones(H))
+
+    def beats(a: Capacity, b: Capacity) -> bool:
+        same = a.candidate.hardware == b.candidate.hardware and a.candidate.device.devices == b.candidate.device.devices
+        return same and bool((rate(a) >= rate(b)).all()) and a.dynamic_j_per_request <= b.dynamic_j_per_request \
+            and a.active_w <= b.active_w
+
+    kept: list[Capacity] = []
+    for i, c in enumerate(caps):
+        # Of two equal ones the first is kept (strict order by position breaks exact ties).
+        if not any(beats(o, c) and (not beats(c, o) or j < i) for j, o in enumerate(caps) if j != i):
+            kept.append(c)
+    return kept
 
 
 @dataclass

@@ -41,6 +41,7 @@ def plans_csv(run: PlanRun) -> pd.DataFrame:
 
 
 def plans_table(run: PlanRun) -> pd.DataFrame:
+    q, metric = run.inputs.slo.percentile, {"mean_tpot": "TPOT", "itl": "ITL"}[run.inputs.slo.tpot_metric]
     rows = []
     for p in run.plans:
         s = run.spread[p.name]
@@ -50,8 +51,8 @@ def plans_table(run: PlanRun) -> pd.DataFrame:
                      "total kgCO2e": p.total_kg, "total low-high": f"{s['low']:.3g}-{s['high']:.3g}",
                      "energy kWh": p.energy_kwh, "cost USD": p.cost_usd, "attainment (pooled)": p.attainment,
                      "worst hour": p.worst_hour_attainment, "worst replica": p.worst_replica_attainment,
-                     "TTFT p50/p99 s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_p99_s', float('nan')):.3g}",
-                     "TPOT p50/p99 s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_p99_s', float('nan')):.3g}",
+                     f"TTFT p50/p{q:g} s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_tail_s', float('nan')):.3g}",
+                     f"{metric} p50/p{q:g} s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_tail_s', float('nan')):.3g}",
                      "offline on CPU": float(p.offline_cpu.sum()),
                      "solver gap": "-" if np.isnan(p.solver_gap) else f"{p.solver_gap:.2%}" + (" (time limit)" if p.solver_hit_time_limit else "")})
     return pd.DataFrame(rows)
@@ -130,8 +131,10 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
     lines = [f"# Carbon-aware plan: {i.model.name} on {i.workload.label}", "",
              f"- grid: {i.intensity.label}, {len(i.intensity.g_per_kwh)} h from {i.intensity.start_utc} "
              f"(mean {np.mean(i.intensity.g_per_kwh):.0f} g/kWh, {i.intensity.gaps_filled} gaps in the source filled by interpolation), PUE {i.pue:g}",
-             f"- SLO: TTFT <= {i.slo.ttft_s:g} s and TPOT <= {i.slo.tpot_s:g} s for {i.slo.attainment:.0%} of online "
-             f"requests {scope} (`plan.slo_scope={i.slo_scope}`); offline deadline {i.deadline_h} h",
+             f"- SLO: TTFT <= {i.slo.ttft_s:g} s and "
+             + ("mean TPOT" if i.slo.tpot_metric == "mean_tpot" else f"p{i.slo.percentile:g} inter-token latency")
+             + f" <= {i.slo.tpot_s:g} s for {i.slo.attainment:.0%} of online requests {scope} "
+             f"(`plan.slo_scope={i.slo_scope}`, `plan.slo_tpot_metric={i.slo.tpot_metric}`); offline deadline {i.deadline_h} h",
              f"- {trace}; GPU energy from the candidates' device "
              "models (see `method`: `model:datasheet` is peak datasheet rates with the Splitwise power model, not a "
              "measurement); host power of GPU nodes is not modelled; parked replicas are off",

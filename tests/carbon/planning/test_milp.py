@@ -47,7 +47,7 @@ def test_two_hour_accounting_by_hand():
 def test_the_lower_energy_candidate_wins_when_all_else_is_equal():
     s = setting([cap("a:64", j=300.0), cap("b:64", j=100.0)], [200, 200], online=800)
     plan = solve(s, "carbon", ALL_OFF, Economics(), "t")
-    assert plan.provisioned.tolist() == [0, 1]
+    assert [c.candidate.name for c, n in zip(plan.candidates, plan.provisioned) if n] == ["b:64"]
 
 
 def test_offline_work_moves_to_the_cleanest_hour_within_its_deadline():
@@ -82,3 +82,50 @@ def test_no_feasible_candidate_is_an_error():
     none = Capacity(Candidate("x:1", "l4", serving.datasheet("l4"), 1), 0.0, math.nan, 16, 0.4, 0, *[math.nan] * 3)
     with pytest.raises(PlanError, match="no candidate meets the SLO"):
         solve(setting([none], [100], online=10), "carbon", ALL_OFF, Economics(), "t")
+
+
+def test_candidates_of_one_gpu_type_share_nodes_and_nothing_idle_is_provisioned():
+    # Two H100 candidates, each needed in a different hour: 4 + 4 replicas fill one 8-GPU node.
+    a, b = cap("h100_sxm:a", rate=100.0, j=100.0), cap("h100_sxm:b", rate=100.0, j=100.0, watts=60.0)
+    s = setting([a, b], [100, 100], online=[400, 800])
+    plan = solve(s, "energy", ALL_OFF, Economics(), "t")  # energy does not price GPUs: only the tie-break limits them
+    assert plan.gpus == 8 and plan.node_types == ["h100_sxm"] and plan.nodes.tolist() == [1]
+    assert (plan.provisioned == plan.active.max(axis=0)).all()
+    assert plan.active.sum(axis=1).tolist() == [4, 8]
+
+
+def test_equal_candidates_tie_on_fewest_gpus_not_on_a_small_weight():
+    # Same energy either way: one 2-GPU replica or one 1-GPU replica of equal capacity; the tie goes to fewer GPUs.
+    one, two = cap("h100_sxm:1"), cap("h100_sxm x2:1", rate=1000.0)
+    two = Capacity(Candidate("h100_sxm x2:1", "h100_sxm", serving.datasheet("h100_sxm", 2), 64), 1000.0, 100.0, 50.0,
+                   1.0, 1, 0.1, 0.01, 1.0)
+    plan = solve(setting([two, one], [100], online=900), "energy", ALL_OFF, Economics(), "t")
+    assert plan.gpus == 1 and [c.candidate.name for c in plan.candidates] and plan.provisioned.sum() == 1
+
+
+def test_dominated_candidates_are_dropped_before_the_milp():
+    from bench.carbon.planning.milp import undominated
+
+    best = cap("h100_sxm:512", rate=2000.0, j=80.0)
+    worse = cap("h100_sxm:32", rate=1000.0, j=100.0)
+    other_type = cap("l4:32", hw="l4", rate=100.0, j=50.0, watts=16.0)
+    kept = undominated([worse, best, other_type], 3, None)
+    assert [c.candidate.name for c in kept] == ["h100_sxm:512", "l4:32"]
+    # Derated in every hour below the other, it is no longer dominated.
+    assert len(undominated([worse, best, other_type], 3, {"h100_sxm:512": np.full(3, 0.4)})) == 3
+    plan = solve(setting([worse, best], [100], online=900), "carbon", ALL_OFF, Economics(), "t")
+    assert any("MILP over 1 undominated of 2 candidates" in n for n in plan.notes)
+
+
+def test_a_long_period_is_one_sparse_backlog_and_its_deadlines_hold():
+    # 1,000 hours, offline work shifting within a day (the year-long bar is a benchmark, not a test).
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    H = 1000
+    intensity = 300 + 200 * np.sin(np.arange(H) * 2 * np.pi / 24)
+    s = setting([cap(rate=1000.0)], intensity, online=100, offline=300, deadline=24)
+    plan = solve(s, "carbon", shifting, Economics(), "t")
+    served = np.cumsum(plan.offline_gpu.sum(axis=1))
+    arrived = 300.0 * np.arange(1, H + 1)
+    due = np.concatenate([np.zeros(23), arrived[:-23]])
+    assert (served >= due - 1e-3).all() and (served <= arrived + 1e-3).all()
+    assert plan.solver_gap <= 0.01 and not plan.solver_hit_time_limit

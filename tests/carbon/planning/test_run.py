@@ -205,3 +205,20 @@ def test_sm_clock_candidates_come_from_measured_frequency_fits():
     slow = next(c for c in cands if "@1005MHz" in c.name).device
     assert slow.flop_per_s < base.flop_per_s and slow.e_flop_j < base.e_flop_j  # slower, less energy per flop
     assert "from measured frequency fits" in slow.method
+
+
+def test_an_infeasible_slo_is_one_line_exit_3_before_any_plan(tmp_path):
+    out = bench("task=plan", "plan.slo_ttft_s=0.0001", "plan.slo_tpot_s=0.00001", f"results_dir={tmp_path}")
+    assert out.code == 3, out.stderr[-2000:]
+    assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("bench: PlanError: ") and "even alone on an empty replica" in out.stderr
+    assert not (tmp_path / "plan" / "plan.md").exists()
+
+
+@pytest.mark.parametrize("args, field", [(["plan.slo_tpot_metric=p99"], "plan.slo_tpot_metric"),
+                                         (["plan.slo_percentile=0"], "plan.slo_percentile"),
+                                         (["plan.slo_scope=day"], "plan.slo_scope"),
+                                         (["plan.routing=random"], "plan.routing")])
+def test_bad_slo_and_routing_settings_are_refused_before_work(args, field, tmp_path):
+    out = bench("task=plan", *args, f"results_dir={tmp_path}")
+    assert out.code == 2 and out.stderr.startswith(f"bench: invalid {field}="), out.stderr
