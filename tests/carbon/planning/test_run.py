@@ -40,10 +40,11 @@ def test_every_plan_is_verified_on_the_whole_fleet_and_reports_it(run):
     assert [p.name for p in run.ablation] == ["none", "+rightsize", "+reduce", "+reuse", "+recycle", "+shift"]
     i = run.inputs
     for p in run.plans + run.ablation:
+        assert any("verified by whole-fleet simulation" in n for n in p.notes)
+    for p in (run.plans[0], run.plans[1], run.ablation[0]):  # chosen, static baseline, ablation: one of each kind
         again = verify(p, run.demand, i.model, i.slo, i.routing, {})  # a fresh simulation gives the reported figures
         assert p.attainment == pytest.approx(again.attainment) and p.worst_hour_attainment == pytest.approx(again.worst_hour)
         assert p.feasible == (again.worst_hour >= i.slo.attainment)  # slo_scope=hour: every hour meets it
-        assert any("verified by whole-fleet simulation" in n for n in p.notes)
     for p in run.plans:  # the spread at the default level is the plan's own accounting
         assert run.spread[p.name]["default"] == pytest.approx(p.total_kg)
 
