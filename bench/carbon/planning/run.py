@@ -16,7 +16,7 @@ from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
 from bench.carbon.planning.demand import Demand
-from bench.carbon.planning.milp import solve
+from bench.carbon.planning.milp import account, solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
@@ -209,10 +209,14 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
         if not failing:
             break
-        # The capacity estimate of a candidate that missed was too high: derated in every hour, since
-        # derating only the failing hours lets the solver move the load (shifted offline work) to others.
-        for cand in set().union(*(v.hours[h].missed for h in failing)):
-            derate[cand] = derate.get(cand, np.ones(H)) * DERATE
+        # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
+        # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
+        # hour, since derating one candidate or one hour lets the solver move the load to another.
+        missed = set().union(*(v.hours[h].missed for h in failing))
+        types = {c.candidate.hardware for c in ctx.setting.capacities if c.candidate.name in missed}
+        for c in ctx.setting.capacities:
+            if c.candidate.hardware in types:
+                derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE
     plan.kind = kind
     plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = max(gaps), limit, solve_s
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
@@ -259,12 +263,14 @@ def run(inputs: PlanInputs) -> PlanRun:
     carbon = planned("carbon", inputs.pillars, "carbon-optimal", "chosen")
     baselines = [performance_optimal(ctx, _econ(inputs, hosts, none))]
     baselines += [planned(b.objective, inputs.pillars, b.name, "baseline") for b in MILP_BASELINES]
-    carbon = adopt_better(carbon, baselines)
-    solved = [carbon] + baselines[1:]
-    baselines[1:] = [adopt_better(b, [o for o in solved if o is not b]) for b in baselines[1:]]
     ablation = [planned("carbon", none, "none", "ablation")]
     for i, pillar in enumerate(ABLATION):
         ablation.append(planned("carbon", none.with_on(*ABLATION[:i + 1]), f"+{pillar}", "ablation"))
+    solved = [carbon] + baselines + ablation
+    econ_of = lambda pillars: _econ(inputs, hosts, pillars)  # noqa: E731
+    carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)
+    baselines[1:] = [adopt_better(b, [o for o in [carbon] + solved if o is not b], ctx, econ_of) for b in baselines[1:]]
+    ablation = [adopt_better(a, [o for o in ablation if o is not a], ctx, econ_of) for a in ablation]
     plans = [carbon] + baselines
     spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
     return PlanRun(inputs, caps, plans, ablation, hosts, spread, demand)
@@ -273,22 +279,34 @@ def run(inputs: PlanInputs) -> PlanRun:
 METRIC = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}
 
 
-def adopt_better(plan: Plan, others: list[Plan]) -> Plan:
+def _within_levers(other: Pillars, plan: Pillars) -> bool:
+    """Every pillar `other` uses is on for `plan`: its fleet and schedule are open to `plan` too."""
+    return all(getattr(plan, f.name) or not getattr(other, f.name) for f in dataclasses.fields(Pillars))
+
+
+def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     """A plan optimal for its objective is the best SLO-meeting plan on that objective among those
-    with its levers: where another plan solved with the same pillars verified better (another
-    re-planning path, or within the solver's gap), it is adopted under this plan's name, and the
-    plan says so."""
+    open to its levers: another verified plan whose pillars are a subset of its own (its fleet and
+    schedule are choices this plan could make), counted again under this plan's pillars, that is
+    better on the objective (the solver's gap, another re-planning path, or this plan's own
+    re-planning that never met the SLO) is adopted under this plan's name, and the plan says so."""
     metric = METRIC[plan.objective]
-    same = [o for o in others if o.feasible and o.pillars == plan.pillars
-            and (not plan.feasible or getattr(o, metric) < getattr(plan, metric))]
-    if not same:
+    best, best_value = None, getattr(plan, metric) if plan.feasible else math.inf
+    for other in others:
+        if not other.feasible or not _within_levers(other.pillars, plan.pillars):
+            continue
+        counted = dataclasses.replace(other, pillars=plan.pillars, notes=list(other.notes))
+        account(counted, counted.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
+        if getattr(counted, metric) < best_value - 1e-12:
+            best, best_value = (other, counted), getattr(counted, metric)
+    if best is None:
         return plan
-    best = min(same, key=lambda o: getattr(o, metric))
+    other, counted = best
+    why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
     return dataclasses.replace(
-        best, name=plan.name, objective=plan.objective, kind=plan.kind,
-        notes=list(best.notes) + [f"the {best.name} plan, verified, is better on {metric} than this objective's MILP "
-                                  f"({getattr(best, metric):.6g} vs {getattr(plan, metric):.6g}" +
-                                  ("" if plan.feasible else ", which missed the SLO") + "): adopted"])
+        counted, name=plan.name, objective=plan.objective, kind=plan.kind,
+        notes=counted.notes + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on "
+                               f"{metric} ({best_value:.6g}) than this objective's own MILP plan ({why}): adopted"])
 
 
 def embodied_spread(plan: Plan, setting: Setting, inputs: PlanInputs) -> dict[str, float]:

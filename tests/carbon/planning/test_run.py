@@ -223,3 +223,20 @@ def test_an_infeasible_slo_is_one_line_exit_3_before_any_plan(tmp_path):
 def test_bad_slo_and_routing_settings_are_refused_before_work(args, field, tmp_path):
     out = bench("task=plan", *args, f"results_dir={tmp_path}")
     assert out.code == 2 and out.stderr.startswith(f"bench: invalid {field}="), out.stderr
+
+
+def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_levers(run):
+    ctx = plan.Context(run.inputs, None, run.demand, {})
+    failed = dataclasses.replace(run.plans[0], feasible=False)
+    # The setting is the one the run solved with: rebuilt from the run's capacities and demand.
+    ctx.setting = plan._setting(run.inputs, run.capacities, run.demand)
+    hosts = {k: v for k, v in run.host_capacity.items()}
+    econ_of = lambda pillars: plan._econ(run.inputs, hosts, pillars)  # noqa: E731
+    adopted = plan.adopt_better(failed, run.plans[1:] + run.ablation, ctx, econ_of)
+    assert adopted.feasible and adopted.name == "carbon-optimal" and "adopted" in adopted.notes[-1]
+    feasible = [p for p in run.plans[1:] + run.ablation if p.feasible]
+    assert adopted.total_kg <= min(p.total_kg for p in feasible) + 1e-9  # counted with all pillars on, never worse
+    # A plan using a pillar the target lacks is not open to it.
+    none = next(p for p in run.ablation if p.name == "none")
+    only = [p for p in run.ablation if p.name == "+shift"]
+    assert plan.adopt_better(dataclasses.replace(none, feasible=False), only, ctx, econ_of).feasible is False
