@@ -135,12 +135,14 @@ def span_columns(readings: list, codecarbon: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, graph_capturable: bool = False,
-                      done: Callable[[], bool] | None = None) -> Measured | None:
+                      done: Callable[[], bool] | None = None, keep: Callable[[Measured], object] | None = None
+                      ) -> Measured | None:
     """Build the closure (inside the device lock, so inputs are allocated on an idle device) and
     measure it by the protocol; the lock is released and clocks restored however this ends.
     `graph_capturable`: the closure does no host work, so on a GPU windows may replay a CUDA
     graph of calls (`measure.graph`). `done`: asked again once the lock is held (another job may
-    have measured the point while this one waited); if true, nothing is measured and None returned."""
+    have measured the point while this one waited); if true, nothing is measured and None returned.
+    `keep`: called with the result while the lock is still held (to store it)."""
     device = setup.device
     meters = select_meters(device, setup.meter)
     span = select_meters(device, setup.meter) if setup.codecarbon.enabled else None  # ours over codecarbon's span
@@ -167,8 +169,11 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, g
                                        wait=(lambda event: event.synchronize()) if cuda else None,
                                        cv_threshold=None if cuda else protocol.cpu_cv_threshold)
                 span_readings = [m.stop() for m in span.meters] if span else []
+            measured = Measured(result, environment.describe(device), extra, span_columns(span_readings, codecarbon))
+            if keep is not None:
+                keep(measured)  # stored before the lock is released, so a job waiting for it sees the point
     finally:
         meters.close()
         if span:
             span.close()
-    return Measured(result, environment.describe(device), extra, span_columns(span_readings, codecarbon))
+    return measured

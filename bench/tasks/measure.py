@@ -67,14 +67,20 @@ def run(cfg: BenchConf) -> dict[str, Any]:
         log.info("%s %s: already measured in %s (key %s), skipped", case.name, case.shape_fields(shape), store.root, key)
         return store.read(key)
     # Asked again under the device lock: a job that waited for it may find the point measured meanwhile.
+    # The row is stored before the lock is released, so that job cannot slip in between.
+    rows: list[dict[str, Any]] = []
+
+    def keep(measured) -> None:
+        rows.append(point_row(ident, key, case, shape, dtype, measured, cfg.gpu.clocks))
+        store.write(rows[0])
+
     measured = measure_on_device(lambda: case.build(shape, device, dtype, cfg.seed), setup_of(cfg, device),
-                                 graph_capturable=case.graph_capturable, done=lambda: store.has(key))
+                                 graph_capturable=case.graph_capturable, done=lambda: store.has(key), keep=keep)
     if measured is None:
         log.info("%s %s: measured by another job while this one waited for the device (key %s), skipped",
                  case.name, case.shape_fields(shape), key)
         return store.read(key)
-    row = point_row(ident, key, case, shape, dtype, measured, cfg.gpu.clocks)
-    store.write(row)
+    row = rows[0]
     log.info("%s %s: %.4g ms/call, measured %.4g mJ/token (%s), incl. modelled %.4g mJ/token (%s), quality %s",
              case.name, case.shape_fields(shape), row["time_per_call_s"] * 1e3, row["measured_energy_per_token_j"] * 1e3,
              row["measured_method"], row["energy_per_token_j_incl_model"] * 1e3, row["energy_incl_model_method"],

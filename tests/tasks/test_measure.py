@@ -1,5 +1,6 @@
 """`task=measure` and the resume key: a point another job measured while this one waited for the
 device is not measured again; an upgrade of the software that runs kernels measures anew."""
+import dataclasses
 import json
 import socket
 import threading
@@ -15,6 +16,8 @@ from bench.measure import environment
 from bench.measure.lock import device_lock
 from bench.measure.results import ResultsStore, point_key
 from bench.tasks import measure
+
+real_setup = measure.setup_of
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 register_configs()
@@ -45,6 +48,25 @@ def test_a_point_measured_while_this_job_waited_for_the_device_is_not_measured_a
     assert returned and returned[0]["measured_by"] == "the other job"
     assert not built  # nothing built, nothing measured
     assert json.loads((store.points_dir / f"{key}.json").read_text())["measured_by"] == "the other job"
+
+
+def test_of_two_jobs_started_together_on_one_point_one_measures_and_the_other_skips(cfg, monkeypatch):
+    from bench.measure import session
+
+    measured = []
+    real = session.measure_point
+    monkeypatch.setattr(session, "measure_point", lambda *a, **k: measured.append(1) or real(*a, **k))
+    # The waiter polls the lock often, so it would take it in any gap between release and store.
+    monkeypatch.setattr(measure, "setup_of", lambda c, d: dataclasses.replace(
+        real_setup(c, d), lock=dataclasses.replace(real_setup(c, d).lock, wait_s=60)))
+    rows = []
+    jobs = [threading.Thread(target=lambda: rows.append(measure.run(cfg))) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+    assert len(measured) == 1 and len(rows) == 2 and rows[0]["key"] == rows[1]["key"]
+    assert len(list(ResultsStore(cfg.results_dir).points_dir.glob("*.json"))) == 1
 
 
 def test_software_versions_are_part_of_the_key(cfg, monkeypatch):

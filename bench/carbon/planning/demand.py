@@ -32,7 +32,7 @@ class Demand:
     def of(cls, w: Workload, hours: int) -> "Demand":
         n = len(w.arrival_s)
         tiles = 1
-        if n >= 2 and w.duration_s < S_PER_H:
+        if n >= 2 and 0 < w.duration_s < S_PER_H:  # all at one instant: one burst per hour, not tiled
             period_s = w.duration_s * n / (n - 1)
             tiles = int(math.ceil(S_PER_H / period_s))
             start = w.arrival_s[0]
@@ -40,7 +40,9 @@ class Demand:
             keep = arrival < S_PER_H
             tile = lambda a: np.tile(a, tiles)[keep]  # noqa: E731
             w = Workload(arrival[keep], tile(w.prompt), tile(w.output), tile(w.offline), w.label)
-        span = int(math.floor(w.duration_s / S_PER_H)) + 1 if len(w.arrival_s) else 1
+        # Whole hours, a partial last hour shorter than half an hour merged into the one before it
+        # (a few seconds past an hour must not make a second, nearly empty hour that replay repeats).
+        span = max(1, int(math.floor(w.duration_s / S_PER_H + 0.5))) if len(w.arrival_s) else 1
         return cls(w, hours, span, tiles)
 
     @property
@@ -50,10 +52,13 @@ class Demand:
     def trace_hour(self, h: int) -> int:
         return h % self.trace_hours
 
-    def _in_hour(self, k: int) -> np.ndarray:
+    def hour_of(self) -> np.ndarray:
+        """Trace hour of each request (those past the last whole hour belong to it)."""
         start = self.workload.arrival_s[0] if len(self.workload.arrival_s) else 0.0
-        t = self.workload.arrival_s - start
-        return (t >= k * S_PER_H) & (t < (k + 1) * S_PER_H)
+        return np.minimum(np.floor((self.workload.arrival_s - start) / S_PER_H), self.trace_hours - 1).astype(int)
+
+    def _in_hour(self, k: int) -> np.ndarray:
+        return self.hour_of() == k
 
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(online, offline) requests arriving in each hour of the period."""

@@ -49,11 +49,14 @@ def check(candidates: list[Candidate], model: ModelSpec, demand: Demand, slo: Sl
     ok = {c.name: alone_ok(c, model, pairs[0], pairs[1], slo)[inverse.ravel()] for c in candidates}
     anyone = np.logical_or.reduce(list(ok.values()))
     closest = max(ok, key=lambda name: int(ok[name].sum()))
-    hours_of = np.floor((w.arrival_s[online] - (w.arrival_s[0] if len(w.arrival_s) else 0.0)) / 3600.0).astype(int)
-    groups = [np.arange(len(anyone))] if scope == "period" else \
-        [np.flatnonzero(hours_of == k) for k in np.unique(hours_of)]
+    hours_of = demand.hour_of()[online]
+    planned = hours_of < min(demand.trace_hours, demand.hours)  # trace hours past the period are never planned
+    groups = [np.flatnonzero(planned)] if scope == "period" else \
+        [np.flatnonzero(hours_of == k) for k in np.unique(hours_of[planned])]
     worst = None
     for g in groups:
+        if not len(g):
+            continue
         bad = int((~anyone[g]).sum())
         allowed = int(math.floor((1.0 - slo.attainment) * len(g) + 1e-9))
         if bad > allowed and (worst is None or bad - allowed > worst.count - worst.allowed):

@@ -164,7 +164,10 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     # Nodes of type t hold its candidates' GPUs.
     for t in range(L.T):
         members = np.flatnonzero(type_of == t)
-        rows.add([(np.array([[L.m + t]]), per_node[t]), ((L.n + members)[None, :], -tp[members][None, :])], 0.0, np.inf)
+        # ... and no more nodes than those GPUs fill: Reuse runs on the spare cores of GPU hosts, it
+        # buys no CPU-only nodes (an objective that does not price nodes would buy them for free).
+        rows.add([(np.array([[L.m + t]]), per_node[t]), ((L.n + members)[None, :], -tp[members][None, :])], 0.0,
+                 per_node[t] - 1.0)
     upper = np.full(L.size, np.inf)
     upper[L.b:L.b + H] = waiting
     if not reuse:
@@ -189,16 +192,22 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     keep = [base, optimize.LinearConstraint(sparse.csr_array(cost[None, :]), -np.inf, bound)]
     for tie in (gpus, nodes):
         res = _milp(tie, keep, integrality, bounds, time_limit_s, name, required=False)
-        if res is None:
-            break  # the first solution stands; its ties are as the solver left them
+        if res is None:  # the first solution stands; its ties are as the solver left them
+            plan_notes.append("a tie-break solve found no solution in time: ties as the first solve left them")
+            break
         best, hit_limit = res.x, hit_limit or res.hit_limit
         keep = keep + [optimize.LinearConstraint(sparse.csr_array(tie[None, :]), -np.inf, res.fun + 1e-6)]
     v = best
     u = np.round(v[L.u:L.u + H * C].reshape(H, C))
-    # Nothing provisioned that carries no load in any hour; nodes only for the GPUs provisioned.
+    # Nothing provisioned that carries no load in any hour: nodes for the GPUs provisioned, and as
+    # many more (of the type with most nodes) as the offline work put on host CPUs needs.
     provisioned = u.max(axis=0)
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
+    if reuse and L.T:
+        cpu_nodes = math.ceil(float(v[L.z:L.z + H].max(initial=0.0)) / econ.host_cpu_capacity.requests_per_hour - 1e-6)
+        if cpu_nodes > node_count.sum():
+            node_count[int(np.argmax(node_count))] += cpu_nodes - node_count.sum()
     plan = Plan(name, objective, pillars, u, v[L.x:L.x + H * C].reshape(H, C), v[L.y:L.y + H * C].reshape(H, C),
                 v[L.z:L.z + H], provisioned, node_count)
     plan.node_types = types

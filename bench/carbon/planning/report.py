@@ -113,7 +113,10 @@ def device_model_lines(i: Any) -> list[str]:
                          "`profiles/`. To use one, on that GPU run `python -m bench -m sweep=default` then "
                          "`python -m bench task=fit results=results/default hardware=<name>`")
     if i.cpu_profile is not None:
-        lines.append(f"- host CPUs (Reuse): measured profile `{i.cpu_profile.name}`, scaled to the host's cores")
+        methods = ", ".join(i.cpu_profile.meta.get("energy_methods", [])) or "unknown"
+        kind = "a model, not a measurement" if "model:" in methods else "measured"
+        lines.append(f"- host CPUs (Reuse): profile `{i.cpu_profile.name}` (time measured; energy {methods}: {kind}), "
+                     "scaled to the host's cores")
     return lines + [""]
 
 

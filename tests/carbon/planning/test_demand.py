@@ -56,3 +56,15 @@ def test_round_robin_follows_the_planned_shares_and_least_loaded_the_capacity():
     assert share[1] == pytest.approx(0.2, abs=0.05)
     with pytest.raises(ValueError, match="plan.routing='random'"):
         route(w, [(0, 1.0, 1.0)], "random")
+
+
+def test_an_hour_and_a_few_seconds_is_one_hour_and_one_instant_is_one_burst():
+    n = 2000
+    exact = Workload(np.linspace(0, 3600, n), np.full(n, 50), np.full(n, 10), np.zeros(n, bool), "3600 s")
+    d = Demand.of(exact, 4)
+    assert d.trace_hours == 1 and d.counts()[0].tolist() == [n] * 4  # not [n - 1, 1, n - 1, 1]
+    longer = Workload(np.linspace(0, 3700, n), np.full(n, 50), np.full(n, 10), np.zeros(n, bool), "3700 s")
+    assert Demand.of(longer, 2).counts()[0].tolist() == [n, n]
+    burst = Workload(np.zeros(50), np.full(50, 50), np.full(50, 10), np.zeros(50, bool), "burst")
+    b = Demand.of(burst, 3)
+    assert b.tiled == 1 and b.counts()[0].tolist() == [50, 50, 50]

@@ -100,7 +100,8 @@ def test_equal_candidates_tie_on_fewest_gpus_not_on_a_small_weight():
     two = Capacity(Candidate("h100_sxm x2:1", "h100_sxm", serving.datasheet("h100_sxm", 2), 64), 1000.0, 100.0, 50.0,
                    1.0, 1, 0.1, 0.01, 1.0)
     plan = solve(setting([two, one], [100], online=900), "energy", ALL_OFF, Economics(), "t")
-    assert plan.gpus == 1 and [c.candidate.name for c in plan.candidates] and plan.provisioned.sum() == 1
+    assert plan.gpus == 1 and plan.provisioned.sum() == 1
+    assert [c.candidate.name for c, n in zip(plan.candidates, plan.provisioned) if n] == ["h100_sxm:1"]
 
 
 def test_dominated_candidates_are_dropped_before_the_milp():

@@ -59,6 +59,9 @@ def test_no_plan_provisions_idle_gpus_or_nodes_and_the_carbon_plan_is_lowest(run
                        if c.candidate.hardware == hw)
             assert p.nodes[t] == np.ceil(gpus / embodied.gpus().loc[hw, "gpus_per_node"]), p.name
         assert p.gpus >= 1 and p.node_count <= p.gpus
+        host = run.host_capacity["reduced" if p.pillars.levers().reduced_host else "reference"]
+        if p.offline_cpu.max() > 0:  # CPU work only on the hosts the plan counts
+            assert p.node_count * host.requests_per_hour >= p.offline_cpu.max() - 1e-6, p.name
     carbon, feasible = run.plans[0], [p for p in run.plans[1:] if p.feasible]
     assert carbon.feasible and feasible
     assert all(carbon.total_kg <= b.total_kg + 1e-9 for b in feasible)
