@@ -76,6 +76,47 @@ def headline(run: PlanRun) -> list[str]:
     return lines
 
 
+def reuse_lines(run: PlanRun) -> list[str]:
+    """What a host CPU spends on an offline request against the chosen plan's GPUs, and the
+    break-even below which Reuse would take offline work (host cores are there anyway: only the
+    marginal energy counts)."""
+    carbon = run.plans[0]
+    host = run.host_capacity.get("reduced" if carbon.pillars.levers().reduced_host else "reference")
+    used = [c for c, n in zip(carbon.candidates, carbon.provisioned) if n > 0]
+    if host is None or not host.feasible or not used or run.inputs.cpu_profile is None:
+        return []
+    e_gpu = min(c.dynamic_j_per_request for c in used)
+    methods = ", ".join(run.inputs.cpu_profile.meta.get("energy_methods", [])) or "unknown"
+    served = float(carbon.offline_cpu.sum())
+    return [f"- Reuse: host CPUs spend {host.dynamic_j_per_request:.4g} J per offline request ({methods}; "
+            f"{host.requests_per_hour:.4g} requests/h per node), the chosen GPUs {e_gpu:.4g} J: Reuse wins below "
+            f"{e_gpu:.4g} J per request, {e_gpu / host.dynamic_j_per_request:.2g}x the host figure; the plan puts "
+            f"{served:.0f} offline requests on CPUs", ""]
+
+
+def sensitivity_table(run: PlanRun) -> pd.DataFrame:
+    """The plans that meet the SLO, their fleets and schedules held, counted again under other
+    embodied figures, PUE and grid intensity: does the carbon-optimal one stay the lowest?"""
+    plans = [p for p in run.plans if p.feasible]
+    if not plans:
+        return pd.DataFrame()
+    pue = run.inputs.pue
+    scenarios = {"as planned": lambda p: p.total_kg,
+                 "embodied low": lambda p: run.spread[p.name]["low"],
+                 "embodied high": lambda p: run.spread[p.name]["high"]}
+    for label, factor in ((f"PUE {max(1.0, pue * 0.9):.3g}", max(1.0, pue * 0.9) / pue), (f"PUE {pue * 1.1:.3g}", 1.1),
+                          ("grid -20%", 0.8), ("grid +20%", 1.2)):
+        scenarios[label] = (lambda f: lambda p: p.operational_kg * f + p.embodied_gpu_kg + p.embodied_host_kg)(factor)
+    rows = []
+    for label, total in scenarios.items():
+        best = min(plans, key=total)
+        carbon = plans[0] if plans[0].name == "carbon-optimal" else None
+        rows.append({"scenario": label, "lowest plan": best.name, "its kgCO2e": total(best),
+                     "carbon-optimal kgCO2e": total(carbon) if carbon else float("nan"),
+                     "choice changes": "no" if carbon is not None and best is carbon else "yes"})
+    return pd.DataFrame(rows)
+
+
 def ablation_table(run: PlanRun) -> pd.DataFrame:
     base = run.ablation[0]
     return pd.DataFrame([{"pillars": p.name, "meets SLO": "yes" if p.feasible else "NO", "fleet": _fleet(p),
@@ -133,7 +174,9 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
     scope = "in every hour" if i.slo_scope == "hour" else "over the whole period"
     lines = [f"# Carbon-aware plan: {i.model.name} on {i.workload.label}", "",
              f"- grid: {i.intensity.label}, {len(i.intensity.g_per_kwh)} h from {i.intensity.start_utc} "
-             f"(mean {np.mean(i.intensity.g_per_kwh):.0f} g/kWh, {i.intensity.gaps_filled} gaps in the source filled by interpolation), PUE {i.pue:g}",
+             f"(mean {np.mean(i.intensity.g_per_kwh):.0f} g/kWh, {i.intensity.gaps_filled} gaps in the source filled by interpolation), PUE {i.pue:g}; "
+             f"the series counts {i.intensity.scope}" + ("" if i.intensity.scope != "unstated" else
+                                                         " emissions (direct or lifecycle: the source does not say)"),
              f"- SLO: TTFT <= {i.slo.ttft_s:g} s and "
              + ("mean TPOT" if i.slo.tpot_metric == "mean_tpot" else f"p{i.slo.percentile:g} inter-token latency")
              + f" <= {i.slo.tpot_s:g} s for {i.slo.attainment:.0%} of online requests {scope} "
@@ -149,9 +192,11 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
              "- SM clock is a Rightsize choice only for GPU types whose measured profile has frequency fits "
              "(`sweep=frequency`, then `task=fit`); datasheet models run at their default clocks", ""]
     lines += headline(run)
-    lines += [""] + device_model_lines(i)
+    lines += [""] + device_model_lines(i) + reuse_lines(run)
     lines += ["## Plans", "", table_md(plans_table(run)), "", "## Pillars added one at a time", "",
-              table_md(ablation_table(run)), "", "## Candidates (one replica each)", "", table_md(capacity_table(run)), ""]
+              table_md(ablation_table(run)), "",
+              "## Sensitivity (the plans that meet the SLO, fleets and schedules held, counted again)", "",
+              table_md(sensitivity_table(run)), "", "## Candidates (one replica each)", "", table_md(capacity_table(run)), ""]
     lines += [f"- {p.name}: {'; '.join(p.notes)}" for p in run.plans + run.ablation]
     lines += [""] + [f"![{p}]({p})" for p in pngs] + [""]
     return "\n".join(lines)

@@ -128,6 +128,9 @@ def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
     carbon = table[table["plan"] == "carbon-optimal"].iloc[0]
     assert carbon["feasible"] and (table[table["feasible"]]["total_kg"] >= carbon["total_kg"] - 1e-9).all()
     assert "both meet the SLO" in out.stdout
+    assert "the series counts direct emissions" in out.stdout and "## Sensitivity" in out.stdout
+    assert "| grid +20% | " in out.stdout and "- Reuse: host CPUs spend" in out.stdout
+    assert "energy cpu=model:process_cpu_time_x_tdp_per_core: a model, not a measurement" in out.stdout
 
 
 @pytest.mark.parametrize("args, field", [

@@ -21,17 +21,18 @@ class Intensity:
     start_utc: pd.Timestamp
     label: str
     gaps_filled: int = 0
+    scope: str = "unstated"  # what the series counts: direct (combustion) or lifecycle emissions
 
     def window(self, start: str | pd.Timestamp | None, hours: int) -> "Intensity":
         """`hours` values from `start` (UTC; None: the series start). A constant series repeats."""
         if len(self.g_per_kwh) == 1:
-            return Intensity(np.full(hours, self.g_per_kwh[0]), self.start_utc, self.label, self.gaps_filled)
+            return Intensity(np.full(hours, self.g_per_kwh[0]), self.start_utc, self.label, self.gaps_filled, self.scope)
         first = 0 if start is None else int((to_utc(pd.Timestamp(start)) - self.start_utc) / pd.Timedelta(hours=1))
         if first < 0 or first + hours > len(self.g_per_kwh):
             end = self.start_utc + pd.Timedelta(hours=len(self.g_per_kwh))
             raise GridError(f"grid {self.label} covers {self.start_utc} to {end}; {hours} h from {start} is outside it")
         return Intensity(self.g_per_kwh[first:first + hours].copy(), self.start_utc + pd.Timedelta(hours=first),
-                         self.label, self.gaps_filled)
+                         self.label, self.gaps_filled, self.scope)
 
 
 def to_utc(ts: pd.Timestamp, tz: str | None = None) -> pd.Timestamp:
