@@ -73,7 +73,7 @@ def performance_optimal(ctx: "Context", econ: Economics) -> Plan:
     pillars = Pillars.none()  # the reference host, hosts retired with their GPUs, no shifting
     for round_ in range(1, MAX_ROUNDS + 1):
         plan = static_plan(ctx, j, replicas, econ, pillars)
-        ctx.check(plan)
+        ctx.check(plan, econ)
         if plan.feasible:
             break
         replicas += max(1, math.ceil(GROWTH * replicas))

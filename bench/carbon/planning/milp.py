@@ -291,7 +291,8 @@ def _embodied(s: Setting, hardware: str, levers) -> tuple[float, float]:
 
 
 def account(plan: Plan, caps: list[Capacity], s: Setting, pillars: Pillars, econ: Economics) -> None:
-    """Carbon, energy and cost of a plan, whatever chose it (pure accounting)."""
+    """Carbon, energy and cost of a plan, whatever chose it (pure accounting): GPU energy from its
+    whole-fleet simulation once verified, from the planner's affine model before."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
     gpus_tab = embodied.gpus()
@@ -302,6 +303,12 @@ def account(plan: Plan, caps: list[Capacity], s: Setting, pillars: Pillars, econ
     kg_gpu_h = np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
     kg_host_h = np.array([_embodied(s, t, levers)[1] for t in plan.node_types])
     hourly_j = plan.active @ (p_act * 3600.0) + (plan.online + plan.offline_gpu) @ e_req
+    plan.energy_method = "model: capacity-point energy per request + idle power of active replicas"
+    v = plan.verification
+    if v is not None and len(v.hours) == H and all(np.isfinite(h.gpu_energy_j) for h in v.hours):
+        # Verified: the GPUs' energy is what the whole-fleet simulation of each hour spent.
+        hourly_j = np.array([h.gpu_energy_j for h in v.hours])
+        plan.energy_method = "simulated: whole-fleet steps of every hour + idle power of active replicas between them"
     if econ.host_cpu_capacity is not None:
         hourly_j = hourly_j + plan.offline_cpu * econ.host_cpu_capacity.dynamic_j_per_request
     plan.hourly_energy_j = hourly_j

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.carbon.planning import accounting  # noqa: E402
 from bench.carbon.planning.baselines import BASELINES  # noqa: E402
 from bench.carbon.planning.run import PlanRun  # noqa: E402
 from bench.common.files import atomic_save_figure as _save  # noqa: E402
@@ -163,6 +164,7 @@ def device_model_lines(i: Any) -> list[str]:
 
 def markdown(run: PlanRun, pngs: list[str]) -> str:
     i = run.inputs
+    carbon = run.plans[0]
     d = run.demand
     if d is None or d.replayed:
         trace = (f"the {d.trace_hours}-hour trace is replayed over the {d.hours}-hour period (hour h is trace hour h mod "
@@ -193,8 +195,14 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
              "(`sweep=frequency`, then `task=fit`); datasheet models run at their default clocks", ""]
     lines += headline(run)
     lines += [""] + device_model_lines(i) + reuse_lines(run)
-    lines += ["## Plans", "", table_md(plans_table(run)), "", "## Pillars added one at a time", "",
+    methods = sorted({p.energy_method for p in run.plans + run.ablation})
+    lines += ["## Plans", "", table_md(plans_table(run)), "",
+              f"GPU energy of the plans: {'; '.join(methods)} (the MILP chose on its model; the figures are the "
+              "simulation's). Host CPUs: the CPU profile's method (above).", "", "## Pillars added one at a time", "",
               table_md(ablation_table(run)), "",
+              "## Per request (carbon-optimal plan; each request's share of every step by tokens processed)", "",
+              table_md(accounting.per_request(carbon, i.intensity.g_per_kwh, i.pue)), "",
+              "## Energy per token by scope (carbon-optimal plan)", "", table_md(accounting.scopes(carbon, i.pue)), "",
               "## Sensitivity (the plans that meet the SLO, fleets and schedules held, counted again)", "",
               table_md(sensitivity_table(run)), "", "## Candidates (one replica each)", "", table_md(capacity_table(run)), ""]
     lines += [f"- {p.name}: {'; '.join(p.notes)}" for p in run.plans + run.ablation]

@@ -185,13 +185,15 @@ class Context:
     demand: Demand
     cache: dict
 
-    def check(self, plan: Plan) -> Verification:
+    def check(self, plan: Plan, econ: Economics) -> Verification:
         i = self.inputs
         v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache)
         plan.attainment, plan.worst_hour_attainment, plan.worst_replica_attainment = \
             v.attainment, v.worst_hour, v.worst_replica
         plan.latency = dict(v.latency)
         plan.feasible = not v.failing_hours(i.slo, i.slo_scope)
+        plan.verification = v
+        account(plan, plan.candidates, self.setting, plan.pillars, econ)  # the figures of the verified fleet
         return v
 
 
@@ -205,7 +207,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         plan = solve(ctx.setting, objective, pillars, econ, name, derate)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
-        v = ctx.check(plan)
+        v = ctx.check(plan, econ)
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
         if not failing:
             break

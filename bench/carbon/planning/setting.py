@@ -54,6 +54,8 @@ class Plan:
     solver_gap: float = math.nan  # relative MILP gap reached (NaN: not solved by the MILP)
     solver_hit_time_limit: bool = False
     solve_s: float = 0.0
+    energy_method: str = ""  # where its GPU energy comes from (model before verification, simulation after)
+    verification: object = None  # the whole-fleet simulation that judged it (`verify.Verification`)
 
     @property
     def total_kg(self) -> float:

@@ -35,6 +35,12 @@ class HourResult:
     missed: set[str]  # candidates with a replica below the target
     ttft_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # online requests' TTFT (NaN: unfinished)
     tpot_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their per-token latency by the SLO's metric
+    # Every request of the hour (online and offline): its share of each step's energy by tokens
+    # processed (simulated, GPU only), prefill and decode apart, and its tokens (prompt + output).
+    prefill_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    decode_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gpu_energy_j: float = math.nan  # the active replicas over the hour: simulated steps, idle power between them
 
     @property
     def attainment(self) -> float:
@@ -117,19 +123,25 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
     missed: set[str] = set()
     ttft = np.full(len(requests.arrival_s), np.nan)
     tpot = np.full(len(requests.arrival_s), np.nan)
+    prefill_j = np.zeros(len(requests.arrival_s))
+    decode_j = np.zeros(len(requests.arrival_s))
+    gpu_j = 0.0
     for k, (j, _, _) in enumerate(replicas):
         mine = where == k
+        c = caps[j].candidate
         if not mine.any():
+            gpu_j += c.device.idle_w * S_PER_H  # on all hour, idle
             continue
         part = requests.subset(mine)
-        c = caps[j].candidate
         # An overloaded replica never clears its queue: two hours bound the simulation; what is
         # unfinished by then missed the SLO.
         res = simulate(part.arrival_s, part.prompt, part.output, StepCost.of(model, c.device), c.max_batch,
                        online=~part.offline, horizon_s=2 * S_PER_H, max_prefill_tokens=c.max_prefill_tokens)
         per_token = res.tpot_metric_s(slo)
         ok = _within(res.ttft_s, per_token, slo) & ~part.offline
+        gpu_j += res.busy_energy_j + c.device.idle_w * max(0.0, S_PER_H - res.busy_s)  # active all hour
         ttft[mine], tpot[mine] = res.ttft_s, per_token
+        prefill_j[mine], decode_j[mine] = res.prefill_energy_j, res.decode_energy_j
         n_online = int((~part.offline).sum())
         if n_online:
             met += int(ok.sum())
@@ -137,7 +149,8 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
             worst = min(worst, share)
             if share < slo.attainment:
                 missed.add(c.name)
-    return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online])
+    return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online], prefill_j, decode_j,
+                      (requests.prompt + requests.output).astype(float), gpu_j)
 
 
 def _within(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
