@@ -246,3 +246,25 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     none = next(p for p in run.ablation if p.name == "none")
     only = [p for p in run.ablation if p.name == "+shift"]
     assert plan.adopt_better(dataclasses.replace(none, feasible=False), only, ctx, econ_of).feasible is False
+
+
+def test_a_verified_plan_is_counted_from_its_simulation_and_reports_per_request_figures(run):
+    from bench.carbon.planning import accounting
+    from bench.carbon.planning.setting import J_PER_KWH
+
+    carbon = run.plans[0]
+    assert carbon.energy_method.startswith("simulated: whole-fleet")
+    v = carbon.verification
+    gpu_j = sum(h.gpu_energy_j for h in v.hours)
+    cpu_j = float(carbon.offline_cpu.sum()) * (run.host_capacity["reduced"].dynamic_j_per_request
+                                               if carbon.offline_cpu.sum() else 0.0)
+    assert carbon.energy_kwh == pytest.approx((gpu_j + cpu_j) * run.inputs.pue / J_PER_KWH)
+    # Requests' shares never exceed what the GPUs spent (idle power between steps is nobody's).
+    assert sum(float((h.prefill_j + h.decode_j).sum()) for h in v.hours) <= gpu_j
+    table = accounting.per_request(carbon, run.inputs.intensity.g_per_kwh, run.inputs.pue).set_index("per request")
+    assert (table["p50"] <= table["p90"]).all() and (table["p90"] <= table["p99"]).all()
+    assert table.loc["total J", "mean"] == pytest.approx(table.loc["prefill J", "mean"] + table.loc["decode J", "mean"])
+    scopes = accounting.scopes(carbon, run.inputs.pue).set_index("scope")
+    assert np.isnan(scopes.loc["node", "J per token"]) and "not modelled" in scopes.loc["node", "counts"]
+    assert scopes.loc["facility", "J per token"] == pytest.approx(scopes.loc["gpu", "J per token"] * run.inputs.pue)
+    assert scopes.loc["provisioned", "J per token"] >= scopes.loc["facility", "J per token"] * (1 - 1e-9)
