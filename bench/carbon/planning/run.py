@@ -149,7 +149,7 @@ def host_capacity(inputs: PlanInputs, host: embodied.Host) -> Capacity | None:
                     float(np.nanmean(res.finish_s)))
 
 
-def _setting(inputs: PlanInputs, caps: list[Capacity], demand: Demand) -> Setting:
+def setting_of(inputs: PlanInputs, caps: list[Capacity], demand: Demand) -> Setting:
     w = inputs.workload
     kv = inputs.model.kv_bytes_per_token * float(np.percentile(w.prompt + w.output, 99)) * max(inputs.max_batches)
     online, offline = demand.counts()
@@ -167,7 +167,7 @@ def _reference_name(inputs: PlanInputs, caps: list[Capacity]) -> str:
                     f"({', '.join(c.candidate.name for c in caps)})")
 
 
-def _econ(inputs: PlanInputs, hosts: dict[str, Capacity | None], pillars: Pillars) -> Economics:
+def economics_for(inputs: PlanInputs, hosts: dict[str, Capacity | None], pillars: Pillars) -> Economics:
     return Economics(inputs.electricity_usd_per_kwh, hosts["reduced" if pillars.levers().reduced_host else "reference"])
 
 
@@ -252,7 +252,7 @@ def run(inputs: PlanInputs) -> PlanRun:
     if not any(c.feasible for c in caps):
         raise PlanError(f"no configuration meets the SLO (TTFT <= {inputs.slo.ttft_s:g} s, TPOT <= "
                         f"{inputs.slo.tpot_s:g} s for {inputs.slo.attainment:.0%} of online requests); {_closest(caps)}")
-    setting = _setting(inputs, caps, demand)
+    setting = setting_of(inputs, caps, demand)
     per_node = int(embodied.gpus().loc[inputs.gpus[0], "gpus_per_node"])
     hosts = {"reference": host_capacity(inputs, embodied.REFERENCE_HOST),
              "reduced": host_capacity(inputs, embodied.reduced_host(setting.model_bytes, setting.kv_bytes, per_node))}
@@ -260,16 +260,16 @@ def run(inputs: PlanInputs) -> PlanRun:
     none = Pillars.none()
 
     def planned(objective: str, pillars: Pillars, name: str, kind: str) -> Plan:
-        return solve_verified(ctx, objective, pillars, _econ(inputs, hosts, pillars), name, kind)
+        return solve_verified(ctx, objective, pillars, economics_for(inputs, hosts, pillars), name, kind)
 
     carbon = planned("carbon", inputs.pillars, "carbon-optimal", "chosen")
-    baselines = [performance_optimal(ctx, _econ(inputs, hosts, none))]
+    baselines = [performance_optimal(ctx, economics_for(inputs, hosts, none))]
     baselines += [planned(b.objective, inputs.pillars, b.name, "baseline") for b in MILP_BASELINES]
     ablation = [planned("carbon", none, "none", "ablation")]
     for i, pillar in enumerate(ABLATION):
         ablation.append(planned("carbon", none.with_on(*ABLATION[:i + 1]), f"+{pillar}", "ablation"))
     solved = [carbon] + baselines + ablation
-    econ_of = lambda pillars: _econ(inputs, hosts, pillars)  # noqa: E731
+    econ_of = lambda pillars: economics_for(inputs, hosts, pillars)  # noqa: E731
     carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)
     baselines[1:] = [adopt_better(b, [o for o in [carbon] + solved if o is not b], ctx, econ_of) for b in baselines[1:]]
     ablation = [adopt_better(a, [o for o in ablation if o is not a], ctx, econ_of) for a in ablation]

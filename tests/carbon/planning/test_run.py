@@ -235,9 +235,9 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     ctx = plan.Context(run.inputs, None, run.demand, {})
     failed = dataclasses.replace(run.plans[0], feasible=False)
     # The setting is the one the run solved with: rebuilt from the run's capacities and demand.
-    ctx.setting = plan._setting(run.inputs, run.capacities, run.demand)
+    ctx.setting = plan.setting_of(run.inputs, run.capacities, run.demand)
     hosts = {k: v for k, v in run.host_capacity.items()}
-    econ_of = lambda pillars: plan._econ(run.inputs, hosts, pillars)  # noqa: E731
+    econ_of = lambda pillars: plan.economics_for(run.inputs, hosts, pillars)  # noqa: E731
     adopted = plan.adopt_better(failed, run.plans[1:] + run.ablation, ctx, econ_of)
     assert adopted.feasible and adopted.name == "carbon-optimal" and "adopted" in adopted.notes[-1]
     feasible = [p for p in run.plans[1:] + run.ablation if p.feasible]
