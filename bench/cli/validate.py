@@ -120,6 +120,7 @@ def validate(cfg: BenchConf) -> None:
                           "is only applied with gpu.clocks.mode=lock (observe mode never changes clocks)")
     _choice("gpu.busy_check", cfg.gpu.busy_check, BUSY_CHECKS)
     _at_least("lock.wait_s", cfg.lock.wait_s, 0, "a number of seconds")
+    _at_least("lock.poll_s", cfg.lock.poll_s, 0.001, "a number of seconds")
     if cfg.codecarbon.enabled and not (len(cfg.codecarbon.country) == 3 and cfg.codecarbon.country.isalpha()):
         raise ConfigError("codecarbon.country", cfg.codecarbon.country, "must be an ISO 3166 alpha-3 code such as USA or FRA")
     _choice("meter.gpu", cfg.meter.gpu, tuple(METER_CHOICES["gpu"]))

@@ -25,6 +25,7 @@ class LockConf:
 
     dir: str = "/tmp/energy-bench/locks"
     wait_s: float = 3600.0  # how long a second job waits for the device before failing
+    poll_s: float = 0.2  # how often a waiting job tries the lock
 
 
 class DeviceBusy(RuntimeError):

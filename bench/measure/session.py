@@ -151,7 +151,7 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, g
     device_id = meters.gpu_id or f"cpu-{socket.gethostname()}"
     protocol = setup.protocol
     try:
-        with device_lock(setup.lock.dir, device_id, setup.lock.wait_s), sigterm_raises():
+        with device_lock(setup.lock.dir, device_id, setup.lock.wait_s, setup.lock.poll_s), sigterm_raises():
             if done is not None and done():
                 return None
             extra = check_gpu_idle(meters, setup.busy_check, synchronizer(device))

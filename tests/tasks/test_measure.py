@@ -56,9 +56,9 @@ def test_of_two_jobs_started_together_on_one_point_one_measures_and_the_other_sk
     measured = []
     real = session.measure_point
     monkeypatch.setattr(session, "measure_point", lambda *a, **k: measured.append(1) or real(*a, **k))
-    # The waiter polls the lock often, so it would take it in any gap between release and store.
+    # The waiter polls the lock every millisecond, so it would take it in any gap between release and store.
     monkeypatch.setattr(measure, "setup_of", lambda c, d: dataclasses.replace(
-        real_setup(c, d), lock=dataclasses.replace(real_setup(c, d).lock, wait_s=60)))
+        real_setup(c, d), lock=dataclasses.replace(real_setup(c, d).lock, wait_s=60, poll_s=0.001)))
     rows = []
     jobs = [threading.Thread(target=lambda: rows.append(measure.run(cfg))) for _ in range(2)]
     for job in jobs:
