@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, sparse
@@ -34,6 +34,9 @@ from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan
 from bench.carbon.serving.capacity import Capacity
 
 TIME_LIMIT_S = 60.0  # per solve; a plan says when a solve stopped at it
+LONG_H = 336  # a longer period is solved in blocks of BLOCK_H hours, with a bound on the optimum
+BLOCK_H = 168
+BLOCK_GAP = 0.0005
 MIP_GAP = 0.005  # relative gap HiGHS stops at (the gap reached is reported per plan)
 
 
@@ -93,10 +96,26 @@ def _per_hour(values, H: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(values, float), (H,)).astype(float)
 
 
+@dataclass
+class Block:
+    """Hours solved apart from the rest of a long period (`solve_long`): the backlog they inherit,
+    whether they may leave one (bounded by `waiting`, at `defer_cost` per request left), and the
+    replicas fixed for them (None: chosen)."""
+
+    caps: list[Capacity]
+    waiting: np.ndarray
+    backlog_in: float = 0.0
+    end_free: bool = False
+    defer_cost: float = 0.0
+    fixed_n: np.ndarray | None = None
+
+
 def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-          derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S) -> Plan:
+          derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S,
+          block: Block | None = None) -> Plan:
     """The plan minimising `objective`; `derate`: candidate -> per-hour share of its capacity the
-    plan may use (re-planning after a verification found the hour's replicas overloaded)."""
+    plan may use (re-planning after a verification found the hour's replicas overloaded). A period
+    longer than `LONG_H` hours is solved in blocks (`solve_long`)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
     levers = pillars.levers()
@@ -104,7 +123,9 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     if not caps:
         raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
     H = len(s.intensity_g_per_kwh)
-    caps = undominated(caps, H, derate)
+    if block is None and H > LONG_H:
+        return solve_long(s, objective, pillars, econ, name, derate, time_limit_s)
+    caps = block.caps if block is not None else undominated(caps, H, derate)
     C = len(caps)
     types = sorted({c.candidate.hardware for c in caps})
     L = _Layout(H, C, len(types))
@@ -153,10 +174,15 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     deadline = s.deadline_h if levers.offline_within_deadline else 1
     prev_b = np.where(hours > 0, L.b + hours - 1, L.b + hours)  # hour 0 has no previous backlog
     prev_coef = np.where(hours > 0, -1.0, 0.0)
+    inherited = np.zeros(H)
+    inherited[0] = block.backlog_in if block is not None else 0.0
     rows.add([((L.b + hours)[:, None], 1.0), (prev_b[:, None], prev_coef[:, None]), (L.hc(L.y), 1.0),
-              ((L.z + hours)[:, None], 1.0)], offline, offline)
-    waiting = np.array([offline[max(0, h - deadline + 2):h + 1].sum() if deadline > 1 else 0.0 for h in hours])
-    waiting[-1] = 0.0  # everything is served by the end of the period
+              ((L.z + hours)[:, None], 1.0)], offline + inherited, offline + inherited)
+    waiting = waiting_bounds(offline, deadline) if block is None else block.waiting.copy()
+    if block is None or not block.end_free:
+        waiting[-1] = 0.0  # everything is served by the end of the period
+    else:
+        cost[L.b + H - 1] = block.defer_cost
     if reuse:  # host CPUs of every node
         rows.add([((L.z + hours)[:, None], 1.0),
                   (np.broadcast_to(L.m + np.arange(L.T), (H, L.T)), -econ.host_cpu_capacity.requests_per_hour)],
@@ -175,14 +201,20 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     integrality = np.zeros(L.size)
     integrality[L.u:L.u + H * C] = 1
     integrality[L.n:] = 1
-    bounds = optimize.Bounds(np.zeros(L.size), upper)
+    lower = np.zeros(L.size)
+    if block is not None and block.fixed_n is not None:
+        lower[L.n:L.n + C] = upper[L.n:L.n + C] = block.fixed_n
+    bounds = optimize.Bounds(lower, upper)
     base = rows.constraint(L.size)
 
     started = time.perf_counter()
     plan_notes = [f"MILP over {C} undominated of {len(s.capacities)} candidates"]
-    first = _milp(cost, [base], integrality, bounds, time_limit_s, name)
+    # Blocks solve tighter: their bounds add up, and so do their gaps.
+    first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else BLOCK_GAP)
     gap, hit_limit = first.gap, first.hit_limit
     best = first.x
+    if block is not None:  # a block: its raw solution and bound, for solve_long to assemble
+        return first, L, caps
     # Lexicographic ties: fewest GPUs, then fewest nodes, among plans no worse than the optimum found.
     gpus = np.zeros(L.size)
     gpus[L.n:L.n + C] = tp
@@ -221,6 +253,97 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     return plan
 
 
+def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+               derate: dict[str, np.ndarray] | None, time_limit_s: float) -> Plan:
+    """A long period in blocks of `BLOCK_H` hours.
+
+    Lower bound: each block alone, inheriting no backlog, its own replicas, and any work it leaves
+    for later charged at the least it could cost then (the cheapest marginal energy of a request in
+    the next deadline window); the global plan restricted to a block is one of its solutions, so
+    the blocks' bounds add up to a bound on the whole. Plan: the blocks in order, replicas fixed at
+    the most any block chose, each inheriting the backlog the one before left and looking two
+    deadlines past its end (its hours alone are kept). Gap: (plan - bound)
+    / plan on the objective; no tie-break solves (nothing idle is provisioned, as ever)."""
+    levers = pillars.levers()
+    H = len(s.intensity_g_per_kwh)
+    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
+    caps = undominated(caps, H, derate)
+    online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
+    deadline = s.deadline_h if levers.offline_within_deadline else 1
+    waiting = waiting_bounds(offline, deadline)
+    reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
+    per_j = {"carbon": s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0, "energy": np.full(H, s.pue / J_PER_KWH),
+             "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
+    cheapest_j = min([c.dynamic_j_per_request for c in caps] + ([econ.host_cpu_capacity.dynamic_j_per_request]
+                                                                 if reuse else []))
+    starts = list(range(0, H, BLOCK_H))
+
+    def sub(h0: int, h1: int) -> Setting:
+        return replace(s, intensity_g_per_kwh=s.intensity_g_per_kwh[h0:h1], online_per_hour=online[h0:h1],
+                       offline_per_hour=offline[h0:h1])
+
+    def part(h0: int, h1: int, **kw) -> tuple:
+        d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
+        return solve(sub(h0, h1), objective, pillars, econ, name, d, time_limit_s,
+                     Block(caps, waiting[h0:h1], **kw))
+
+    started = time.perf_counter()
+    bound, fixed, hit = 0.0, np.zeros(len(caps)), False
+    for h0 in starts:
+        h1 = min(H, h0 + BLOCK_H)
+        later = per_j[h1:h1 + max(deadline, 1)]
+        defer = cheapest_j * float(later.min()) if len(later) else 0.0
+        res, L, _ = part(h0, h1, end_free=h1 < H, defer_cost=defer)
+        bound += res.bound
+        hit = hit or res.hit_limit
+        fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
+    u, x, y, z = [], [], [], []
+    backlog = 0.0
+    ahead = 2 * max(deadline, 1)  # each block sees this far past its end, so it does not leave work at a bad time
+    for h0 in starts:
+        h1 = min(H, h0 + BLOCK_H)
+        end = min(H, h1 + ahead)
+        try:
+            res, L, _ = part(h0, end, backlog_in=backlog, end_free=end < H, fixed_n=fixed)
+        except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
+            res, L, _ = part(h0, end, backlog_in=backlog, end_free=end < H)
+            fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
+        hit = hit or res.hit_limit
+        v, k = res.x, h1 - h0  # only the block's own hours are kept
+        u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:k])
+        x.append(v[L.x:L.x + L.H * L.C].reshape(L.H, L.C)[:k])
+        y.append(v[L.y:L.y + L.H * L.C].reshape(L.H, L.C)[:k])
+        z.append(v[L.z:L.z + L.H][:k])
+        backlog = float(v[L.b + k - 1])
+    plan = _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
+                     np.concatenate(z), reuse)
+    value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
+    plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
+    plan.solver_hit_time_limit = hit
+    plan.solve_s = time.perf_counter() - started
+    plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates, in {len(starts)} blocks "
+                      f"of {BLOCK_H} h; gap against the blocks' bound")
+    return plan
+
+
+def _assemble(name, objective, pillars, s, econ, caps, u, x, y, z, reuse) -> Plan:
+    types = sorted({c.candidate.hardware for c in caps})
+    tp = np.array([c.candidate.device.devices for c in caps], float)
+    type_of = np.array([types.index(c.candidate.hardware) for c in caps])
+    per_node = np.array([float(embodied.gpus().loc[t, "gpus_per_node"]) for t in types])
+    provisioned = u.max(axis=0)
+    gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(len(types))])
+    node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0
+    if reuse and len(types):
+        cpu_nodes = math.ceil(float(z.max(initial=0.0)) / econ.host_cpu_capacity.requests_per_hour - 1e-6)
+        if cpu_nodes > node_count.sum():
+            node_count[int(np.argmax(node_count))] += cpu_nodes - node_count.sum()
+    plan = Plan(name, objective, pillars, u, x, y, z, provisioned, node_count, node_types=types)
+    account(plan, caps, s, pillars, econ)
+    plan.candidates = caps
+    return plan
+
+
 def undominated(caps: list[Capacity], H: int, derate: dict[str, np.ndarray] | None) -> list[Capacity]:
     """Candidates no other one beats on every count: one of the same GPU type and replica size
     (same embodied carbon, price and node share) serving at least as many requests in every hour,
@@ -242,12 +365,23 @@ def undominated(caps: list[Capacity], H: int, derate: dict[str, np.ndarray] | No
     return kept
 
 
+def waiting_bounds(offline: np.ndarray, deadline: int) -> np.ndarray:
+    """Per hour, the offline requests that may still wait at its end: those of the last
+    `deadline` - 1 hours."""
+    if deadline <= 1:
+        return np.zeros(len(offline))
+    c = np.concatenate([[0.0], np.cumsum(offline)])
+    h = np.arange(len(offline))
+    return c[h + 1] - c[np.maximum(0, h - deadline + 2)]
+
+
 @dataclass
 class _Solved:
     x: np.ndarray
     fun: float
     gap: float
     hit_limit: bool
+    bound: float = math.nan  # the solver's dual bound (a lower bound on the optimum)
 
 
 @contextlib.contextmanager
@@ -270,18 +404,20 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str, required: bool = True
-          ) -> _Solved | None:
+def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str, required: bool = True,
+          rel_gap: float = MIP_GAP) -> _Solved | None:
     with _quiet_stdout():
         res = optimize.milp(cost, constraints=constraints, integrality=integrality, bounds=bounds,
-                            options={"time_limit": time_limit_s, "mip_rel_gap": MIP_GAP})
+                            options={"time_limit": time_limit_s, "mip_rel_gap": rel_gap})
     if res.x is None:
         if not required:
             return None
         raise PlanError(f"plan {name}: the MILP found no feasible plan ({res.message})")
     gap = getattr(res, "mip_gap", None)
+    bound = getattr(res, "mip_dual_bound", None)
     return _Solved(res.x, float(res.fun), float(gap) if gap is not None else math.nan,
-                   res.status == 1)  # 1: a time (or iteration) limit stopped it
+                   res.status == 1,  # 1: a time (or iteration) limit stopped it
+                   float(bound) if bound is not None else float(res.fun))
 
 
 def _embodied(s: Setting, hardware: str, levers) -> tuple[float, float]:
