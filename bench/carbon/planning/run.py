@@ -272,7 +272,7 @@ def run(inputs: PlanInputs) -> PlanRun:
     econ_of = lambda pillars: economics_for(inputs, hosts, pillars)  # noqa: E731
     carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)
     baselines[1:] = [adopt_better(b, [o for o in [carbon] + solved if o is not b], ctx, econ_of) for b in baselines[1:]]
-    ablation = [adopt_better(a, [o for o in ablation if o is not a], ctx, econ_of) for a in ablation]
+    ablation = [adopt_better(a, [o for o in [carbon] + solved if o is not a], ctx, econ_of) for a in ablation]
     plans = [carbon] + baselines
     spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
     return PlanRun(inputs, caps, plans, ablation, hosts, spread, demand)
