@@ -112,8 +112,9 @@ def test_observe_mode_refuses_a_lock_a_killed_run_left_or_resets_it_where_asked(
     with resetting:
         assert nvml.locked_sm is None and nvml.calls == ["reset_sm"]
     assert not (tmp_path / "clocks-locked-GPU-aaaa.json").exists()
-    with ClockControl(nvml, "h", ClockRequest(mode="observe"), tmp_path, uuid="GPU-aaaa"):
-        pass  # nothing stale any more
+    nvml.calls.clear()
+    with ClockControl(nvml, "h", ClockRequest(mode="observe"), tmp_path, uuid="GPU-aaaa") as again:
+        assert again.stale_lock() is None and nvml.calls == []  # nothing stale any more, nothing touched
 
 
 def test_a_marker_cut_short_resets_both_clocks(tmp_path):

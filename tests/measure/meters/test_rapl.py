@@ -7,6 +7,7 @@ import pytest
 from bench.measure.meters import MeterConf, select_meters
 from bench.measure.meters.cpu_time_model import CpuTimeModelMeter
 from bench.measure.meters.rapl import RaplMeter, discover
+from tests.fakes import FakeClock
 
 MAX_UJ = 262_143_328_850
 
@@ -130,20 +131,12 @@ def test_missing_powercap_is_reported(tmp_path):
     assert not meter.is_available() and "does not exist" in meter.why_unavailable()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
 def test_wraps_between_polls_are_unfolded_into_a_running_total(tmp_path):
     # A 1 J counter polled twice per wrap: each poll's value is below the last one at times,
     # yet the running total counts every joule (the protocol takes energy between two polls).
     z = zone(tmp_path / "intel-rapl:0", "package-0", 0, max_uj=1_000_000)
     (z / "constraint_0_power_limit_uw").write_text("100000000\n")  # 100 W: at most 200 W counted
-    clock = Clock()
+    clock = FakeClock()
     meter = RaplMeter("package", tmp_path, clock=clock)
     assert meter.poll() == 0.0
     for step in range(1, 8):  # +0.6 J every 4 ms (150 W): wraps at steps 2, 4, 5, 7
@@ -157,7 +150,7 @@ def test_a_gap_that_could_hide_another_wrap_is_a_fault_not_a_guess(tmp_path):
 
     z = zone(tmp_path / "intel-rapl:0", "package-0", 0, max_uj=1_000_000)
     (z / "constraint_0_power_limit_uw").write_text("100000000\n")  # 100 W, so up to 200 W
-    clock = Clock()
+    clock = FakeClock()
     meter = RaplMeter("package", tmp_path, clock=clock)
     meter.start()
     clock.now_s = 0.01  # 2 J possible in 10 ms: the 0.3 J seen may be 1.3 J or 2.3 J
