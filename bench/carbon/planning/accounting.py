@@ -8,8 +8,8 @@ Energy per token at four scopes, each saying what it counts:
 - `gpu`: the simulated busy energy of the GPUs (steps only), over the tokens served;
 - `node`: GPUs plus host power, which this planner does not model for GPU nodes: not given;
 - `facility`: `gpu` x PUE;
-- `provisioned`: the planner's accounting of the whole period x PUE (active replicas' idle power
-  included, and CPU-served offline work), over the same tokens: what idle capacity adds.
+- `provisioned`: the active replicas' simulated energy over every hour (steps and idle power
+  between them) x PUE, over the same tokens: what idle capacity adds.
 """
 from __future__ import annotations
 
@@ -57,6 +57,6 @@ def scopes(plan: Plan, pue: float) -> pd.DataFrame:
         {"scope": "gpu", "J per token": gpu, "counts": "simulated GPU busy energy (steps) of every request served"},
         {"scope": "node", "J per token": math.nan, "counts": "not given: host power of GPU nodes is not modelled"},
         {"scope": "facility", "J per token": gpu * pue, "counts": f"gpu x PUE {pue:g}"},
-        {"scope": "provisioned", "J per token": plan.energy_kwh * J_PER_KWH / tokens,
-         "counts": "the planner's energy for the period (active replicas' idle power, CPU-served work) x PUE"},
+        {"scope": "provisioned", "J per token": sum(h.gpu_energy_j for h in v.hours) * pue / tokens,
+         "counts": "the active replicas over every hour (steps and idle power between them) x PUE"},
     ])

@@ -70,7 +70,8 @@ def performance_optimal(ctx: "Context", econ: Economics) -> Plan:
                                              caps[k].candidate.name))
     peak = float(np.max(np.asarray(s.online_per_hour) + np.asarray(s.offline_per_hour)))
     replicas = max(1, math.ceil(peak / caps[j].requests_per_hour - 1e-9))
-    pillars = Pillars.none()  # the reference host, hosts retired with their GPUs, no shifting
+    # It picks its candidate (rightsize); the reference host, hosts retired with their GPUs, no shifting.
+    pillars = Pillars.none().with_on("rightsize")
     for round_ in range(1, MAX_ROUNDS + 1):
         plan = static_plan(ctx, j, replicas, econ, pillars)
         ctx.check(plan, econ)

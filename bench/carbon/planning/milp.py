@@ -183,10 +183,13 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
         waiting[-1] = 0.0  # everything is served by the end of the period
     else:
         cost[L.b + H - 1] = block.defer_cost
-    if reuse:  # host CPUs of every node
-        rows.add([((L.z + hours)[:, None], 1.0),
-                  (np.broadcast_to(L.m + np.arange(L.T), (H, L.T)), -econ.host_cpu_capacity.requests_per_hour)],
-                 -np.inf, 0.0)
+    if reuse:  # host CPUs of every node ...
+        rph = econ.host_cpu_capacity.requests_per_hour
+        rows.add([((L.z + hours)[:, None], 1.0), (np.broadcast_to(L.m + np.arange(L.T), (H, L.T)), -rph)], -np.inf, 0.0)
+        # ... and only of the hosts whose GPUs are active that hour (counted as a share of a node, so
+        # never more than there is): otherwise an objective that does not price GPUs provisions idle
+        # ones to get their hosts' cores.
+        rows.add([((L.z + hours)[:, None], 1.0), (L.hc(L.u), -(rph * tp / per_node[type_of])[None, :])], -np.inf, 0.0)
     # Nodes of type t hold its candidates' GPUs.
     for t in range(L.T):
         members = np.flatnonzero(type_of == t)
@@ -231,15 +234,11 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
         keep = keep + [optimize.LinearConstraint(sparse.csr_array(tie[None, :]), -np.inf, res.fun + 1e-6)]
     v = best
     u = np.round(v[L.u:L.u + H * C].reshape(H, C))
-    # Nothing provisioned that carries no load in any hour: nodes for the GPUs provisioned, and as
-    # many more (of the type with most nodes) as the offline work put on host CPUs needs.
+    # Nothing provisioned that carries no load in any hour: nodes for the GPUs provisioned (CPU work
+    # runs only on hosts of active GPUs, so it needs no more).
     provisioned = u.max(axis=0)
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
-    if reuse and L.T:
-        cpu_nodes = math.ceil(float(v[L.z:L.z + H].max(initial=0.0)) / econ.host_cpu_capacity.requests_per_hour - 1e-6)
-        if cpu_nodes > node_count.sum():
-            node_count[int(np.argmax(node_count))] += cpu_nodes - node_count.sum()
     plan = Plan(name, objective, pillars, u, v[L.x:L.x + H * C].reshape(H, C), v[L.y:L.y + H * C].reshape(H, C),
                 v[L.z:L.z + H], provisioned, node_count)
     plan.node_types = types
@@ -316,7 +315,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         z.append(v[L.z:L.z + L.H][:k])
         backlog = float(v[L.b + k - 1])
     plan = _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
-                     np.concatenate(z), reuse)
+                     np.concatenate(z))
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
     plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
     plan.solver_hit_time_limit = hit
@@ -326,7 +325,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
-def _assemble(name, objective, pillars, s, econ, caps, u, x, y, z, reuse) -> Plan:
+def _assemble(name, objective, pillars, s, econ, caps, u, x, y, z) -> Plan:
     types = sorted({c.candidate.hardware for c in caps})
     tp = np.array([c.candidate.device.devices for c in caps], float)
     type_of = np.array([types.index(c.candidate.hardware) for c in caps])
@@ -334,10 +333,6 @@ def _assemble(name, objective, pillars, s, econ, caps, u, x, y, z, reuse) -> Pla
     provisioned = u.max(axis=0)
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(len(types))])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0
-    if reuse and len(types):
-        cpu_nodes = math.ceil(float(z.max(initial=0.0)) / econ.host_cpu_capacity.requests_per_hour - 1e-6)
-        if cpu_nodes > node_count.sum():
-            node_count[int(np.argmax(node_count))] += cpu_nodes - node_count.sum()
     plan = Plan(name, objective, pillars, u, x, y, z, provisioned, node_count, node_types=types)
     account(plan, caps, s, pillars, econ)
     plan.candidates = caps
@@ -417,7 +412,7 @@ def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str
     bound = getattr(res, "mip_dual_bound", None)
     return _Solved(res.x, float(res.fun), float(gap) if gap is not None else math.nan,
                    res.status == 1,  # 1: a time (or iteration) limit stopped it
-                   float(bound) if bound is not None else float(res.fun))
+                   float(bound) if bound is not None else math.nan)  # no bound known: the gap is NaN
 
 
 def _embodied(s: Setting, hardware: str, levers) -> tuple[float, float]:

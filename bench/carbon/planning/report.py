@@ -50,7 +50,8 @@ def plans_table(run: PlanRun) -> pd.DataFrame:
                      "GPUs": p.gpus, "nodes": p.node_count, "operational kgCO2e": p.operational_kg,
                      "embodied GPU kg": p.embodied_gpu_kg, "embodied host kg": p.embodied_host_kg,
                      "total kgCO2e": p.total_kg, "total low-high": f"{s['low']:.3g}-{s['high']:.3g}",
-                     "energy kWh": p.energy_kwh, "cost USD": p.cost_usd, "attainment (pooled)": p.attainment,
+                     "energy kWh": p.energy_kwh, "GPU energy from": p.energy_method.split(":")[0],
+                     "cost USD": p.cost_usd, "attainment (pooled)": p.attainment,
                      "worst hour": p.worst_hour_attainment, "worst replica": p.worst_replica_attainment,
                      f"TTFT p50/p{q:g} s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_tail_s', float('nan')):.3g}",
                      f"{metric} p50/p{q:g} s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_tail_s', float('nan')):.3g}",
@@ -197,8 +198,8 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
     lines += [""] + device_model_lines(i) + reuse_lines(run)
     methods = sorted({p.energy_method for p in run.plans + run.ablation})
     lines += ["## Plans", "", table_md(plans_table(run)), "",
-              f"GPU energy of the plans: {'; '.join(methods)} (the MILP chose on its model; the figures are the "
-              "simulation's). Host CPUs: the CPU profile's method (above).", "", "## Pillars added one at a time", "",
+              f"GPU energy of the plans (column `GPU energy from`): {'; '.join(methods)}; the MILP chose on its "
+              "model. Host CPUs: the CPU profile's method (above).", "", "## Pillars added one at a time", "",
               table_md(ablation_table(run)), "",
               "## Per request (carbon-optimal plan; each request's share of every step by tokens processed)", "",
               table_md(accounting.per_request(carbon, i.intensity.g_per_kwh, i.pue)), "",

@@ -297,9 +297,11 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     for other in others:
         if not other.feasible or not _within_levers(other.pillars, plan.pillars):
             continue
+        if other.offline_cpu.sum() > 0 and other.pillars.reduce != plan.pillars.reduce:
+            continue  # its CPU schedule was sized for another host
         counted = dataclasses.replace(other, pillars=plan.pillars, notes=list(other.notes))
         account(counted, counted.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
-        if getattr(counted, metric) < best_value - 1e-12:
+        if getattr(counted, metric) < best_value * (1 - 1e-6) - 1e-12:  # better, not float noise
             best, best_value = (other, counted), getattr(counted, metric)
     if best is None:
         return plan

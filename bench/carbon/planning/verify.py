@@ -116,7 +116,7 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
     if not replicas:
         return HourResult(0, int(online.sum()), 0.0 if online.any() else 1.0,
                           {"(no active replica)"} if online.any() else set(), np.full(int(online.sum()), np.nan),
-                          np.full(int(online.sum()), np.nan))
+                          np.full(int(online.sum()), np.nan), gpu_energy_j=0.0)  # nothing on: nothing drawn
     where = route(requests, replicas, policy)
     met = 0
     worst = 1.0
