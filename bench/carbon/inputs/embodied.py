@@ -45,6 +45,7 @@ class Host:
     dram_gb: float
     ssd_gb: float
     nics: int = 1
+    cpu_model: str = "Intel Xeon Platinum 8480+"  # for its TDP (the host power model, `host_power.py`)
 
     def kg(self, level: str = "default") -> float:
         return (self.cpu_sockets * kg("cpu_socket", level) + self.dram_gb * kg("dram", level)
@@ -52,18 +53,18 @@ class Host:
 
 
 # The host of an 8-GPU HGX node as EcoServe's lab model describes it: 2 x 56-core CPUs, 2 TB
-# DRAM, 22.7 TB SSD.
+# DRAM, 22.7 TB SSD. The 56-core part: the Xeon Platinum 8480+ (NVIDIA's DGX H100 holds two 8480C).
 REFERENCE_HOST = Host(cpu_sockets=2, cores_per_socket=56, dram_gb=2048, ssd_gb=22_700)
 
 
 def reduced_host(model_bytes: float, kv_bytes: float, gpus_per_node: int) -> Host:
     """A host sized to the workload (Reduce): DRAM for the weights twice over (load and a spare
     copy) plus the peak KV cache, SSD for two model copies with 256 GB for the OS and logs, one
-    socket of 32 cores per node."""
+    socket of 32 cores per node (a 32-core AMD EPYC 9354, for its TDP)."""
     gb = 1e9
     dram = max(128.0, math.ceil((2 * model_bytes + kv_bytes) / gb / 64) * 64)
     ssd = max(480.0, math.ceil((2 * model_bytes / gb + 256) / 480) * 480)
-    return Host(cpu_sockets=1, cores_per_socket=32, dram_gb=dram, ssd_gb=ssd)
+    return Host(cpu_sockets=1, cores_per_socket=32, dram_gb=dram, ssd_gb=ssd, cpu_model="AMD EPYC 9354")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ intensity x PUE; as distributions (p50/p90/p99) and per 1,000 tokens (prompt + o
 
 Energy per token at four scopes, each saying what it counts:
 - `gpu`: the simulated busy energy of the GPUs (steps only), over the tokens served;
-- `node`: GPUs plus host power, which this planner does not model for GPU nodes: not given;
+- `node`: the active replicas' simulated energy over every hour (steps and idle power between
+  them) plus the host power of the nodes holding them in that hour (`inputs/host_power.py`, a
+  labelled model: CPUs at the hosts' serving utilisation and DRAM), no PUE;
 - `facility`: `gpu` x PUE;
 - `provisioned`: the active replicas' simulated energy over every hour (steps and idle power
   between them) x PUE, over the same tokens: what idle capacity adds.
@@ -18,6 +20,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench.carbon.inputs import embodied
+from bench.carbon.inputs.host_power import HostPower
 from bench.carbon.planning.setting import J_PER_KWH, Plan
 
 QUANTILES = (50, 90, 99)
@@ -44,7 +48,18 @@ def per_request(plan: Plan, intensity_g_per_kwh: np.ndarray, pue: float) -> pd.D
     return pd.DataFrame(rows)
 
 
-def scopes(plan: Plan, pue: float) -> pd.DataFrame:
+def active_nodes(plan: Plan) -> dict[str, np.ndarray]:
+    """Per GPU type, the nodes holding the hour's active GPUs (packed full, as provisioned)."""
+    out = {}
+    for t in plan.node_types:
+        gpus = sum(plan.active[:, j] * c.candidate.device.devices for j, c in enumerate(plan.candidates)
+                   if c.candidate.hardware == t)
+        out[t] = np.ceil(np.asarray(gpus, float) / float(embodied.gpus().loc[t, "gpus_per_node"]) - 1e-9)
+    return out
+
+
+def scopes(plan: Plan, pue: float, host_power: dict[str, HostPower] | None = None) -> pd.DataFrame:
+    """`host_power`: per GPU type, the modelled power of one node's host (None: no node scope)."""
     v = plan.verification
     if v is None or not v.hours:
         return pd.DataFrame()
@@ -53,10 +68,21 @@ def scopes(plan: Plan, pue: float) -> pd.DataFrame:
     if tokens <= 0:
         return pd.DataFrame()
     gpu = busy_j / tokens
+    active_j = sum(h.gpu_energy_j for h in v.hours)
+    if host_power:
+        nodes = active_nodes(plan)
+        host_j = sum(float(nodes[t].sum()) * host_power[t].total_w * 3600.0 for t in nodes)
+        methods = "; ".join(sorted({f"{t}: {p.total_w:.0f} W per node ({p.method}; {p.tdp_source})"
+                                    for t, p in host_power.items() if t in nodes}))
+        node = {"scope": "node", "J per token": (active_j + host_j) / tokens,
+                "counts": "the active replicas over every hour (steps and idle power between them) + the host power of "
+                          f"the nodes holding them, a model: {methods}; no PUE"}
+    else:
+        node = {"scope": "node", "J per token": math.nan, "counts": "not given: no host power model was passed"}
     return pd.DataFrame([
         {"scope": "gpu", "J per token": gpu, "counts": "simulated GPU busy energy (steps) of every request served"},
-        {"scope": "node", "J per token": math.nan, "counts": "not given: host power of GPU nodes is not modelled"},
+        node,
         {"scope": "facility", "J per token": gpu * pue, "counts": f"gpu x PUE {pue:g}"},
-        {"scope": "provisioned", "J per token": sum(h.gpu_energy_j for h in v.hours) * pue / tokens,
+        {"scope": "provisioned", "J per token": active_j * pue / tokens,
          "counts": "the active replicas over every hour (steps and idle power between them) x PUE"},
     ])

@@ -281,10 +281,19 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         return replace(s, intensity_g_per_kwh=s.intensity_g_per_kwh[h0:h1], online_per_hour=online[h0:h1],
                        offline_per_hour=offline[h0:h1])
 
+    solved: dict[tuple, tuple] = {}
+
     def part(h0: int, h1: int, **kw) -> tuple:
         d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
-        return solve(sub(h0, h1), objective, pillars, econ, name, d, time_limit_s,
-                     Block(caps, waiting[h0:h1], **kw))
+        # Blocks that are the same problem (a replayed trace under a flat objective: energy, cost)
+        # are solved once.
+        key = (online[h0:h1].tobytes(), offline[h0:h1].tobytes(), per_j[h0:h1].tobytes(), waiting[h0:h1].tobytes(),
+               tuple(sorted((k, v.tobytes()) for k, v in d.items())) if d else (),
+               tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(kw.items())))
+        if key not in solved:
+            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, time_limit_s,
+                                Block(caps, waiting[h0:h1], **kw))
+        return solved[key]
 
     started = time.perf_counter()
     bound, fixed, hit = 0.0, np.zeros(len(caps)), False

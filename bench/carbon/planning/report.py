@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.carbon.inputs import host_power  # noqa: E402
 from bench.carbon.planning import accounting  # noqa: E402
 from bench.carbon.planning.baselines import BASELINES  # noqa: E402
+from bench.carbon.planning.pillars import host_for  # noqa: E402
 from bench.carbon.planning.run import PlanRun  # noqa: E402
 from bench.common.files import atomic_save_figure as _save  # noqa: E402
 from bench.common.markdown import table as table_md  # noqa: E402
@@ -163,6 +165,16 @@ def device_model_lines(i: Any) -> list[str]:
     return lines + [""]
 
 
+def host_power_of(run: PlanRun, plan) -> dict:
+    """Per GPU type of `plan`, the modelled power of one node's host (its levers choose the host),
+    its CPUs busy at the share the spare-core assumption leaves (`1 - host_spare_share`)."""
+    levers = plan.pillars.levers()
+    setting = run.setting
+    if setting is None:
+        return {}
+    return {t: host_power.of(host_for(setting, t, levers), 1.0 - run.inputs.host_spare_share) for t in plan.node_types}
+
+
 def markdown(run: PlanRun, pngs: list[str]) -> str:
     i = run.inputs
     carbon = run.plans[0]
@@ -186,7 +198,8 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
              f"(`plan.slo_scope={i.slo_scope}`, `plan.slo_tpot_metric={i.slo.tpot_metric}`); offline deadline {i.deadline_h} h",
              f"- {trace}; GPU energy from the candidates' device "
              "models (see `method`: `model:datasheet` is peak datasheet rates with the Splitwise power model, not a "
-             "measurement); host power of GPU nodes is not modelled; parked replicas are off",
+             "measurement); plans are counted on GPU energy (x PUE); host power of GPU nodes is a labelled model shown "
+             "only in the node scope of energy per token; parked replicas are off",
              f"- a plan counts only if its whole-fleet simulation meets the SLO: each hour's requests routed over all of "
              f"its active replicas (`plan.routing={i.routing}`), every replica simulated, offline work submitted evenly "
              "over the hour it is scheduled in; plans that miss it are infeasible, listed and never ranked; TTFT/TPOT "
@@ -203,7 +216,7 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
               table_md(ablation_table(run)), "",
               "## Per request (carbon-optimal plan; each request's share of every step by tokens processed)", "",
               table_md(accounting.per_request(carbon, i.intensity.g_per_kwh, i.pue)), "",
-              "## Energy per token by scope (carbon-optimal plan)", "", table_md(accounting.scopes(carbon, i.pue)), "",
+              "## Energy per token by scope (carbon-optimal plan)", "", table_md(accounting.scopes(carbon, i.pue, host_power_of(run, carbon))), "",
               "## Sensitivity (the plans that meet the SLO, fleets and schedules held, counted again)", "",
               table_md(sensitivity_table(run)), "", "## Candidates (one replica each)", "", table_md(capacity_table(run)), ""]
     lines += [f"- {p.name}: {'; '.join(p.notes)}" for p in run.plans + run.ablation]

@@ -60,6 +60,7 @@ class PlanRun:
     host_capacity: dict[str, Capacity | None]
     spread: dict[str, dict[str, float]]  # plan -> total kg at low/default/high embodied
     demand: Demand | None = None
+    setting: Setting | None = None
 
 
 def candidates(inputs: PlanInputs) -> list[Candidate]:
@@ -187,7 +188,7 @@ class Context:
 
     def check(self, plan: Plan, econ: Economics) -> Verification:
         i = self.inputs
-        v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache)
+        v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h)
         plan.attainment, plan.worst_hour_attainment, plan.worst_replica_attainment = \
             v.attainment, v.worst_hour, v.worst_replica
         plan.latency = dict(v.latency)
@@ -214,7 +215,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
         # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
         # hour, since derating one candidate or one hour lets the solver move the load to another.
-        missed = set().union(*(v.hours[h].missed for h in failing))
+        missed = set().union(*(v.missed_in(h) for h in failing))
         types = {c.candidate.hardware for c in ctx.setting.capacities if c.candidate.name in missed}
         for c in ctx.setting.capacities:
             if c.candidate.hardware in types:
@@ -222,9 +223,14 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     plan.kind = kind
     plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = max(gaps), limit, solve_s
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
-                      ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}): "
-                       "infeasible, not ranked"))
+                      ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
+                       f"{_late(plan)}): infeasible, not ranked"))
     return plan
+
+
+def _late(plan: Plan) -> str:
+    misses = int(plan.verification.deadline_misses.sum()) if plan.verification is not None else 0
+    return f", {misses} offline requests past their deadline" if misses else ""
 
 
 def _closest(caps: list[Capacity]) -> str:
@@ -259,8 +265,19 @@ def run(inputs: PlanInputs) -> PlanRun:
     ctx = Context(inputs, setting, demand, {})
     none = Pillars.none()
 
+    solved_for: dict[tuple, Plan] = {}
+
     def planned(objective: str, pillars: Pillars, name: str, kind: str) -> Plan:
-        return solve_verified(ctx, objective, pillars, economics_for(inputs, hosts, pillars), name, kind)
+        # The same objective and pillars is the same problem (the last ablation step is the carbon
+        # plan when every pillar is on): solved and verified once, reported under each name.
+        key = (objective, tuple(getattr(pillars, f.name) for f in dataclasses.fields(Pillars)))
+        if key in solved_for:
+            same = solved_for[key]
+            return dataclasses.replace(same, name=name, kind=kind, pillars=dataclasses.replace(pillars),
+                                       notes=same.notes + [f"the same objective and pillars as {same.name}: its plan"])
+        plan = solve_verified(ctx, objective, pillars, economics_for(inputs, hosts, pillars), name, kind)
+        solved_for[key] = plan
+        return plan
 
     carbon = planned("carbon", inputs.pillars, "carbon-optimal", "chosen")
     baselines = [performance_optimal(ctx, economics_for(inputs, hosts, none))]
@@ -275,7 +292,7 @@ def run(inputs: PlanInputs) -> PlanRun:
     ablation = [adopt_better(a, [o for o in [carbon] + solved if o is not a], ctx, econ_of) for a in ablation]
     plans = [carbon] + baselines
     spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
-    return PlanRun(inputs, caps, plans, ablation, hosts, spread, demand)
+    return PlanRun(inputs, caps, plans, ablation, hosts, spread, demand, setting)
 
 
 METRIC = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}

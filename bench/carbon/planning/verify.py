@@ -9,6 +9,13 @@ Routing (`plan.routing`):
   requests and drained at the replica's capacity (requests per hour within the SLO): a
   join-the-shortest-queue dispatcher that sees queue lengths, not the simulated state.
 The hour's pooled attainment is over all its online requests; the worst replica is reported too.
+
+Offline deadlines: offline work is served oldest first (earliest deadline first, the order in
+which the plan's backlog meets every deadline). An offline request the simulation has not
+finished by the end of the hour it was scheduled in spills into the next hour; the spilled ones
+are the hour's youngest, and those among them that were in their last allowed hour (arrived
+`deadline_h` - 1 hours before) miss their deadline. A plan with any miss fails that hour, as an
+SLO miss does.
 """
 from __future__ import annotations
 
@@ -41,6 +48,8 @@ class HourResult:
     decode_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gpu_energy_j: float = math.nan  # the active replicas over the hour: simulated steps, idle power between them
+    offline_spilled: int = 0  # offline requests scheduled in the hour and not finished by its end
+    spilled_by: set[str] = field(default_factory=set)  # candidates with a replica that spilled
 
     @property
     def attainment(self) -> float:
@@ -54,12 +63,23 @@ class Verification:
     worst_hour: float
     worst_replica: float
     latency: dict[str, float]  # worst hour's TTFT / per-token p50 and tail (the SLO's percentile)
+    deadline_misses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # offline requests per hour
 
     def failing_hours(self, slo: Slo, scope: str) -> list[int]:
+        """Hours that miss the SLO (in scope) or an offline deadline."""
+        late = {h for h, n in enumerate(self.deadline_misses) if n > 0}
         if scope == "period":
-            return [h for h, r in enumerate(self.hours) if r.attainment < slo.attainment] \
-                if self.attainment < slo.attainment else []
-        return [h for h, r in enumerate(self.hours) if r.attainment < slo.attainment]
+            slow = {h for h, r in enumerate(self.hours) if r.attainment < slo.attainment} \
+                if self.attainment < slo.attainment else set()
+        else:
+            slow = {h for h, r in enumerate(self.hours) if r.attainment < slo.attainment}
+        return sorted(slow | late)
+
+    def missed_in(self, h: int) -> set[str]:
+        """Candidates to blame for hour h: replicas below the SLO, and those that spilled work late."""
+        r = self.hours[h]
+        late = r.spilled_by if h < len(self.deadline_misses) and self.deadline_misses[h] > 0 else set()
+        return r.missed | late
 
 
 def route(requests: Workload, replicas: list[tuple[int, float, float]], policy: str) -> np.ndarray:
@@ -126,6 +146,8 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
     prefill_j = np.zeros(len(requests.arrival_s))
     decode_j = np.zeros(len(requests.arrival_s))
     gpu_j = 0.0
+    spilled = 0
+    spilled_by: set[str] = set()
     for k, (j, _, _) in enumerate(replicas):
         mine = where == k
         c = caps[j].candidate
@@ -142,6 +164,10 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
         gpu_j += res.busy_energy_j + c.device.idle_w * max(0.0, S_PER_H - res.busy_s)  # active all hour
         ttft[mine], tpot[mine] = res.ttft_s, per_token
         prefill_j[mine], decode_j[mine] = res.prefill_energy_j, res.decode_energy_j
+        late = int((part.offline & ~(np.nan_to_num(res.finish_s, nan=math.inf) <= S_PER_H)).sum())
+        if late:
+            spilled += late
+            spilled_by.add(c.name)
         n_online = int((~part.offline).sum())
         if n_online:
             met += int(ok.sum())
@@ -150,7 +176,7 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
             if share < slo.attainment:
                 missed.add(c.name)
     return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online], prefill_j, decode_j,
-                      (requests.prompt + requests.output).astype(float), gpu_j)
+                      (requests.prompt + requests.output).astype(float), gpu_j, spilled, spilled_by)
 
 
 def _within(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
@@ -164,7 +190,24 @@ def _key(plan, h: int, demand: Demand) -> tuple:
                    round(float(plan.offline_gpu[h, j]))) for j, c in enumerate(plan.candidates) if plan.active[h, j]))
 
 
-def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict) -> Verification:
+def deadline_misses(spilled: np.ndarray, served: np.ndarray, arrived: np.ndarray, deadline_h: int) -> np.ndarray:
+    """Per hour, the offline requests that miss their deadline: served oldest first, the `spilled`
+    youngest of an hour's `served` finish in the next hour, and miss if they arrived `deadline_h` - 1
+    hours before (their last allowed hour); work the period's last hour spills misses if due then
+    (the plan must finish all work within the period, but a deadline past its end is not missed)."""
+    done = np.cumsum(served)  # requests served by the end of each hour, oldest first
+    due = np.cumsum(arrived)  # requests arrived by the end of each hour
+    out = np.zeros(len(served))
+    for h in np.flatnonzero(spilled > 0):
+        last = h - deadline_h + 1  # requests of this hour and before were due by the end of hour h
+        due_now = due[last] if last >= 0 else 0.0
+        first_spilled = done[h] - spilled[h]  # requests before it in the order finished in time
+        out[h] = max(0.0, min(done[h], due_now) - first_spilled)
+    return np.round(out)
+
+
+def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict,
+           deadline_h: int = 24) -> Verification:
     hours = []
     for h in range(plan.active.shape[0]):
         key = _key(plan, h, demand)
@@ -178,5 +221,8 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
         finite = values[~np.isnan(values)]
         for q, label in ((50, "p50"), (slo.percentile, "tail")):
             latency[f"{name}_{label}_s"] = float(np.percentile(finite, q)) if len(finite) else math.nan
+    _, arrived = demand.counts()
+    served = np.asarray(plan.offline_gpu, float).sum(axis=1) + np.asarray(plan.offline_cpu, float)
+    misses = deadline_misses(np.array([r.offline_spilled for r in hours], float), served, arrived, deadline_h)
     return Verification(hours, met / total if total else 1.0, worst.attainment,
-                        min(r.worst_replica for r in hours), latency)
+                        min(r.worst_replica for r in hours), latency, misses)

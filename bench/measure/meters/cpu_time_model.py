@@ -9,67 +9,19 @@ labelled `model:...`, never reported as a measurement.
 from __future__ import annotations
 
 import re
-import statistics
 import time
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from bench.common.cpu_tdp import TdpMatch, lookup_tdp, normalise, tdp_table  # noqa: F401 (re-exported)
 from bench.measure.meters.base import Meter, Reading
 
 # codecarbon's fallback when a CPU is not in its table (codecarbon.core.cpu.DEFAULT_POWER_PER_CORE).
 CODECARBON_DEFAULT_W_PER_THREAD = 4.0
 
-_NOISE = re.compile(r"\((R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*GHz|\b\d+-Core\b", re.IGNORECASE)
-
-
-def tdp_table() -> pd.DataFrame:
-    """codecarbon's bundled CPU table: `Name`, `TDP` (watts)."""
-    # Locate the package without importing it: codecarbon's import pulls in its whole tracker.
-    spec = importlib.util.find_spec("codecarbon")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("codecarbon is not installed; its CPU table is needed for the host model")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "hardware" / "cpu_power.csv"
-    table = pd.read_csv(path, dtype=str)
-    # A few rows hold ranges such as "27.29.5" that are not one number: drop them.
-    table["TDP"] = pd.to_numeric(table["TDP"], errors="coerce")
-    return table.dropna(subset=["TDP"]).reset_index(drop=True)
-
-
-def normalise(cpu_name: str) -> str:
-    return " ".join(_NOISE.sub(" ", cpu_name).split())
-
-
-@dataclass(frozen=True)
-class TdpMatch:
-    tdp_w: float
-    matched: str
-    how: str  # "exact", "contains", "family_median(n=...)"
-
-
-def lookup_tdp(cpu_name: str, table: pd.DataFrame) -> TdpMatch | None:
-    """TDP of `cpu_name`: exact match, else the longest table name inside it, else the median of
-    the family whose names start with it (e.g. a VM that only says "AMD EPYC")."""
-    wanted = normalise(cpu_name)
-    if not wanted:
-        return None
-    names = table["Name"].astype(str)
-    normalised = names.map(normalise)
-    exact = table[normalised == wanted]
-    if len(exact):
-        return TdpMatch(float(exact["TDP"].iloc[0]), str(exact["Name"].iloc[0]), "exact")
-    padded = f" {wanted} "
-    inside = [(len(n), i) for i, n in enumerate(normalised) if n and f" {n} " in padded]
-    if inside:
-        i = max(inside)[1]
-        return TdpMatch(float(table["TDP"].iloc[i]), str(names.iloc[i]), "contains")
-    family = table[normalised.str.startswith(wanted + " ")]
-    if len(family):
-        return TdpMatch(float(statistics.median(family["TDP"])), f"{wanted} *", f"family_median(n={len(family)})")
-    return None
 
 
 def cores_of_part(cpu_name: str) -> int | None:

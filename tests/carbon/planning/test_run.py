@@ -103,6 +103,39 @@ def test_a_fleet_too_small_for_an_hour_is_caught_by_the_whole_fleet_simulation(r
     assert all(p.candidates[weak[0]].candidate.name in h.missed for h in v.hours)
 
 
+def test_offline_deadline_misses_are_the_spilled_youngest_requests_in_their_last_hour():
+    from bench.carbon.planning.verify import deadline_misses
+
+    # 10 arrive in hour 0, due by the end of hour 1; hour 1 serves the last 6 and 3 of them spill.
+    assert list(deadline_misses(np.array([2, 3, 0.]), np.array([4, 6, 0.]), np.array([10, 0, 0.]), 2)) == [0, 3, 0]
+    # The 4 spilled in hour 1 are the youngest, arrived in hour 1 and due an hour later.
+    assert list(deadline_misses(np.array([0, 4, 0.]), np.array([0, 10, 0.]), np.array([5, 5, 0.]), 2)) == [0, 0, 0]
+    # Due within the hour they arrive: every spilled request is late.
+    assert list(deadline_misses(np.array([1, 2.]), np.array([3, 3.]), np.array([3, 3.]), 1)) == [1, 2]
+
+
+def test_offline_work_one_replica_cannot_finish_in_its_hour_fails_the_hour_only_when_due(run):
+    from bench.carbon.planning.verify import verify
+
+    p = run.plans[0]
+    weak = next(j for j, c in enumerate(p.candidates) if c.candidate.hardware == "l4")
+    _, arrived = run.demand.counts()
+    heavy = dataclasses.replace(p, active=np.zeros_like(p.active), online=np.zeros_like(p.online),
+                                offline_gpu=np.zeros_like(p.offline_gpu), offline_cpu=np.zeros_like(p.offline_cpu))
+    heavy.active[:, weak] = 1
+    heavy.online[:, weak] = p.online.sum(axis=1)
+    heavy.offline_gpu[:, weak] = arrived  # each hour's own: far more than one L4 finishes beside the online work
+    i = run.inputs
+    cache: dict = {}  # an hour's simulation does not depend on the deadline: the second check reuses it
+    due_now = verify(heavy, run.demand, i.model, i.slo, "round_robin", cache, deadline_h=1)
+    spilled = np.array([h.offline_spilled for h in due_now.hours])
+    assert spilled.min() > 0 and (due_now.deadline_misses > 0).all()
+    assert set(due_now.failing_hours(dataclasses.replace(i.slo, attainment=0.0), "hour")) == set(range(len(spilled)))
+    assert p.candidates[weak].candidate.name in due_now.missed_in(0)
+    later = verify(heavy, run.demand, i.model, i.slo, "round_robin", cache, deadline_h=24)  # due past the 6 h period
+    assert (later.deadline_misses == 0).all()
+
+
 def test_an_slo_no_request_can_meet_even_alone_is_refused_first_with_the_count():
     with pytest.raises(planner.PlanError, match=r"^\d+ of \d+ online requests in the worst hour cannot meet the SLO "
                        r".*even alone on an empty replica of any candidate; the 99% target allows \d+; closest: \S+"):
@@ -264,7 +297,20 @@ def test_a_verified_plan_is_counted_from_its_simulation_and_reports_per_request_
     table = accounting.per_request(carbon, run.inputs.intensity.g_per_kwh, run.inputs.pue).set_index("per request")
     assert (table["p50"] <= table["p90"]).all() and (table["p90"] <= table["p99"]).all()
     assert table.loc["total J", "mean"] == pytest.approx(table.loc["prefill J", "mean"] + table.loc["decode J", "mean"])
-    scopes = accounting.scopes(carbon, run.inputs.pue).set_index("scope")
-    assert np.isnan(scopes.loc["node", "J per token"]) and "not modelled" in scopes.loc["node", "counts"]
+    from bench.carbon.planning.report import host_power_of
+
+    hosts = host_power_of(run, carbon)
+    assert set(hosts) == set(carbon.node_types) and all(p.method.startswith("model:") for p in hosts.values())
+    scopes = accounting.scopes(carbon, run.inputs.pue, hosts).set_index("scope")
+    tokens = sum(float(h.tokens.sum()) for h in v.hours)
+    nodes = accounting.active_nodes(carbon)
+    # Every hour with an active GPU has a node holding it, and no more nodes than its GPUs fill.
+    for t, per_hour in nodes.items():
+        assert per_hour.max() <= carbon.nodes[carbon.node_types.index(t)]
+    host_j = sum(float(nodes[t].sum()) * hosts[t].total_w * 3600.0 for t in nodes)
+    assert host_j > 0
+    assert scopes.loc["node", "J per token"] == pytest.approx((gpu_j + host_j) / tokens)
+    assert "model:" in scopes.loc["node", "counts"]
+    assert np.isnan(accounting.scopes(carbon, run.inputs.pue).set_index("scope").loc["node", "J per token"])
     assert scopes.loc["facility", "J per token"] == pytest.approx(scopes.loc["gpu", "J per token"] * run.inputs.pue)
     assert scopes.loc["provisioned", "J per token"] >= scopes.loc["facility", "J per token"] * (1 - 1e-9)
