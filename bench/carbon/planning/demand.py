@@ -81,6 +81,12 @@ class Demand:
         start = (w.arrival_s[0] if len(w.arrival_s) else 0.0) + k * S_PER_H
         return Workload(part.arrival_s - start, part.prompt, part.output, part.offline, w.label)
 
+    def offline_offsets_s(self, k: int) -> np.ndarray:
+        """Arrival times of trace hour k's offline requests, seconds into the hour, sorted."""
+        w = self.workload
+        start = (w.arrival_s[0] if len(w.arrival_s) else 0.0) + k * S_PER_H
+        return np.sort(w.arrival_s[self._in_hour(k) & w.offline] - start)
+
     def offline_batch(self, count: int, first: int) -> Workload:
         """`count` offline requests, the trace's offline requests taken in turn from index `first`,
         submitted evenly over one hour (all marked offline)."""

@@ -13,9 +13,10 @@ The hour's pooled attainment is over all its online requests; the worst replica 
 Offline deadlines: offline work is served oldest first (earliest deadline first, the order in
 which the plan's backlog meets every deadline). An offline request the simulation has not
 finished by the end of the hour it was scheduled in spills into the next hour; the spilled ones
-are the hour's youngest, and those among them that were in their last allowed hour (arrived
-`deadline_h` - 1 hours before) miss their deadline. A plan with any miss fails that hour, as an
-SLO miss does.
+are the hour's youngest (the last submitted finishing last). One in its last allowed hour (it
+arrived `deadline_h` - 1 hours before) is due `deadline_h` hours after its own arrival time, so it
+misses only if it spills by more than its arrival's offset into its hour (from the trace). A plan
+with any miss fails that hour, as an SLO miss does.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class HourResult:
     decode_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gpu_energy_j: float = math.nan  # the active replicas over the hour: simulated steps, idle power between them
-    offline_spilled: int = 0  # offline requests scheduled in the hour and not finished by its end
+    offline_overrun_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # spilled offline work: past the hour's end
     spilled_by: set[str] = field(default_factory=set)  # candidates with a replica that spilled
 
     @property
@@ -146,7 +147,7 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
     prefill_j = np.zeros(len(requests.arrival_s))
     decode_j = np.zeros(len(requests.arrival_s))
     gpu_j = 0.0
-    spilled = 0
+    overrun: list[np.ndarray] = []
     spilled_by: set[str] = set()
     for k, (j, _, _) in enumerate(replicas):
         mine = where == k
@@ -164,9 +165,10 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
         gpu_j += res.busy_energy_j + c.device.idle_w * max(0.0, S_PER_H - res.busy_s)  # active all hour
         ttft[mine], tpot[mine] = res.ttft_s, per_token
         prefill_j[mine], decode_j[mine] = res.prefill_energy_j, res.decode_energy_j
-        late = int((part.offline & ~(np.nan_to_num(res.finish_s, nan=math.inf) <= S_PER_H)).sum())
-        if late:
-            spilled += late
+        finish = np.nan_to_num(res.finish_s[part.offline], nan=math.inf)  # unfinished at the horizon: inf
+        late = finish[finish > S_PER_H] - S_PER_H
+        if len(late):
+            overrun.append(late)
             spilled_by.add(c.name)
         n_online = int((~part.offline).sum())
         if n_online:
@@ -176,7 +178,8 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
             if share < slo.attainment:
                 missed.add(c.name)
     return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online], prefill_j, decode_j,
-                      (requests.prompt + requests.output).astype(float), gpu_j, spilled, spilled_by)
+                      (requests.prompt + requests.output).astype(float), gpu_j,
+                      np.sort(np.concatenate(overrun))[::-1] if overrun else np.zeros(0), spilled_by)
 
 
 def _within(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
@@ -190,20 +193,31 @@ def _key(plan, h: int, demand: Demand) -> tuple:
                    round(float(plan.offline_gpu[h, j]))) for j, c in enumerate(plan.candidates) if plan.active[h, j]))
 
 
-def deadline_misses(spilled: np.ndarray, served: np.ndarray, arrived: np.ndarray, deadline_h: int) -> np.ndarray:
-    """Per hour, the offline requests that miss their deadline: served oldest first, the `spilled`
-    youngest of an hour's `served` finish in the next hour, and miss if they arrived `deadline_h` - 1
-    hours before (their last allowed hour); work the period's last hour spills misses if due then
-    (the plan must finish all work within the period, but a deadline past its end is not missed)."""
-    done = np.cumsum(served)  # requests served by the end of each hour, oldest first
-    due = np.cumsum(arrived)  # requests arrived by the end of each hour
+def deadline_misses(overrun_s: list[np.ndarray], served: np.ndarray, arrived: np.ndarray, deadline_h: int,
+                    offsets_s) -> np.ndarray:
+    """Per hour, the offline requests that miss their deadline. Served oldest first, the i-th
+    youngest of hour h's `served` requests spilled by `overrun_s[h][i]` seconds (largest first:
+    the last submitted finishes last); it is the request at that place in the order, which arrived
+    in hour a at `offsets_s(a)` (sorted offsets into the hour) and is due `deadline_h` hours after
+    that. Work served after its arrival hour's deadline hour misses outright."""
+    done = np.round(np.cumsum(served))  # requests served by the end of each hour, oldest first
+    due = np.round(np.cumsum(arrived))  # requests arrived by the end of each hour
     out = np.zeros(len(served))
-    for h in np.flatnonzero(spilled > 0):
-        last = h - deadline_h + 1  # requests of this hour and before were due by the end of hour h
-        due_now = due[last] if last >= 0 else 0.0
-        first_spilled = done[h] - spilled[h]  # requests before it in the order finished in time
-        out[h] = max(0.0, min(done[h], due_now) - first_spilled)
-    return np.round(out)
+    for h, over in enumerate(overrun_s):
+        if not len(over):
+            continue
+        a = h - deadline_h + 1  # the arrival hour whose deadline falls in the next hour
+        if a < 0:
+            continue  # everything served here arrived within the last deadline_h - 1 hours
+        place = done[h] - np.arange(len(over))  # 1-based place in the order of the i-th youngest spilled
+        before_a = due[a - 1] if a > 0 else 0.0
+        j = (place - before_a).astype(int)  # 1-based place among hour a's arrivals
+        offsets = np.asarray(offsets_s(a), float)
+        in_a = (j >= 1) & (j <= len(offsets))
+        late = j < 1  # arrived before hour a: already past its deadline
+        late[in_a] |= over[in_a] > offsets[j[in_a] - 1]
+        out[h] = float(late.sum())
+    return out
 
 
 def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict,
@@ -223,6 +237,7 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
             latency[f"{name}_{label}_s"] = float(np.percentile(finite, q)) if len(finite) else math.nan
     _, arrived = demand.counts()
     served = np.asarray(plan.offline_gpu, float).sum(axis=1) + np.asarray(plan.offline_cpu, float)
-    misses = deadline_misses(np.array([r.offline_spilled for r in hours], float), served, arrived, deadline_h)
+    misses = deadline_misses([r.offline_overrun_s for r in hours], served, arrived, deadline_h,
+                             lambda a: demand.offline_offsets_s(demand.trace_hour(a)))
     return Verification(hours, met / total if total else 1.0, worst.attainment,
                         min(r.worst_replica for r in hours), latency, misses)

@@ -3,8 +3,12 @@
 Requests are spread round-robin over identical replicas, so one replica with every N-th request
 stands for all N; a replica that can take more than the whole trace sees it compressed in time.
 The highest such load that still meets the SLO gives the replica's capacity in requests per
-hour; its simulated energy gives the affine energy model the planner uses (idle power while
-active + dynamic energy per request).
+hour. The planner's energy model of an active replica-hour is affine in the requests it serves,
+`active_w` x 1 h + `dynamic_j_per_request` x requests, drawn through two simulated points: the
+capacity point and about half its load (each hour's energy: steps plus idle power between them).
+A partly loaded replica batches less, so its energy per request is higher than at capacity: a
+line through the capacity point and idle power alone would undercount it (the whole-fleet
+verification showed about 2x), and the planner would favour large, underused replicas.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class Capacity:
     candidate: Candidate
     requests_per_hour: float  # per replica, within the SLO (0: cannot meet it)
     dynamic_j_per_request: float
-    active_w: float  # power of an active replica beyond its requests (idle power)
+    active_w: float  # power of an active replica beyond its requests (the line at no load; >= idle power)
     attainment: float  # at the operating point (or the best seen, if it cannot meet the SLO)
     replicas_for_trace: int
     ttft_p50_s: float
@@ -104,8 +108,27 @@ def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: fl
     res, part = results[lo]
     hours = max(part.duration_s, 1.0) / 3600.0
     served = len(part.arrival_s)
-    dynamic = (res.busy_energy_j - c.device.idle_w * res.busy_s) / served
+    rate, energy = served / hours, _hourly_j(res, part, c.device.idle_w)
+    half = lo - 4  # loads step by 2^(1/4): four steps down is half the load
+    active_w, dynamic = c.device.idle_w, (res.busy_energy_j - c.device.idle_w * res.busy_s) / served
+    if half >= 0:
+        if half not in results:
+            results[half] = run_load(w, cost, c.max_batch, loads[half], None, abort=False,
+                                     max_prefill_tokens=c.max_prefill_tokens)
+        res_h, part_h = results[half]
+        rate_h = len(part_h.arrival_s) / (max(part_h.duration_s, 1.0) / 3600.0)
+        if rate_h < rate:
+            slope = (energy - _hourly_j(res_h, part_h, c.device.idle_w)) / (rate - rate_h)
+            # Never below idle power at no load, never a negative energy per request.
+            active_w = max(c.device.idle_w, (energy - max(slope, 0.0) * rate) / 3600.0)
+            dynamic = max(0.0, (energy - active_w * 3600.0) / rate)
     completion = float(np.nanmean(res.finish_s - part.arrival_s))
     replicas = max(1, math.ceil(1 / loads[lo]))
-    return Capacity(c, served / hours, dynamic, c.device.idle_w, res.attainment(slo), replicas,
+    return Capacity(c, rate, dynamic, active_w, res.attainment(slo), replicas,
                     res.percentile("ttft_s", 50), res.percentile("tpot_s", 50), completion)
+
+
+def _hourly_j(res: SimResult, part: Workload, idle_w: float) -> float:
+    """A replica's energy per hour at this load: its steps, and idle power between them."""
+    span_s = max(part.duration_s, 1.0)
+    return (res.busy_energy_j + idle_w * max(0.0, span_s - res.busy_s)) / (span_s / 3600.0)

@@ -103,15 +103,25 @@ def test_a_fleet_too_small_for_an_hour_is_caught_by_the_whole_fleet_simulation(r
     assert all(p.candidates[weak[0]].candidate.name in h.missed for h in v.hours)
 
 
-def test_offline_deadline_misses_are_the_spilled_youngest_requests_in_their_last_hour():
+def test_offline_deadline_misses_are_spilled_requests_past_their_own_arrival_plus_deadline():
     from bench.carbon.planning.verify import deadline_misses
 
-    # 10 arrive in hour 0, due by the end of hour 1; hour 1 serves the last 6 and 3 of them spill.
-    assert list(deadline_misses(np.array([2, 3, 0.]), np.array([4, 6, 0.]), np.array([10, 0, 0.]), 2)) == [0, 3, 0]
-    # The 4 spilled in hour 1 are the youngest, arrived in hour 1 and due an hour later.
-    assert list(deadline_misses(np.array([0, 4, 0.]), np.array([0, 10, 0.]), np.array([5, 5, 0.]), 2)) == [0, 0, 0]
-    # Due within the hour they arrive: every spilled request is late.
-    assert list(deadline_misses(np.array([1, 2.]), np.array([3, 3.]), np.array([3, 3.]), 1)) == [1, 2]
+    none = np.zeros(0)
+    # 10 arrive in hour 0 (every 360 s), due 2 h after arrival; hour 1 serves the last 6 and 3 of
+    # them spill: the youngest (arrived at 3240 s) by 4000 s, the next (2880 s) by 2900 s, then 10 s.
+    offsets = lambda a: np.arange(10) * 360.0 if a == 0 else none  # noqa: E731
+    served, arrived = np.array([4, 6, 0.]), np.array([10, 0, 0.])
+    spill = [none, np.array([4000, 2900, 10.]), none]
+    assert list(deadline_misses(spill, served, arrived, 2, offsets)) == [0, 2, 0]
+    spill = [none, np.array([3000, 100, 10.]), none]  # each within its own arrival's offset: on time
+    assert list(deadline_misses(spill, served, arrived, 2, offsets)) == [0, 0, 0]
+    # Due within an hour of arriving, 2 of hour 0's requests served only in hour 1: late whatever
+    # their spill; hour 1's own spill by less than their offsets.
+    offsets = lambda a: np.array([600, 1200, 1800, 2400, 3000.])  # noqa: E731
+    spill = [none, np.array([50, 40, 30, 20, 10, 5, 1.])]
+    assert list(deadline_misses(spill, np.array([3, 7.]), np.array([5, 5.]), 1, offsets)) == [0, 2]
+    # Nothing due yet in a short period with a long deadline.
+    assert list(deadline_misses(spill, np.array([3, 7.]), np.array([5, 5.]), 24, offsets)) == [0, 0]
 
 
 def test_offline_work_one_replica_cannot_finish_in_its_hour_fails_the_hour_only_when_due(run):
@@ -128,7 +138,7 @@ def test_offline_work_one_replica_cannot_finish_in_its_hour_fails_the_hour_only_
     i = run.inputs
     cache: dict = {}  # an hour's simulation does not depend on the deadline: the second check reuses it
     due_now = verify(heavy, run.demand, i.model, i.slo, "round_robin", cache, deadline_h=1)
-    spilled = np.array([h.offline_spilled for h in due_now.hours])
+    spilled = np.array([len(h.offline_overrun_s) for h in due_now.hours])
     assert spilled.min() > 0 and (due_now.deadline_misses > 0).all()
     assert set(due_now.failing_hours(dataclasses.replace(i.slo, attainment=0.0), "hour")) == set(range(len(spilled)))
     assert p.candidates[weak].candidate.name in due_now.missed_in(0)
