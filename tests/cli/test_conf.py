@@ -86,6 +86,15 @@ def test_valid_overrides_pass(composer, override, tmp_path):
     validate(composer(*override.split(), f"results_dir={tmp_path}"))
 
 
+def test_arch_sets_the_layer_widths_from_the_one_table_and_a_later_key_wins(composer):
+    from kernels.arch import ARCHS
+
+    cfg = composer("arch=cpu_small", "heads=4")
+    dims = ARCHS["cpu_small"]
+    assert (cfg.hidden, cfg.ffn, cfg.kv_heads, cfg.head_dim, cfg.heads) == (dims.hidden, dims.ffn, dims.kv_heads,
+                                                                            dims.head_dim, 4)
+
+
 @pytest.mark.parametrize("mode", options("offload"))
 def test_offload_group_sets_the_mode(composer, mode):
     assert composer("kernel=decode.torch", f"offload={mode}").offload.mode == mode
@@ -96,6 +105,8 @@ def test_offload_group_sets_the_mode(composer, mode):
     [
         (["batch_size=0"], "batch_size", ">= 1"),
         (["kernel=nope"], "kernel", "decode.torch"),  # a config group: refused as Hydra composes
+        (["arch=llama9"], "arch", "cpu_small"),
+        (["kernel=gemm.o.decode", "hidden=0"], "hidden", ">= 1"),
         (["batch_size=1.5"], "batch_size", "must be an integer"),  # type errors, refused as Hydra composes
         (["measure.trials=abc"], "measure.trials", "must be an integer"),
         (["meter.cpu_tdp_w=lots"], "meter.cpu_tdp_w", "must be a number"),
