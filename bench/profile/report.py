@@ -93,9 +93,17 @@ def composition_markdown(profile: Any) -> str:
     lines = [f"# Composition check `{profile.name}`", "", device,
              f"- time: measured ({timing.iloc[0] if len(timing) else '?'})", energy, composed,
              f"- target: at most {TARGET_REL_ERROR:.0%} on time and on energy", "",
-             "## Errors per layer case", "", table(summary(t)), "",
-             "## Points", "", table(t[[c for c in COMPOSITION_COLS if c in t]]), "",
+             "## Errors per layer case", "", table(_percent(summary(t), ("rms", "worst"), "")), "",
+             "## Points", "", table(_percent(t[[c for c in COMPOSITION_COLS if c in t]], ("rel_error",), "+")), "",
              "## Sources of the terms", ""]
     for kernel, group in t.groupby("kernel", sort=True):
         lines += [f"- {kernel}: {group['sources'].iloc[0]}"]
     return "\n".join(lines) + "\n"
+
+
+def _percent(df: pd.DataFrame, suffixes: tuple[str, ...], sign: str) -> pd.DataFrame:
+    """Relative errors as percentages (`sign="+"` keeps their sign), for reading."""
+    out = df.copy()
+    for col in [c for c in out if c.endswith(suffixes)]:
+        out[col] = [("" if pd.isna(v) else f"{v:{sign}.1%}") for v in out[col]]
+    return out

@@ -216,3 +216,16 @@ def test_a_lock_dir_or_state_dir_under_a_regular_file_is_refused(composer, tmp_p
 
 def test_bf16_is_fine_for_torch_cases_on_the_cpu(composer, tmp_path):
     validate(composer("kernel=decode.torch", "offload=split", "device=cpu", "dtype=bfloat16", f"results_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize("option", ["default", "composition_cpu"])
+def test_a_sweep_that_measures_a_layer_measures_its_parts(composer, option, tmp_path):
+    # The composition check needs a fit of every part of every measured layer.
+    from kernels import Shape
+
+    cfg = composer(f"sweep={option}", f"results_dir={tmp_path}", hydra=True)
+    swept = {k for grid in cfg.hydra.sweeper.grids for k in str(grid["kernel"]).split(",")}
+    layers = [k for k in swept if REGISTRY.get(k).op == "layer"]
+    assert layers
+    for layer in layers:
+        assert {name for name, _ in REGISTRY.get(layer).parts(Shape(1, 1, 1, 1))} <= swept, layer

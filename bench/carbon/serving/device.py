@@ -74,4 +74,5 @@ def from_parts(profile, name: str, memory_bytes: float, scale: float = 1.0, idle
     parts = parts_from_profile(profile)
     if scale != 1.0:
         parts = parts.scaled(scale, "scaled, model")
-    return dataclasses.replace(base, method=f"{base.method}, step composed from measured parts", parts=parts)
+    terms = "; ".join(f"{term}: {source}" for term, source in parts.sources().items())
+    return dataclasses.replace(base, method=f"{base.method}, step composed from measured parts ({terms})", parts=parts)
