@@ -178,6 +178,10 @@ def build_layer(case: Case, shape: Shape, device: torch.device, dtype: torch.dty
     return lambda: decode_layer(x, w, shape, cache, cos, sin, impl=case.impl)
 
 
+def _even_head_dim(shape: Shape) -> tuple[str, str] | None:
+    return None if shape.head_dim % 2 == 0 else ("head_dim", "layer cases rotate pairs of it (RoPE): it must be even")
+
+
 _FIELDS = {"prefill": ("batch_size", "seq_len"), "decode": ("batch_size", "context_len")}
 _WIDTHS = ("hidden", "heads", "kv_heads", "head_dim", "ffn")
 
@@ -186,7 +190,8 @@ def layer_cases() -> list[Case]:
     """`layer.prefill`, `layer.decode` (contiguous cache) and `layer.decode_paged`, attention
     through PyTorch (`impl=torch`)."""
     traits = {"family": "torch", "op": "layer", "flops_fn": layer_flops, "min_bytes_fn": layer_min_bytes,
-              "tokens_fn": step_tokens, "parts_fn": layer_parts, "speed_contender": False}
+              "tokens_fn": step_tokens, "parts_fn": layer_parts, "speed_contender": False,
+              "shape_check": _even_head_dim}
     return [Case("layer.prefill", "prefill", "torch", build_layer, fields=_FIELDS["prefill"] + _WIDTHS, **traits),
             Case("layer.decode", "decode", "torch", build_layer, fields=_FIELDS["decode"] + _WIDTHS, **traits),
             Case("layer.decode_paged", "decode", "torch", build_layer, layout="paged",

@@ -117,6 +117,7 @@ class Case:
         fields: the shape fields that define a point, where they are not its phase's.
         parts_fn: `(case, shape) -> ((case name, shape), ...)`: the registered cases a composite
             case (a decoder layer) runs one after another, so its cost can be composed from theirs.
+        shape_check: `(field, why)` for a shape the case cannot take, beyond dtypes and head dims.
     """
 
     name: str
@@ -142,6 +143,7 @@ class Case:
     op: str = "attention"
     fields: tuple[str, ...] | None = None
     parts_fn: Callable[[Case, Shape], Parts] | None = None
+    shape_check: Callable[[Shape], tuple[str, str] | None] | None = None
 
     @property
     def paged(self) -> bool:
@@ -203,7 +205,7 @@ class Case:
             return "dtype", f"case {self.name} takes dtype {', '.join(self.dtypes)}"
         if self.head_dims is not None and shape.head_dim not in self.head_dims:
             return "head_dim", f"case {self.name} takes head_dim {', '.join(map(str, self.head_dims))}"
-        return None
+        return self.shape_check(shape) if self.shape_check else None
 
     def build(self, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Callable[[], object]:
         """Allocate random inputs for `shape` and return a closure that runs the kernel once."""

@@ -107,6 +107,7 @@ def test_offload_group_sets_the_mode(composer, mode):
         (["kernel=nope"], "kernel", "decode.torch"),  # a config group: refused as Hydra composes
         (["arch=llama9"], "arch", "cpu_small"),
         (["kernel=gemm.o.decode", "hidden=0"], "hidden", ">= 1"),
+        (["kernel=layer.prefill", "head_dim=63"], "head_dim", "must be even"),
         (["batch_size=1.5"], "batch_size", "must be an integer"),  # type errors, refused as Hydra composes
         (["measure.trials=abc"], "measure.trials", "must be an integer"),
         (["meter.cpu_tdp_w=lots"], "meter.cpu_tdp_w", "must be a number"),
