@@ -1,4 +1,5 @@
-"""Attention kernels whose energy the harness measures (pure compute, no measurement)."""
+"""Kernels whose energy the harness measures: attention, the linear layers and whole decoder layers
+(pure compute, no measurement)."""
 from kernels.api import decode, decode_impls, prefill, prefill_impls
 from kernels.cases import REGISTRY
 from kernels.registry import Case, Registry, Shape

@@ -2,24 +2,21 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 from typing import Callable
 
 import torch
 
 from kernels.api import decode, prefill
+from kernels.inputs import generator as _generator
+from kernels.inputs import make_paged_cache
+from kernels.inputs import randn as _randn
+from kernels.layer import layer_cases
+from kernels.linear import linear_cases
 from kernels.offload import split_cache
 from kernels.registry import OFFLOAD_MODES, Case, Registry, Shape
 
-
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _randn(shape: tuple[int, ...], gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # Random data, never zeros: zeros hide unwritten outputs and can run faster than real data.
-    return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
+__all__ = ["REGISTRY", "make_paged_cache", "offload_case"]
 
 
 def build_prefill(case: Case, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int) -> Callable[[], torch.Tensor]:
@@ -29,38 +26,6 @@ def build_prefill(case: Case, shape: Shape, device: torch.device, dtype: torch.d
     k = _randn((b, shape.kv_heads, n, d), gen, device, dtype)
     v = _randn((b, shape.kv_heads, n, d), gen, device, dtype)
     return lambda: prefill(q, k, v, causal=shape.causal, impl=case.impl)
-
-
-def make_paged_cache(
-    k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor, page_size: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatter contiguous caches `[B, Hkv, L, D]` into pages `[P, page_size, Hkv, D]` placed in a
-    random order (as an allocator would leave them), returning `(k_pages, v_pages, block_table)`.
-
-    Slots past a request's length hold random data (never zeros) and table entries past its last
-    page point at page 0: neither may influence the result.
-    """
-    b, hkv, cache_len, d = k.shape
-    max_pages = math.ceil(cache_len / page_size)
-    pages_per_req = [math.ceil(int(n) / page_size) for n in seq_lens.tolist()]
-    total = sum(pages_per_req)
-    cpu_gen = torch.Generator().manual_seed(int(gen.initial_seed()))
-    slots = torch.randperm(total, generator=cpu_gen)
-    req = torch.repeat_interleave(torch.arange(b), torch.tensor(pages_per_req))
-    page = torch.cat([torch.arange(n) for n in pages_per_req])
-    block_table = torch.zeros((b, max_pages), dtype=torch.int32)
-    block_table[req, page] = slots.to(torch.int32)
-
-    def scatter(cache: torch.Tensor) -> torch.Tensor:
-        padded = torch.empty((b, max_pages * page_size, hkv, d), dtype=cache.dtype, device=cache.device)
-        padded.normal_(generator=gen)
-        padded[:, :cache_len] = cache.transpose(1, 2)
-        padded = padded.view(b, max_pages, page_size, hkv, d)
-        pages = torch.empty((total, page_size, hkv, d), dtype=cache.dtype, device=cache.device)
-        pages[slots.to(cache.device)] = padded[req.to(cache.device), page.to(cache.device)]
-        return pages
-
-    return scatter(k), scatter(v), block_table.to(k.device)
 
 
 def _decode_inputs(shape: Shape, device: torch.device, dtype: torch.dtype, gen: torch.Generator
@@ -191,5 +156,7 @@ REGISTRY = Registry(
              **_offload("stream", "triton", ("offload_chunks",))),
         Case("decode.offload_stream_torch", "decode", "offload_stream", build_decode_offload,
              **_offload("stream", "torch", ("offload_chunks",))),
+        *linear_cases(),
+        *layer_cases(),
     ]
 )

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import torch
 
+
 @dataclass(frozen=True)
 class Shape:
     """Problem size of one benchmark point.
@@ -15,7 +16,8 @@ class Shape:
     `seq_len` is the prefill query (= key) length; `context_len` the decode KV length of every
     request; `page_size` applies to paged decode caches only, the `offload_*` fields to the
     CPU-offload decode cases only (share of each request's cache in host memory, host threads,
-    request groups streamed per step).
+    request groups streamed per step); `hidden` and `ffn` to the linear-layer and decoder-layer
+    cases only (the residual stream's and the MLP's widths, `kernels.arch.LayerDims`).
     """
 
     batch_size: int
@@ -29,6 +31,8 @@ class Shape:
     offload_fraction: float = 0.5
     offload_threads: int = 0
     offload_chunks: int = 4
+    hidden: int = 256
+    ffn: int = 768
 
 
 # Shape fields that define a point of each phase; the rest do not change what is computed.
@@ -44,12 +48,15 @@ def causal_pairs(n: int, m: int) -> int:
 
 
 PHASES = ("prefill", "decode")
-FAMILIES = ("triton", "sdpa", "offload", "custom")
+FAMILIES = ("triton", "sdpa", "torch", "offload", "custom")  # torch: PyTorch ops (linear layers, whole layers)
+# What a case computes: attention, one linear projection of a decoder layer, or a whole layer.
+OPS = ("attention", "linear.qkv", "linear.o", "linear.gate_up", "linear.down", "layer")
 LAYOUTS = ("contiguous", "paged")
 OFFLOAD_MODES = ("none", "cpu", "split", "stream")
 DTYPE_NAMES = ("float16", "bfloat16", "float32")
 
 Builder = Callable[["Case", Shape, torch.device, torch.dtype, int], Callable[[], object]]
+Parts = tuple[tuple[str, Shape], ...]
 
 
 def attention_flops(case: "Case", shape: Shape) -> float:
@@ -106,6 +113,11 @@ class Case:
         check: why the case cannot run on a device, if it cannot (None: it can).
         extra_fields: shape fields this case uses beyond its phase's.
         flops_fn, min_bytes_fn, tokens_fn: the work of one call (default: attention's).
+        op: what the case computes (`OPS`): `attention`, `linear.<projection>` or `layer`.
+        fields: the shape fields that define a point, where they are not its phase's.
+        parts_fn: `(case, shape) -> ((case name, shape), ...)`: the registered cases a composite
+            case (a decoder layer) runs one after another, so its cost can be composed from theirs.
+        shape_check: `(field, why)` for a shape the case cannot take, beyond dtypes and head dims.
     """
 
     name: str
@@ -128,6 +140,10 @@ class Case:
     flops_fn: Callable[["Case", Shape], float] = attention_flops
     min_bytes_fn: Callable[["Case", Shape, torch.dtype], float] = attention_min_bytes
     tokens_fn: Callable[["Case", Shape], int] = attention_tokens
+    op: str = "attention"
+    fields: tuple[str, ...] | None = None
+    parts_fn: Callable[[Case, Shape], Parts] | None = None
+    shape_check: Callable[[Shape], tuple[str, str] | None] | None = None
 
     @property
     def paged(self) -> bool:
@@ -136,7 +152,7 @@ class Case:
     def traits(self) -> dict[str, object]:
         """The traits every result row carries, so tables of points need no registry lookup."""
         return {"phase": self.phase, "impl": self.impl, "impl_family": self.family, "paged": self.paged,
-                "device_impl": self.device_impl, "offload_mode": self.offload, "uses_triton": self.uses_triton}
+                "device_impl": self.device_impl, "offload_mode": self.offload, "uses_triton": self.uses_triton, "op": self.op}
 
     @property
     def graph_capturable(self) -> bool:
@@ -147,7 +163,7 @@ class Case:
 
     def shape_fields(self, shape: Shape) -> dict[str, object]:
         """The shape fields that identify a point of this case (used in the result key)."""
-        keys = _PHASE_FIELDS[self.phase] + (("page_size",) if self.paged else ()) + self.extra_fields
+        keys = (self.fields if self.fields is not None else _PHASE_FIELDS[self.phase]) + (("page_size",) if self.paged else ()) + self.extra_fields
         return {k: getattr(shape, k) for k in keys}
 
     def flops(self, shape: Shape) -> float:
@@ -161,6 +177,10 @@ class Case:
     def tokens(self, shape: Shape) -> int:
         """Tokens one call processes."""
         return int(self.tokens_fn(self, shape))
+
+    def parts(self, shape: Shape) -> Parts:
+        """The `(case name, shape)` of each part a composite case runs (empty: not composite)."""
+        return self.parts_fn(self, shape) if self.parts_fn else ()
 
     def offload_variant(self, mode: str) -> str:
         """The case that runs this kernel with CPU offload `mode` (`none`: this case)."""
@@ -185,7 +205,7 @@ class Case:
             return "dtype", f"case {self.name} takes dtype {', '.join(self.dtypes)}"
         if self.head_dims is not None and shape.head_dim not in self.head_dims:
             return "head_dim", f"case {self.name} takes head_dim {', '.join(map(str, self.head_dims))}"
-        return None
+        return self.shape_check(shape) if self.shape_check else None
 
     def build(self, shape: Shape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Callable[[], object]:
         """Allocate random inputs for `shape` and return a closure that runs the kernel once."""
@@ -202,7 +222,8 @@ class Registry:
 
     def register(self, case: Case) -> None:
         for trait, value, allowed in (("phase", case.phase, PHASES), ("family", case.family, FAMILIES),
-                                      ("layout", case.layout, LAYOUTS), ("offload", case.offload, OFFLOAD_MODES)):
+                                      ("layout", case.layout, LAYOUTS), ("offload", case.offload, OFFLOAD_MODES),
+                                      ("op", case.op, OPS)):
             if value not in allowed:
                 raise ValueError(f"case {case.name}: {trait} must be one of {allowed}, got {value!r}")
         if case.name in self._cases:

@@ -23,6 +23,9 @@ from bench.measure.lock import LockConf
 from bench.measure.meters import MeterConf
 from bench.measure.protocol import Protocol
 from bench.tasks import TASKS as TASK_RUNNERS
+from kernels.arch import ARCHS
+
+_DEFAULT_DIMS = ARCHS["llama3_8b"]  # the layer widths of the linear and layer cases, unless arch= sets them
 
 
 TASKS = tuple(TASK_RUNNERS)
@@ -88,6 +91,8 @@ class BenchConf:
     heads: int = 32
     kv_heads: int = 8
     head_dim: int = 128
+    hidden: int = _DEFAULT_DIMS.hidden  # linear and layer cases: the residual stream's width
+    ffn: int = _DEFAULT_DIMS.ffn  # linear and layer cases: the MLP's width
     causal: bool = True
     page_size: int = 16
     seed: int = 0

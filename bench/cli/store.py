@@ -1,8 +1,10 @@
 """Registration in Hydra's ConfigStore: the schema, one `kernel` group option per registered
-case (adding a case to the registry is all it takes to select it), `custom`, and our sweeper;
+case (adding a case to the registry is all it takes to select it), `custom`, one `arch` option
+per layer-width preset (`kernels.arch.ARCHS`), and our sweeper;
 and the `${pid:}` resolver, so each process has its own run and sweep folder."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from hydra.core.config_store import ConfigStore
@@ -11,6 +13,7 @@ from omegaconf import OmegaConf
 from bench.cli.schema import BenchConf, KernelConf
 from bench.cli.sweeper import ValidatingSweeperConf
 from kernels import REGISTRY
+from kernels.arch import ARCHS
 from kernels.custom import CUSTOM_KERNEL
 
 
@@ -23,4 +26,7 @@ def register_configs() -> None:
     for case in REGISTRY:
         cs.store(group="kernel", name=case.name, node=KernelConf(name=case.name))
     cs.store(group="kernel", name=CUSTOM_KERNEL, node=KernelConf(name=CUSTOM_KERNEL))
+    # `arch=<preset>` sets the layer widths from the one table of them (a later key still wins).
+    for name, dims in ARCHS.items():
+        cs.store(group="arch", name=name, node=dataclasses.asdict(dims), package="_global_")
     cs.store(group="hydra/sweeper", name="bench", node=ValidatingSweeperConf, provider="bench")

@@ -91,7 +91,7 @@ def validate(cfg: BenchConf) -> None:
         raise ConfigError("hardware", cfg.hardware, "must be a plain name (letters, digits, - and _)")
     _choice("device", cfg.device, DEVICES)
     _choice("dtype", cfg.dtype, ("auto",) + tuple(DTYPES))
-    for name in ("batch_size", "seq_len", "context_len", "heads", "kv_heads", "head_dim", "page_size"):
+    for name in ("batch_size", "seq_len", "context_len", "heads", "kv_heads", "head_dim", "page_size", "hidden", "ffn"):
         _at_least(name, getattr(cfg, name), 1)
     _at_least("threads", cfg.threads, 0)
     if cfg.heads % cfg.kv_heads:

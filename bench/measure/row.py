@@ -57,7 +57,7 @@ def _work_and_time(ident: dict[str, Any], key: str, case: Case, shape: Shape, dt
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "kernel": case.name, "phase": traits["phase"], "impl": traits["impl"], "paged": traits["paged"],
         "device_impl": traits["device_impl"], "impl_family": traits["impl_family"],
-        "offload_mode": traits["offload_mode"], "uses_triton": traits["uses_triton"],
+        "offload_mode": traits["offload_mode"], "uses_triton": traits["uses_triton"], "op": traits["op"],
         **({"kernel_target": ident["kernel_target"]} if "kernel_target" in ident else {}),
         "device": ident["device"], "dtype": ident["dtype"],
         # Fields the case does not use (seq_len in decode, ...) are left empty, not misleading.

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from bench.common.files import read_json_object
-from bench.profile import curves
+from bench.profile import compose, curves
 from bench.profile.fit import Fit
 from kernels import REGISTRY
 GOOD_QUALITY = ("ok",)
 LEGACY_CV_THRESHOLD = 0.02  # for points measured before the quality flag existed
 SHAPE_COLS = ["batch_size", "heads", "kv_heads", "head_dim", "seq_len", "context_len", "causal", "page_size",
-              "offload_fraction", "offload_threads", "offload_chunks"]
+              "offload_fraction", "offload_threads", "offload_chunks", "hidden", "ffn"]
 
 
 class ProfileError(ValueError):
@@ -78,6 +78,7 @@ def prepare(points: pd.DataFrame) -> pd.DataFrame:
         if col not in df:
             df[col] = np.nan
     df["offload_mode"] = offload_modes(df)
+    df["op"] = ops(df)
     df["offloaded"] = df["offload_mode"] != "none"
     gpu = df["device"] == "cuda"
     # Points measured before totals were split by method carry one all-domain total.
@@ -122,8 +123,22 @@ def offload_modes(df: pd.DataFrame) -> pd.Series:
     return df["offload_mode"].where(df["offload_mode"].notna(), from_registry).astype(str)
 
 
+def ops(df: pd.DataFrame) -> pd.Series:
+    """What each point's case computes (`attention`, `linear.<projection>`, `layer`): the trait
+    column rows carry, or, for points measured before it existed, the registry's (`attention`
+    for a case no longer registered: every case was attention then)."""
+    from_registry = df["kernel"].map(lambda k: REGISTRY.get(k).op if k in REGISTRY else "attention")
+    if "op" not in df:
+        return from_registry
+    return df["op"].where(df["op"].notna(), from_registry).astype(str)
+
+
 def _batch_group(row: pd.Series) -> str:
     """Everything but the batch size, readably: the points of one batching curve."""
+    if row["op"] != "attention":  # a linear or layer case: its token count and widths
+        length = f" N={row['seq_len']:g}" if row["phase"] == "prefill" else (
+            f" L={row['context_len']:g}" if not pd.isna(row["context_len"]) else "")
+        return f"{row['kernel']}{length} H={row['hidden']:g} F={row['ffn']:g}"
     length = f"{'N' if row['phase'] == 'prefill' else 'L'}={row['length']:g}"
     text = f"{row['kernel']} {length} h={row['heads']:g}/{row['kv_heads']:g} d={row['head_dim']:g}"
     for col, label in (("offload_fraction", "f"), ("offload_threads", "threads"), ("offload_chunks", "chunks")):
@@ -149,6 +164,15 @@ class Profile:
     table: pd.DataFrame
     fits: dict[str, Any]
     meta: dict[str, Any]
+    composition: pd.DataFrame | None = None  # each measured layer point against its composed parts
+
+    def op_of(self, kernel: str) -> str:
+        """What a case of this profile computes (`attention` for tables written before ops existed)."""
+        if "op" in self.table:
+            rows = self.table.loc[self.table["kernel"] == kernel, "op"].dropna()
+            if len(rows):
+                return str(rows.iloc[0])
+        return REGISTRY.get(kernel).op if kernel in REGISTRY else "attention"
 
     def energy_roofline(self) -> Fit | None:
         return Fit.from_dict(self.fits.get("energy_roofline"))
@@ -187,10 +211,24 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
     # Energy per call of each case on its own (the same form as the roofline across cases).
     fits["energy_per_case"], s = curves.fit_groups(roofline_points, ["kernel"], curves.energy_roofline, min_points=4)
     skipped += s
+    # The device-wide energy roofline (the planner's energy model) is attention's, as it always was.
     try:
-        fits["energy_roofline"] = curves.energy_roofline(roofline_points)
+        fits["energy_roofline"] = curves.energy_roofline(roofline_points[roofline_points["op"] == "attention"])
     except curves.FitError as err:
         skipped.append(f"energy_roofline: {err}")
+    # One roofline per projection over both phases' points: the same call at few tokens (decode,
+    # bandwidth-bound) and many (prefill, compute-bound) pins both its bandwidth and its rate.
+    # Kept only where there are such points, so a profile of attention alone is as it was.
+    linear = roofline_points[roofline_points["op"].str.startswith("linear.")]
+    if len(linear):
+        fits["linear_time_roofline"], s = curves.fit_groups(linear, ["op"], curves.time_roofline, min_points=4)
+        skipped += s
+        fits["linear_energy"], s = curves.fit_groups(linear, ["op"], curves.energy_roofline, min_points=4)
+        skipped += s
+    overheads, composition, s = compose.check(roofline_points, fits, name)
+    if overheads:
+        fits["layer_overhead"] = overheads
+    skipped += s
     fits["batching"], s = curves.fit_groups(plain[plain["clock_mhz"].isna()], ["batch_group"], curves.batching,
                                             min_points=3)
     skipped += s
@@ -208,6 +246,10 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
         "dates": sorted(df["date"].unique().tolist()),
         "energy_methods": sorted(df["device_energy_method"].astype(str).unique().tolist()),
         "host_energy_methods": sorted(df["energy_incl_model_method"].astype(str).unique().tolist()),
+        "software": ", ".join(f"{c.removeprefix('env_').removesuffix('_version')} "
+                              f"{'/'.join(sorted(df[c].dropna().astype(str).unique()))}"
+                              for c in sorted(df.columns) if c.startswith("env_") and c.endswith("_version")
+                              and df[c].notna().any()),
         "clocks": "observed (default)" if df["clock_mhz"].isna().all() else "includes locked clocks",
         "host_logical_cores": sorted({int(c) for c in df.get("env_cpu_logical_cores", pd.Series(dtype=float)).dropna()}),
         "torch_threads": sorted({int(c) for c in df.get("env_torch_threads", pd.Series(dtype=float)).dropna()}),
@@ -215,11 +257,13 @@ def build(points: pd.DataFrame, name: str, source: str = "") -> Profile:
     }
     if points.attrs.get("unreadable_points"):
         meta["points_unreadable"] = list(points.attrs["unreadable_points"])
-    return Profile(name, table, fits, meta)
+    if not composition.empty:
+        meta["composition"] = compose.summary(composition).to_dict("records")
+    return Profile(name, table, fits, meta, composition)
 
 
 def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
-    out = df[["kernel", "phase", "impl", "device", "dtype"] + SHAPE_COLS + [
+    out = df[["kernel", "phase", "impl", "op", "device", "dtype"] + SHAPE_COLS + [
         "length", "clock_mhz", "gpu_sm_mhz_mean", "flops_per_call", "min_bytes_per_call", "tokens_per_call",
         "time_per_call_s", "device_energy_per_call_j", "device_idle_power_w", "host_energy_per_call_j",
         "energy_per_call_j_incl_model", "device_energy_method", "energy_incl_model_method", "quality", "quality_source", "date", "shape_id", "key"]].copy()
@@ -234,8 +278,8 @@ def _table(df: pd.DataFrame, fits: dict[str, Any], name: str) -> pd.DataFrame:
     roof = fits.get("energy_roofline")
     out["device_energy_per_call_j_fit"] = (curves.predict_energy_j(roof, out["flops_per_call"], out["min_bytes_per_call"],
                                                                    out["time_per_call_s"]) if roof else np.nan)
-    # The energy roofline is fitted on device-only kernels at default clocks: no prediction elsewhere.
-    outside = df["offloaded"].to_numpy() | out["clock_mhz"].notna()
+    # The energy roofline is fitted on device-only attention kernels at default clocks: no prediction elsewhere.
+    outside = df["offloaded"].to_numpy() | out["clock_mhz"].notna() | (df["op"] != "attention").to_numpy()
     out.loc[outside, "device_energy_per_call_j_fit"] = np.nan
     out["setting"] = df["batch_group"].str.extract(r"d=\S+ ?(.*)$")[0].fillna("").values
     clocked = out["clock_mhz"].notna()

@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.common.markdown import cell as _num
 from bench.common.markdown import table
+from bench.profile.compose import TARGET_REL_ERROR, summary
 from bench.profile.fit import Fit
 
 
@@ -24,9 +25,13 @@ def fit_rows(fits: dict[str, Any]) -> pd.DataFrame:
                      "CV error rms": fit.cv_rel_error_rms, "CV error max": fit.cv_rel_error_max,
                      "quality": fit.quality, "derived": extra})
 
-    for kind in ("time_roofline", "energy_per_case", "batching", "offload_host"):
+    for kind in ("time_roofline", "energy_per_case", "linear_time_roofline", "linear_energy", "batching",
+                 "offload_host"):
         for name, value in fits.get(kind, {}).items():
             add(kind, name, value)
+    for name, value in fits.get("layer_overhead", {}).items():
+        for what, fit in value.items():
+            add(f"layer_overhead_{what}", name, fit)
     if fits.get("energy_roofline"):
         add("energy_roofline", "all cases", fits["energy_roofline"])
     for name, value in fits.get("frequency", {}).items():
@@ -64,3 +69,41 @@ def markdown(profile: Any, pngs: list[str] | None = None) -> str:
     for png in pngs or []:
         lines += [f"![{png}]({png})", ""]
     return "\n".join(lines)
+
+
+COMPOSITION_COLS = ["kernel", "batch_size", "seq_len", "context_len", "tokens", "measured_time_s", "parts_time_s",
+                    "overhead_time_s", "composed_time_s", "time_rel_error", "measured_energy_j", "parts_energy_j",
+                    "overhead_energy_j", "composed_energy_j", "energy_rel_error"]
+
+
+def composition_markdown(profile: Any) -> str:
+    """The composition check: each measured layer point against its parts' fitted costs plus the
+    overhead fitted without it, the errors per layer case, and where every term comes from."""
+    m, t = profile.meta, profile.composition
+    methods = sorted(t["energy_method"].astype(str).unique())
+    timing = t["time_method"].dropna()
+    modelled = any("model:" in x for x in methods)
+    device = (f"- device: {', '.join(m.get('device_names') or ['?'])}; measured {', '.join(m.get('dates', []))}; "
+              f"software: {m.get('software') or '-'}; torch threads: {m.get('torch_threads') or '-'}")
+    energy = (f"- energy: {', '.join(methods)}, of the layer points and of the part points the parts' fits "
+              "were made on" + (" (modelled, not metered: a CPU time x a power per core, so the energy check "
+                                "tests the composition of that model, not the hardware's energy)" if modelled else ""))
+    composed = ("- composed = sum of the parts' predictions (each from its own fit, sources below) + the layer "
+                "overhead fitted on the other points of its case (leave one out): out of sample")
+    lines = [f"# Composition check `{profile.name}`", "", device,
+             f"- time: measured ({timing.iloc[0] if len(timing) else '?'})", energy, composed,
+             f"- target: at most {TARGET_REL_ERROR:.0%} on time and on energy", "",
+             "## Errors per layer case", "", table(_percent(summary(t), ("rms", "worst"), "")), "",
+             "## Points", "", table(_percent(t[[c for c in COMPOSITION_COLS if c in t]], ("rel_error",), "+")), "",
+             "## Sources of the terms", ""]
+    for kernel, group in t.groupby("kernel", sort=True):
+        lines += [f"- {kernel}: {group['sources'].iloc[0]}"]
+    return "\n".join(lines) + "\n"
+
+
+def _percent(df: pd.DataFrame, suffixes: tuple[str, ...], sign: str) -> pd.DataFrame:
+    """Relative errors as percentages (`sign="+"` keeps their sign), for reading."""
+    out = df.copy()
+    for col in [c for c in out if c.endswith(suffixes)]:
+        out[col] = [("" if pd.isna(v) else f"{v:{sign}.1%}") for v in out[col]]
+    return out

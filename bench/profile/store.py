@@ -1,6 +1,6 @@
 """Profiles on disk: `<name>.csv` (one row per case and shape, measured and fitted values),
-`<name>.json` (fit coefficients, intervals, errors, what was dropped), `<name>.md` (tables) and
-PNG plots; `load(name)` reads one back (the carbon planner's device models come from here)."""
+`<name>.json` (fit coefficients, intervals, errors, what was dropped), `<name>.md` (tables), PNG
+plots, and where layer cases were measured `<name>_composition.{csv,md}` (the composition check); `load(name)` reads one back (the carbon planner's device models come from here)."""
 from __future__ import annotations
 
 import json
@@ -28,7 +28,13 @@ def write(profile: Profile, out_dir: Path | str) -> list[Path]:
                                                             indent=1, default=_json_default) + "\n")
     pngs = plots.render(profile, out)
     atomic_write_text(base.with_suffix(".md"), report.markdown(profile, [p.name for p in pngs]))
-    return [base.with_suffix(s) for s in (".csv", ".json", ".md")] + pngs
+    paths = [base.with_suffix(s) for s in (".csv", ".json", ".md")]
+    if profile.composition is not None and not profile.composition.empty:
+        stem = out / f"{profile.name}_composition"
+        atomic_write_text(stem.with_suffix(".csv"), profile.composition.to_csv(index=False))
+        atomic_write_text(stem.with_suffix(".md"), report.composition_markdown(profile))
+        paths += [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+    return paths + pngs
 
 
 def _json_default(x: Any) -> Any:
@@ -62,4 +68,5 @@ def load(name: str, root: Path | str = PROFILES_DIR) -> Profile:
                            f"Measure one (python -m bench -m sweep=default) and fit it (python -m bench task=fit)")
     data = json.loads(base.with_suffix(".json").read_text())
     table = pd.read_csv(base.with_suffix(".csv"))
-    return Profile(name, table, data["fits"], data["meta"])
+    composition = Path(root) / f"{name}_composition.csv"
+    return Profile(name, table, data["fits"], data["meta"], pd.read_csv(composition) if composition.exists() else None)

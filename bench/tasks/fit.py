@@ -48,6 +48,11 @@ def print_summary(profile: Profile, paths: list[Path]) -> None:
         console.print(f"  skipped an unreadable point file: {path}", highlight=False)
     for line in m["skipped_fits"]:
         console.print(f"  not fitted: {line}", highlight=False)
+    for row in m.get("composition", []):
+        console.print(f"  composition check {row['kernel']:18} {row['points']:3} points: time error rms "
+                      f"{row['time rms']:.1%} worst {row['time worst']:.1%}; energy error rms {row['energy rms']:.1%} "
+                      f"worst {row['energy worst']:.1%}; within target: {row[next(k for k in row if k.startswith('within'))]}",
+                      highlight=False)
     for path in paths:
         console.print(f"  wrote {path}", highlight=False)
 

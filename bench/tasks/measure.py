@@ -26,7 +26,7 @@ def shape_of(cfg: BenchConf) -> Shape:
         batch_size=cfg.batch_size, heads=cfg.heads, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
         seq_len=cfg.seq_len, context_len=cfg.context_len, causal=cfg.causal, page_size=cfg.page_size,
         offload_fraction=float(cfg.offload.fraction), offload_threads=cfg.offload.threads,
-        offload_chunks=cfg.offload.chunks,
+        offload_chunks=cfg.offload.chunks, hidden=cfg.hidden, ffn=cfg.ffn,
     )
 
 

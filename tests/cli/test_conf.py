@@ -86,6 +86,15 @@ def test_valid_overrides_pass(composer, override, tmp_path):
     validate(composer(*override.split(), f"results_dir={tmp_path}"))
 
 
+def test_arch_sets_the_layer_widths_from_the_one_table_and_a_later_key_wins(composer):
+    from kernels.arch import ARCHS
+
+    cfg = composer("arch=cpu_small", "heads=4")
+    dims = ARCHS["cpu_small"]
+    assert (cfg.hidden, cfg.ffn, cfg.kv_heads, cfg.head_dim, cfg.heads) == (dims.hidden, dims.ffn, dims.kv_heads,
+                                                                            dims.head_dim, 4)
+
+
 @pytest.mark.parametrize("mode", options("offload"))
 def test_offload_group_sets_the_mode(composer, mode):
     assert composer("kernel=decode.torch", f"offload={mode}").offload.mode == mode
@@ -96,6 +105,9 @@ def test_offload_group_sets_the_mode(composer, mode):
     [
         (["batch_size=0"], "batch_size", ">= 1"),
         (["kernel=nope"], "kernel", "decode.torch"),  # a config group: refused as Hydra composes
+        (["arch=llama9"], "arch", "cpu_small"),
+        (["kernel=gemm.o.decode", "hidden=0"], "hidden", ">= 1"),
+        (["kernel=layer.prefill", "head_dim=63"], "head_dim", "must be even"),
         (["batch_size=1.5"], "batch_size", "must be an integer"),  # type errors, refused as Hydra composes
         (["measure.trials=abc"], "measure.trials", "must be an integer"),
         (["meter.cpu_tdp_w=lots"], "meter.cpu_tdp_w", "must be a number"),
@@ -205,3 +217,16 @@ def test_a_lock_dir_or_state_dir_under_a_regular_file_is_refused(composer, tmp_p
 
 def test_bf16_is_fine_for_torch_cases_on_the_cpu(composer, tmp_path):
     validate(composer("kernel=decode.torch", "offload=split", "device=cpu", "dtype=bfloat16", f"results_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize("option", ["default", "composition_cpu"])
+def test_a_sweep_that_measures_a_layer_measures_its_parts(composer, option, tmp_path):
+    # The composition check needs a fit of every part of every measured layer.
+    from kernels import Shape
+
+    cfg = composer(f"sweep={option}", f"results_dir={tmp_path}", hydra=True)
+    swept = {k for grid in cfg.hydra.sweeper.grids for k in str(grid["kernel"]).split(",")}
+    layers = [k for k in swept if REGISTRY.get(k).op == "layer"]
+    assert layers
+    for layer in layers:
+        assert {name for name, _ in REGISTRY.get(layer).parts(Shape(1, 1, 1, 1))} <= swept, layer

@@ -4,8 +4,10 @@ continuous-batching simulation (`simulate.py`; its SLO and results in `result.py
 replica's capacity within the SLO (`capacity.py`)."""
 from __future__ import annotations
 
-from bench.carbon.serving.device import DECODE_POWER_SHARE, DeviceModel, datasheet, from_profile
+from bench.carbon.serving.composed import StepParts
+from bench.carbon.serving.device import DECODE_POWER_SHARE, DeviceModel, datasheet, from_parts, from_profile
 from bench.carbon.serving.models import PRESETS, ModelSpec
 from bench.carbon.serving.step import StepCost
 
-__all__ = ["DECODE_POWER_SHARE", "DeviceModel", "ModelSpec", "PRESETS", "StepCost", "datasheet", "from_profile"]
+__all__ = ["DECODE_POWER_SHARE", "DeviceModel", "ModelSpec", "PRESETS", "StepCost", "StepParts", "datasheet",
+           "from_parts", "from_profile"]

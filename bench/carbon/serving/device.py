@@ -7,9 +7,11 @@ A datasheet model runs at peak rates: it is optimistic, and labelled.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from bench.carbon.inputs import embodied
+from bench.carbon.serving.composed import StepParts, parts_from_profile
 from bench.profile.fit import Fit
 
 # Splitwise's H100 power model: decode draws (380 - 75) / (700 - 75) of prefill's dynamic power.
@@ -31,6 +33,7 @@ class DeviceModel:
     idle_w: float
     memory_bytes: float
     devices: int = 1  # GPUs in the replica (tensor parallel)
+    parts: StepParts | None = None  # a step composed from measured parts (`from_parts`); None: the roofline above
 
 
 def datasheet(gpu: str, tp: int = 1) -> DeviceModel:
@@ -46,7 +49,8 @@ def datasheet(gpu: str, tp: int = 1) -> DeviceModel:
 def from_profile(profile, name: str, memory_bytes: float, scale: float = 1.0, idle_w: float = 0.0) -> DeviceModel:
     """A device model from a measured profile's rooflines; `scale` multiplies rates and power
     (e.g. a host with more cores than the profiled one, said in the method)."""
-    rooflines = profile.fits.get("time_roofline", {})
+    # Attention cases only: a profile may also hold linear-layer and whole-layer cases (`from_parts`).
+    rooflines = {k: f for k, f in profile.fits.get("time_roofline", {}).items() if profile.op_of(k) == "attention"}
     prefill = [Fit.from_dict(f) for k, f in rooflines.items() if profile.phase_of(k) == "prefill"]
     decode = [Fit.from_dict(f) for k, f in rooflines.items() if profile.phase_of(k) == "decode"]
     roof = profile.energy_roofline()
@@ -60,3 +64,15 @@ def from_profile(profile, name: str, memory_bytes: float, scale: float = 1.0, id
     return DeviceModel(name=name, method=method, flop_per_s=rate * scale, bytes_per_s=bw * scale, overhead_s=overhead,
                        e_flop_j=max(p["e_flop_j"], 0.0), e_byte_j=max(p["e_byte_j"], 0.0), p0_w=p["p0_w"] * scale,
                        idle_w=idle_w, memory_bytes=memory_bytes)
+
+
+def from_parts(profile, name: str, memory_bytes: float, scale: float = 1.0, idle_w: float = 0.0) -> DeviceModel:
+    """`from_profile`'s model, with each step composed from the profile's measured parts (linear
+    rooflines per projection, attention rooflines, layer overheads; `composed.StepParts`), which
+    `StepCost` then uses instead of the single roofline. Raises `ValueError` naming a missing fit."""
+    base = from_profile(profile, name, memory_bytes, scale, idle_w)
+    parts = parts_from_profile(profile)
+    if scale != 1.0:
+        parts = parts.scaled(scale, "scaled, model")
+    terms = "; ".join(f"{term}: {source}" for term, source in parts.sources().items())
+    return dataclasses.replace(base, method=f"{base.method}, step composed from measured parts ({terms})", parts=parts)

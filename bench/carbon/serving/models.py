@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kernels.arch import ARCHS, LayerDims
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -32,10 +34,21 @@ class ModelSpec:
         return float(2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes)
 
 
+    @property
+    def layer(self) -> LayerDims:
+        """One decoder layer's widths, as the linear and layer cases take them."""
+        return LayerDims(self.hidden, self.heads, self.kv_heads, self.head_dim, self.ffn)
+
+
+def _spec(name: str, arch: str, layers: int, vocab: int, context_tokens: int) -> ModelSpec:
+    d = ARCHS[arch]  # the layer widths have one source, shared with the kernel cases
+    return ModelSpec(name, layers, d.hidden, d.heads, d.kv_heads, d.head_dim, d.ffn, vocab, context_tokens)
+
+
 # Context windows: Meta's Llama 3 model card (8k for 8B and 70B); Qwen's Qwen3-8B model card
 # (32,768 tokens natively, 131,072 only with YaRN scaling, which a plain deployment does not enable).
 PRESETS = {
-    "llama3_8b": ModelSpec("Llama-3-8B", 32, 4096, 32, 8, 128, 14336, 128256, context_tokens=8192),
-    "llama3_70b": ModelSpec("Llama-3-70B", 80, 8192, 64, 8, 128, 28672, 128256, context_tokens=8192),
-    "qwen3_8b": ModelSpec("Qwen3-8B", 36, 4096, 32, 8, 128, 12288, 151936, context_tokens=32768),
+    "llama3_8b": _spec("Llama-3-8B", "llama3_8b", 32, 128256, context_tokens=8192),
+    "llama3_70b": _spec("Llama-3-70B", "llama3_70b", 80, 128256, context_tokens=8192),
+    "qwen3_8b": _spec("Qwen3-8B", "qwen3_8b", 36, 151936, context_tokens=32768),
 }

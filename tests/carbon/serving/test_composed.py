@@ -1,0 +1,57 @@
+"""The serving step composed from measured parts is the profile's composed layer, times layers,
+plus the LM head; a device model without parts keeps the single roofline."""
+import dataclasses
+
+import pytest
+
+from bench.carbon.serving import ModelSpec, StepCost, from_parts, from_profile
+from bench.carbon.serving.composed import LM_HEAD_ROOFLINE
+from bench.profile import compose
+from kernels.registry import causal_pairs
+from tests.profile import synthetic_parts as sp
+
+D = sp.DIMS
+MODEL = ModelSpec("two small layers", 2, D.hidden, D.heads, D.kv_heads, D.head_dim, D.ffn, vocab=64,
+                  context_tokens=4096)
+
+
+def composed_layer(kernel: str, batch: int, length: int) -> tuple[float, float]:
+    """The profile side's prediction of one layer point: its parts plus the fitted overhead."""
+    p = sp.profile()
+    row = sp.point(kernel, sp.shape(batch, length, p.phase_of(kernel)), sp.np.random.default_rng(0))
+    parts, why = compose.part_costs(sp.pd.Series(row), p.fits, p.name)
+    assert why is None
+    fits = p.fits["layer_overhead"][kernel]
+    elements = row["tokens_per_call"] * D.hidden
+    t, e = fits["time"].params, fits["energy"].params
+    return (sum(x["time_s"] for x in parts) + t["c0_s"] + t["c_elem_s"] * elements,
+            sum(x["energy_j"] for x in parts) + e["e0_j"] + e["e_elem_j"] * elements)
+
+
+def test_the_composed_step_is_its_layers_plus_the_lm_head():
+    device = from_parts(sp.profile(), "fake", memory_bytes=1e12)
+    cost = StepCost.of(MODEL, device)
+    head = device.parts.linear[LM_HEAD_ROOFLINE]
+    for kernel, batch, length in (("layer.prefill", 2, 64), ("layer.decode_paged", 4, 256)):
+        if kernel == "layer.prefill":
+            tokens = batch * length
+            got = cost.time_energy(tokens, batch * causal_pairs(length, length), 0, 0)
+        else:
+            tokens = batch
+            got = cost.time_energy(0, 0, batch, batch * length)
+        head_t, head_e = head.time_energy(2.0 * D.hidden * 64 * tokens, 2.0 * D.hidden * 64 + 2.0 * (D.hidden + 64) * tokens)
+        layer_t, layer_e = composed_layer(kernel, batch, length)
+        assert got == pytest.approx((2 * layer_t + head_t, 2 * layer_e + head_e), rel=1e-3), kernel
+    sources = device.parts.sources()
+    assert sources["decode overhead"].startswith("calibrated:layer.decode_paged")
+    assert "not measured" in sources["LM head"] and "composed from measured parts" in device.method
+
+
+def test_without_parts_the_step_keeps_the_attention_roofline():
+    device = from_profile(sp.profile(), "fake", memory_bytes=1e12)
+    assert device.parts is None and StepCost.of(MODEL, device).composed is None
+    # The rate is attention's (prefill.torch's 3e10), not the linear cases' (1e11) in the same profile.
+    assert device.flop_per_s == pytest.approx(sp.TRUE_TIME["prefill.torch"][0], rel=0.1)
+    plain = StepCost.of(MODEL, device)
+    with_parts = StepCost.of(MODEL, dataclasses.replace(device, parts=from_parts(sp.profile(), "f", 1e12).parts))
+    assert plain.time_energy(0, 0, 4, 1024) != with_parts.time_energy(0, 0, 4, 1024)
