@@ -73,7 +73,7 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
         devices: list[tuple[str, serving.DeviceModel]]
         if measured is not None:
             idle = float(measured.table["device_idle_power_w"].median()) * tp
-            base = dataclasses.replace(serving.from_profile(measured, gpu, mem * tp, scale=tp, idle_w=idle), devices=tp)
+            base = dataclasses.replace(_measured_device(measured, gpu, mem * tp, tp, idle), devices=tp)
             devices = [("", base)] + [(f"@{f:g}MHz", d) for f, d in clocked(base, measured)]
         else:
             devices = [("", serving.datasheet(gpu, tp))]
@@ -85,11 +85,24 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
     return out
 
 
+def _measured_device(profile, gpu: str, memory_bytes: float, tp: int, idle_w: float) -> serving.DeviceModel:
+    """The step composed from the profile's measured parts (GEMMs, attention, layer overheads)
+    where it has them, else its attention rooflines alone (said in the method)."""
+    try:
+        return serving.from_parts(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
+    except ValueError:
+        return serving.from_profile(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
+
+
 def clocked(device: serving.DeviceModel, profile) -> list[tuple[float, serving.DeviceModel]]:
     """Rightsizing the SM clock, where the profile has frequency fits for both phases: at clock
     f, compute rate and per-flop energy follow the prefill fit's time and energy relative to the
     highest measured clock, bandwidth and per-byte energy the decode fit's (a model built on
     measured curves, said in the method). Without such fits: no clock choice."""
+    if device.parts is not None:
+        # The composed parts carry their own rates and energies; rescaling each by the clock fits is
+        # not built yet, and scaling only the single roofline would leave the step unchanged.
+        return []
     fits = profile.fits.get("frequency", {})
     phase = {}
     for name, fit in fits.items():
