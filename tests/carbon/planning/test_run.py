@@ -303,7 +303,7 @@ def test_a_verified_plan_is_counted_from_its_simulation_and_reports_per_request_
                                                if carbon.offline_cpu.sum() else 0.0)
     assert carbon.energy_kwh == pytest.approx((gpu_j + cpu_j) * run.inputs.pue / J_PER_KWH)
     # Requests' shares never exceed what the GPUs spent (idle power between steps is nobody's).
-    assert sum(float((h.prefill_j + h.decode_j).sum()) for h in v.hours) <= gpu_j
+    assert sum(float((h.prefill_j + h.decode_j).sum()) for h in v.hours) <= gpu_j * (1 + 1e-12)
     table = accounting.per_request(carbon, run.inputs.intensity.g_per_kwh, run.inputs.pue).set_index("per request")
     assert (table["p50"] <= table["p90"]).all() and (table["p90"] <= table["p99"]).all()
     assert table.loc["total J", "mean"] == pytest.approx(table.loc["prefill J", "mean"] + table.loc["decode J", "mean"])
