@@ -128,8 +128,7 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     # about the path a user's case takes, not about fidelity.
     sweep = ["-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
              "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
-             "measure.lead_in_s=0.01", "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0",
-             f"results_dir={results}"]
+             "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0", f"results_dir={results}"]
     ran = run_cli(*sweep)
     assert ran.code == 0, ran.stderr[-2000:]
     table = pd.read_csv(results / "points.csv")
