@@ -86,6 +86,7 @@ def test_ctrl_c_while_importing_is_one_line_and_exit_130(tmp_path, delay_s):
 
 def test_ctrl_c_in_a_plan_says_it_wrote_nothing(tmp_path):
     import signal
+    import threading
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "bench", "task=plan", f"results_dir={tmp_path}"], cwd=REPO,
@@ -93,7 +94,12 @@ def test_ctrl_c_in_a_plan_says_it_wrote_nothing(tmp_path):
     # Past the imports: Hydra logs the job's launch once everything is imported, and the plan then
     # runs for seconds (its inputs, then the capacity search); a fixed sleep would wait too long
     # on an idle machine and too little on a loaded one.
-    launched = any("#0 : task=plan" in line for line in iter(proc.stdout.readline, ""))
+    watchdog = threading.Timer(120, proc.kill)  # a job that never launches ends the read with EOF
+    watchdog.start()
+    try:
+        launched = any("#0 : task=plan" in line for line in iter(proc.stdout.readline, ""))
+    finally:
+        watchdog.cancel()
     assert launched, proc.communicate(timeout=60)[1][-2000:]
     time.sleep(1.0)  # into the plan's work
     proc.send_signal(signal.SIGINT)
