@@ -12,8 +12,11 @@ import torch
 
 from tests.cli.runner import run_cli
 
+# measure.lead_in_s: the CPU-time meter has no update period to wait out, and these tests are
+# about the paths a run takes, not its fidelity (each point's idle phase and three windows are
+# each a lead-in longer: 0.1 s by default).
 SMALL = ["heads=4", "kv_heads=2", "head_dim=64", "seq_len=32", "context_len=64",
-         "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01"]
+         "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01", "measure.lead_in_s=0.01"]
 CUSTOM = "kernel.target=tests.kernels.custom_case_example:make_case"
 
 
@@ -63,6 +66,28 @@ def test_unwritable_results_dir_fails_before_any_work(tmp_path):
     assert ran.stderr.strip().startswith("bench: invalid results_dir=")
 
 
+def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
+    # Both runs in this process: a start-up of its own adds nothing to what is checked here (the
+    # main job and the kill tests in tests/test_end_to_end.py sweep in processes of their own).
+    sweep = ["-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL]
+    first = run_cli(*sweep)
+    assert first.code == 0, first.stderr[-3000:]
+    files = point_files(tmp_path)
+    assert len(files) == 4
+    lost = files[1]
+    kept = {p.name: p.read_text() for p in files if p != lost}
+    lost.unlink()  # as if the sweep had been killed before this point
+    out = run_cli(*sweep)
+    assert out.code == 0, out.stderr[-3000:]
+    assert (out.stdout + out.stderr).count("already measured") == 3
+    assert "4/4 points (100%), 3 from an earlier run" in out.stderr  # the progress line tells them apart
+    again = point_files(tmp_path)
+    assert [p.name for p in again] == [p.name for p in files]
+    assert all(p.read_text() == kept[p.name] for p in again if p.name in kept)  # not re-measured
+    table = pd.read_csv(tmp_path / "points.csv")
+    assert len(table) == 4 and table["key"].is_unique
+
+
 def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
     from bench.measure.lock import device_lock
 
@@ -101,9 +126,10 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     results = tmp_path / "results"
     # cv_threshold=1: the CPU-time meter of this VM is noisy at 0.05 s windows, and this test is
     # about the path a user's case takes, not about fidelity.
-    ran = run_cli("-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
-                  "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
-                  "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0", f"results_dir={results}")
+    sweep = ["-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
+             "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
+             "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0", f"results_dir={results}"]
+    ran = run_cli(*sweep)
     assert ran.code == 0, ran.stderr[-2000:]
     table = pd.read_csv(results / "points.csv")
     assert len(table) == 3 and set(table["kernel"]) == {"decode.naive_einsum"}
@@ -115,9 +141,7 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     profile = json.loads(next((results / "profile").glob("*.json")).read_text())
     assert any(k.startswith("decode.naive_einsum ") for k in profile["fits"]["batching"]), profile["meta"]
     # A second run of the same sweep measures nothing again (the target is part of the key).
-    again = run_cli("-m", "kernel=custom", CUSTOM, "batch_size=1,2,4", "context_len=64", "heads=4", "kv_heads=2",
-                    "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
-                    "measure.cv_threshold=1.0", "measure.cpu_cv_threshold=1.0", f"results_dir={results}")
+    again = run_cli(*sweep)
     assert (again.stdout + again.stderr).count("already measured") == 3
     rep = run_cli("task=report", f"results={results}", "hardware=users-case", f"report_dir={tmp_path / 'rep'}",
                   f"results_dir={results}")
@@ -129,7 +153,8 @@ def test_a_point_that_fails_does_not_end_the_sweep_and_is_listed_at_the_end(tmp_
     results = tmp_path / "results"
     ran = run_cli("-m", "kernel=custom", "kernel.target=tests.kernels.failing_case:make_case", "batch_size=1,2,3",
                   "context_len=64", "heads=4", "kv_heads=2", "head_dim=32", "measure.trials=2",
-                  "measure.min_window_s=0.02", "measure.warmup_s=0", "measure.cpu_cv_threshold=1.0",
+                  "measure.min_window_s=0.02", "measure.warmup_s=0", "measure.lead_in_s=0.01",
+                  "measure.cpu_cv_threshold=1.0",
                   "hydra.sweeper.order=grid", f"results_dir={results}")
     assert ran.code == 3, ran.stderr[-2000:]
     assert sorted(pd.read_csv(results / "points.csv")["batch_size"]) == [1, 3]  # the point after it ran
