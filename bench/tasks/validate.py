@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 from bench.carbon.validation import report
 from bench.common.files import atomic_write_text
 
+ASSUMPTIONS = ("prompt_mean_tokens", "prompt_sigma", "max_output_tokens", "max_num_batched_tokens",
+               "gpu_memory_utilization", "num_requests", "seed")
+
 if TYPE_CHECKING:
     from bench.cli.schema import BenchConf
 
@@ -24,9 +27,7 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
     atomic_write_text(out / "validate.md", text)
     if v.calibration is not None:
         about = {"measurements": v.source, "model": conf.model,
-                 "assumptions": {k: getattr(conf, k) for k in ("prompt_mean_tokens", "prompt_sigma", "max_output_tokens",
-                                                               "max_num_batched_tokens", "gpu_memory_utilization",
-                                                               "num_requests", "seed")}}
+                 "assumptions": {k: getattr(conf, k) for k in ASSUMPTIONS}}
         atomic_write_text(out / f"calibration_{conf.gpu}_{v.calibration.source}.json",
                           json.dumps(v.calibration.to_json(about), indent=1) + "\n")
     print(text)
@@ -34,4 +35,5 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
     t = v.table
     return {"validate_worst_energy_rel_error": float(t.energy_rel_error.abs().max()),
             "validate_worst_p90_itl_rel_error": float(t.p90_itl_rel_error.abs().max()),
-            "validate_same_choice": report.choice(t, conf.itl_slo_s, "measured") == report.choice(t, conf.itl_slo_s, "predicted")}
+            "validate_same_choice": (report.choice(t, conf.itl_slo_s, "measured")
+                                     == report.choice(t, conf.itl_slo_s, "predicted"))}
