@@ -101,7 +101,8 @@ def transfer(params: dict, source_gpu: str, gpu: str) -> dict:
     src, dst = embodied.gpus().loc[source_gpu], embodied.gpus().loc[gpu]
     tdp = float(dst.tdp_w) / float(src.tdp_w)
     return {**params, "p_static_w": params["p_static_w"] * tdp,
-            "e_flop_pj": params["e_flop_pj"] * tdp * float(src.peak_bf16_tflop_per_s) / float(dst.peak_bf16_tflop_per_s),
+            "e_flop_pj": (params["e_flop_pj"] * tdp * float(src.peak_bf16_tflop_per_s)
+                          / float(dst.peak_bf16_tflop_per_s)),
             "e_byte_pj": params["e_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s),
             "e_kv_byte_pj": params["e_kv_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s)}
 

@@ -2,8 +2,9 @@
 
 Six parameters per GPU type (`serving.device.PHYSICAL`), none per LLM: the per-step overhead (s),
 the share of peak HBM bandwidth attention's KV-cache reads achieve, static power while busy (W), and
-energy per flop, per weight byte streamed and per KV-cache byte read (pJ). Fixed, not fitted: the achievable flop and weight-streaming
-fractions measured by this project (`data/ceilings.csv`) and the TDP as power cap. The fit
+energy per flop, per weight byte streamed and per KV-cache byte read (pJ). Fixed, not fitted: the
+achievable flop and weight-streaming fractions measured by this project (`data/ceilings.csv`) and
+the TDP as power cap. The fit
 (`scipy.optimize.least_squares`, bounded) minimises the log ratios of predicted to measured energy
 per output token and p90 inter-token latency, and of average power where the file has it (power
 and latency pin down how energy splits into time and watts), over the replayed schedules. It
@@ -27,7 +28,8 @@ X0 = {"overhead_s": 2e-3, "kv_bw_fraction": 0.55, "p_static_w": 250.0, "e_flop_p
       "e_kv_byte_pj": 100.0}
 SCALE = {"overhead_s": 1e-3, "kv_bw_fraction": 0.1, "p_static_w": 100.0, "e_flop_pj": 1.0, "e_byte_pj": 30.0,
          "e_kv_byte_pj": 30.0}
-LOW = {"overhead_s": 0.0, "kv_bw_fraction": 0.05, "p_static_w": 0.0, "e_flop_pj": 0.0, "e_byte_pj": 0.0, "e_kv_byte_pj": 0.0}
+LOW = {"overhead_s": 0.0, "kv_bw_fraction": 0.05, "p_static_w": 0.0, "e_flop_pj": 0.0, "e_byte_pj": 0.0,
+       "e_kv_byte_pj": 0.0}
 
 
 def high(gpu: str) -> dict:

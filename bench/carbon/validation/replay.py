@@ -82,7 +82,8 @@ def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf) -> float:
     return conf.gpu_memory_utilization * float(embodied.gpus().loc[gpu, "memory_gb"]) * GIB * tp
 
 
-def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf) -> tuple[np.ndarray, np.ndarray]:
+def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Prompt and output tokens of the queued requests (the same draws for every configuration)."""
     rng = np.random.default_rng(conf.seed)
     mu = math.log(conf.prompt_mean_tokens) - conf.prompt_sigma ** 2 / 2

@@ -93,8 +93,9 @@ def slo_lines(t: pd.DataFrame, slos_s: list[float]) -> list[str]:
     for slo in slos_s:
         m, p = choice(t, slo, "measured"), choice(t, slo, "predicted")
         verdict = "same" if m == p else "differs"
-        out.append(f"- p90 ITL <= {slo * 1e3:g} ms: least energy per token at max batch {m if m is not None else 'none'} "
-                   f"(measured), {p if p is not None else 'none'} (predicted): {verdict}")
+        m_s, p_s = ("none" if x is None else x for x in (m, p))
+        out.append(f"- p90 ITL <= {slo * 1e3:g} ms: least energy per token at max batch {m_s} (measured), "
+                   f"{p_s} (predicted): {verdict}")
     return out
 
 
@@ -173,7 +174,7 @@ def plan_section(path: str | None, model: str, gpus: list[str], slo_s: float, me
         named = ", ".join(map(str, rows.get("gpu_model", pd.Series(["?"])).unique()))
         return lines + [f"- {path}: its GPU ({named}) is not one of the plan's GPU types {gpus}; not validated", ""]
     if gpu in measured:
-        return lines + [f"- {gpu}: the plan used a measured profile, not the datasheet model this file would validate", ""]
+        return lines + [f"- {gpu}: the plan used a measured profile, not the datasheet model this file validates", ""]
     v = validate(ValidateConf(measurements=path, model=model, gpu=gpu))
     body = markdown(v, [slo_s]).split("\n", 2)[2]  # without the title
     return lines + body.splitlines() + [""]
