@@ -17,6 +17,7 @@ from omegaconf import OmegaConf, open_dict
 from bench.carbon.inputs.grid import GridConf
 from bench.carbon.inputs.workload import WorkloadConf
 from bench.carbon.planning.pillars import Pillars
+from bench.carbon.validation.measurements import ValidateConf
 from bench.measure.clocks import GpuConf
 from bench.measure.codecarbon_span import CodecarbonConf
 from bench.measure.lock import LockConf
@@ -67,6 +68,9 @@ class PlanConf:
     electricity_usd_per_kwh: float = 0.10
     pillars: Pillars = field(default_factory=Pillars)
     report_dir: Optional[str] = None  # default: results_dir/plan
+    # A measurement file (ML.ENERGY v3 format) to validate the plan's device model of the GPU type it
+    # measured against, shown in the plan report (null: no validation section).
+    validation_measurements: Optional[str] = None
 
 
 @dataclass
@@ -110,6 +114,7 @@ class BenchConf:
     grid: GridConf = field(default_factory=GridConf)
     workload: WorkloadConf = field(default_factory=WorkloadConf)
     plan: PlanConf = field(default_factory=PlanConf)
+    validate: ValidateConf = field(default_factory=ValidateConf)
     measure: Protocol = field(default_factory=Protocol)
     meter: MeterConf = field(default_factory=MeterConf)
 

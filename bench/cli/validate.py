@@ -87,6 +87,8 @@ def validate(cfg: BenchConf) -> None:
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
     if cfg.task == "plan":
         validate_plan(cfg)
+    if cfg.task == "validate":
+        validate_validation(cfg)
     if cfg.hardware is not None and not cfg.hardware.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("hardware", cfg.hardware, "must be a plain name (letters, digits, - and _)")
     _choice("device", cfg.device, DEVICES)
@@ -189,7 +191,12 @@ def _check_interpreter_work(cfg: BenchConf, case: Case) -> None:
 
 def _check_clocks_supported(cfg: BenchConf) -> None:
     """Ask NVML which clocks this GPU supports, so a bad value fails before any job runs."""
-    from bench.measure.clocks import ClockRequest, UnsupportedClock, check_supported, supported_clocks_mhz
+    from bench.measure.clocks import (
+        ClockRequest,
+        UnsupportedClock,
+        check_supported,
+        supported_clocks_mhz,
+    )
     from bench.measure.meters import open_nvml
 
     nvml, handle, _ = open_nvml(resolve_device(cfg.device))
@@ -249,6 +256,8 @@ def validate_plan(cfg: BenchConf) -> None:
         if p.cpu_profile not in available(cfg.profiles_dir):
             raise ConfigError("plan.cpu_profile", p.cpu_profile, f"no such profile in {cfg.profiles_dir} (available: "
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
+    if p.validation_measurements is not None:
+        _measurements("plan.validation_measurements", p.validation_measurements)
     w = cfg.workload
     _at_least("workload.deadline_h", w.deadline_h, 1)
     _choice("workload.time_unit", w.time_unit, tuple(workload.TIME_UNITS_S))
@@ -261,3 +270,49 @@ def validate_plan(cfg: BenchConf) -> None:
         grid.from_config(cfg.grid, p.hours)
     except grid.GridError as err:
         raise ConfigError("grid", cfg.grid.source, str(err)) from None
+
+
+def _measurements(name: str, path: Any):
+    from bench.carbon.validation import measurements
+
+    try:
+        return measurements.read(path)
+    except measurements.MeasurementsError as err:
+        raise ConfigError(name, path, str(err)) from None
+
+
+def validate_validation(cfg: BenchConf) -> None:
+    """task=validate inputs, the measurement file read here so a bad one fails before any work."""
+    from bench.carbon import serving
+    from bench.carbon.inputs import embodied
+    from bench.carbon.validation.replay import serving_memory_bytes
+
+    v = cfg.validate
+    if v.measurements is None:
+        raise ConfigError("validate.measurements", None, "required: a csv in the ML.ENERGY v3 format")
+    rows = _measurements("validate.measurements", v.measurements)
+    if v.model not in serving.PRESETS:
+        raise ConfigError("validate.model", v.model, f"choose one of {', '.join(serving.PRESETS)}")
+    if v.gpu not in embodied.gpus().index:
+        raise ConfigError("validate.gpu", v.gpu, f"choose one of {', '.join(embodied.gpus().index)}")
+    for name, value in [("itl_slo_s", v.itl_slo_s)] + [("extra_itl_slos_s", x) for x in v.extra_itl_slos_s]:
+        if value is None or not math.isfinite(value) or not value > 0:
+            raise ConfigError(f"validate.{name}", value, "must be > 0 seconds (finite)")
+    _choice("validate.calibration", v.calibration, ("auto", "refit", "none"))
+    if not (math.isfinite(v.prompt_mean_tokens) and v.prompt_mean_tokens >= 1):
+        raise ConfigError("validate.prompt_mean_tokens", v.prompt_mean_tokens, "must be >= 1 token (finite)")
+    if not (math.isfinite(v.prompt_sigma) and v.prompt_sigma >= 0):
+        raise ConfigError("validate.prompt_sigma", v.prompt_sigma, "must be >= 0 (the log-sd of prompt lengths)")
+    _at_least("validate.max_output_tokens", v.max_output_tokens, 1)
+    _at_least("validate.max_num_batched_tokens", v.max_num_batched_tokens, 1)
+    _at_least("validate.num_requests", v.num_requests, 0)
+    if not 0 < v.gpu_memory_utilization <= 1:
+        raise ConfigError("validate.gpu_memory_utilization", v.gpu_memory_utilization, "must be in (0, 1]")
+    model = serving.PRESETS[v.model]
+    for tp in sorted({int(t) for t in rows["num_gpus"]}):
+        if model.weight_bytes >= serving_memory_bytes(v.gpu, tp, v):
+            raise ConfigError("validate.model", v.model, f"weights ({model.weight_bytes / 1e9:.0f} GB) do not fit in "
+                              f"{tp} x {v.gpu} at gpu_memory_utilization {v.gpu_memory_utilization:g} (num_gpus {tp} "
+                              "in the file)")
+    if v.calibration == "refit" and rows["num_gpus"].nunique() > 1:
+        raise ConfigError("validate.calibration", "refit", "needs one num_gpus throughout the file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from bench.tasks import fit, measure, plan, report
+from bench.tasks import fit, measure, plan, report, validate
 
 TASKS: dict[str, Callable[[Any], Any]] = {"measure": measure.run, "fit": fit.run, "report": report.run,
-                                          "plan": plan.run}
+                                          "plan": plan.run, "validate": validate.run}

@@ -11,6 +11,7 @@ from bench.carbon.planning import report as plan_report
 from bench.carbon.planning import run as plan
 from bench.carbon.planning.pillars import Pillars
 from bench.carbon.serving.simulate import Slo
+from bench.carbon.validation import report as validation_report
 from bench.common.files import atomic_write_text
 from bench.profile import store
 from bench.profile.build import Profile
@@ -54,6 +55,10 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
     out = Path(cfg.plan.report_dir or Path(cfg.results_dir) / "plan")
     pngs = plan_report.plots(result, out)
     text = plan_report.markdown(result, [p.name for p in pngs])
+    section = validation_report.plan_section(cfg.plan.validation_measurements, cfg.plan.model, list(cfg.plan.gpus),
+                                             cfg.validate.itl_slo_s, measured=list(result.inputs.gpu_profiles))
+    if section:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
     atomic_write_text(out / "plans.csv", plan_report.plans_csv(result).to_csv(index=False))
     atomic_write_text(out / "plan.md", text)
     print(text)

@@ -1,14 +1,28 @@
 """Device models: the time and energy of flops and bytes on one serving replica.
 
 From a measured profile (its time and energy rooflines) or, for hardware no one here has
-measured, from a datasheet (`model:datasheet`: peak rate and bandwidth, and the Splitwise H100
-power model, idle 75 W / prefill 700 W / decode 380 W, scaled to the part's TDP and idle power).
-A datasheet model runs at peak rates: it is optimistic, and labelled.
+measured, from a datasheet. `datasheet()` gives the calibrated datasheet model: the datasheet's
+peak rate and bandwidth times the achievable fractions this project measured (`data/ceilings.csv`),
+the board's TDP as a power cap, and six physical parameters (per-step overhead, the share of
+peak bandwidth attention's KV-cache reads achieve, static power while busy, energy per flop, per
+weight byte and per KV byte) calibrated against measured servers (`data/calibration_<gpu>_<source>.json`, made by
+`bench.carbon.validation.calibrate`), labelled `model:datasheet+calibrated:<source>`. A GPU
+without its own calibration takes the reference GPU's (`transfer`): the same KV-bandwidth share
+and overhead, its own measured ceilings where the project has them (else the reference's), static
+power and per-flop / per-byte energies scaled so power at full rate scales with TDP; said in the
+label. `datasheet(..., calibrated=False)` is the old optimistic model (`model:datasheet`: peak
+rates, no overhead, the Splitwise H100 power model, idle 75 W / prefill 700 W / decode 380 W,
+scaled to the part's TDP and idle power).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
 from dataclasses import dataclass
+
+import pandas as pd
 
 from bench.carbon.inputs import embodied
 from bench.carbon.serving.composed import StepParts, parts_from_profile
@@ -34,9 +48,84 @@ class DeviceModel:
     memory_bytes: float
     devices: int = 1  # GPUs in the replica (tensor parallel)
     parts: StepParts | None = None  # a step composed from measured parts (`from_parts`); None: the roofline above
+    # Attention's KV-cache read bandwidth: when set, a step times its linear layers and attention apart
+    # (`step.split_step_s`); 0 keeps one roofline over all of a step's flops and bytes.
+    kv_bytes_per_s: float = 0.0
+    power_cap_w: float = math.inf  # board power limit of the replica; a step that would draw more runs slower
+    e_kv_byte_j: float = 0.0  # energy per KV-cache byte read, where it differs from e_byte_j (0: the same)
 
 
-def datasheet(gpu: str, tp: int = 1) -> DeviceModel:
+REFERENCE_GPU = "h100_sxm"  # the GPU whose calibration others take by transfer
+# What a calibration fits: per-step overhead, attention's share of peak bandwidth, static power while busy,
+# energy per flop, per weight byte streamed and per KV-cache byte read.
+PHYSICAL = ("overhead_s", "kv_bw_fraction", "p_static_w", "e_flop_pj", "e_byte_pj", "e_kv_byte_pj")
+
+
+@functools.cache
+def ceilings() -> pd.DataFrame:
+    """Achievable fractions of datasheet peak measured by this project, per GPU type, with sources."""
+    return pd.read_csv(embodied.DATA / "ceilings.csv").set_index("gpu")
+
+
+@functools.cache
+def calibration(gpu: str) -> dict | None:
+    """The committed calibration of a GPU type (`data/calibration_<gpu>_<source>.json`), or None."""
+    found = sorted(embodied.DATA.glob(f"calibration_{gpu}_*.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def fractions(gpu: str) -> tuple[float, float, str] | None:
+    """(flop, bandwidth) fractions of peak measured on this GPU type and their source, or None."""
+    table = ceilings()
+    if gpu not in table.index:
+        return None
+    row = table.loc[gpu]
+    return float(row.flop_fraction), float(row.bw_fraction), str(row.source)
+
+
+def physical(gpu: str, params: dict, flop_fraction: float, bw_fraction: float, method: str, tp: int = 1
+             ) -> DeviceModel:
+    """A device model from a datasheet row, achievable fractions and the physical parameters (`PHYSICAL`)."""
+    row = embodied.gpus().loc[gpu]
+    peak, bw = float(row.peak_bf16_tflop_per_s) * 1e12, float(row.memory_gb_per_s) * 1e9
+    if not params["p_static_w"] < float(row.tdp_w):
+        raise ValueError(f"{gpu}: static power {params['p_static_w']} W must be below the TDP {row.tdp_w} W")
+    return DeviceModel(
+        name=gpu, method=method, flop_per_s=peak * flop_fraction * tp, bytes_per_s=bw * bw_fraction * tp,
+        overhead_s=params["overhead_s"], e_flop_j=params["e_flop_pj"] * 1e-12, e_byte_j=params["e_byte_pj"] * 1e-12,
+        p0_w=params["p_static_w"] * tp, idle_w=float(row.idle_w) * tp, memory_bytes=float(row.memory_gb) * 1e9 * tp,
+        devices=tp, kv_bytes_per_s=bw * params["kv_bw_fraction"] * tp, power_cap_w=float(row.tdp_w) * tp,
+        e_kv_byte_j=params["e_kv_byte_pj"] * 1e-12)
+
+
+def transfer(params: dict, source_gpu: str, gpu: str) -> dict:
+    """A calibration carried to another GPU type: overhead and KV-bandwidth share kept; static power
+    scaled by TDP, energy per flop and per byte so that power at full rate scales by TDP too."""
+    src, dst = embodied.gpus().loc[source_gpu], embodied.gpus().loc[gpu]
+    tdp = float(dst.tdp_w) / float(src.tdp_w)
+    return {**params, "p_static_w": params["p_static_w"] * tdp,
+            "e_flop_pj": (params["e_flop_pj"] * tdp * float(src.peak_bf16_tflop_per_s)
+                          / float(dst.peak_bf16_tflop_per_s)),
+            "e_byte_pj": params["e_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s),
+            "e_kv_byte_pj": params["e_kv_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s)}
+
+
+def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
+    """The calibrated datasheet model of `tp` GPUs of a type (module docstring); without a calibration
+    anywhere, or with `calibrated=False`, the peak-rate `model:datasheet`."""
+    own, ref = calibration(gpu), calibration(REFERENCE_GPU)
+    if calibrated and (own or ref):
+        cal = own or ref
+        fixed = cal["fixed"]
+        if own:
+            return physical(gpu, cal["params"], fixed["flop_fraction"], fixed["bw_fraction"],
+                            f"model:datasheet+calibrated:{cal['source']}", tp)
+        measured = fractions(gpu)
+        flop_fraction, bw_fraction = measured[:2] if measured else (fixed["flop_fraction"], fixed["bw_fraction"])
+        method = (f"model:datasheet+calibrated:{cal['source']} (transfer from {REFERENCE_GPU}: its KV-bandwidth share "
+                  f"and per-step overhead, {'this GPU' if measured else 'its'} measured achievable fractions, "
+                  "static power and per-op energies scaled by TDP)")
+        return physical(gpu, transfer(cal["params"], REFERENCE_GPU, gpu), flop_fraction, bw_fraction, method, tp)
     row = embodied.gpus().loc[gpu]
     rate, bw = float(row.peak_bf16_tflop_per_s) * 1e12 * tp, float(row.memory_gb_per_s) * 1e9 * tp
     dyn_w = (float(row.tdp_w) - float(row.idle_w)) * tp

@@ -5,11 +5,16 @@ work is counted from the architecture (linear layers: 2 flops per weight per tok
 once per step; attention: 4 x heads x head_dim flops per query-key pair, the KV cache read once);
 time = max(flops / rate, bytes / bandwidth) + overhead, energy = e_flop x flops + e_byte x bytes
 + P_0 x time (the energy roofline of `bench.profile.curves`). A device model with measured parts
-(`DeviceModel.parts`, `device.from_parts`) composes the step from them instead (`composed.py`).
+(`DeviceModel.parts`, `device.from_parts`) composes the step from them instead (`composed.py`). A
+device with a KV-cache bandwidth of its own (`DeviceModel.kv_bytes_per_s`, the calibrated datasheet
+models) times the linear layers and attention apart (`split_step_s`); a device with a power cap
+stretches a step that would draw more than the cap.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from bench.carbon.serving.composed import ComposedStep
 from bench.carbon.serving.device import DeviceModel
@@ -38,6 +43,7 @@ class StepCost:
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
                     ) -> tuple[float, float]:
+        """(seconds, joules) of one step; floats, or numpy arrays of many steps (not for a composed step)."""
         if self.composed is not None:
             return self.composed.time_energy(new_tokens, prefill_pairs, decode_tokens, context_tokens)
         d = self.device
@@ -45,5 +51,35 @@ class StepCost:
                  + self.flop_per_context_token * context_tokens)
         nbytes = (self.bytes_per_step + self.bytes_per_context_token * context_tokens
                   + self.bytes_per_new_token * (new_tokens + decode_tokens))
-        t = max(flops / d.flop_per_s, nbytes / d.bytes_per_s) + d.overhead_s
-        return t, d.e_flop_j * flops + d.e_byte_j * nbytes + d.p0_w * t
+        if d.kv_bytes_per_s:
+            t = split_step_s(self, new_tokens + decode_tokens, prefill_pairs, context_tokens) + d.overhead_s
+        else:
+            t = _max(flops / d.flop_per_s, nbytes / d.bytes_per_s) + d.overhead_s
+        dynamic_j = d.e_flop_j * flops + d.e_byte_j * nbytes
+        if d.e_kv_byte_j:  # KV-cache reads cost their own energy per byte
+            dynamic_j = dynamic_j + (d.e_kv_byte_j - d.e_byte_j) * self.bytes_per_context_token * context_tokens
+        # At the board's power limit the clocks drop and the step takes as long as the limit allows (no cap: 0 s).
+        t = _max(t, dynamic_j / (d.power_cap_w - d.p0_w))
+        return t, dynamic_j + d.p0_w * t
+
+
+def split_step_s(cost: StepCost, tokens: float, prefill_pairs: float, context_tokens: float) -> float:
+    """A step's busy time when the linear layers and attention run one after the other: the linear
+    layers take their flops at the flop rate plus their weights at the streaming bandwidth (at serving
+    batch sizes the GEMMs sit near the ridge point, where neither bound alone holds; the sum is the
+    no-overlap bound, and what the ML.ENERGY H100 servers fit best), attention the larger of its flops
+    at the flop rate and its KV-cache reads at the bandwidth they achieve (`DeviceModel.kv_bytes_per_s`).
+    Works on numpy arrays too."""
+    d = cost.device
+    linear = (cost.flop_per_token * tokens / d.flop_per_s
+              + (cost.bytes_per_step + cost.bytes_per_new_token * tokens) / d.bytes_per_s)
+    attention = _max((cost.flop_per_prefill_pair * prefill_pairs + cost.flop_per_context_token * context_tokens)
+                     / d.flop_per_s, cost.bytes_per_context_token * context_tokens / d.kv_bytes_per_s)
+    return linear + attention
+
+
+def _max(a, b):
+    """max of two floats, or elementwise of arrays (`time_energy` takes either)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.maximum(a, b)
+    return max(a, b)

@@ -225,7 +225,7 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     assert list(found) == ["h100_sxm"]
     cands = plan.candidates(dataclasses.replace(inputs(), gpu_profiles=found))
     methods = {c.hardware: c.device.method for c in cands}
-    assert methods["h100_sxm"].startswith("profile:h100-test") and methods["l4"] == "model:datasheet"
+    assert methods["h100_sxm"].startswith("profile:h100-test") and methods["l4"].startswith("model:datasheet")
     assert next(c for c in cands if c.hardware == "h100_sxm").device.idle_w == pytest.approx(72.0)
     # The report names the profile in use, and for the GPU without one, the profile it would need.
     from bench.carbon.planning.report import device_model_lines

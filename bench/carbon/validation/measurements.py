@@ -1,0 +1,81 @@
+"""Measured LLM servers in the ML.ENERGY Benchmark v3 leaderboard format: one row per `max_num_seqs`
+of one model on one GPU type, all requests queued at once (see `bench/carbon/data/SOURCES.md` for what
+each column counts). What a replay needs that the file does not say is in `ValidateConf`, each
+assumption a config value with its reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import pandas as pd
+
+REQUIRED = ("max_num_seqs", "avg_batch_size", "avg_output_len", "energy_per_token_j", "p90_itl_ms")
+OPTIONAL = ("num_gpus", "avg_power_w", "output_tokens_per_s", "median_itl_ms", "model_id", "gpu_model")
+
+
+@dataclass
+class ValidateConf:
+    """`validate.*`: the measurements, what to replay them with, and the workload assumptions."""
+
+    measurements: Optional[str] = None  # csv in the ML.ENERGY v3 format (required for task=validate)
+    model: Optional[str] = None  # a serving preset (bench.carbon.serving.PRESETS)
+    gpu: Optional[str] = None  # a GPU type of the catalogue (bench/carbon/data/gpus.csv)
+    itl_slo_s: float = 0.05  # p90 inter-token latency SLO for the max-batch choice
+    extra_itl_slos_s: List[float] = field(default_factory=lambda: [0.03, 0.1])  # more SLO lines
+    # auto: the GPU's committed calibration (or its transfer from one), else the datasheet with measured
+    # ceilings; refit: calibrate on this file (in-sample, said so, with a leave-one-out check); none: the
+    # plain peak-rate datasheet model (the old baseline).
+    calibration: str = "auto"
+    # Prompt lengths are not in the file. lm-arena-chat prompts are LMArena conversations with every
+    # earlier turn (user and assistant) concatenated: most are one short turn, a minority carry earlier
+    # answers. LMSYS-Chat-1M (Zheng et al. 2024) reports 69.5 tokens per user turn and 214.5 per answer;
+    # with ~1.3 turns per conversation and the chat template that gives a mean near 250 tokens,
+    # heavy-tailed: lognormal with this mean and log-sd.
+    prompt_mean_tokens: float = 250.0
+    prompt_sigma: float = 1.2
+    # Outputs: exponential with the row's avg_output_len (ML.ENERGY's published histograms fall off
+    # roughly so), cut at the benchmark's --max-output-tokens 4096.
+    max_output_tokens: int = 4096
+    max_num_batched_tokens: int = 8192  # vLLM's per-step token budget in those runs
+    gpu_memory_utilization: float = 0.9  # vLLM's default share of GPU memory (weights + KV cache)
+    # Requests per run; 0: ML.ENERGY v3's sweep for Llama-3.1-8B on H100, 1024 x (1 up to max_num_seqs
+    # 192, 2 up to 512, 3 above).
+    num_requests: int = 0
+    seed: int = 0
+    out_dir: Optional[str] = None  # default: results_dir/validate
+
+
+class MeasurementsError(ValueError):
+    """A measurement file that cannot be used; the message names what is wrong."""
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """The rows sorted by max_num_seqs; refuses a missing file, missing columns or bad values."""
+    p = Path(path)
+    if not p.is_file():
+        raise MeasurementsError(f"no such file {p}")
+    try:
+        df = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise MeasurementsError(f"{p} is not a readable csv ({err})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise MeasurementsError(f"{p} lacks column(s) {', '.join(missing)} (needs {', '.join(REQUIRED)})")
+    if df.empty:
+        raise MeasurementsError(f"{p} has no rows")
+    numeric = df[list(REQUIRED)].apply(pd.to_numeric, errors="coerce")
+    bad = [c for c in REQUIRED if not (numeric[c] > 0).all()]
+    if bad:
+        raise MeasurementsError(f"{p}: column(s) {', '.join(bad)} must be positive numbers in every row")
+    df = df.copy()
+    df[list(REQUIRED)] = numeric
+    df["max_num_seqs"] = df["max_num_seqs"].astype(int)
+    if "num_gpus" not in df.columns:
+        df["num_gpus"] = 1
+    return df.sort_values("max_num_seqs").reset_index(drop=True)
+
+
+def default_requests(max_num_seqs: int) -> int:
+    """ML.ENERGY v3's request count for a sweep point (its Llama-3.1-8B H100 sweeps.yaml)."""
+    return 1024 * (1 if max_num_seqs <= 192 else 2 if max_num_seqs <= 512 else 3)

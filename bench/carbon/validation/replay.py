@@ -1,0 +1,147 @@
+"""A measured configuration replayed in the serving simulator, as ML.ENERGY ran it: a backlog of
+requests all queued at once, `max_num_seqs` running at most, a per-step token budget, vLLM's share of
+GPU memory for weights and KV cache (paged, with preemption by recompute when it is full).
+
+With every request queued at time 0, what the simulator schedules in each step (which requests run,
+their context, which prompts are prefilled, which are preempted) depends on the batch cap, the budget
+and the memory, never on how fast a step runs. So a replay records the schedule once per
+configuration (`schedule`), and any device model's time and energy of every step follow from it in
+one vectorised call of `StepCost.time_energy` (`predict`): the calibration evaluates thousands of
+device models over the same schedules in seconds.
+
+What is compared is what ML.ENERGY measured (`bench/carbon/data/SOURCES.md`): GPU energy over the
+steady-state window (from the moment `max_num_seqs` requests have their first token to the moment all
+but `max_num_seqs + 1` have finished, prefills admitted in it included) per output token in it; the
+time-weighted mean of running requests in it; and inter-token gaps pooled over all tokens of all
+requests of the whole run (ramp-up and drain included, as their client records them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.carbon.inputs import embodied
+from bench.carbon.serving.device import DeviceModel
+from bench.carbon.serving.models import ModelSpec
+from bench.carbon.serving.simulate import simulate
+from bench.carbon.serving.step import StepCost
+from bench.carbon.validation.measurements import ValidateConf, default_requests
+
+PAGE_TOKENS = 16  # vLLM's default KV block size
+GIB = 2.0 ** 30  # datasheet "GB" of HBM are GiB: nvidia-smi shows 81,559 MiB on an H100 80GB
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What ran in each step of one replayed configuration (independent of the device's speed)."""
+
+    max_num_seqs: int
+    requests: int
+    new_tokens: np.ndarray  # prompt tokens prefilled per step
+    prefill_pairs: np.ndarray
+    decode_tokens: np.ndarray
+    context_tokens: np.ndarray
+    tokens: np.ndarray  # output tokens produced per step (running requests, newly admitted ones included)
+    gap_from: np.ndarray  # step indices of consecutive tokens of one request: each is one inter-token gap
+    gap_to: np.ndarray
+    window: tuple[int, int]  # steps [first, last) of the steady-state window
+    preemptions: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    energy_per_token_j: float  # GPU energy per output token over the steady-state window
+    p90_itl_s: float
+    median_itl_s: float
+    avg_batch: float
+    power_w: float
+    tokens_per_s: float
+
+
+class _Recorder:
+    """Stands in for a StepCost in the simulator and records each step's work."""
+
+    def __init__(self, cost: StepCost):
+        self.device = cost.device
+        self.bytes_per_step = cost.bytes_per_step
+        self.bytes_per_context_token = cost.bytes_per_context_token
+        self.steps: list[tuple[float, float, float, float]] = []
+
+    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
+                    ) -> tuple[float, float]:
+        self.steps.append((new_tokens, prefill_pairs, decode_tokens, context_tokens))
+        return 1e-3, 1.0  # any positive time: the schedule does not depend on it
+
+
+def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf) -> float:
+    """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' HBM."""
+    return conf.gpu_memory_utilization * float(embodied.gpus().loc[gpu, "memory_gb"]) * GIB * tp
+
+
+def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output tokens of the queued requests (the same draws for every configuration)."""
+    rng = np.random.default_rng(conf.seed)
+    mu = math.log(conf.prompt_mean_tokens) - conf.prompt_sigma ** 2 / 2
+    prompt = np.clip(np.rint(rng.lognormal(mu, conf.prompt_sigma, requests)), 1, model.context_tokens // 2)
+    output = np.clip(np.rint(rng.exponential(avg_output_len, requests)), 1, conf.max_output_tokens)
+    output = np.minimum(output, model.context_tokens - prompt)
+    return prompt.astype(int), output.astype(int)
+
+
+def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: ValidateConf) -> Schedule:
+    """Replay one measured row (its max_num_seqs and avg_output_len) and record what each step ran."""
+    b = int(row["max_num_seqs"])
+    n = conf.num_requests or default_requests(b)
+    prompt, output = backlog(model, float(row["avg_output_len"]), n, conf)
+    rec = _Recorder(StepCost.of(model, device))
+    # vLLM's budget counts decode tokens too: up to max_num_seqs of it go to decodes.
+    budget = max(1, conf.max_num_batched_tokens - b)
+    res = simulate(np.zeros(n), prompt, output, rec, b, max_prefill_tokens=budget, page_tokens=PAGE_TOKENS)  # type: ignore[arg-type]
+    steps = np.array(rec.steps, dtype=float).reshape(-1, 4)
+    request, first, last = res.segments.T
+    lengths = last - first + 1
+    starts = np.repeat(first - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
+    token_step = np.arange(lengths.sum()) + starts
+    token_request = np.repeat(request, lengths)
+    order = np.lexsort((token_step, token_request))
+    token_step, token_request = token_step[order], token_request[order]
+    same = token_request[1:] == token_request[:-1]
+    first_token = np.full(n, np.iinfo(int).max)
+    np.minimum.at(first_token, token_request, token_step)
+    finished = np.zeros(n, int)
+    np.maximum.at(finished, token_request, token_step)
+    k0 = int(np.sort(first_token)[min(b, n) - 1])
+    k1 = int(np.sort(finished)[max(n - b - 1, 0) - 1]) if n - b - 1 > 0 else len(steps) - 1
+    if k1 <= k0:  # too few requests for a steady state: the whole run
+        k0, k1 = -1, len(steps) - 1
+    return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3],
+                    np.bincount(token_step, minlength=len(steps)).astype(float),
+                    token_step[:-1][same], token_step[1:][same], (k0 + 1, k1 + 1), res.preemptions)
+
+
+def predict(s: Schedule, cost: StepCost) -> Prediction:
+    """The measured quantities as `cost`'s device model predicts them on schedule `s`."""
+    t, e = cost.time_energy(s.new_tokens, s.prefill_pairs, s.decode_tokens, s.context_tokens)
+    t, e = np.broadcast_to(t, s.tokens.shape), np.broadcast_to(e, s.tokens.shape)
+    end = np.cumsum(t)
+    gaps = end[s.gap_to] - end[s.gap_from]
+    a, b = s.window
+    dur, energy, tokens = t[a:b].sum(), e[a:b].sum(), s.tokens[a:b].sum()
+    return Prediction(float(energy / tokens), float(np.percentile(gaps, 90)), float(np.median(gaps)),
+                      float((s.tokens[a:b] * t[a:b]).sum() / dur), float(energy / dur), float(tokens / dur))
+
+
+def replay_device(device: DeviceModel, gpu: str, conf: ValidateConf) -> DeviceModel:
+    """`device` with the memory vLLM would give it."""
+    return dataclasses.replace(device, memory_bytes=serving_memory_bytes(gpu, device.devices, conf))
+
+
+def schedules(model: ModelSpec, device: DeviceModel, gpu: str, rows: pd.DataFrame, conf: ValidateConf
+              ) -> list[Schedule]:
+    d = replay_device(device, gpu, conf)
+    return [schedule(model, d, row, conf) for _, row in rows.iterrows()]

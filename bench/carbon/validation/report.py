@@ -1,0 +1,181 @@
+"""A device model held against a measurement file: the per-configuration table, its markdown, a plot,
+and per SLO the max batch with the least energy per token that meets the p90 ITL SLO, as measured and
+as predicted. Measured and predicted figures stay in their own columns, never combined."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.carbon import serving
+from bench.carbon.inputs import embodied
+from bench.carbon.validation import calibrate, measurements, replay
+from bench.carbon.validation.measurements import ValidateConf
+from bench.common.markdown import table as table_md
+
+COLUMNS = ("max_num_seqs", "measured_energy_per_token_j", "predicted_energy_per_token_j", "measured_p90_itl_s",
+           "predicted_p90_itl_s", "measured_avg_batch", "predicted_avg_batch")
+
+
+@dataclass
+class Validation:
+    table: pd.DataFrame
+    method: str  # the device model's label
+    calibration: calibrate.Calibration | None  # when refitted on this file (in-sample)
+    source: str  # the measurement file and what it is
+    model: str
+    gpu: str
+
+
+def device_for(gpu: str, tp: int, mode: str) -> serving.DeviceModel:
+    return serving.datasheet(gpu, tp, calibrated=mode != "none")
+
+
+def validate(conf: ValidateConf) -> Validation:
+    """Replay every row of `conf.measurements` with the GPU's current device model (or one refitted on
+    the file, `conf.calibration=refit`) and tabulate measured against predicted."""
+    rows = measurements.read(conf.measurements)
+    model = serving.PRESETS[conf.model]
+    tps = sorted({int(t) for t in rows["num_gpus"]})
+    scheds = []
+    for tp in tps:
+        part = rows[rows["num_gpus"] == tp]
+        scheds += list(zip(part.index, replay.schedules(model, device_for(conf.gpu, tp, "none"), conf.gpu, part, conf)))
+    scheds = [s for _, s in sorted(scheds, key=lambda x: x[0])]
+    cal = None
+    if conf.calibration == "refit":
+        if len(tps) > 1:
+            raise measurements.MeasurementsError("calibration=refit needs one num_gpus in the file")
+        cal = calibrate.fit(model, conf.gpu, rows, scheds, Path(conf.measurements).stem, tps[0], leave_one_out=True)
+    preds, methods = [], []
+    for (_, row), s in zip(rows.iterrows(), scheds):
+        tp = int(row["num_gpus"])
+        dev = cal.device(tp) if cal else device_for(conf.gpu, tp, conf.calibration)
+        dev = replay.replay_device(dev, conf.gpu, conf)
+        preds.append(replay.predict(s, serving.StepCost.of(model, dev)))
+        in_sample = cal is not None or f"calibrated:{Path(conf.measurements).stem}" in dev.method
+        methods.append(dev.method + (" (in-sample: calibrated on this file)" if in_sample else ""))
+    t = pd.DataFrame({
+        "max_num_seqs": rows["max_num_seqs"],
+        "measured_energy_per_token_j": rows["energy_per_token_j"],
+        "predicted_energy_per_token_j": [p.energy_per_token_j for p in preds],
+        "measured_p90_itl_s": rows["p90_itl_ms"] / 1e3,
+        "predicted_p90_itl_s": [p.p90_itl_s for p in preds],
+        "measured_avg_batch": rows["avg_batch_size"],
+        "predicted_avg_batch": [p.avg_batch for p in preds],
+    })
+    t["energy_rel_error"] = t.predicted_energy_per_token_j / t.measured_energy_per_token_j - 1
+    t["p90_itl_rel_error"] = t.predicted_p90_itl_s / t.measured_p90_itl_s - 1
+    if "avg_power_w" in rows:
+        t["measured_power_w"] = rows["avg_power_w"]
+        t["predicted_power_w"] = [p.power_w for p in preds]
+    t["num_gpus"] = rows["num_gpus"]
+    t["preemptions_predicted"] = [s.preemptions for s in scheds]
+    if cal is not None and "loo_energy_rel_error" in cal.residuals:
+        t["loo_energy_rel_error"] = cal.residuals["loo_energy_rel_error"].to_numpy()
+        t["loo_p90_itl_rel_error"] = cal.residuals["loo_p90_itl_rel_error"].to_numpy()
+    t["method"] = methods
+    label = ", ".join(sorted({str(v) for v in rows.get("model_id", pd.Series(["?"])).unique()}))
+    gpus = ", ".join(sorted({str(v) for v in rows.get("gpu_model", pd.Series(["?"])).unique()}))
+    source = f"{conf.measurements} ({label} on {gpus}; measured GPU energy, steady state, per output token)"
+    return Validation(t, methods[0], cal, source, conf.model, conf.gpu)
+
+
+def choice(t: pd.DataFrame, slo_s: float, which: str) -> int | None:
+    """The max batch with the least energy per token whose p90 ITL meets the SLO (`which`: measured or predicted)."""
+    ok = t[t[f"{which}_p90_itl_s"] <= slo_s]
+    return None if ok.empty else int(ok.loc[ok[f"{which}_energy_per_token_j"].idxmin(), "max_num_seqs"])
+
+
+def slo_lines(t: pd.DataFrame, slos_s: list[float]) -> list[str]:
+    out = []
+    for slo in slos_s:
+        m, p = choice(t, slo, "measured"), choice(t, slo, "predicted")
+        verdict = "same" if m == p else "differs"
+        m_s, p_s = ("none" if x is None else x for x in (m, p))
+        out.append(f"- p90 ITL <= {slo * 1e3:g} ms: least energy per token at max batch {m_s} (measured), "
+                   f"{p_s} (predicted): {verdict}")
+    return out
+
+
+def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str:
+    t = v.table
+    shown = t[[c for c in COLUMNS] + ["energy_rel_error", "p90_itl_rel_error"]
+              + [c for c in ("loo_energy_rel_error", "loo_p90_itl_rel_error") if c in t]].copy()
+    for c in shown.columns:
+        if c.endswith("rel_error"):
+            shown[c] = shown[c].map(lambda x: f"{x:+.1%}")
+    worst_e, worst_t = t.energy_rel_error.abs().max(), t.p90_itl_rel_error.abs().max()
+    lines = [f"# Validation: {v.model} on {v.gpu}", "",
+             f"- measurements: {v.source}",
+             f"- device model: `{v.method}`",
+             ("- predicted: the serving simulator replaying each configuration as it ran (a backlog queued at once, "
+              "the same max batch, vLLM's token budget and memory share, paged KV with preemption); workload "
+              "assumptions in `validate.*` (prompt lengths are not in the file)"),
+             f"- worst |error|: energy per token {worst_e:.1%}, p90 ITL {worst_t:.1%} (predicted / measured - 1)"]
+    if "in-sample" in v.method:
+        lines.append("- **in-sample**: the device model was calibrated on this same file"
+                     + ("; the `loo_*` columns predict each row from a calibration without it (leave-one-out)"
+                        if v.calibration is not None else "; `validate.calibration=refit` adds a leave-one-out check"))
+    if v.calibration is not None:
+        lines.append("- parameters: " + ", ".join(f"{k} {val:.4g}" for k, val in v.calibration.params.items()))
+    lines += ["", table_md(shown), "", "## Energy-optimal max batch under the SLO", ""]
+    lines += slo_lines(t, slos_s)
+    if plot:
+        lines += ["", f"![measured vs predicted]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(v: Validation, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = v.table
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (what, unit, scale) in zip(axes, [("energy_per_token_j", "J per output token", 1.0),
+                                              ("p90_itl_s", "p90 ITL (ms)", 1e3), ("avg_batch", "mean batch", 1.0)]):
+        ax.plot(t.max_num_seqs, t[f"measured_{what}"] * scale, "o-", label="measured")
+        ax.plot(t.max_num_seqs, t[f"predicted_{what}"] * scale, "s--", label="predicted (model)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("max_num_seqs")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    fig.suptitle(f"{v.model} on {v.gpu}: {v.method[:90]}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def gpu_of(rows: pd.DataFrame) -> str | None:
+    """The catalogue GPU type a measurement file's `gpu_model` names (by the catalogue's name_match)."""
+    names = {str(g) for g in rows.get("gpu_model", pd.Series([], dtype=str)).unique()}
+    table = embodied.gpus()
+    found = [gpu for gpu in table.index if any(str(table.loc[gpu, "name_match"]).lower() == n.lower() for n in names)]
+    return found[0] if len(found) == 1 else None
+
+
+def plan_section(path: str | None, model: str, gpus: list[str], slo_s: float, measured: tuple[str, ...] | list[str] = ()
+                 ) -> list[str]:
+    """The plan report's validation of the device model it used for the GPU type the file measured
+    (the calibrated datasheet model; a GPU type the plan took from a measured profile is not validated here)."""
+    if not path:
+        return []
+    lines = ["## Device-model validation", ""]
+    rows = measurements.read(path)
+    gpu = gpu_of(rows)
+    if gpu is None or gpu not in gpus:
+        named = ", ".join(map(str, rows.get("gpu_model", pd.Series(["?"])).unique()))
+        return lines + [f"- {path}: its GPU ({named}) is not one of the plan's GPU types {gpus}; not validated", ""]
+    if gpu in measured:
+        return lines + [f"- {gpu}: the plan used a measured profile, not the datasheet model this file validates", ""]
+    v = validate(ValidateConf(measurements=path, model=model, gpu=gpu))
+    body = markdown(v, [slo_s]).split("\n", 2)[2]  # without the title
+    return lines + body.splitlines() + [""]
+

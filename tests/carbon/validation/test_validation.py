@@ -1,0 +1,96 @@
+"""Calibrated datasheet models and their validation against measured servers: the step model on
+arrays equals it on floats, a synthetic measurement file made from a known device is recovered by the
+calibration, a transfer scales power by TDP, and the validation table and SLO choice say what the
+numbers say."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.carbon import serving
+from bench.carbon.serving import device as devices
+from bench.carbon.validation import calibrate, measurements, replay, report
+
+MODEL = serving.PRESETS["llama3_8b"]
+# A small backlog: few requests and short outputs keep each replay to a few thousand steps.
+CONF = measurements.ValidateConf(num_requests=96, prompt_mean_tokens=200.0)
+KNOWN = {"overhead_s": 2.5e-3, "kv_bw_fraction": 0.5, "p_static_w": 220.0, "e_flop_pj": 0.8, "e_byte_pj": 120.0,
+         "e_kv_byte_pj": 300.0}
+
+
+def known_device(tp: int = 1) -> serving.DeviceModel:
+    return devices.physical("h100_sxm", KNOWN, 0.71, 0.92, "known", tp)
+
+
+def synthetic_rows(batches=(4, 12, 32, 64), output=60.0) -> tuple[pd.DataFrame, list[replay.Schedule]]:
+    """A measurement file as the known device would have produced it (the replay's own predictions)."""
+    rows = pd.DataFrame({"max_num_seqs": list(batches), "avg_output_len": output, "num_gpus": 1})
+    scheds = replay.schedules(MODEL, known_device(), "h100_sxm", rows, CONF)
+    preds = calibrate.predictions(MODEL, replay.replay_device(known_device(), "h100_sxm", CONF), scheds)
+    rows["energy_per_token_j"] = [p.energy_per_token_j for p in preds]
+    rows["p90_itl_ms"] = [p.p90_itl_s * 1e3 for p in preds]
+    rows["avg_batch_size"] = [p.avg_batch for p in preds]
+    rows["avg_power_w"] = [p.power_w for p in preds]
+    return rows, scheds
+
+
+def test_step_cost_on_arrays_equals_it_on_floats_split_and_capped():
+    capped = dataclasses.replace(known_device(), power_cap_w=400.0)
+    cost = serving.StepCost.of(MODEL, capped)
+    work = np.array([[0, 0, 8, 4000], [2000, 2e6, 64, 50000], [8000, 3.2e7, 256, 2e5]], float)
+    t, e = cost.time_energy(*work.T)
+    for i, w in enumerate(work):
+        ti, ei = cost.time_energy(*map(float, w))
+        assert ti == pytest.approx(t[i], rel=1e-12) and ei == pytest.approx(e[i], rel=1e-12)
+    assert (e / t <= 400.0 * (1 + 1e-9)).all() and (e[2] / t[2]) == pytest.approx(400.0)  # the big step is capped
+
+
+def test_the_plain_datasheet_model_keeps_its_one_roofline():
+    d = serving.datasheet("h100_sxm", calibrated=False)
+    assert d.method == "model:datasheet" and d.kv_bytes_per_s == 0.0 and d.overhead_s == 0.0
+    cost = serving.StepCost.of(MODEL, d)
+    t, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0)
+    assert t == pytest.approx((MODEL.weight_bytes + MODEL.kv_bytes_per_token * 8008) / 3.35e12)
+
+
+def test_a_synthetic_measurement_file_is_recovered_by_the_calibration():
+    rows, scheds = synthetic_rows()
+    cal = calibrate.fit(MODEL, "h100_sxm", rows, scheds, "synthetic")
+    assert cal.residuals[["energy_rel_error", "p90_itl_rel_error"]].abs().max().max() < 0.01
+    for name in ("overhead_s", "kv_bw_fraction", "p_static_w"):
+        assert cal.params[name] == pytest.approx(KNOWN[name], rel=0.1), name
+    assert cal.label == "model:datasheet+calibrated:synthetic"
+
+
+def test_a_transfer_keeps_overhead_and_scales_power_by_tdp():
+    params = dict(KNOWN)
+    moved = devices.transfer(params, "h100_sxm", "b200")
+    assert moved["overhead_s"] == KNOWN["overhead_s"] and moved["kv_bw_fraction"] == KNOWN["kv_bw_fraction"]
+    assert moved["p_static_w"] == pytest.approx(220.0 * 1000 / 700)
+    # power at full rate scales with TDP: e_flop x peak rate
+    assert moved["e_flop_pj"] * 2250 == pytest.approx(KNOWN["e_flop_pj"] * 989 * 1000 / 700)
+
+
+def test_the_shipped_h100_calibration_is_the_default_and_labelled():
+    h100 = serving.datasheet("h100_sxm")
+    assert h100.method.startswith("model:datasheet+calibrated:") and "transfer" not in h100.method
+    assert h100.power_cap_w == 700.0 and h100.kv_bytes_per_s > 0 and h100.overhead_s > 0
+    b200 = serving.datasheet("b200", 2)
+    assert "transfer from h100_sxm" in b200.method and b200.power_cap_w == 2000.0 and b200.devices == 2
+
+
+def test_the_validation_table_and_the_slo_choice(tmp_path):
+    rows, _ = synthetic_rows(batches=(4, 32))
+    rows["model_id"], rows["gpu_model"] = "synthetic", "H100"
+    path = tmp_path / "m.csv"
+    rows.to_csv(path, index=False)
+    conf = dataclasses.replace(CONF, measurements=str(path), model="llama3_8b", gpu="h100_sxm")
+    v = report.validate(conf)
+    assert list(v.table.columns[:7]) == list(report.COLUMNS)
+    assert v.method.startswith("model:datasheet+calibrated:")
+    slow = float(v.table.measured_p90_itl_s.max())
+    t = v.table
+    assert report.choice(t, slow * 1.01, "measured") == 32  # less energy per token at the larger batch
+    assert report.choice(t, float(t.measured_p90_itl_s.min()) * 0.5, "measured") is None
+    assert "max batch 32 (measured)" in report.markdown(v, [slow * 1.01])

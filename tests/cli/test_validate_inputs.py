@@ -1,0 +1,29 @@
+"""`task=validate` with bad inputs: one line naming the field and exit 2, before any work."""
+import pytest
+
+from tests.cli.runner import run_cli
+
+GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms\n8,7.9,400,0.45,7.7\n"
+
+
+@pytest.mark.parametrize("content, override, field", [
+    (None, [], "validate.measurements"),
+    ("max_num_seqs,avg_batch_size\n8,7.9\n", [], "validate.measurements"),
+    (GOOD, ["validate.model=gpt5"], "validate.model"),
+    (GOOD, ["validate.gpu=tpu"], "validate.gpu"),
+    (GOOD, ["validate.itl_slo_s=0"], "validate.itl_slo_s"),
+    (GOOD, ["validate.itl_slo_s=-0.05"], "validate.itl_slo_s"),
+])
+def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, override, field):
+    path = tmp_path / "m.csv"
+    if content is not None:
+        path.write_text(content)
+    results = tmp_path / "results"
+    base = {"validate.model": "llama3_8b", "validate.gpu": "h100_sxm"}
+    base.update(dict(o.split("=", 1) for o in override))
+    ran = run_cli("task=validate", f"validate.measurements={path}", f"results_dir={results}",
+                  *(f"{k}={v}" for k, v in base.items()))
+    assert ran.code == 2, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench: invalid {field}="), ran.stderr
+    assert not (results / "validate").exists()
