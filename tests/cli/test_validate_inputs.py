@@ -13,6 +13,10 @@ GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms
     (GOOD, ["validate.gpu=tpu"], "validate.gpu"),
     (GOOD, ["validate.itl_slo_s=0"], "validate.itl_slo_s"),
     (GOOD, ["validate.itl_slo_s=-0.05"], "validate.itl_slo_s"),
+    # A blank GPU count and text in an optional numeric column: refused, never a traceback.
+    (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,num_gpus\n").replace("7.7\n", "7.7,\n"), [], "validate.measurements"),
+    (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,avg_power_w\n").replace("7.7\n", "7.7,lots\n"), [],
+     "validate.measurements"),
 ])
 def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, override, field):
     path = tmp_path / "m.csv"

@@ -34,7 +34,7 @@ from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan
 from bench.carbon.serving.capacity import Capacity
 
 TIME_LIMIT_S = 60.0  # per solve; a plan says when a solve stopped at it
-LONG_H = 168  # a longer period is solved in blocks of BLOCK_H hours, with a bound on the optimum
+LONG_H = 336  # a longer period is solved in blocks of BLOCK_H hours, with a bound on the optimum
 TIE_MIN_S = 5.0
 BLOCK_H = 168
 BLOCK_GAP = 0.01  # each block to the bar; the blocks' bounds add up, so the period's gap is reported from them

@@ -154,7 +154,9 @@ def device_model_lines(i: Any) -> list[str]:
                          f"{', '.join(profile.meta.get('dates', []))})")
         else:
             match = embodied.gpus().loc[gpu, "name_match"]
-            lines.append(f"- {gpu}: `model:datasheet`; no measured profile of a GPU named like '{match}' in "
+            from bench.carbon import serving
+
+            lines.append(f"- {gpu}: `{serving.datasheet(gpu).method}`; no measured profile of a GPU named like '{match}' in "
                          "`profiles/`. To use one, on that GPU run `python -m bench -m sweep=default` then "
                          "`python -m bench task=fit results=results/default hardware=<name>`")
     if i.cpu_profile is not None:
@@ -197,9 +199,12 @@ def markdown(run: PlanRun, pngs: list[str]) -> str:
              + f" <= {i.slo.tpot_s:g} s for {i.slo.attainment:.0%} of online requests {scope} "
              f"(`plan.slo_scope={i.slo_scope}`, `plan.slo_tpot_metric={i.slo.tpot_metric}`); offline deadline {i.deadline_h} h",
              f"- {trace}; GPU energy from the candidates' device "
-             "models (see `method`: `model:datasheet` is peak datasheet rates with the Splitwise power model, not a "
-             "measurement); plans are counted on GPU energy (x PUE); host power of GPU nodes is a labelled model shown "
-             "only in the node scope of energy per token; parked replicas are off",
+             "models (see `method`: `model:datasheet+calibrated:<source>` is the datasheet's rates at the achievable "
+             "fractions measured here, with overhead and power calibrated on the named server measurements, and "
+             "`(transfer ...)` a GPU that takes another's calibration; `model:datasheet` alone is peak rates with the "
+             "Splitwise power model; none is a measurement); plans are counted on GPU energy (x PUE), plus Reuse's "
+             "host-CPU work at the CPU profile's method; the host power of GPU nodes is a labelled model shown only in "
+             "the node scope of energy per token; parked replicas are off",
              f"- a plan counts only if its whole-fleet simulation meets the SLO: each hour's requests routed over all of "
              f"its active replicas (`plan.routing={i.routing}`), every replica simulated, offline work submitted evenly "
              "over the hour it is scheduled in; plans that miss it are infeasible, listed and never ranked; TTFT/TPOT "

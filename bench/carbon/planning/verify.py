@@ -196,26 +196,25 @@ def _key(plan, h: int, demand: Demand) -> tuple:
 def deadline_misses(overrun_s: list[np.ndarray], served: np.ndarray, arrived: np.ndarray, deadline_h: int,
                     offsets_s) -> np.ndarray:
     """Per hour, the offline requests that miss their deadline. Served oldest first, the i-th
-    youngest of hour h's `served` requests spilled by `overrun_s[h][i]` seconds (largest first:
-    the last submitted finishes last); it is the request at that place in the order, which arrived
-    in hour a at `offsets_s(a)` (sorted offsets into the hour) and is due `deadline_h` hours after
-    that. Work served after its arrival hour's deadline hour misses outright."""
+    youngest of hour h's `served` requests spilled by `overrun_s[h][i]` seconds past the hour's end
+    (largest first: the last submitted finishes last; inf: unfinished). That place in the order
+    belongs to a request that arrived in hour a at `offsets_s(a)` seconds into it (sorted), due
+    `deadline_h` hours later: it misses if it finishes after that."""
     done = np.round(np.cumsum(served))  # requests served by the end of each hour, oldest first
     due = np.round(np.cumsum(arrived))  # requests arrived by the end of each hour
     out = np.zeros(len(served))
     for h, over in enumerate(overrun_s):
         if not len(over):
             continue
-        a = h - deadline_h + 1  # the arrival hour whose deadline falls in the next hour
-        if a < 0:
-            continue  # everything served here arrived within the last deadline_h - 1 hours
         place = done[h] - np.arange(len(over))  # 1-based place in the order of the i-th youngest spilled
-        before_a = due[a - 1] if a > 0 else 0.0
-        j = (place - before_a).astype(int)  # 1-based place among hour a's arrivals
-        offsets = np.asarray(offsets_s(a), float)
-        in_a = (j >= 1) & (j <= len(offsets))
-        late = j < 1  # arrived before hour a: already past its deadline
-        late[in_a] |= over[in_a] > offsets[j[in_a] - 1]
+        hour = np.minimum(np.searchsorted(due, place, side="left"), len(due) - 1)  # its arrival hour
+        before = np.where(hour > 0, due[np.maximum(hour - 1, 0)], 0.0)
+        late = np.zeros(len(over), bool)
+        for i, (a, j) in enumerate(zip(hour, (place - before).astype(int))):
+            offsets = np.asarray(offsets_s(int(a)), float)
+            offset = offsets[j - 1] if 1 <= j <= len(offsets) else 0.0  # no trace time known: due at its hour's start
+            finish_s = (h + 1) * S_PER_H + over[i]
+            late[i] = finish_s > (a + deadline_h) * S_PER_H + offset
         out[h] = float(late.sum())
     return out
 

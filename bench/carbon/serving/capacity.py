@@ -109,7 +109,8 @@ def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: fl
     hours = max(part.duration_s, 1.0) / 3600.0
     served = len(part.arrival_s)
     rate, energy = served / hours, _hourly_j(res, part, c.device.idle_w)
-    half = lo - 4  # loads step by 2^(1/4): four steps down is half the load
+    # The load nearest half the capacity load (below 1 the loads are whole strides, not 2^(1/4) steps).
+    half = min(range(lo), key=lambda i: abs(math.log(loads[i] / (loads[lo] / 2)))) if lo > 0 else -1
     active_w, dynamic = c.device.idle_w, (res.busy_energy_j - c.device.idle_w * res.busy_s) / served
     if half >= 0:
         if half not in results:

@@ -50,7 +50,9 @@ class LayerOverhead:
     e_elem_j: float
 
     def time_energy(self, elements: float) -> tuple[float, float]:
-        return self.c0_s + self.c_elem_s * elements, self.e0_j + self.e_elem_j * elements
+        # The fit's intercepts are free and can come out below zero (the committed CPU fits do): an
+        # overhead never gives time or energy back, so it is clamped at zero.
+        return max(0.0, self.c0_s + self.c_elem_s * elements), max(0.0, self.e0_j + self.e_elem_j * elements)
 
 
 @dataclass(frozen=True)

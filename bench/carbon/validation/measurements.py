@@ -73,6 +73,16 @@ def read(path: str | Path) -> pd.DataFrame:
     df["max_num_seqs"] = df["max_num_seqs"].astype(int)
     if "num_gpus" not in df.columns:
         df["num_gpus"] = 1
+    gpus = pd.to_numeric(df["num_gpus"], errors="coerce")
+    if not ((gpus >= 1) & (gpus == gpus.round())).all():
+        raise MeasurementsError(f"{p}: column num_gpus must be a whole number >= 1 in every row")
+    df["num_gpus"] = gpus.astype(int)
+    for c in ("avg_power_w", "output_tokens_per_s", "median_itl_ms"):  # optional, but numbers where given
+        if c in df.columns:
+            values = pd.to_numeric(df[c], errors="coerce")
+            if (values.isna() & df[c].notna()).any() or (values <= 0).any():
+                raise MeasurementsError(f"{p}: column {c} must be positive numbers where given")
+            df[c] = values
     return df.sort_values("max_num_seqs").reset_index(drop=True)
 
 

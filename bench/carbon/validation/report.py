@@ -26,6 +26,7 @@ class Validation:
     source: str  # the measurement file and what it is
     model: str
     gpu: str
+    mismatch: str = ""  # what the measurements are of, where it is not the GPU replayed: a sensitivity check
 
 
 def device_for(gpu: str, tp: int, mode: str) -> serving.DeviceModel:
@@ -79,7 +80,20 @@ def validate(conf: ValidateConf) -> Validation:
     label = ", ".join(sorted({str(v) for v in rows.get("model_id", pd.Series(["?"])).unique()}))
     gpus = ", ".join(sorted({str(v) for v in rows.get("gpu_model", pd.Series(["?"])).unique()}))
     source = f"{conf.measurements} ({label} on {gpus}; measured GPU energy, steady state, per output token)"
-    return Validation(t, methods[0], cal, source, conf.model, conf.gpu)
+    mismatch = ""
+    if "model_id" in rows:
+        # The preset's family and size (e.g. "llama", "8b" of Llama-3-8B) must appear in the measured
+        # model's id: a loose check, enough to tell another model from a variant of this one.
+        parts = model.name.lower().split("-")
+        if not all(parts[0] in str(m).lower() and parts[-1] in str(m).lower() for m in rows["model_id"]):
+            mismatch = f"the measurements are of {label}, replayed here as {conf.model}"
+    if "gpu_model" in rows and not mismatch:
+        from bench.carbon.inputs import embodied
+
+        match = str(embodied.gpus().loc[conf.gpu, "name_match"]).lower()
+        if not all(match in str(g).lower() for g in rows["gpu_model"]):
+            mismatch = f"the measurements are of {label} on {gpus}, replayed here on {conf.gpu}"
+    return Validation(t, methods[0], cal, source, conf.model, conf.gpu, mismatch)
 
 
 def choice(t: pd.DataFrame, slo_s: float, which: str) -> int | None:
@@ -107,7 +121,9 @@ def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str
         if c.endswith("rel_error"):
             shown[c] = shown[c].map(lambda x: f"{x:+.1%}")
     worst_e, worst_t = t.energy_rel_error.abs().max(), t.p90_itl_rel_error.abs().max()
-    lines = [f"# Validation: {v.model} on {v.gpu}", "",
+    title = (f"# Sensitivity, not a validation: {v.model} on {v.gpu} ({v.mismatch})" if v.mismatch
+             else f"# Validation: {v.model} on {v.gpu}")
+    lines = [title, "",
              f"- measurements: {v.source}",
              f"- device model: `{v.method}`",
              ("- predicted: the serving simulator replaying each configuration as it ran (a backlog queued at once, "
