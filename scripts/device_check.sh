@@ -32,8 +32,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torc
 date -u +"date %Y-%m-%dT%H:%M:%SZ"
 
 step "GPU tests" 90 python3 -m pytest -q -x -m gpu tests/kernels/test_attention.py -k "d128 or decode" -p no:cacheprovider
-step "reduced default sweep" 200 python3 -m bench -m sweep=default batch_size=1,16 seq_len=512,4096 \
-  context_len=1024,16384 measure.min_window_s=0.5 results_dir=$R
+step "attention sweep" 200 python3 -m bench -m sweep=device_check results_dir=$R
 step "fidelity on this GPU" 30 python3 -m bench.fidelity.gpu --results $R --out "$OUT/gpu_fidelity.md"
 step "profile" 40 python3 -m bench task=fit results=$R profiles_dir=profiles
 step "kernel table d128" 200 python3 -m bench.perf --out "$OUT" --name kernels_d128 --head-dims 128 \
