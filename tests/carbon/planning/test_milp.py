@@ -118,6 +118,22 @@ def test_dominated_candidates_are_dropped_before_the_milp():
     assert any("MILP over 1 undominated of 2 candidates" in n for n in plan.notes)
 
 
+def test_near_copies_are_merged_into_the_larger_and_real_trade_offs_kept():
+    from bench.carbon.planning.milp import merge_near
+
+    big = cap("h100_sxm:512", rate=2000.0, j=100.0, watts=300.0)
+    copy = cap("h100_sxm:512/p8192", rate=1990.0, j=100.5, watts=301.0)  # within 1% on every count
+    small = cap("h100_sxm:32", rate=1000.0, j=90.0, watts=200.0)  # a real trade-off: less power, less capacity
+    other = cap("l4:32", hw="l4", rate=1990.0, j=100.0, watts=300.0)  # another GPU type is never merged
+    assert [c.candidate.name for c in merge_near([copy, small, big, other], 2, None)] == \
+        ["h100_sxm:32", "h100_sxm:512", "l4:32"]
+    # 2% less energy per request for 2% more power is a trade-off, not a copy.
+    apart = cap("h100_sxm:512/p8192", rate=2000.0, j=98.0, watts=306.0)
+    assert len(merge_near([big, apart], 2, None)) == 2
+    plan = solve(setting([copy, big], [100], online=900), "carbon", ALL_OFF, Economics(), "t")
+    assert any("MILP over 1 undominated of 2 candidates (near-copies within 1% merged)" in n for n in plan.notes)
+
+
 def test_a_long_period_is_one_sparse_backlog_and_its_deadlines_hold():
     # 1,000 hours, offline work shifting within a day (the year-long bar is a benchmark, not a test).
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)

@@ -1,0 +1,42 @@
+"""The planner's energy line of one replica: through the capacity point and about half its load."""
+import numpy as np
+import pytest
+
+from bench.carbon import serving
+from bench.carbon.inputs.workload import Workload
+from bench.carbon.serving import capacity as cap_mod
+from bench.carbon.serving.simulate import Slo
+
+
+def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idle(monkeypatch):
+    rng = np.random.default_rng(0)
+    n = 400
+    w = Workload(np.sort(rng.uniform(0, 900, n)), rng.integers(50, 800, n), rng.integers(20, 300, n),
+                 np.zeros(n, bool), "synthetic")
+    model = serving.PRESETS["llama3_8b"]
+    cand = cap_mod.Candidate("l4:32", "l4", serving.datasheet("l4"), 32)
+    seen = []
+    real = cap_mod.run_load
+
+    def spy(w_, cost, max_batch, load, slo, abort, max_prefill_tokens=0):
+        out = real(w_, cost, max_batch, load, slo, abort, max_prefill_tokens)
+        seen.append((load, out))
+        return out
+
+    monkeypatch.setattr(cap_mod, "run_load", spy)
+    c = cap_mod.capacity(cand, model, w, Slo())
+    assert c.feasible and c.active_w >= cand.device.idle_w
+    loads = {load: out for load, out in seen}
+    full = max((load for load, (res, _) in loads.items() if res.attainment(Slo()) >= Slo().attainment
+                and len(loads[load][1].arrival_s) / (loads[load][1].duration_s / 3600) == pytest.approx(c.requests_per_hour)))
+    res, part = loads[full]
+    energy_h = cap_mod._hourly_j(res, part, cand.device.idle_w)
+    assert c.active_w * 3600 + c.dynamic_j_per_request * c.requests_per_hour == pytest.approx(energy_h, rel=1e-9)
+    # A partly loaded replica draws more per request than at capacity: the line's no-load power is above idle.
+    half = min((load for load in loads if load < full), key=lambda x: abs(np.log(x / (full / 2))))
+    assert 0.35 < half / full < 0.7
+    res_h, part_h = loads[half]
+    rate_h = len(part_h.arrival_s) / (part_h.duration_s / 3600)
+    predicted = c.active_w * 3600 + c.dynamic_j_per_request * rate_h
+    assert c.active_w > cand.device.idle_w  # not clamped here, so the line passes the half-load point too
+    assert predicted == pytest.approx(cap_mod._hourly_j(res_h, part_h, cand.device.idle_w), rel=1e-6)
