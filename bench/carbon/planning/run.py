@@ -90,8 +90,9 @@ def _measured_device(profile, gpu: str, memory_bytes: float, tp: int, idle_w: fl
     where it has them, else its attention rooflines alone (said in the method)."""
     try:
         return serving.from_parts(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
-    except ValueError:
-        return serving.from_profile(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
+    except ValueError as err:  # no (or unusable) linear and layer fits: said in the method
+        base = serving.from_profile(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
+        return dataclasses.replace(base, method=f"{base.method}; attention rooflines only, not composed ({err})")
 
 
 def clocked(device: serving.DeviceModel, profile) -> list[tuple[float, serving.DeviceModel]]:
