@@ -108,7 +108,7 @@ def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: fl
     res, part = results[lo]
     hours = max(part.duration_s, 1.0) / 3600.0
     served = len(part.arrival_s)
-    rate, energy = served / hours, _hourly_j(res, part, c.device.idle_w)
+    rate, energy = served / hours, hourly_j(res, part, c.device.idle_w)
     # The load nearest half the capacity load (below 1 the loads are whole strides, not 2^(1/4) steps).
     half = min(range(lo), key=lambda i: abs(math.log(loads[i] / (loads[lo] / 2)))) if lo > 0 else -1
     active_w, dynamic = c.device.idle_w, (res.busy_energy_j - c.device.idle_w * res.busy_s) / served
@@ -119,7 +119,7 @@ def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: fl
         res_h, part_h = results[half]
         rate_h = len(part_h.arrival_s) / (max(part_h.duration_s, 1.0) / 3600.0)
         if rate_h < rate:
-            slope = (energy - _hourly_j(res_h, part_h, c.device.idle_w)) / (rate - rate_h)
+            slope = (energy - hourly_j(res_h, part_h, c.device.idle_w)) / (rate - rate_h)
             # Never below idle power at no load, never a negative energy per request.
             active_w = max(c.device.idle_w, (energy - max(slope, 0.0) * rate) / 3600.0)
             dynamic = max(0.0, (energy - active_w * 3600.0) / rate)
@@ -129,7 +129,7 @@ def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: fl
                     res.percentile("ttft_s", 50), res.percentile("tpot_s", 50), completion)
 
 
-def _hourly_j(res: SimResult, part: Workload, idle_w: float) -> float:
+def hourly_j(res: SimResult, part: Workload, idle_w: float) -> float:
     """A replica's energy per hour at this load: its steps, and idle power between them."""
     span_s = max(part.duration_s, 1.0)
     return (res.busy_energy_j + idle_w * max(0.0, span_s - res.busy_s)) / (span_s / 3600.0)

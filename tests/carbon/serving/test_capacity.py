@@ -30,7 +30,7 @@ def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idl
     full = max((load for load, (res, _) in loads.items() if res.attainment(Slo()) >= Slo().attainment
                 and len(loads[load][1].arrival_s) / (loads[load][1].duration_s / 3600) == pytest.approx(c.requests_per_hour)))
     res, part = loads[full]
-    energy_h = cap_mod._hourly_j(res, part, cand.device.idle_w)
+    energy_h = cap_mod.hourly_j(res, part, cand.device.idle_w)
     assert c.active_w * 3600 + c.dynamic_j_per_request * c.requests_per_hour == pytest.approx(energy_h, rel=1e-9)
     # A partly loaded replica draws more per request than at capacity: the line's no-load power is above idle.
     half = min((load for load in loads if load < full), key=lambda x: abs(np.log(x / (full / 2))))
@@ -39,4 +39,4 @@ def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idl
     rate_h = len(part_h.arrival_s) / (part_h.duration_s / 3600)
     predicted = c.active_w * 3600 + c.dynamic_j_per_request * rate_h
     assert c.active_w > cand.device.idle_w  # not clamped here, so the line passes the half-load point too
-    assert predicted == pytest.approx(cap_mod._hourly_j(res_h, part_h, cand.device.idle_w), rel=1e-6)
+    assert predicted == pytest.approx(cap_mod.hourly_j(res_h, part_h, cand.device.idle_w), rel=1e-6)
