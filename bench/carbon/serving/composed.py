@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from bench.carbon.serving.models import ModelSpec
 from bench.profile.fit import Fit
 
@@ -160,6 +162,8 @@ class ComposedStep:
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
                     ) -> tuple[float, float]:
+        if np.ndim(new_tokens) or np.ndim(decode_tokens):
+            raise TypeError("a composed step is costed one step at a time (floats), not over arrays of steps")
         t = e = 0.0
         m = new_tokens + decode_tokens
         if m > 0:

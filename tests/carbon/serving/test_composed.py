@@ -42,6 +42,8 @@ def test_the_composed_step_is_its_layers_plus_the_lm_head():
         head_t, head_e = head.time_energy(2.0 * D.hidden * 64 * tokens, 2.0 * D.hidden * 64 + 2.0 * (D.hidden + 64) * tokens)
         layer_t, layer_e = composed_layer(kernel, batch, length)
         assert got == pytest.approx((2 * layer_t + head_t, 2 * layer_e + head_e), rel=1e-3), kernel
+    with pytest.raises(TypeError, match="one step at a time"):  # arrays of steps: a clear refusal
+        cost.time_energy(sp.np.array([1.0, 2.0]), sp.np.zeros(2), sp.np.zeros(2), sp.np.zeros(2))
     sources = device.parts.sources()
     assert sources["decode overhead"].startswith("calibrated:layer.decode_paged")
     assert "not measured" in sources["LM head"] and "composed from measured parts" in device.method
