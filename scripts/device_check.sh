@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one call on a lent GPU machine (about 9 minutes, at most 8 files back under $OUT):
 #   1. a quick GPU test subset (<= 90 s);
-#   2. a reduced default sweep (observe mode: clocks, power limit and settings are never touched);
+#   2. the attention sweep sized for this call, sweep=device_check (observe mode: clocks, power
+#      limit and settings are never touched);
 #   3. the fidelity checks on this GPU: counter update period, the protocol's CV at three shapes,
 #      counter vs integrated instant power (python -m bench.fidelity.gpu);
 #   4. that sweep's profile (profiles/<hardware>.*);

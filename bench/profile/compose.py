@@ -101,7 +101,7 @@ def _overhead_fit(model: str, names: tuple[str, str], x: np.ndarray, residual: n
         keep = np.arange(n) != i
         if len(np.unique(x[keep])) >= 2:
             a, b = _weighted_line(x[keep], residual[keep], w[keep])
-            held[i] = parts[i] + a + b * x[i]
+            held[i] = parts[i] + max(0.0, a + b * x[i])  # an overhead never gives time back (as composed)
     from scipy import stats
 
     design = np.column_stack([np.ones_like(x), x]) * w[:, None]
@@ -111,7 +111,7 @@ def _overhead_fit(model: str, names: tuple[str, str], x: np.ndarray, residual: n
     t = stats.t.ppf(0.975, dof) if dof else math.inf
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     ci = {k: (float(v - t * s), float(v + t * s)) for k, v, s in zip(names, theta, se)}
-    composed = parts + theta[0] + theta[1] * x
+    composed = parts + np.maximum(0.0, theta[0] + theta[1] * x)
     ss_res, ss_tot = float(np.sum((measured - composed) ** 2)), float(np.sum((measured - measured.mean()) ** 2))
     rel = np.abs(held - measured) / measured
     rel = rel[np.isfinite(rel)]

@@ -1,4 +1,6 @@
 """`task=validate` with bad inputs: one line naming the field and exit 2, before any work."""
+import re
+
 import pytest
 
 from tests.cli.runner import run_cli
@@ -14,9 +16,10 @@ GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms
     (GOOD, ["validate.itl_slo_s=0"], "validate.itl_slo_s"),
     (GOOD, ["validate.itl_slo_s=-0.05"], "validate.itl_slo_s"),
     # A blank GPU count and text in an optional numeric column: refused, never a traceback.
-    (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,num_gpus\n").replace("7.7\n", "7.7,\n"), [], "validate.measurements"),
+    (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,num_gpus\n").replace("7.7\n", "7.7,\n"), [],
+     "validate.measurements='.*column num_gpus"),
     (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,avg_power_w\n").replace("7.7\n", "7.7,lots\n"), [],
-     "validate.measurements"),
+     "validate.measurements='.*column avg_power_w"),
 ])
 def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, override, field):
     path = tmp_path / "m.csv"
@@ -29,5 +32,5 @@ def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, over
                   *(f"{k}={v}" for k, v in base.items()))
     assert ran.code == 2, ran.stderr
     lines = ran.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"bench: invalid {field}="), ran.stderr
+    assert len(lines) == 1 and re.match(f"bench: invalid {field}", lines[0]), ran.stderr
     assert not (results / "validate").exists()

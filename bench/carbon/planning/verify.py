@@ -11,12 +11,12 @@ Routing (`plan.routing`):
 The hour's pooled attainment is over all its online requests; the worst replica is reported too.
 
 Offline deadlines: offline work is served oldest first (earliest deadline first, the order in
-which the plan's backlog meets every deadline). An offline request the simulation has not
-finished by the end of the hour it was scheduled in spills into the next hour; the spilled ones
-are the hour's youngest (the last submitted finishing last). One in its last allowed hour (it
-arrived `deadline_h` - 1 hours before) is due `deadline_h` hours after its own arrival time, so it
-misses only if it spills by more than its arrival's offset into its hour (from the trace). A plan
-with any miss fails that hour, as an SLO miss does.
+which the plan's backlog meets every deadline), an hour's GPU share before its host-CPU share.
+Each offline request the simulation ran is held to its own deadline: its place in that order
+gives its arrival hour, the trace its arrival time in it, plus `deadline_h`; one that finishes
+after it, or not within the 2 h horizon, is late (work spilling past an hour is not carried into
+the next hour's simulation, so unfinished work counts as late). A plan with any late request
+fails that hour, as an SLO miss does.
 """
 from __future__ import annotations
 
@@ -49,8 +49,10 @@ class HourResult:
     decode_j: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gpu_energy_j: float = math.nan  # the active replicas over the hour: simulated steps, idle power between them
-    offline_overrun_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # spilled offline work: past the hour's end
-    spilled_by: set[str] = field(default_factory=set)  # candidates with a replica that spilled
+    # The hour's offline requests in submission order (oldest first): finish time, seconds into the
+    # hour (inf: unfinished at the 2 h horizon), and the candidate whose replica served each.
+    offline_finish_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    offline_by: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
 
     @property
     def attainment(self) -> float:
@@ -65,6 +67,7 @@ class Verification:
     worst_replica: float
     latency: dict[str, float]  # worst hour's TTFT / per-token p50 and tail (the SLO's percentile)
     deadline_misses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # offline requests per hour
+    late_by: list[set[str]] = field(default_factory=list)  # per hour, candidates that served a late one
 
     def failing_hours(self, slo: Slo, scope: str) -> list[int]:
         """Hours that miss the SLO (in scope) or an offline deadline."""
@@ -79,7 +82,7 @@ class Verification:
     def missed_in(self, h: int) -> set[str]:
         """Candidates to blame for hour h: replicas below the SLO, and those that spilled work late."""
         r = self.hours[h]
-        late = r.spilled_by if h < len(self.deadline_misses) and self.deadline_misses[h] > 0 else set()
+        late = self.late_by[h] if h < len(self.late_by) else set()
         return r.missed | late
 
 
@@ -147,8 +150,8 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
     prefill_j = np.zeros(len(requests.arrival_s))
     decode_j = np.zeros(len(requests.arrival_s))
     gpu_j = 0.0
-    overrun: list[np.ndarray] = []
-    spilled_by: set[str] = set()
+    finish_all = np.full(len(requests.arrival_s), np.inf)
+    by = np.full(len(requests.arrival_s), "", object)
     for k, (j, _, _) in enumerate(replicas):
         mine = where == k
         c = caps[j].candidate
@@ -165,11 +168,8 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
         gpu_j += res.busy_energy_j + c.device.idle_w * max(0.0, S_PER_H - res.busy_s)  # active all hour
         ttft[mine], tpot[mine] = res.ttft_s, per_token
         prefill_j[mine], decode_j[mine] = res.prefill_energy_j, res.decode_energy_j
-        finish = np.nan_to_num(res.finish_s[part.offline], nan=math.inf)  # unfinished at the horizon: inf
-        late = finish[finish > S_PER_H] - S_PER_H
-        if len(late):
-            overrun.append(late)
-            spilled_by.add(c.name)
+        finish_all[mine] = np.nan_to_num(res.finish_s, nan=math.inf)  # unfinished at the horizon: inf
+        by[mine] = c.name
         n_online = int((~part.offline).sum())
         if n_online:
             met += int(ok.sum())
@@ -179,7 +179,7 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
                 missed.add(c.name)
     return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online], prefill_j, decode_j,
                       (requests.prompt + requests.output).astype(float), gpu_j,
-                      np.sort(np.concatenate(overrun))[::-1] if overrun else np.zeros(0), spilled_by)
+                      finish_all[requests.offline], by[requests.offline])  # offline: in submission order
 
 
 def _within(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
@@ -193,29 +193,28 @@ def _key(plan, h: int, demand: Demand) -> tuple:
                    round(float(plan.offline_gpu[h, j]))) for j, c in enumerate(plan.candidates) if plan.active[h, j]))
 
 
-def deadline_misses(overrun_s: list[np.ndarray], served: np.ndarray, arrived: np.ndarray, deadline_h: int,
-                    offsets_s) -> np.ndarray:
-    """Per hour, the offline requests that miss their deadline. Served oldest first, the i-th
-    youngest of hour h's `served` requests spilled by `overrun_s[h][i]` seconds past the hour's end
-    (largest first: the last submitted finishes last; inf: unfinished). That place in the order
-    belongs to a request that arrived in hour a at `offsets_s(a)` seconds into it (sorted), due
-    `deadline_h` hours later: it misses if it finishes after that."""
-    done = np.round(np.cumsum(served))  # requests served by the end of each hour, oldest first
-    due = np.round(np.cumsum(arrived))  # requests arrived by the end of each hour
-    out = np.zeros(len(served))
-    for h, over in enumerate(overrun_s):
-        if not len(over):
-            continue
-        place = done[h] - np.arange(len(over))  # 1-based place in the order of the i-th youngest spilled
-        hour = np.minimum(np.searchsorted(due, place, side="left"), len(due) - 1)  # its arrival hour
-        before = np.where(hour > 0, due[np.maximum(hour - 1, 0)], 0.0)
-        late = np.zeros(len(over), bool)
-        for i, (a, j) in enumerate(zip(hour, (place - before).astype(int))):
-            offsets = np.asarray(offsets_s(int(a)), float)
-            offset = offsets[j - 1] if 1 <= j <= len(offsets) else 0.0  # no trace time known: due at its hour's start
-            finish_s = (h + 1) * S_PER_H + over[i]
-            late[i] = finish_s > (a + deadline_h) * S_PER_H + offset
-        out[h] = float(late.sum())
+def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.ndarray, deadline_h: int,
+                 offsets_s) -> list[np.ndarray]:
+    """Per hour, which of its GPU offline requests (`finish_s[h]`, in submission order, seconds into
+    the hour) miss their deadline. Work is served oldest first, the GPU's share of an hour's
+    `served` first; the i-th request of hour h's GPU batch holds that place in the order, so it
+    arrived in the hour a where that place falls, at `offsets_s(a)[j]` seconds into it (sorted), and
+    is due `deadline_h` hours after that."""
+    done = np.concatenate([[0.0], np.round(np.cumsum(served))])  # served before each hour, oldest first
+    due = np.round(np.cumsum(arrived))  # arrived by the end of each hour
+    offsets: dict[int, np.ndarray] = {}
+    out = []
+    for h, finish in enumerate(finish_s):
+        place = done[h] + 1 + np.arange(len(finish))  # 1-based places in the order
+        hour = np.minimum(np.searchsorted(due, place, side="left"), len(due) - 1)  # arrival hour of each
+        j = (place - np.where(hour > 0, due[np.maximum(hour - 1, 0)], 0.0)).astype(int)  # 1-based within it
+        offset = np.zeros(len(finish))
+        for a in np.unique(hour):
+            if int(a) not in offsets:
+                offsets[int(a)] = np.asarray(offsets_s(int(a)), float)
+            known = (hour == a) & (j >= 1) & (j <= len(offsets[int(a)]))
+            offset[known] = offsets[int(a)][j[known] - 1]  # else no trace time: due from its hour's start
+        out.append(h * S_PER_H + finish > (hour + deadline_h) * S_PER_H + offset)
     return out
 
 
@@ -236,7 +235,7 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
             latency[f"{name}_{label}_s"] = float(np.percentile(finite, q)) if len(finite) else math.nan
     _, arrived = demand.counts()
     served = np.asarray(plan.offline_gpu, float).sum(axis=1) + np.asarray(plan.offline_cpu, float)
-    misses = deadline_misses([r.offline_overrun_s for r in hours], served, arrived, deadline_h,
-                             lambda a: demand.offline_offsets_s(demand.trace_hour(a)))
+    late = late_offline([r.offline_finish_s for r in hours], served, arrived, deadline_h, lambda a: demand.offline_offsets_s(demand.trace_hour(a)))
     return Verification(hours, met / total if total else 1.0, worst.attainment,
-                        min(r.worst_replica for r in hours), latency, misses)
+                        min(r.worst_replica for r in hours), latency, np.array([float(m.sum()) for m in late]),
+                        [set(r.offline_by[m]) for r, m in zip(hours, late)])

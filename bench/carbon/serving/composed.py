@@ -162,7 +162,7 @@ class ComposedStep:
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
                     ) -> tuple[float, float]:
-        if np.ndim(new_tokens) or np.ndim(decode_tokens):
+        if any(np.ndim(v) for v in (new_tokens, prefill_pairs, decode_tokens, context_tokens)):
             raise TypeError("a composed step is costed one step at a time (floats), not over arrays of steps")
         t = e = 0.0
         m = new_tokens + decode_tokens

@@ -103,30 +103,31 @@ def test_a_fleet_too_small_for_an_hour_is_caught_by_the_whole_fleet_simulation(r
     assert all(p.candidates[weak[0]].candidate.name in h.missed for h in v.hours)
 
 
-def test_offline_deadline_misses_are_spilled_requests_past_their_own_arrival_plus_deadline():
-    from bench.carbon.planning.verify import deadline_misses
+def test_each_offline_request_is_held_to_its_own_arrival_plus_the_deadline():
+    from bench.carbon.planning.verify import late_offline
 
-    none = np.zeros(0)
-    # 10 arrive in hour 0 (every 360 s), due 2 h after arrival; hour 1 serves the last 6 and 3 of
-    # them spill: the youngest (arrived at 3240 s) by 4000 s, the next (2880 s) by 2900 s, then 10 s.
-    offsets = lambda a: np.arange(10) * 360.0 if a == 0 else none  # noqa: E731
-    served, arrived = np.array([4, 6, 0.]), np.array([10, 0, 0.])
-    spill = [none, np.array([4000, 2900, 10.]), none]
-    assert list(deadline_misses(spill, served, arrived, 2, offsets)) == [0, 2, 0]
-    spill = [none, np.array([3000, 100, 10.]), none]  # each within its own arrival's offset: on time
-    assert list(deadline_misses(spill, served, arrived, 2, offsets)) == [0, 0, 0]
-    # Due within an hour of arriving, 2 of hour 0's requests served only in hour 1: late whatever
-    # their spill; hour 1's own spill by less than their offsets.
+    def misses(finish, served, arrived, deadline, offsets):
+        return [int(m.sum()) for m in late_offline([np.asarray(f, float) for f in finish], np.asarray(served, float),
+                                                   np.asarray(arrived, float), deadline, offsets)]
+
+    # 10 arrive in hour 0, every 360 s, due 2 h after arriving; hour 0 serves the oldest 4, hour 1 the
+    # other 6 (arrived at 1440-3240 s, due at 8640-10440 s): finishing at 10100 s and 11300 s is late
+    # for the two youngest (due 10080 s and 10440 s), the others are in time.
+    offsets = lambda a: np.arange(10) * 360.0 if a == 0 else np.zeros(0)  # noqa: E731
+    finish = [[10, 20, 30, 40], [100, 200, 300, 3700, 6500, 7700], []]
+    assert misses(finish, [4, 6, 0], [10, 0, 0], 2, offsets) == [0, 2, 0]
+    assert misses([[10, 20, 30, 40], [100] * 6, []], [4, 6, 0], [10, 0, 0], 2, offsets) == [0, 0, 0]
+    # Due an hour after arriving: hour 0's last two (2400 s, 3000 s) served in hour 1 are due at 6000 s
+    # and 6600 s; finishing at 6100 s the first is late, at 6200 s the second is not; finishing inside
+    # its own hour is no guarantee: a request is late whenever it ends after its own deadline.
     offsets = lambda a: np.array([600, 1200, 1800, 2400, 3000.])  # noqa: E731
-    spill = [none, np.array([50, 40, 30, 20, 10, 5, 1.])]
-    assert list(deadline_misses(spill, np.array([3, 7.]), np.array([5, 5.]), 1, offsets)) == [0, 2]
-    # Nothing due yet in a short period with a long deadline, except what never finished.
-    assert list(deadline_misses(spill, np.array([3, 7.]), np.array([5, 5.]), 24, offsets)) == [0, 0]
-    never = [none, np.array([np.inf, 50.])]
-    assert list(deadline_misses(never, np.array([3, 7.]), np.array([5, 5.]), 24, offsets)) == [0, 1]
+    finish = [[10, 20, 30], [2500, 2600, 10, 10, 10, 10, 10]]
+    assert misses(finish, [3, 7], [5, 5], 1, offsets) == [0, 1]
+    assert misses(finish, [3, 7], [5, 5], 24, offsets) == [0, 0]
+    assert misses([[10, 20, 30], [np.inf] + [10] * 6], [3, 7], [5, 5], 24, offsets) == [0, 1]  # never finished
 
 
-def test_offline_work_one_replica_cannot_finish_in_its_hour_fails_the_hour_only_when_due(run):
+def test_offline_work_served_late_on_too_few_replicas_fails_its_hours_only_when_due(run):
     from bench.carbon.planning.verify import verify
 
     p = run.plans[0]
@@ -140,16 +141,18 @@ def test_offline_work_one_replica_cannot_finish_in_its_hour_fails_the_hour_only_
     i = run.inputs
     cache: dict = {}  # an hour's simulation does not depend on the deadline: the second check reuses it
     due_now = verify(heavy, run.demand, i.model, i.slo, "round_robin", cache, deadline_h=1)
-    spilled = np.array([len(h.offline_overrun_s) for h in due_now.hours])
-    # Due an hour after arriving and served in the next hour: whatever spills past its end is late.
-    assert spilled[0] == 0 and spilled[1:].min() > 0
-    assert (due_now.deadline_misses == spilled).all()
-    assert set(due_now.failing_hours(dataclasses.replace(i.slo, attainment=0.0), "hour")) == set(range(1, len(spilled)))
-    assert p.candidates[weak].candidate.name in due_now.missed_in(1)
+    finish = [h.offline_finish_s for h in due_now.hours]
+    assert len(finish[0]) == 0 and all(len(f) == arrived[0] for f in finish[1:])
+    spilled = np.array([int((f > 3600).sum()) for f in finish])
+    # Due an hour after arriving and served only in the next hour: at least every request that
+    # spills past that hour is late, and more finish after their own deadline within it.
+    assert (due_now.deadline_misses[1:] > spilled[1:]).all() and due_now.deadline_misses[0] == 0
+    assert set(due_now.failing_hours(dataclasses.replace(i.slo, attainment=0.0), "hour")) == set(range(1, len(finish)))
+    assert due_now.missed_in(1) == {p.candidates[weak].candidate.name}
     later = verify(heavy, run.demand, i.model, i.slo, "round_robin", cache, deadline_h=24)  # due past the 6 h period
-    # Only what the simulation never finished (its horizon is 2 h; the spill is not carried on) is late.
-    unfinished = np.array([np.isinf(h.offline_overrun_s).sum() for h in later.hours])
-    assert (later.deadline_misses == unfinished).all() and later.deadline_misses.sum() < spilled.sum()
+    assert all(np.isfinite(f).all() for f in finish)  # every request finished within the horizon ...
+    assert (later.deadline_misses == 0).all() and not later.failing_hours(dataclasses.replace(i.slo, attainment=0.0),
+                                                                         "hour")  # ... so none is late
 
 
 def test_an_slo_no_request_can_meet_even_alone_is_refused_first_with_the_count():
