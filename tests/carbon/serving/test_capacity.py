@@ -8,9 +8,9 @@ from bench.carbon.serving import capacity as cap_mod
 from bench.carbon.serving.simulate import Slo
 
 
-def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idle(monkeypatch):
+@pytest.mark.parametrize("n", [400, 2500])  # capacity above the trace's load, and half of it (whole strides)
+def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idle(monkeypatch, n):
     rng = np.random.default_rng(0)
-    n = 400
     w = Workload(np.sort(rng.uniform(0, 900, n)), rng.integers(50, 800, n), rng.integers(20, 300, n),
                  np.zeros(n, bool), "synthetic")
     model = serving.PRESETS["llama3_8b"]
@@ -35,6 +35,7 @@ def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idl
     # A partly loaded replica draws more per request than at capacity: the line's no-load power is above idle.
     half = min((load for load in loads if load < full), key=lambda x: abs(np.log(x / (full / 2))))
     assert 0.35 < half / full < 0.7
+    assert (full > 1) == (n == 400)  # both regimes of the loads tried (at 1/2 four steps down is 1/6)
     res_h, part_h = loads[half]
     rate_h = len(part_h.arrival_s) / (part_h.duration_s / 3600)
     predicted = c.active_w * 3600 + c.dynamic_j_per_request * rate_h
