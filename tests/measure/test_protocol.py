@@ -70,8 +70,11 @@ def test_a_counter_reset_mid_run_is_detected_and_never_stored():
 def test_power_above_the_device_limit_is_redone_then_flagged_implausible():
     device, nvml, meter = gpu(power_limit_w=150.0)  # busy power is 300 W
     result = measure(device, [meter], fast(max_retries=1))
-    assert result.rejections and all(r == "implausible" for r in result.rejections)
-    assert "implausible" in result.quality
+    assert "implausible" in result.rejections  # redone first
+    # On a loaded machine a window may also come out too short for its error target (redone and
+    # lengthened); that is the protocol working, not this check.
+    assert set(result.rejections) <= {"implausible", "imprecise", "too-few-updates"}
+    assert "implausible" in result.quality  # then kept and flagged
 
 
 def test_window_length_comes_from_the_target_error():
