@@ -1,22 +1,25 @@
 """A decoder layer's cost composed from its measured parts, and the check of it against the layer.
 
 A layer case declares its parts (`kernels.Case.parts`): the linear projections and the attention
-case it runs one after another. Composed, a layer point costs the sum of its parts' fitted costs
-plus an overhead:
-- a linear projection: the `linear_time_roofline` of its op (`linear.qkv`, ...), fitted over the
-  points of both phases of that projection; its energy from the `linear_energy` roofline of the
-  op at that predicted time;
-- attention: its case's `time_roofline` and `energy_per_case` fits;
-- the overhead, what the parts leave out (the norms, RoPE, SiLU-and-multiply, residual adds, the
-  cache write, the calls between): fitted per layer case on the residuals (measured layer minus
-  its parts), `t = c0_s + c_elem_s x elements` and `E = e0_j + e_elem_j x elements`, where
-  elements = tokens x hidden (what those elementwise ops touch), weighted by 1 / the layer's
-  measured value so each point counts by its relative error.
+case it runs one after another. Composed, a layer point costs the sum of its parts' costs plus an
+overhead:
+- a part measured at the layer point's shape (same case, shape fields and dtype): that point's
+  measured time and energy (source `measured:<case>`);
+- a part not measured there: a linear projection from the `linear_time_roofline` of its op
+  (`linear.qkv`, ...), fitted over the points of both phases of that projection, its energy from
+  the `linear_energy` roofline of the op at that predicted time; attention from its case's
+  `time_roofline` and `energy_per_case` fits;
+- the overhead, what the parts leave out (`bench.profile.overhead`: a fixed cost per call, the
+  elementwise ops per token x hidden and, where the data support it, the KV cache read cold per
+  element), fitted per layer case on the residuals (measured layer minus its parts), weighted by
+  1 / the layer's measured value so each point counts by its relative error.
 
 The check (`check`) predicts each measured layer point with the overhead fitted on the other
-points of its case (leave one out), so the errors it reports are out of sample. Energy is
-composed only where the layer and all its parts were measured by one energy method: measured and
-modelled are never added into one number.
+points of its case (leave one out), so the errors it reports are out of sample. It reports the
+same points composed as a serving step composes a shape no one measured, too: every part from its
+fit (`*_fit_parts` columns), plus the same overhead. Energy is composed only where the layer and
+all its parts were measured by one energy method: measured and modelled are never added into one
+number.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.profile import curves
+from bench.profile import curves, overhead
 from bench.profile.fit import Fit, FitError
 from kernels import REGISTRY, Shape
 
@@ -57,9 +60,47 @@ def _fit_of(fits: dict[str, Any], kind: str, key: str) -> Fit | None:
     return Fit.from_dict(fits.get(kind, {}).get(key))
 
 
-def part_costs(row: pd.Series, fits: dict[str, Any], profile: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Each part of the layer point `row`: its case, predicted time and energy, and their source;
-    or the reason it cannot be composed (a part without a fit)."""
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)  # shape columns read back as floats (NaN where a case leaves them empty)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def measured_point(df: pd.DataFrame | None, name: str, shape: Shape, dtype: str) -> tuple[pd.Series | None, str]:
+    """The time and energy of case `name` at `shape` and `dtype` from its measured points (averaged
+    where several), or interpolated linearly in the batch between the nearest measured batches
+    below and above at otherwise the same shape (a part's cost is near linear in its tokens between
+    neighbours, where a roofline may miss a step between them); with how it was got. (None, "")
+    where neither is possible."""
+    if df is None:
+        return None, ""
+    rows = df[(df["kernel"] == name) & (df["dtype"].astype(str) == str(dtype))]
+    fields = REGISTRY.get(name).shape_fields(shape)
+    for field, value in fields.items():
+        if len(rows) == 0 or field not in rows:
+            return None, ""
+        if field != "batch_size":
+            rows = rows[[_same(v, value) for v in rows[field]]]
+    cols = ["time_per_call_s", "device_energy_per_call_j"]
+    batch = rows["batch_size"].astype(float)
+    exact = rows[batch == float(shape.batch_size)]
+    if len(exact):
+        return exact[cols].mean(), f"measured:{name}"
+    below, above = batch[batch < shape.batch_size], batch[batch > shape.batch_size]
+    if len(below) == 0 or len(above) == 0:
+        return None, ""
+    lo, hi = below.max(), above.min()
+    a, b = rows.loc[batch == lo, cols].mean(), rows.loc[batch == hi, cols].mean()
+    return a + (b - a) * (shape.batch_size - lo) / (hi - lo), f"measured:{name} interpolated between batch {lo:g} and {hi:g}"
+
+
+def part_costs(row: pd.Series, fits: dict[str, Any], profile: str, measured: pd.DataFrame | None = None
+               ) -> tuple[list[dict[str, Any]], str | None]:
+    """Each part of the layer point `row`: its case, its time and energy (from its measured point
+    at this shape in `measured` where there is one, else from its fit), their source, and its fits'
+    predictions (`fit_time_s`, `fit_energy_j`); or the reason it cannot be composed (a part
+    without a fit)."""
     case = REGISTRY.get(row["kernel"])
     shape, dtype = shape_of_row(row), _dtype(row["dtype"])
     out = []
@@ -74,57 +115,40 @@ def part_costs(row: pd.Series, fits: dict[str, Any], profile: str) -> tuple[list
         if tfit is None:
             return [], f"no time fit for part {name} ({source.split(' ', 1)[1]})"
         flops, nbytes = part.flops(part_shape), part.min_bytes(part_shape, dtype)
-        t = float(curves.predict_time_s(tfit, flops, nbytes)[0])
-        e = float(curves.predict_energy_j(efit, flops, nbytes, t)) if efit is not None else math.nan
-        out.append({"part": name, "op": part.op, "time_s": t, "energy_j": e, "source": source})
+        t_fit = float(curves.predict_time_s(tfit, flops, nbytes)[0])
+        e_fit = float(curves.predict_energy_j(efit, flops, nbytes, t_fit)) if efit is not None else math.nan
+        t, e = t_fit, e_fit
+        point, how = measured_point(measured, name, part_shape, row["dtype"])
+        if point is not None:
+            t, e, source = float(point["time_per_call_s"]), float(point["device_energy_per_call_j"]), how
+        out.append({"part": name, "op": part.op, "time_s": t, "energy_j": e, "source": source,
+                    "fit_time_s": t_fit, "fit_energy_j": e_fit})
     return out, None
 
 
-def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(a, b) minimising sum((a + b x - y) w)^2."""
-    design = np.column_stack([np.ones_like(x), x]) * w[:, None]
-    theta, *_ = np.linalg.lstsq(design, y * w, rcond=None)
-    return theta
+def kv_elements(row: pd.Series | dict[str, Any]) -> float:
+    """KV-cache elements a layer point's attention reads from a cache: decode, K and V of every
+    request's context; prefill none (it attends the K and V the layer has just computed)."""
+    if row["phase"] != "decode":
+        return 0.0
+    return 2.0 * float(row["batch_size"]) * float(row["context_len"]) * float(row["kv_heads"]) * float(row["head_dim"])
 
 
-def _overhead_fit(model: str, names: tuple[str, str], x: np.ndarray, residual: np.ndarray, parts: np.ndarray,
-                  measured: np.ndarray) -> tuple[Fit, np.ndarray]:
-    """The overhead line on the residuals, and each point's composed value with the line fitted
-    on the other points (NaN where too few remain)."""
-    n = len(x)
-    if n < 3 or len(np.unique(x)) < 2:
-        raise FitError(f"{model}: {n} points of {len(np.unique(x))} sizes; needs 3 points of at least 2 sizes")
-    w = 1.0 / measured
-    theta = _weighted_line(x, residual, w)
-    held = np.full(n, np.nan)
-    for i in range(n):
-        keep = np.arange(n) != i
-        if len(np.unique(x[keep])) >= 2:
-            a, b = _weighted_line(x[keep], residual[keep], w[keep])
-            held[i] = parts[i] + max(0.0, a + b * x[i])  # an overhead never gives time back (as composed)
-    from scipy import stats
+_NAMES = {"time": ("c0_s", "c_elem_s", "c_kv_s"), "energy": ("e0_j", "e_elem_j", "e_kv_j")}
 
-    design = np.column_stack([np.ones_like(x), x]) * w[:, None]
-    resid = design @ theta - residual * w
-    dof = n - 2
-    cov = (float(resid @ resid) / dof if dof else math.inf) * np.linalg.pinv(design.T @ design)
-    t = stats.t.ppf(0.975, dof) if dof else math.inf
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
-    ci = {k: (float(v - t * s), float(v + t * s)) for k, v, s in zip(names, theta, se)}
-    composed = parts + np.maximum(0.0, theta[0] + theta[1] * x)
-    ss_res, ss_tot = float(np.sum((measured - composed) ** 2)), float(np.sum((measured - measured.mean()) ** 2))
-    rel = np.abs(held - measured) / measured
-    rel = rel[np.isfinite(rel)]
-    fit = Fit(model, f"residual = {names[0]} + {names[1]} x tokens x hidden", dict(zip(names, map(float, theta))), ci,
-              n, n, 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan,
-              float(np.sqrt(np.mean(rel ** 2))) if len(rel) else math.nan, float(rel.max()) if len(rel) else math.nan,
-              {"r2_and_cv_of": "the composed layer value (parts + overhead); CV: overhead fitted without the point"})
-    return fit, held
+
+def _overhead(table: pd.DataFrame, what: str) -> tuple[Fit, np.ndarray]:
+    unit = "time_s" if what == "time" else "energy_j"
+    cols = {"c0": np.ones(len(table)), "elem": (table["tokens"] * table["hidden"]).to_numpy(float),
+            "kv": table["kv_elements"].to_numpy(float)}
+    r = overhead.Residuals(cols, table[f"measured_{unit}"].to_numpy(float), table[f"parts_{unit}"].to_numpy(float))
+    return overhead.fit(f"layer_overhead_{what}", _NAMES[what], r)
 
 
 def check(df: pd.DataFrame, fits: dict[str, Any], profile: str) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
     """Overhead fits per layer case, the composition table (one row per measured layer point),
-    and what could not be composed. `df`: prepared points of good quality at default clocks."""
+    and what could not be composed. `df`: prepared points of good quality at default clocks (the
+    parts' measured points are taken from it too)."""
     skipped: list[str] = []
     overheads: dict[str, Any] = {}
     tables = []
@@ -132,49 +156,50 @@ def check(df: pd.DataFrame, fits: dict[str, Any], profile: str) -> tuple[dict[st
     for kernel, group in layers.groupby("kernel", sort=True):
         rows = []
         for _, row in group.iterrows():
-            parts, why = part_costs(row, fits, profile)
+            parts, why = part_costs(row, fits, profile, df)
             if why:
                 skipped.append(f"composition {row['batch_group']} batch={row['batch_size']:g}: {why}")
                 continue
-            rows.append({**_identity(row), "parts": parts})
+            rows.append({**_identity(row), "kv_elements": kv_elements(row), "parts": parts})
         if not rows:
             continue
         table = pd.DataFrame(rows)
         part_names = [p["part"] for p in rows[0]["parts"]]
         methods = set(df.loc[df["kernel"].isin([kernel, *part_names]), "device_energy_method"].astype(str))
-        table["parts_time_s"] = [sum(p["time_s"] for p in r["parts"]) for r in rows]
-        table["parts_energy_j"] = [sum(p["energy_j"] for p in r["parts"]) for r in rows]
-        x = (table["tokens"] * table["hidden"]).to_numpy(float)
+        for what, unit in (("time", "time_s"), ("energy", "energy_j")):
+            table[f"parts_{unit}"] = [sum(p[unit] for p in r["parts"]) for r in rows]
+            table[f"fit_parts_{unit}"] = [sum(p[f"fit_{unit}"] for p in r["parts"]) for r in rows]
+            table[f"composed_{unit}"] = table[f"overhead_{unit}"] = table[f"composed_{unit}_fit_parts"] = np.nan
         try:
-            tfit, held_t = _overhead_fit("layer_overhead_time", ("c0_s", "c_elem_s"), x,
-                                         (table["measured_time_s"] - table["parts_time_s"]).to_numpy(float),
-                                         table["parts_time_s"].to_numpy(float), table["measured_time_s"].to_numpy(float))
+            tfit, held_t = _overhead(table, "time")
         except FitError as err:
             skipped.append(f"composition {kernel}: {err}")
             continue
         overheads[kernel] = {"time": tfit}
-        table["composed_time_s"] = held_t
-        table["overhead_time_s"] = held_t - table["parts_time_s"]
+        _held(table, "time_s", held_t)
         table["energy_method"] = "; ".join(sorted(methods))
-        energy_ok = len(methods) == 1 and np.isfinite(table["parts_energy_j"]).all()
-        table["composed_energy_j"] = table["overhead_energy_j"] = np.nan
-        if energy_ok:
-            efit, held_e = _overhead_fit("layer_overhead_energy", ("e0_j", "e_elem_j"), x,
-                                         (table["measured_energy_j"] - table["parts_energy_j"]).to_numpy(float),
-                                         table["parts_energy_j"].to_numpy(float),
-                                         table["measured_energy_j"].to_numpy(float))
+        if len(methods) == 1 and np.isfinite(table["parts_energy_j"]).all():
+            efit, held_e = _overhead(table, "energy")
             overheads[kernel]["energy"] = efit
-            table["composed_energy_j"] = held_e
-            table["overhead_energy_j"] = held_e - table["parts_energy_j"]
+            _held(table, "energy_j", held_e)
         else:
             skipped.append(f"composition {kernel} energy: the layer and its parts were measured by "
                            f"{len(methods)} energy methods ({', '.join(sorted(methods))}) or a part lacks an energy fit")
-        table["time_rel_error"] = table["composed_time_s"] / table["measured_time_s"] - 1
-        table["energy_rel_error"] = table["composed_energy_j"] / table["measured_energy_j"] - 1
+        for what, unit in (("time", "time_s"), ("energy", "energy_j")):
+            table[f"{what}_rel_error"] = table[f"composed_{unit}"] / table[f"measured_{unit}"] - 1
+            table[f"{what}_rel_error_fit_parts"] = table[f"composed_{unit}_fit_parts"] / table[f"measured_{unit}"] - 1
+        table["parts_measured"] = [sum(p["source"].startswith("measured:") for p in r["parts"]) for r in rows]
         table["sources"] = [_sources(r["parts"], kernel) for r in rows]
         tables.append(table.drop(columns="parts"))
     out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return overheads, out, skipped
+
+
+def _held(table: pd.DataFrame, unit: str, held: np.ndarray) -> None:
+    """Each point's held-out composed value, its overhead, and the same overhead on the parts' fits."""
+    table[f"composed_{unit}"] = held
+    table[f"overhead_{unit}"] = held - table[f"parts_{unit}"]
+    table[f"composed_{unit}_fit_parts"] = table[f"fit_parts_{unit}"] + table[f"overhead_{unit}"]
 
 
 def _identity(row: pd.Series) -> dict[str, Any]:
@@ -187,18 +212,19 @@ def _identity(row: pd.Series) -> dict[str, Any]:
 
 def _sources(parts: list[dict[str, Any]], kernel: str) -> str:
     named = "; ".join(f"{p['part']}: {p['source']}" for p in parts)
-    return f"{named}; overhead: calibrated:{kernel} residuals (fitted without this point)"
+    return f"{named}; overhead: calibrated:{kernel} residuals (form chosen and fitted without this point)"
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
+def summary(table: pd.DataFrame, errors: str = "") -> pd.DataFrame:
     """Per layer case and over all: points, RMS and worst relative error of time and energy, and
-    whether the worst meets the target."""
+    whether the worst meets the target. `errors="_fit_parts"`: of the points composed from the
+    parts' fits alone."""
     rows = []
     groups = [(k, g) for k, g in table.groupby("kernel", sort=True)] + [("all", table)]
     for name, g in groups:
         row: dict[str, Any] = {"kernel": name, "points": len(g)}
         for what in ("time", "energy"):
-            e = g[f"{what}_rel_error"].dropna().abs()
+            e = g[f"{what}_rel_error{errors}"].dropna().abs() if f"{what}_rel_error{errors}" in g else pd.Series(dtype=float)
             row[f"{what} rms"] = float(np.sqrt(np.mean(e ** 2))) if len(e) else math.nan
             row[f"{what} worst"] = float(e.max()) if len(e) else math.nan
         worst = [row["time worst"], row["energy worst"]]

@@ -71,9 +71,10 @@ def markdown(profile: Any, pngs: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-COMPOSITION_COLS = ["kernel", "batch_size", "seq_len", "context_len", "tokens", "measured_time_s", "parts_time_s",
-                    "overhead_time_s", "composed_time_s", "time_rel_error", "measured_energy_j", "parts_energy_j",
-                    "overhead_energy_j", "composed_energy_j", "energy_rel_error"]
+COMPOSITION_COLS = ["kernel", "batch_size", "seq_len", "context_len", "tokens", "kv_elements", "parts_measured",
+                    "measured_time_s", "parts_time_s", "overhead_time_s", "composed_time_s", "time_rel_error",
+                    "time_rel_error_fit_parts", "measured_energy_j", "parts_energy_j", "overhead_energy_j",
+                    "composed_energy_j", "energy_rel_error", "energy_rel_error_fit_parts"]
 
 
 def composition_markdown(profile: Any) -> str:
@@ -85,20 +86,45 @@ def composition_markdown(profile: Any) -> str:
     modelled = any("model:" in x for x in methods)
     device = (f"- device: {', '.join(m.get('device_names') or ['?'])}; measured {', '.join(m.get('dates', []))}; "
               f"software: {m.get('software') or '-'}; torch threads: {m.get('torch_threads') or '-'}")
-    energy = (f"- energy: {', '.join(methods)}, of the layer points and of the part points the parts' fits "
-              "were made on" + (" (modelled, not metered: a CPU time x a power per core, so the energy check "
+    energy = (f"- energy: {', '.join(methods)}, of the layer points and of the part points (taken as measured, "
+              "and those the parts' fits were made on)" + (" (modelled, not metered: a CPU time x a power per core, so the energy check "
                                 "tests the composition of that model, not the hardware's energy)" if modelled else ""))
-    composed = ("- composed = sum of the parts' predictions (each from its own fit, sources below) + the layer "
-                "overhead fitted on the other points of its case (leave one out): out of sample")
+    composed = ("- composed = sum of the parts' costs (each part's measured point at the layer's shape, or "
+                "interpolated in the batch between its measured neighbours, or else its fit; `parts_measured` "
+                "counts the measured ones; sources below) + the layer overhead, its form chosen and its "
+                "coefficients fitted on the other points of its case (nested leave one out): out of sample")
+    planner = ("- `*_fit_parts`: the same points with every part from its fit (the linear and attention "
+               "rooflines, fitted on the part points themselves) plus the same overhead: a composed serving step "
+               "at a shape no part was measured at")
     lines = [f"# Composition check `{profile.name}`", "", device,
-             f"- time: measured ({timing.iloc[0] if len(timing) else '?'})", energy, composed,
+             f"- time: measured ({timing.iloc[0] if len(timing) else '?'})", energy, composed, planner,
              f"- target: at most {TARGET_REL_ERROR:.0%} on time and on energy", "",
              "## Errors per layer case", "", table(_percent(summary(t), ("rms", "worst"), "")), "",
-             "## Points", "", table(_percent(t[[c for c in COMPOSITION_COLS if c in t]], ("rel_error",), "+")), "",
+             "## Errors per layer case, every part from its fit", "",
+             table(_percent(summary(t, "_fit_parts"), ("rms", "worst"), "")), "",
+             "## Overhead fits", "", table(_overhead_rows(profile.fits.get("layer_overhead", {}))), "",
+             "## Points", "", table(_percent(t[[c for c in COMPOSITION_COLS if c in t]], ("rel_error", "_fit_parts"), "+")), "",
              "## Sources of the terms", ""]
-    for kernel, group in t.groupby("kernel", sort=True):
-        lines += [f"- {kernel}: {group['sources'].iloc[0]}"]
+    for (kernel, sources), group in t.groupby(["kernel", "sources"], sort=True):  # a part's source can differ by point
+        length = group["seq_len"].where(group["phase"] == "prefill", group["context_len"])
+        at = ", ".join(f"B={b:g} L={n:g}" for b, n in zip(group["batch_size"], length))
+        lines += [f"- {kernel} ({at}): {sources}"]
     return "\n".join(lines) + "\n"
+
+
+def _overhead_rows(overheads: dict[str, Any]) -> pd.DataFrame:
+    """Each layer case's overhead fits: the form chosen, its coefficients, and each form's
+    leave-one-out error on all the case's points (what chose it)."""
+    rows = []
+    for kernel, fits in sorted(overheads.items()):
+        for what, fit in fits.items():
+            fit = Fit.from_dict(fit)
+            scores = fit.extra.get("form_loo_rel_error_rms", {})
+            rows.append({"kernel": kernel, "of": what, "formula": fit.formula,
+                         "coefficients [95% CI]": "; ".join(f"{k}={v:.4g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]"
+                                                            for k, v in fit.params.items()),
+                         "leave-one-out rms by form": "; ".join(f"{k}: {v:.1%}" for k, v in scores.items())})
+    return pd.DataFrame(rows)
 
 
 def _percent(df: pd.DataFrame, suffixes: tuple[str, ...], sign: str) -> pd.DataFrame:

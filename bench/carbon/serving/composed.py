@@ -43,18 +43,24 @@ class PartModel:
 
 @dataclass(frozen=True)
 class LayerOverhead:
-    """Per layer and step of one phase: t = c0_s + c_elem_s x tokens x hidden, E likewise."""
+    """Per layer and step of one phase: t = c0_s + c_elem_s x tokens x hidden + c_kv_s x
+    kv_elements, E likewise (`bench.profile.overhead`: kv_elements are the KV-cache elements the
+    step's attention reads, K and V of every decode request's context; a fit without that term,
+    or a profile written before it, has c_kv_s = e_kv_j = 0)."""
 
     source: str
     c0_s: float
     c_elem_s: float
     e0_j: float
     e_elem_j: float
+    c_kv_s: float = 0.0
+    e_kv_j: float = 0.0
 
-    def time_energy(self, elements: float) -> tuple[float, float]:
+    def time_energy(self, elements: float, kv_elements: float = 0.0) -> tuple[float, float]:
         # The fit's intercepts are free and can come out below zero (the committed CPU fits do): an
-        # overhead never gives time or energy back, so it is clamped at zero.
-        return max(0.0, self.c0_s + self.c_elem_s * elements), max(0.0, self.e0_j + self.e_elem_j * elements)
+        # overhead never gives time or energy back, so it is clamped at zero, as the check does.
+        return (max(0.0, self.c0_s + self.c_elem_s * elements + self.c_kv_s * kv_elements),
+                max(0.0, self.e0_j + self.e_elem_j * elements + self.e_kv_j * kv_elements))
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,12 @@ def _layer_case(profile: Any, phase: str) -> str:
 def _overhead(profile: Any, layer: str) -> LayerOverhead:
     fits = profile.fits["layer_overhead"][layer]
     t, e = _params(fits["time"], f"time overhead of {layer}"), _params(fits["energy"], f"energy overhead of {layer}")
-    return LayerOverhead(f"calibrated:{layer} residuals of profile:{profile.name}", t["c0_s"], t["c_elem_s"],
-                         e["e0_j"], e["e_elem_j"])
+    try:
+        return LayerOverhead(f"calibrated:{layer} residuals of profile:{profile.name}", t["c0_s"], t["c_elem_s"],
+                             e["e0_j"], e["e_elem_j"], t.get("c_kv_s", 0.0), e.get("e_kv_j", 0.0))
+    except KeyError as err:
+        raise ValueError(f"the layer overhead of {layer} in profile {profile.name} lacks {err}: "
+                         "refit it (task=fit) with this version") from None
 
 
 def parts_from_profile(profile: Any) -> StepParts:
@@ -146,6 +156,7 @@ class ComposedStep:
     prefill_bytes_per_token: float  # q, k, v, o of one prompt token, one layer
     decode_bytes_per_context_token: float
     decode_bytes_per_token: float
+    kv_elements_per_context_token: float  # K and V of one cached token, one layer: what the decode overhead's c_kv counts
 
     @classmethod
     def of(cls, model: ModelSpec, parts: StepParts) -> ComposedStep:
@@ -158,7 +169,7 @@ class ComposedStep:
                 float(e * (model.hidden + model.vocab)), 1)
         hq, hkv, d = model.heads, model.kv_heads, model.head_dim
         return cls(parts, model.layers, model.hidden, tuple(linear) + (head,), 4.0 * hq * d,
-                   float(e * d * (2 * hq + 2 * hkv)), float(2 * hkv * d * e), float(2 * hq * d * e + 4))
+                   float(e * d * (2 * hq + 2 * hkv)), float(2 * hkv * d * e), float(2 * hq * d * e + 4), float(2 * hkv * d))
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
                     ) -> tuple[float, float]:
@@ -175,6 +186,8 @@ class ComposedStep:
         p = self.parts
         if new_tokens > 0:
             ti, ei = p.prefill_attention.time_energy(self.attn_flop * prefill_pairs, self.prefill_bytes_per_token * new_tokens)
+            # No KV-cache term: the prefill layer attends the K and V it has just computed (and the
+            # calibrated prefill layer reads no cache), so its fit has none.
             to, eo = p.prefill_overhead.time_energy(new_tokens * self.hidden)
             t += n * (ti + to)
             e += n * (ei + eo)
@@ -182,7 +195,8 @@ class ComposedStep:
             ti, ei = p.decode_attention.time_energy(self.attn_flop * context_tokens,
                                                     self.decode_bytes_per_context_token * context_tokens
                                                     + self.decode_bytes_per_token * decode_tokens)
-            to, eo = p.decode_overhead.time_energy(decode_tokens * self.hidden)
+            to, eo = p.decode_overhead.time_energy(decode_tokens * self.hidden,
+                                                   self.kv_elements_per_context_token * context_tokens)
             t += n * (ti + to)
             e += n * (ei + eo)
         return t, e

@@ -15,21 +15,26 @@ MODEL = ModelSpec("two small layers", 2, D.hidden, D.heads, D.kv_heads, D.head_d
                   context_tokens=4096)
 
 
-def composed_layer(kernel: str, batch: int, length: int) -> tuple[float, float]:
-    """The profile side's prediction of one layer point: its parts plus the fitted overhead."""
-    p = sp.profile()
-    row = sp.point(kernel, sp.shape(batch, length, p.phase_of(kernel)), sp.np.random.default_rng(0))
-    parts, why = compose.part_costs(sp.pd.Series(row), p.fits, p.name)
-    assert why is None
+def composed_layer(p, kernel: str, batch: int, length: int) -> tuple[float, float]:
+    """The profile side's prediction of one layer point: its parts' fits plus the fitted overhead
+    (its KV term, where the fit kept one, on K and V of every request's context)."""
+    s = sp.shape(batch, length, p.phase_of(kernel))
+    row = sp.point(kernel, s, sp.np.random.default_rng(0))
+    parts, why = compose.part_costs(sp.pd.Series(row), p.fits, p.name)  # no measured points: every part's fit
+    assert why is None and not any(x["source"].startswith("measured:") for x in parts)
     fits = p.fits["layer_overhead"][kernel]
-    elements = row["tokens_per_call"] * D.hidden
+    elements, kv = row["tokens_per_call"] * D.hidden, sp.kv_elements(s, p.phase_of(kernel))
     t, e = fits["time"].params, fits["energy"].params
-    return (sum(x["time_s"] for x in parts) + t["c0_s"] + t["c_elem_s"] * elements,
-            sum(x["energy_j"] for x in parts) + e["e0_j"] + e["e_elem_j"] * elements)
+    return (sum(x["time_s"] for x in parts) + t["c0_s"] + t["c_elem_s"] * elements + t.get("c_kv_s", 0.0) * kv,
+            sum(x["energy_j"] for x in parts) + e["e0_j"] + e["e_elem_j"] * elements + e.get("e_kv_j", 0.0) * kv)
 
 
-def test_the_composed_step_is_its_layers_plus_the_lm_head():
-    device = from_parts(sp.profile(), "fake", memory_bytes=1e12)
+@pytest.mark.parametrize("with_kv", [False, True], ids=["overhead without kv term", "with kv term"])
+def test_the_composed_step_is_its_layers_plus_the_lm_head(with_kv):
+    profile = sp.profile_with_kv(sp.OVERHEAD_KV) if with_kv else sp.profile()
+    decode_fit = profile.fits["layer_overhead"]["layer.decode_paged"]["time"]
+    assert ("c_kv_s" in decode_fit.params) == with_kv  # a fit without the term composes as before it existed
+    device = from_parts(profile, "fake", memory_bytes=1e12)
     cost = StepCost.of(MODEL, device)
     head = device.parts.linear[LM_HEAD_ROOFLINE]
     for kernel, batch, length in (("layer.prefill", 2, 64), ("layer.decode_paged", 4, 256)):
@@ -40,7 +45,7 @@ def test_the_composed_step_is_its_layers_plus_the_lm_head():
             tokens = batch
             got = cost.time_energy(0, 0, batch, batch * length)
         head_t, head_e = head.time_energy(2.0 * D.hidden * 64 * tokens, 2.0 * D.hidden * 64 + 2.0 * (D.hidden + 64) * tokens)
-        layer_t, layer_e = composed_layer(kernel, batch, length)
+        layer_t, layer_e = composed_layer(profile, kernel, batch, length)
         assert got == pytest.approx((2 * layer_t + head_t, 2 * layer_e + head_e), rel=1e-3), kernel
     with pytest.raises(TypeError, match="one step at a time"):  # arrays of steps: a clear refusal
         cost.time_energy(sp.np.array([1.0, 2.0]), sp.np.zeros(2), sp.np.zeros(2), sp.np.zeros(2))
