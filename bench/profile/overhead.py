@@ -97,7 +97,7 @@ def select(r: Residuals, idx: np.ndarray) -> tuple[tuple[str, ...], dict[str, fl
     usable = [form for form in FORMS if _usable(form, len(idx))]
     scores = {form: _rms(_loo(r, idx, form)) for form in usable}
     scores = {f: v for f, v in scores.items() if math.isfinite(v)}  # a form these points cannot determine is out
-    named = {"+".join(f): v for f, v in scores.items()}
+    named = {"+".join(f): float(f"{v:.4g}") for f, v in scores.items()}  # for reading: 4 figures
     if usable == [FORMS[0]]:
         return FORMS[0], named  # nothing to choose between
     if not scores:
