@@ -94,5 +94,5 @@ def profile() -> build.Profile:
 @functools.cache
 def profile_with_kv(kv: tuple[float, float] = OVERHEAD_KV) -> build.Profile:
     """Decode layers at 3 batches x 2 contexts (6 points: enough to weigh the KV term) costing
-    `kv` per KV-cache element read beyond the base overhead; `kv=(0, 0)`: the term absent."""
+    `kv` per KV-cache element read beyond the base overhead (`points((1, 4, 16), kv)`)."""
     return build.build(points((1, 4, 16), kv), "fake-cpu-kv", source="synthetic")

@@ -60,13 +60,15 @@ def test_energies_of_two_methods_are_not_composed_into_one_number():
 
 @pytest.mark.parametrize("kv", [sp.OVERHEAD_KV, (0.0, 0.0)], ids=["kv term", "no kv term"])
 def test_the_decode_overhead_keeps_a_kv_term_only_where_the_layer_costs_one(kv):
-    p = sp.profile_with_kv(kv)
-    table = p.composition
+    # The parts' points and fits are the same with or without the term (it is the layers'): one
+    # profile's fits serve both checks.
+    overheads, table, _ = compose.check(build.prepare(sp.points((1, 4, 16), kv)),
+                                        sp.profile_with_kv(sp.OVERHEAD_KV).fits, "fake-cpu-kv")
     # Out of sample (nested: the form too is chosen without the point) within ten times the noise.
     assert table["time_rel_error"].abs().max() < 10 * sp.NOISE and table["energy_rel_error"].abs().max() < 10 * sp.NOISE
     for kernel in ("layer.decode", "layer.decode_paged"):
         for what, name, true in (("time", "c_kv_s", kv[0]), ("energy", "e_kv_j", kv[1])):
-            fit = p.fits["layer_overhead"][kernel][what]
+            fit = overheads[kernel][what]
             if true:
                 assert fit.params[name] == pytest.approx(true, rel=0.2), (kernel, what)
                 lo, hi = fit.ci95[name]
@@ -74,7 +76,7 @@ def test_the_decode_overhead_keeps_a_kv_term_only_where_the_layer_costs_one(kv):
             else:  # absent: not kept, or kept with an interval that holds zero
                 assert name not in fit.params or fit.ci95[name][0] < 0 < fit.ci95[name][1], (kernel, what)
     # Prefill reads no KV cache: its overhead never has the term.
-    assert "c_kv_s" not in p.fits["layer_overhead"]["layer.prefill"]["time"].params
+    assert "c_kv_s" not in overheads["layer.prefill"]["time"].params
 
 
 def test_the_kv_term_is_needed_when_the_layer_has_one():
