@@ -8,10 +8,13 @@ a node holds up to `gpus_per_node` GPUs of one type, shared by any candidates of
 Active replicas draw their idle power plus a dynamic energy per request (from simulation,
 `capacity.py`); parked replicas are off.
 
-Variables, per hour h and candidate c: active replicas u (integer), online requests x and offline
-requests y served; per hour: offline requests z served by host CPUs and the offline backlog b
-left at its end; per candidate: provisioned replicas n (integer); per GPU type t: nodes m
-(integer). Objectives: carbon (operational at the hour's intensity x PUE, plus amortised
+Variables, per hour h and candidate c: active replicas u (integer) and requests w served; per
+hour: offline requests Y served on GPUs, z served by host CPUs, and the offline backlog b left at
+its end; per candidate: provisioned replicas n (integer); per GPU type t: nodes m (integer). An
+hour's online and offline requests cost the same on a candidate and share its capacity, so only
+their sum per candidate is a variable (separate ones would make every split of it an equal
+optimum, a degeneracy that slowed the solver for nothing); a plan reports each candidate's
+served requests split in the hour's proportion of online to offline work. Objectives: carbon (operational at the hour's intensity x PUE, plus amortised
 embodied), energy or cost. Ties are broken lexicographically, each by a solve of its own under
 the previous optimum: fewest GPUs, then fewest nodes (never by a small weight, which would sit
 inside the solver's tolerance). The solver's gap and whether it hit its time limit are kept.
@@ -51,9 +54,9 @@ class _Layout:
 
     def __post_init__(self) -> None:
         H, C = self.H, self.C
-        self.u, self.x, self.y = 0, H * C, 2 * H * C
-        self.z, self.b = 3 * H * C, 3 * H * C + H
-        self.n = 3 * H * C + 2 * H
+        self.u, self.w, self.y = 0, H * C, 2 * H * C
+        self.z, self.b = 2 * H * C + H, 2 * H * C + 2 * H
+        self.n = 2 * H * C + 3 * H
         self.m = self.n + C
         self.size = self.m + self.T
 
@@ -155,7 +158,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
              "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
     cost = np.zeros(L.size)
     cost[L.hc(L.u)] = per_j[:, None] * p_act[None, :] * 3600.0
-    cost[L.hc(L.x)] = cost[L.hc(L.y)] = per_j[:, None] * e_req[None, :]
+    cost[L.hc(L.w)] = per_j[:, None] * e_req[None, :]
     cost[L.z:L.z + H] = per_j * e_cpu
     if objective == "carbon":
         cost[L.n:L.n + C] = H * tp * kg_gpu_h
@@ -165,9 +168,10 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
 
     rows = _Rows()
     hours = np.arange(H)
-    rows.add([(L.hc(L.x), 1.0)], online, online)  # every online request served in its hour
-    # Served within the capacity of the hour's active replicas.
-    rows.add([(L.hc(L.x).ravel()[:, None], 1.0), (L.hc(L.y).ravel()[:, None], 1.0),
+    # Every online request served in its hour, with the offline ones the GPUs take then ...
+    rows.add([(L.hc(L.w), 1.0), ((L.y + hours)[:, None], -1.0)], online, online)
+    # ... within the capacity of the hour's active replicas.
+    rows.add([(L.hc(L.w).ravel()[:, None], 1.0),
               (L.hc(L.u).ravel()[:, None], -(scale * rate[None, :]).ravel()[:, None])], -np.inf, 0.0)
     n_cols = np.broadcast_to(L.n + np.arange(C), (H, C))
     rows.add([(L.hc(L.u).ravel()[:, None], 1.0), (n_cols.ravel()[:, None], -1.0)], -np.inf, 0.0)
@@ -177,7 +181,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     prev_coef = np.where(hours > 0, -1.0, 0.0)
     inherited = np.zeros(H)
     inherited[0] = block.backlog_in if block is not None else 0.0
-    rows.add([((L.b + hours)[:, None], 1.0), (prev_b[:, None], prev_coef[:, None]), (L.hc(L.y), 1.0),
+    rows.add([((L.b + hours)[:, None], 1.0), (prev_b[:, None], prev_coef[:, None]), ((L.y + hours)[:, None], 1.0),
               ((L.z + hours)[:, None], 1.0)], offline + inherited, offline + inherited)
     waiting = waiting_bounds(offline, deadline) if block is None else block.waiting.copy()
     if block is None or not block.end_free:
@@ -251,8 +255,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     provisioned = u.max(axis=0)
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
-    plan = Plan(name, objective, pillars, u, v[L.x:L.x + H * C].reshape(H, C), v[L.y:L.y + H * C].reshape(H, C),
-                v[L.z:L.z + H], provisioned, node_count)
+    plan = Plan(name, objective, pillars, u, *_split(L, v, online), v[L.z:L.z + H], provisioned, node_count)
     plan.node_types = types
     plan.notes.extend(plan_notes)
     plan.solver_gap, plan.solver_hit_time_limit = gap, hit_limit
@@ -331,8 +334,9 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         hit = hit or res.hit_limit
         v, k = res.x, h1 - h0  # only the block's own hours are kept
         u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:k])
-        x.append(v[L.x:L.x + L.H * L.C].reshape(L.H, L.C)[:k])
-        y.append(v[L.y:L.y + L.H * L.C].reshape(L.H, L.C)[:k])
+        xs, ys = _split(L, v, online[h0:end])
+        x.append(xs[:k])
+        y.append(ys[:k])
         z.append(v[L.z:L.z + L.H][:k])
         backlog = float(v[L.b + k - 1])
     plan = _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
@@ -345,6 +349,16 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
                       f"{NEAR:.0%} merged), in {len(starts)} blocks "
                       f"of {BLOCK_H} h; gap against the blocks' bound")
     return plan
+
+
+def _split(L: _Layout, v: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(online, offline) requests per hour and candidate: each candidate's served requests split
+    in its hour's proportion of online work (any split serves the same; this one is stated)."""
+    w = np.maximum(v[L.w:L.w + L.H * L.C].reshape(L.H, L.C), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    share = np.divide(online[:, None], total, out=np.zeros_like(total), where=total > 0)
+    x = w * np.minimum(share, 1.0)
+    return x, w - x
 
 
 def _assemble(name, objective, pillars, s, econ, caps, u, x, y, z) -> Plan:

@@ -76,6 +76,9 @@ class _Recorder:
         self.steps.append((new_tokens, prefill_pairs, decode_tokens, context_tokens))
         return 1e-3, 1.0  # any positive time: the schedule does not depend on it
 
+    def scalar(self):
+        return self.time_energy  # the simulator's per-step call
+
 
 def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf) -> float:
     """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' HBM."""

@@ -1,5 +1,6 @@
 """The continuous-batching simulation: step times by hand, the batch cap, paged KV and preemption,
 per-token SLO metrics, per-request energy, and the fast simulation against a naive one."""
+import dataclasses
 import math
 
 import numpy as np
@@ -218,3 +219,23 @@ def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens,
     for q in (50, 99):
         itl = [np.percentile(np.diff(t), q) if len(t) > 1 else math.nan for t in times]
         assert np.allclose(res.itl_s(q), itl, equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", ["roofline", "calibrated", "capped"])
+def test_the_simulations_scalar_step_equals_the_step_model(kind):
+    # The simulation's per-step closure must be the step model, term for term, on every path:
+    # one roofline; linear layers and attention apart with their own KV bandwidth and energy; a
+    # power cap that stretches the step.
+    device = serving.datasheet("h100_sxm") if kind != "roofline" else round_device()
+    if kind == "capped":
+        device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
+    cost = serving.StepCost.of(serving.PRESETS["llama3_8b"], device)
+    step = cost.scalar()
+    rng = np.random.default_rng(1)
+    capped = 0
+    for new, decode, ctx in rng.integers(0, 4000, size=(300, 3)).astype(float):
+        pairs = new * (new + 1) / 2
+        assert step(new, pairs, decode, ctx) == cost.time_energy(new, pairs, decode, ctx)
+        capped += kind == "capped" and cost.time_energy(new, pairs, decode, ctx)[1] > 0 and \
+            step(new, pairs, decode, ctx)[1] / step(new, pairs, decode, ctx)[0] >= device.power_cap_w - 1e-6
+    assert kind != "capped" or capped > 0  # the cap did stretch some steps
