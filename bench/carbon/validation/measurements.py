@@ -19,7 +19,7 @@ class ValidateConf:
     """`validate.*`: the measurements, what to replay them with, and the workload assumptions."""
 
     measurements: Optional[str] = None  # csv in the ML.ENERGY v3 format (required for task=validate)
-    model: Optional[str] = None  # a serving preset (bench.carbon.serving.PRESETS)
+    model: Optional[str] = None  # a serving preset (bench.carbon.serving.PRESETS): its key or a Hugging Face id
     gpu: Optional[str] = None  # a GPU type of the catalogue (bench/carbon/data/gpus.csv)
     itl_slo_s: float = 0.05  # p90 inter-token latency SLO for the max-batch choice
     extra_itl_slos_s: List[float] = field(default_factory=lambda: [0.03, 0.1])  # more SLO lines
