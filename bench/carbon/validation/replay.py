@@ -45,6 +45,7 @@ class Schedule:
     prefill_pairs: np.ndarray
     decode_tokens: np.ndarray
     context_tokens: np.ndarray
+    prefill_seqs: np.ndarray  # requests prefilled per step (each has its last prompt position's logits computed)
     tokens: np.ndarray  # output tokens produced per step (running requests, newly admitted ones included)
     gap_from: np.ndarray  # step indices of consecutive tokens of one request: each is one inter-token gap
     gap_to: np.ndarray
@@ -67,13 +68,13 @@ class _Recorder:
 
     def __init__(self, cost: StepCost):
         self.device = cost.device
-        self.bytes_per_step = cost.bytes_per_step
+        self.resident_bytes = cost.resident_bytes
         self.bytes_per_context_token = cost.bytes_per_context_token
-        self.steps: list[tuple[float, float, float, float]] = []
+        self.steps: list[tuple[float, float, float, float, float]] = []
 
-    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
-                    ) -> tuple[float, float]:
-        self.steps.append((new_tokens, prefill_pairs, decode_tokens, context_tokens))
+    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
+                    prefill_seqs: float) -> tuple[float, float]:
+        self.steps.append((new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs))
         return 1e-3, 1.0  # any positive time: the schedule does not depend on it
 
 
@@ -102,7 +103,7 @@ def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: Valida
     # vLLM's budget counts decode tokens too: up to max_num_seqs of it go to decodes.
     budget = max(1, conf.max_num_batched_tokens - b)
     res = simulate(np.zeros(n), prompt, output, rec, b, max_prefill_tokens=budget, page_tokens=PAGE_TOKENS)  # type: ignore[arg-type]
-    steps = np.array(rec.steps, dtype=float).reshape(-1, 4)
+    steps = np.array(rec.steps, dtype=float).reshape(-1, 5)
     request, first, last = res.segments.T
     lengths = last - first + 1
     starts = np.repeat(first - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
@@ -119,14 +120,14 @@ def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: Valida
     k1 = int(np.sort(finished)[max(n - b - 1, 0) - 1]) if n - b - 1 > 0 else len(steps) - 1
     if k1 <= k0:  # too few requests for a steady state: the whole run
         k0, k1 = -1, len(steps) - 1
-    return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3],
+    return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3], steps[:, 4],
                     np.bincount(token_step, minlength=len(steps)).astype(float),
                     token_step[:-1][same], token_step[1:][same], (k0 + 1, k1 + 1), res.preemptions)
 
 
 def predict(s: Schedule, cost: StepCost) -> Prediction:
     """The measured quantities as `cost`'s device model predicts them on schedule `s`."""
-    t, e = cost.time_energy(s.new_tokens, s.prefill_pairs, s.decode_tokens, s.context_tokens)
+    t, e = cost.time_energy(s.new_tokens, s.prefill_pairs, s.decode_tokens, s.context_tokens, s.prefill_seqs)
     t, e = np.broadcast_to(t, s.tokens.shape), np.broadcast_to(e, s.tokens.shape)
     end = np.cumsum(t)
     gaps = end[s.gap_to] - end[s.gap_from]

@@ -180,7 +180,7 @@ def naive_simulation(arrival, prompt, output, cost, max_batch, page_tokens, page
         max_running = max(max_running, len(running) + len(admitted))
         new = sum(cached[r] for r in admitted)
         t, e = cost.time_energy(new, sum(cached[r] * (cached[r] + 1) / 2 for r in admitted), len(running),
-                                sum(cached[r] + 1 for r in running))
+                                sum(cached[r] + 1 for r in running), len(admitted))
         now += t
         for r in admitted:
             prefill_j[r] += e * cached[r] / (new + len(running))
@@ -205,7 +205,7 @@ def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens,
     # 3 bytes of KV per token beside 10 bytes of weights give pages_total pages.
     memory = 10.0 + 3.0 * page_tokens * pages_total if pages_total < math.inf else 1e18
     device = serving.DeviceModel("d", "test", 1e3, 1e3, 0.01, 1e-3, 2e-3, 1.0, 0.0, memory)
-    cost = serving.StepCost(1.0, 0.5, 2.0, 10.0, 3.0, 1.0, device)
+    cost = serving.StepCost(1.0, 0.5, 2.0, 10.0, 3.0, 1.0, device, flop_per_sampled_token=5.0)
     res = simulate(arrival, prompt, output, cost, max_batch, max_prefill_tokens=max_prefill_tokens,
                    page_tokens=page_tokens)
     times, preemptions, max_running, prefill_j, decode_j = naive_simulation(

@@ -38,7 +38,7 @@ def synthetic_rows(batches=(4, 12, 32, 64), output=60.0) -> tuple[pd.DataFrame, 
 def test_step_cost_on_arrays_equals_it_on_floats_split_and_capped():
     capped = dataclasses.replace(known_device(), power_cap_w=400.0)
     cost = serving.StepCost.of(MODEL, capped)
-    work = np.array([[0, 0, 8, 4000], [2000, 2e6, 64, 50000], [8000, 3.2e7, 256, 2e5]], float)
+    work = np.array([[0, 0, 8, 4000, 0], [2000, 2e6, 64, 50000, 4], [8000, 3.2e7, 256, 2e5, 30]], float)
     t, e = cost.time_energy(*work.T)
     for i, w in enumerate(work):
         ti, ei = cost.time_energy(*map(float, w))
@@ -50,8 +50,10 @@ def test_the_plain_datasheet_model_keeps_its_one_roofline():
     d = serving.datasheet("h100_sxm", calibrated=False)
     assert d.method == "model:datasheet" and d.kv_bytes_per_s == 0.0 and d.overhead_s == 0.0
     cost = serving.StepCost.of(MODEL, d)
-    t, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0)
-    assert t == pytest.approx((MODEL.weight_bytes + MODEL.kv_bytes_per_token * 8008) / 3.35e12)
+    t, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0)
+    # A decode step streams the layers and the LM head once (not the input embedding table) and the KV cache.
+    streamed = (MODEL.linear_params + MODEL.vocab * MODEL.hidden) * 2
+    assert t == pytest.approx((streamed + MODEL.kv_bytes_per_token * 8008) / 3.35e12)
 
 
 def test_a_synthetic_measurement_file_is_recovered_by_the_calibration():
