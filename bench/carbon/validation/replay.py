@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.carbon.inputs import embodied
+from bench.carbon.serving import device as devices
 from bench.carbon.serving.device import DeviceModel
 from bench.carbon.serving.models import ModelSpec
 from bench.carbon.serving.simulate import simulate
@@ -32,7 +32,6 @@ from bench.carbon.serving.step import StepCost
 from bench.carbon.validation.measurements import ValidateConf, default_requests
 
 PAGE_TOKENS = 16  # vLLM's default KV block size
-GIB = 2.0 ** 30  # datasheet "GB" of HBM are GiB: nvidia-smi shows 81,559 MiB on an H100 80GB
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ class _Recorder:
 
 
 def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf) -> float:
-    """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' HBM."""
-    return conf.gpu_memory_utilization * float(embodied.gpus().loc[gpu, "memory_gb"]) * GIB * tp
+    """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' memory as reported."""
+    return conf.gpu_memory_utilization * devices.memory_bytes(gpu) * tp
 
 
 def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf

@@ -96,3 +96,11 @@ def test_the_validation_table_and_the_slo_choice(tmp_path):
     assert report.choice(t, slow * 1.01, "measured") == 32  # less energy per token at the larger batch
     assert report.choice(t, float(t.measured_p90_itl_s.min()) * 0.5, "measured") is None
     assert "max batch 32 (measured)" in report.markdown(v, [slow * 1.01])
+
+
+def test_the_replay_and_the_planner_take_one_gpu_memory_the_one_the_driver_reports():
+    # An H100 80GB reports 81,559 MiB (nvidia-smi): not 80e9 bytes, not 80 GiB.
+    assert devices.memory_bytes("h100_sxm") == 81559 * 2 ** 20
+    for gpu in ("h100_sxm", "l4"):
+        assert serving.datasheet(gpu).memory_bytes == devices.memory_bytes(gpu)
+        assert replay.serving_memory_bytes(gpu, 2, CONF) == pytest.approx(0.9 * 2 * devices.memory_bytes(gpu))
