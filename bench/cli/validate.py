@@ -306,6 +306,7 @@ def validate_validation(cfg: BenchConf) -> None:
         raise ConfigError("validate.prompt_sigma", v.prompt_sigma, "must be >= 0 (the log-sd of prompt lengths)")
     _at_least("validate.max_output_tokens", v.max_output_tokens, 1)
     _at_least("validate.max_num_batched_tokens", v.max_num_batched_tokens, 1)
+    _at_least("validate.max_model_len_tokens", v.max_model_len_tokens, 2)
     _at_least("validate.num_requests", v.num_requests, 0)
     if not 0 < v.gpu_memory_utilization <= 1:
         raise ConfigError("validate.gpu_memory_utilization", v.gpu_memory_utilization, "must be in (0, 1]")

@@ -87,16 +87,17 @@ def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: Valida
     """Prompt and output tokens of the queued requests (the same draws for every configuration)."""
     rng = np.random.default_rng(conf.seed)
     mu = math.log(conf.prompt_mean_tokens) - conf.prompt_sigma ** 2 / 2
-    prompt = np.clip(np.rint(rng.lognormal(mu, conf.prompt_sigma, requests)), 1, model.context_tokens // 2)
+    window = min(model.context_tokens, conf.max_model_len_tokens)  # what the server was started with
+    prompt = np.clip(np.rint(rng.lognormal(mu, conf.prompt_sigma, requests)), 1, window // 2)
     output = np.clip(np.rint(rng.exponential(avg_output_len, requests)), 1, conf.max_output_tokens)
-    output = np.minimum(output, model.context_tokens - prompt)
+    output = np.minimum(output, window - prompt)
     return prompt.astype(int), output.astype(int)
 
 
 def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: ValidateConf) -> Schedule:
     """Replay one measured row (its max_num_seqs and avg_output_len) and record what each step ran."""
     b = int(row["max_num_seqs"])
-    n = conf.num_requests or default_requests(b)
+    n = conf.num_requests or default_requests(b, row.get("model_id"))
     prompt, output = backlog(model, float(row["avg_output_len"]), n, conf)
     rec = _Recorder(StepCost.of(model, device))
     # vLLM's budget counts decode tokens too: up to max_num_seqs of it go to decodes.

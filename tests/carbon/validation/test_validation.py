@@ -104,3 +104,11 @@ def test_the_replay_and_the_planner_take_one_gpu_memory_the_one_the_driver_repor
     for gpu in ("h100_sxm", "l4"):
         assert serving.datasheet(gpu).memory_bytes == devices.memory_bytes(gpu)
         assert replay.serving_memory_bytes(gpu, 2, CONF) == pytest.approx(0.9 * 2 * devices.memory_bytes(gpu))
+
+
+def test_the_request_count_follows_the_measured_models_own_sweep():
+    # Llama-3.1-8B's H100 sweep repeated the 1,024 requests at large batches; Qwen3's did not.
+    llama, qwen = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-14B"
+    assert [measurements.default_requests(b, llama) for b in (192, 256, 768)] == [1024, 2048, 3072]
+    assert [measurements.default_requests(b, qwen) for b in (192, 256, 512)] == [1024, 1024, 1024]
+    assert measurements.default_requests(512) == 1024  # no model_id: the benchmark's default
