@@ -44,7 +44,7 @@ class KernelConf:
 
 @dataclass
 class PlanConf:
-    model: str = "llama3_8b"  # llama3_8b | llama3_70b | qwen3_8b
+    model: str = "llama3_8b"  # a serving preset (bench.carbon.serving.PRESETS): its key or a Hugging Face id
     hours: int = 24
     pue: float = 1.12
     slo_ttft_s: float = 2.0

@@ -216,7 +216,8 @@ def validate_plan(cfg: BenchConf) -> None:
     from bench.carbon.serving.result import TPOT_METRICS
 
     p = cfg.plan
-    _choice("plan.model", p.model, tuple(serving.PRESETS))
+    if serving.preset_key(p.model) is None:
+        raise ConfigError("plan.model", p.model, serving.MODEL_CHOICES)
     for gpu in p.gpus:
         if gpu not in embodied.gpus().index:
             raise ConfigError("plan.gpus", gpu, f"choose among {', '.join(embodied.gpus().index)}")
@@ -263,7 +264,7 @@ def validate_plan(cfg: BenchConf) -> None:
     _choice("workload.time_unit", w.time_unit, tuple(workload.TIME_UNITS_S))
     _choice("workload.over_context", w.over_context, workload.OVER_CONTEXT)
     try:
-        workload.fit_to_context(workload.from_config(w), serving.PRESETS[p.model].context_tokens, w.over_context)
+        workload.fit_to_context(workload.from_config(w), serving.preset(p.model).context_tokens, w.over_context)
     except workload.WorkloadError as err:
         raise ConfigError("workload", w.path or "default trace", str(err)) from None
     try:
@@ -291,8 +292,8 @@ def validate_validation(cfg: BenchConf) -> None:
     if v.measurements is None:
         raise ConfigError("validate.measurements", None, "required: a csv in the ML.ENERGY v3 format")
     rows = _measurements("validate.measurements", v.measurements)
-    if v.model not in serving.PRESETS:
-        raise ConfigError("validate.model", v.model, f"choose one of {', '.join(serving.PRESETS)}")
+    if serving.preset_key(v.model) is None:
+        raise ConfigError("validate.model", v.model, serving.MODEL_CHOICES)
     if v.gpu not in embodied.gpus().index:
         raise ConfigError("validate.gpu", v.gpu, f"choose one of {', '.join(embodied.gpus().index)}")
     for name, value in [("itl_slo_s", v.itl_slo_s)] + [("extra_itl_slos_s", x) for x in v.extra_itl_slos_s]:
@@ -305,10 +306,11 @@ def validate_validation(cfg: BenchConf) -> None:
         raise ConfigError("validate.prompt_sigma", v.prompt_sigma, "must be >= 0 (the log-sd of prompt lengths)")
     _at_least("validate.max_output_tokens", v.max_output_tokens, 1)
     _at_least("validate.max_num_batched_tokens", v.max_num_batched_tokens, 1)
+    _at_least("validate.max_model_len_tokens", v.max_model_len_tokens, 2)
     _at_least("validate.num_requests", v.num_requests, 0)
     if not 0 < v.gpu_memory_utilization <= 1:
         raise ConfigError("validate.gpu_memory_utilization", v.gpu_memory_utilization, "must be in (0, 1]")
-    model = serving.PRESETS[v.model]
+    model = serving.preset(v.model)
     for tp in sorted({int(t) for t in rows["num_gpus"]}):
         if model.weight_bytes >= serving_memory_bytes(v.gpu, tp, v):
             raise ConfigError("validate.model", v.model, f"weights ({model.weight_bytes / 1e9:.0f} GB) do not fit in "

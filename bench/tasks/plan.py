@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
     p, w = cfg.plan, cfg.workload
-    model = serving.PRESETS[p.model]
+    model = serving.preset(p.model)
     return plan.PlanInputs(
         model=model,
         workload=workload.fit_to_context(workload.from_config(w), model.context_tokens, w.over_context),

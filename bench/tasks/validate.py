@@ -10,7 +10,7 @@ from bench.carbon.validation import report
 from bench.common.files import atomic_write_text
 
 ASSUMPTIONS = ("prompt_mean_tokens", "prompt_sigma", "max_output_tokens", "max_num_batched_tokens",
-               "gpu_memory_utilization", "num_requests", "seed")
+               "max_model_len_tokens", "gpu_memory_utilization", "num_requests", "seed")
 
 if TYPE_CHECKING:
     from bench.cli.schema import BenchConf

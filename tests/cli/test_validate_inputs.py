@@ -33,4 +33,6 @@ def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, over
     assert ran.code == 2, ran.stderr
     lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1 and re.match(f"bench: invalid {field}", lines[0]), ran.stderr
+    if field == "validate.model":  # an unknown model: the line lists the presets and says ids are taken
+        assert "llama3_8b" in lines[0] and "qwen3_14b" in lines[0] and "Hugging Face id" in lines[0]
     assert not (results / "validate").exists()

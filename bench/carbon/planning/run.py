@@ -22,6 +22,7 @@ from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
 from bench.carbon.serving import ModelSpec, StepCost
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity
+from bench.carbon.serving.device import memory_bytes as gpu_memory_bytes
 from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
 
@@ -66,7 +67,7 @@ class PlanRun:
 def candidates(inputs: PlanInputs) -> list[Candidate]:
     out = []
     for gpu in inputs.gpus:
-        mem = float(embodied.gpus().loc[gpu, "memory_gb"]) * 1e9
+        mem = gpu_memory_bytes(gpu)  # as the driver reports it, as the validation's replay takes it
         tp = max(1, math.ceil(inputs.model.weight_bytes * 1.2 / mem))  # room for KV: at least 20% spare
         tp = 2 ** math.ceil(math.log2(tp))
         measured = inputs.gpu_profiles.get(gpu)

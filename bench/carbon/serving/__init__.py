@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from bench.carbon.serving.composed import StepParts
 from bench.carbon.serving.device import DECODE_POWER_SHARE, DeviceModel, datasheet, from_parts, from_profile
-from bench.carbon.serving.models import PRESETS, ModelSpec
+from bench.carbon.serving.models import CHOICES as MODEL_CHOICES
+from bench.carbon.serving.models import PRESETS, ModelSpec, preset, preset_key
 from bench.carbon.serving.step import StepCost
 
-__all__ = ["DECODE_POWER_SHARE", "DeviceModel", "ModelSpec", "PRESETS", "StepCost", "StepParts", "datasheet",
-           "from_parts", "from_profile"]
+__all__ = ["DECODE_POWER_SHARE", "DeviceModel", "MODEL_CHOICES", "ModelSpec", "PRESETS", "StepCost", "StepParts",
+           "datasheet", "from_parts", "from_profile", "preset", "preset_key"]

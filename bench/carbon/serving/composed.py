@@ -6,7 +6,8 @@ run one after another, so a step's time is their sum, and its energy the sum of 
 `StepParts` is the device's side (a roofline per part, said where each comes from);
 `ComposedStep` fixes a model's widths on it, so the simulation's inner loop stays arithmetic.
 The LM head is one more linear layer no case measures: it takes the `gate_up` roofline (the
-widest measured projection), and says so. A model built from a profile of a different device or
+widest measured projection), and says so; it runs once per step, over the positions whose logits
+are sampled (each decode token and the last token of each prompt prefilled). A model built from a profile of a different device or
 width extrapolates the rooflines: their inputs are flops and bytes, not widths.
 """
 from __future__ import annotations
@@ -152,6 +153,7 @@ class ComposedStep:
     layers: int
     hidden: int
     linear: tuple[tuple[PartModel, float, float, float, int], ...]  # (part, flops/token, weight bytes, bytes/token, calls)
+    head: tuple[PartModel, float, float, float]  # the LM head: (part, flops/sampled position, weight bytes, bytes/position)
     attn_flop: float  # per query-key pair (prefill) or cached token read (decode), one layer
     prefill_bytes_per_token: float  # q, k, v, o of one prompt token, one layer
     decode_bytes_per_context_token: float
@@ -164,16 +166,16 @@ class ComposedStep:
         widths = model.layer.projections()
         linear = [(parts.linear[p], 2.0 * n_in * n_out, float(e * n_in * n_out), float(e * (n_in + n_out)), model.layers)
                   for p, (n_in, n_out) in widths.items()]
-        # The LM head: once per step, over every token of it (as `StepCost` counts its flops).
-        head = (parts.linear[LM_HEAD_ROOFLINE], 2.0 * model.hidden * model.vocab, float(e * model.hidden * model.vocab),
-                float(e * (model.hidden + model.vocab)), 1)
+        # The LM head: once per step, over the sampled positions only (as `StepCost` counts its flops).
+        head = (parts.linear[LM_HEAD_ROOFLINE], model.lm_head_flop_per_token, float(e * model.embedding_params),
+                float(e * (model.hidden + model.vocab)))
         hq, hkv, d = model.heads, model.kv_heads, model.head_dim
-        return cls(parts, model.layers, model.hidden, tuple(linear) + (head,), 4.0 * hq * d,
+        return cls(parts, model.layers, model.hidden, tuple(linear), head, 4.0 * hq * d,
                    float(e * d * (2 * hq + 2 * hkv)), float(2 * hkv * d * e), float(2 * hq * d * e + 4), float(2 * hkv * d))
 
-    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
-                    ) -> tuple[float, float]:
-        if any(np.ndim(v) for v in (new_tokens, prefill_pairs, decode_tokens, context_tokens)):
+    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
+                    prefill_seqs: float) -> tuple[float, float]:
+        if any(np.ndim(v) for v in (new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs)):
             raise TypeError("a composed step is costed one step at a time (floats), not over arrays of steps")
         t = e = 0.0
         m = new_tokens + decode_tokens
@@ -182,6 +184,12 @@ class ComposedStep:
                 ti, ei = part.time_energy(flop_per_token * m, weight_bytes + bytes_per_token * m)
                 t += count * ti
                 e += count * ei
+        sampled = decode_tokens + prefill_seqs
+        if sampled > 0:
+            part, flop_per_row, weight_bytes, bytes_per_row = self.head
+            ti, ei = part.time_energy(flop_per_row * sampled, weight_bytes + bytes_per_row * sampled)
+            t += ti
+            e += ei
         n = self.layers
         p = self.parts
         if new_tokens > 0:

@@ -61,6 +61,17 @@ REFERENCE_GPU = "h100_sxm"  # the GPU whose calibration others take by transfer
 PHYSICAL = ("overhead_s", "kv_bw_fraction", "p_static_w", "e_flop_pj", "e_byte_pj", "e_kv_byte_pj")
 
 
+MIB = 2.0 ** 20
+
+
+def memory_bytes(gpu: str) -> float:
+    """The memory of one GPU of a type as the driver reports it (`gpus.csv` `memory_visible_mib`): the
+    total vLLM's `gpu_memory_utilization` takes its share of. The marketed "80 GB" of an H100 is neither
+    80e9 bytes (6.5% short of the 81,559 MiB reported) nor 80 GiB (0.4% over); an L4's "24 GB" is
+    23,034 MiB. One figure for every consumer: the validation's replay and the planner's candidates."""
+    return float(embodied.gpus().loc[gpu, "memory_visible_mib"]) * MIB
+
+
 @functools.cache
 def ceilings() -> pd.DataFrame:
     """Achievable fractions of datasheet peak measured by this project, per GPU type, with sources."""
@@ -93,7 +104,7 @@ def physical(gpu: str, params: dict, flop_fraction: float, bw_fraction: float, m
     return DeviceModel(
         name=gpu, method=method, flop_per_s=peak * flop_fraction * tp, bytes_per_s=bw * bw_fraction * tp,
         overhead_s=params["overhead_s"], e_flop_j=params["e_flop_pj"] * 1e-12, e_byte_j=params["e_byte_pj"] * 1e-12,
-        p0_w=params["p_static_w"] * tp, idle_w=float(row.idle_w) * tp, memory_bytes=float(row.memory_gb) * 1e9 * tp,
+        p0_w=params["p_static_w"] * tp, idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp,
         devices=tp, kv_bytes_per_s=bw * params["kv_bw_fraction"] * tp, power_cap_w=float(row.tdp_w) * tp,
         e_kv_byte_j=params["e_kv_byte_pj"] * 1e-12)
 
@@ -132,7 +143,7 @@ def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
     return DeviceModel(
         name=gpu, method="model:datasheet", flop_per_s=rate, bytes_per_s=bw, overhead_s=0.0,
         e_flop_j=dyn_w / rate, e_byte_j=DECODE_POWER_SHARE * dyn_w / bw, p0_w=float(row.idle_w) * tp,
-        idle_w=float(row.idle_w) * tp, memory_bytes=float(row.memory_gb) * 1e9 * tp, devices=tp)
+        idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp, devices=tp)
 
 
 def from_profile(profile, name: str, memory_bytes: float, scale: float = 1.0, idle_w: float = 0.0) -> DeviceModel:

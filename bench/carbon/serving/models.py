@@ -1,5 +1,8 @@
 """LLM architectures as the serving model needs them: layers, widths, heads, vocabulary; the
-weight and KV-cache bytes they imply."""
+weight and KV-cache bytes they imply, the bytes a step streams and the flops of its LM head.
+
+A preset is named by its key (`qwen3_14b`), its display name (`Qwen3-14B`) or a Hugging Face id of
+a model with that architecture (`Qwen/Qwen3-14B`), in any case (`preset`, `preset_key`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +22,10 @@ class ModelSpec:
     vocab: int
     context_tokens: int  # the window prompt + output must fit in
     dtype_bytes: int = 2
+    tied_embeddings: bool = False  # the LM head is the input embedding matrix (one copy in memory)
+    # Weights held in memory that a text-only step never runs (Gemma 3's vision tower): memory, not traffic.
+    extra_params: int = 0
+    hf_ids: tuple[str, ...] = ()  # Hugging Face ids of models with exactly this architecture
 
     @property
     def linear_params(self) -> int:
@@ -26,13 +33,31 @@ class ModelSpec:
         return self.layers * (attn + 3 * self.hidden * self.ffn)
 
     @property
+    def embedding_params(self) -> int:
+        """One vocab x hidden matrix: the input embedding, and the LM head (the same one where tied)."""
+        return self.vocab * self.hidden
+
+    @property
     def weight_bytes(self) -> float:
-        return float((self.linear_params + 2 * self.vocab * self.hidden) * self.dtype_bytes)
+        """The weights in memory: the layers, the embedding once where tied (twice where the LM head is
+        its own matrix), and any weights a text step does not run."""
+        embeddings = self.embedding_params * (1 if self.tied_embeddings else 2)
+        return float((self.linear_params + embeddings + self.extra_params) * self.dtype_bytes)
+
+    @property
+    def streamed_bytes_per_step(self) -> float:
+        """Weight bytes one forward step reads: every layer's and the LM head's. The input embedding
+        only gathers the rows of the step's tokens (a few KB), tied or not."""
+        return float((self.linear_params + self.embedding_params) * self.dtype_bytes)
+
+    @property
+    def lm_head_flop_per_token(self) -> float:
+        """Flops of the LM head for one position whose logits are computed (a sampled position)."""
+        return 2.0 * self.embedding_params
 
     @property
     def kv_bytes_per_token(self) -> float:
         return float(2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes)
-
 
     @property
     def layer(self) -> LayerDims:
@@ -40,15 +65,98 @@ class ModelSpec:
         return LayerDims(self.hidden, self.heads, self.kv_heads, self.head_dim, self.ffn)
 
 
-def _spec(name: str, arch: str, layers: int, vocab: int, context_tokens: int) -> ModelSpec:
+def _spec(name: str, arch: str, layers: int, vocab: int, context_tokens: int, hf_ids: tuple[str, ...],
+          tied: bool = False, extra_params: int = 0) -> ModelSpec:
     d = ARCHS[arch]  # the layer widths have one source, shared with the kernel cases
-    return ModelSpec(name, layers, d.hidden, d.heads, d.kv_heads, d.head_dim, d.ffn, vocab, context_tokens)
+    return ModelSpec(name, layers, d.hidden, d.heads, d.kv_heads, d.head_dim, d.ffn, vocab, context_tokens,
+                     tied_embeddings=tied, extra_params=extra_params, hf_ids=hf_ids)
 
 
-# Context windows: Meta's Llama 3 model card (8k for 8B and 70B); Qwen's Qwen3-8B model card
-# (32,768 tokens natively, 131,072 only with YaRN scaling, which a plain deployment does not enable).
+# Gemma 3 4B, 12B and 27B are image-text models: a SigLIP vision tower and projector of about 0.42 B
+# weights (each model's published total less its text model's) sit in memory beside the text model.
+_GEMMA3_VISION_PARAMS = 420_000_000
+
+# Each preset: num_hidden_layers, vocab_size and tie_word_embeddings from the config.json of the
+# Hugging Face repositories named (layer widths: `kernels.arch.ARCHS`); context windows from their
+# model cards: the native window, not one reached only with YaRN scaling (which a plain deployment
+# does not enable). Dense decoder-only models only: mixture-of-experts models (Qwen3-30B-A3B,
+# Llama 4, gpt-oss) and hybrid Mamba ones (Nemotron-Nano v2) need a different step model.
+# Not modelled: Gemma 3's sliding-window layers (5 of every 6 attend to the last 1,024 tokens, 512 for
+# 1B) are costed as full attention, exact for contexts within the window and an upper bound beyond it.
 PRESETS = {
-    "llama3_8b": _spec("Llama-3-8B", "llama3_8b", 32, 128256, context_tokens=8192),
-    "llama3_70b": _spec("Llama-3-70B", "llama3_70b", 80, 128256, context_tokens=8192),
-    "qwen3_8b": _spec("Qwen3-8B", "qwen3_8b", 36, 151936, context_tokens=32768),
+    # Meta Llama 3 / 3.1 / 3.2 / 3.3 model cards (8k context for Llama 3, 128k from 3.1).
+    "llama3_8b": _spec("Llama-3-8B", "llama3_8b", 32, 128256, 8192,
+                       ("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct")),
+    "llama3_1_8b": _spec("Llama-3.1-8B", "llama3_8b", 32, 128256, 131072,
+                         ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct",
+                          "meta-llama/Meta-Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B-Instruct",
+                          "deepseek-ai/DeepSeek-R1-Distill-Llama-8B")),
+    "llama3_70b": _spec("Llama-3-70B", "llama3_70b", 80, 128256, 8192,
+                        ("meta-llama/Meta-Llama-3-70B", "meta-llama/Meta-Llama-3-70B-Instruct")),
+    "llama3_1_70b": _spec("Llama-3.1-70B", "llama3_70b", 80, 128256, 131072,
+                          ("meta-llama/Llama-3.1-70B", "meta-llama/Llama-3.1-70B-Instruct",
+                           "meta-llama/Meta-Llama-3.1-70B-Instruct", "meta-llama/Llama-3.3-70B-Instruct",
+                           "deepseek-ai/DeepSeek-R1-Distill-Llama-70B")),
+    "llama3_2_1b": _spec("Llama-3.2-1B", "llama3_2_1b", 16, 128256, 131072,
+                         ("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B-Instruct"), tied=True),
+    "llama3_2_3b": _spec("Llama-3.2-3B", "llama3_2_3b", 28, 128256, 131072,
+                         ("meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.2-3B-Instruct"), tied=True),
+    # Qwen3 model cards: 32,768 tokens natively (131,072 with YaRN for 4B and up); 4B and smaller tie.
+    "qwen3_0_6b": _spec("Qwen3-0.6B", "qwen3_0_6b", 28, 151936, 32768, ("Qwen/Qwen3-0.6B",), tied=True),
+    "qwen3_1_7b": _spec("Qwen3-1.7B", "qwen3_1_7b", 28, 151936, 32768, ("Qwen/Qwen3-1.7B",), tied=True),
+    "qwen3_4b": _spec("Qwen3-4B", "qwen3_4b", 36, 151936, 32768, ("Qwen/Qwen3-4B",), tied=True),
+    "qwen3_8b": _spec("Qwen3-8B", "qwen3_8b", 36, 151936, 32768, ("Qwen/Qwen3-8B",)),
+    "qwen3_14b": _spec("Qwen3-14B", "qwen3_14b", 40, 151936, 32768, ("Qwen/Qwen3-14B",)),
+    "qwen3_32b": _spec("Qwen3-32B", "qwen3_32b", 64, 151936, 32768, ("Qwen/Qwen3-32B",)),
+    # Qwen2.5 model cards (32,768 natively); DeepSeek-R1's Qwen distills keep the architecture.
+    "qwen2_5_7b": _spec("Qwen2.5-7B", "qwen2_5_7b", 28, 152064, 32768,
+                        ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")),
+    "qwen2_5_14b": _spec("Qwen2.5-14B", "qwen2_5_14b", 48, 152064, 32768,
+                         ("Qwen/Qwen2.5-14B", "Qwen/Qwen2.5-14B-Instruct",
+                          "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B")),
+    "qwen2_5_32b": _spec("Qwen2.5-32B", "qwen2_5_32b", 64, 152064, 32768,
+                         ("Qwen/Qwen2.5-32B", "Qwen/Qwen2.5-32B-Instruct",
+                          "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B")),
+    # Gemma 3 model cards: 32k context for 1B, 128k for the others; the embedding is tied.
+    "gemma3_1b": _spec("Gemma-3-1B", "gemma3_1b", 26, 262144, 32768, ("google/gemma-3-1b-it", "google/gemma-3-1b-pt"),
+                       tied=True),
+    "gemma3_4b": _spec("Gemma-3-4B", "gemma3_4b", 34, 262208, 131072, ("google/gemma-3-4b-it", "google/gemma-3-4b-pt"),
+                       tied=True, extra_params=_GEMMA3_VISION_PARAMS),
+    "gemma3_12b": _spec("Gemma-3-12B", "gemma3_12b", 48, 262208, 131072,
+                        ("google/gemma-3-12b-it", "google/gemma-3-12b-pt"), tied=True,
+                        extra_params=_GEMMA3_VISION_PARAMS),
+    "gemma3_27b": _spec("Gemma-3-27B", "gemma3_27b", 62, 262208, 131072,
+                        ("google/gemma-3-27b-it", "google/gemma-3-27b-pt"), tied=True,
+                        extra_params=_GEMMA3_VISION_PARAMS),
+    # Mistral AI model cards: v0.3's 32k window and 32,768-token vocabulary; Nemo 128k; Small 3 32k.
+    "mistral_7b": _spec("Mistral-7B", "mistral_7b", 32, 32768, 32768,
+                        ("mistralai/Mistral-7B-v0.3", "mistralai/Mistral-7B-Instruct-v0.3")),
+    "mistral_nemo_12b": _spec("Mistral-Nemo-12B", "mistral_nemo_12b", 40, 131072, 131072,
+                              ("mistralai/Mistral-Nemo-Base-2407", "mistralai/Mistral-Nemo-Instruct-2407")),
+    "mistral_small_24b": _spec("Mistral-Small-24B", "mistral_small_24b", 40, 131072, 32768,
+                               ("mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501")),
+    # Microsoft's phi-4 model card: 16k context.
+    "phi4": _spec("Phi-4", "phi4", 40, 100352, 16384, ("microsoft/phi-4",)),
 }
+
+
+def preset_key(name: str | None) -> str | None:
+    """The key of the preset `name` names (its key, display name or a Hugging Face id, any case), or None."""
+    if name is None:
+        return None
+    low = str(name).strip().lower()
+    for key, spec in PRESETS.items():
+        if low == key or low == spec.name.lower() or low in (h.lower() for h in spec.hf_ids):
+            return key
+    return None
+
+
+def preset(name: str | None) -> ModelSpec:
+    """The preset `name` names; `KeyError` (saying the choices) for an unknown one."""
+    key = preset_key(name)
+    if key is None:
+        raise KeyError(f"unknown model {name!r}: {CHOICES}")
+    return PRESETS[key]
+
+
+CHOICES = f"choose one of {', '.join(PRESETS)} (or a Hugging Face id of one, e.g. Qwen/Qwen3-14B; any case)"

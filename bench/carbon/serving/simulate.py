@@ -55,7 +55,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     online = np.ones(n, bool) if online is None else online[order]
     online_l = online.tolist()
     step_cost = cost.scalar()
-    kv_room = max(0.0, cost.device.memory_bytes - cost.bytes_per_step)
+    kv_room = max(0.0, cost.device.memory_bytes - cost.resident_bytes)
     page_bytes = cost.bytes_per_context_token * page_tokens
     pages_total = math.floor(kv_room / page_bytes) if page_bytes else math.inf
     ttft, first, finish = [math.nan] * n, [math.nan] * n, [math.nan] * n
@@ -138,7 +138,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             new_tokens += b
             pairs += b * (b + 1) // 2
         max_running = max(max_running, n_run + len(admitted))
-        t, e = step_cost(float(new_tokens), float(pairs), float(n_run), float(sum_base + n_run * step - sum_at))
+        t, e = step_cost(float(new_tokens), float(pairs), float(n_run), float(sum_base + n_run * step - sum_at),
+                         float(len(admitted)))
         now += t
         busy_s += t
         busy_energy += e

@@ -2,7 +2,9 @@
 
 A step prefills the prompts admitted in it and decodes one token for every running request. Its
 work is counted from the architecture (linear layers: 2 flops per weight per token, weights read
-once per step; attention: 4 x heads x head_dim flops per query-key pair, the KV cache read once);
+once per step; the LM head: 2 flops per weight only for the positions whose logits are sampled, each
+decode token and the last token of each prompt prefilled, as vLLM computes them; attention:
+4 x heads x head_dim flops per query-key pair, the KV cache read once);
 time = max(flops / rate, bytes / bandwidth) + overhead, energy = e_flop x flops + e_byte x bytes
 + P_0 x time (the energy roofline of `bench.profile.curves`). A device model with measured parts
 (`DeviceModel.parts`, `device.from_parts`) composes the step from them instead (`composed.py`). A
@@ -28,31 +30,43 @@ class StepCost:
     flop_per_token: float  # linear layers, per token processed (prefill or decode)
     flop_per_prefill_pair: float  # attention, per causal query-key pair of a prompt
     flop_per_context_token: float  # decode attention, per cached token read
-    bytes_per_step: float  # weights
+    bytes_per_step: float  # weights a step streams (the layers and the LM head)
     bytes_per_context_token: float  # KV cache read in decode
     bytes_per_new_token: float  # KV written
     device: DeviceModel
     composed: ComposedStep | None = None  # the step from measured parts, where the device model has them
+    weight_bytes: float = 0.0  # weights held in memory (what the KV cache cannot use); 0: bytes_per_step
+    flop_per_sampled_token: float = 0.0  # LM head, per position whose logits are computed
 
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
         attn = 4.0 * model.layers * model.heads * model.head_dim
         composed = ComposedStep.of(model, device.parts) if device.parts is not None else None
-        return cls(2.0 * model.linear_params + 2.0 * model.vocab * model.hidden, attn, attn, model.weight_bytes,
-                   model.kv_bytes_per_token, model.kv_bytes_per_token, device, composed)
+        return cls(2.0 * model.linear_params, attn, attn, model.streamed_bytes_per_step, model.kv_bytes_per_token,
+                   model.kv_bytes_per_token, device, composed, weight_bytes=model.weight_bytes,
+                   flop_per_sampled_token=model.lm_head_flop_per_token)
 
-    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
-                    ) -> tuple[float, float]:
-        """(seconds, joules) of one step; floats, or numpy arrays of many steps (not for a composed step)."""
+    @property
+    def resident_bytes(self) -> float:
+        """Weights in memory, beside the KV cache."""
+        return self.weight_bytes or self.bytes_per_step
+
+    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
+                    prefill_seqs: float) -> tuple[float, float]:
+        """(seconds, joules) of one step that prefills `new_tokens` prompt tokens of `prefill_seqs` requests
+        and decodes one token of each of `decode_tokens` requests; floats, or numpy arrays of many steps
+        (not for a composed step)."""
         if self.composed is not None:
-            return self.composed.time_energy(new_tokens, prefill_pairs, decode_tokens, context_tokens)
+            return self.composed.time_energy(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs)
         d = self.device
-        flops = (self.flop_per_token * (new_tokens + decode_tokens) + self.flop_per_prefill_pair * prefill_pairs
+        flops = (self.flop_per_token * (new_tokens + decode_tokens) + self.flop_per_sampled_token
+                 * (decode_tokens + prefill_seqs) + self.flop_per_prefill_pair * prefill_pairs
                  + self.flop_per_context_token * context_tokens)
         nbytes = (self.bytes_per_step + self.bytes_per_context_token * context_tokens
                   + self.bytes_per_new_token * (new_tokens + decode_tokens))
         if d.kv_bytes_per_s:
-            t = split_step_s(self, new_tokens + decode_tokens, prefill_pairs, context_tokens) + d.overhead_s
+            t = split_step_s(self, new_tokens + decode_tokens, prefill_pairs, context_tokens,
+                             decode_tokens + prefill_seqs) + d.overhead_s
         else:
             t = _max(flops / d.flop_per_s, nbytes / d.bytes_per_s) + d.overhead_s
         dynamic_j = d.e_flop_j * flops + d.e_byte_j * nbytes
@@ -71,20 +85,22 @@ class StepCost:
         if self.composed is not None:
             return self.composed.time_energy
         d = self.device
-        f_tok, f_pair, f_ctx = self.flop_per_token, self.flop_per_prefill_pair, self.flop_per_context_token
+        f_tok, f_samp = self.flop_per_token, self.flop_per_sampled_token
+        f_pair, f_ctx = self.flop_per_prefill_pair, self.flop_per_context_token
         b_step, b_ctx, b_new = self.bytes_per_step, self.bytes_per_context_token, self.bytes_per_new_token
         rate, bw, kv_bw, overhead = d.flop_per_s, d.bytes_per_s, d.kv_bytes_per_s, d.overhead_s
         e_flop, e_byte, p0 = d.e_flop_j, d.e_byte_j, d.p0_w
         e_kv_extra = (d.e_kv_byte_j - d.e_byte_j) * b_ctx if d.e_kv_byte_j else 0.0
         headroom_w = d.power_cap_w - d.p0_w
 
-        def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
-                 ) -> tuple[float, float]:
+        def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
+                 prefill_seqs: float) -> tuple[float, float]:
             tokens = new_tokens + decode_tokens
-            flops = f_tok * tokens + f_pair * prefill_pairs + f_ctx * context_tokens
+            sampled = decode_tokens + prefill_seqs
+            flops = f_tok * tokens + f_samp * sampled + f_pair * prefill_pairs + f_ctx * context_tokens
             nbytes = b_step + b_ctx * context_tokens + b_new * tokens
             if kv_bw:
-                linear = f_tok * tokens / rate + (b_step + b_new * tokens) / bw
+                linear = (f_tok * tokens + f_samp * sampled) / rate + (b_step + b_new * tokens) / bw
                 attn_flop_s = (f_pair * prefill_pairs + f_ctx * context_tokens) / rate
                 attn_kv_s = b_ctx * context_tokens / kv_bw
                 t = linear + (attn_flop_s if attn_flop_s > attn_kv_s else attn_kv_s) + overhead
@@ -102,15 +118,16 @@ class StepCost:
         return step
 
 
-def split_step_s(cost: StepCost, tokens: float, prefill_pairs: float, context_tokens: float) -> float:
+def split_step_s(cost: StepCost, tokens: float, prefill_pairs: float, context_tokens: float, sampled: float
+                 ) -> float:
     """A step's busy time when the linear layers and attention run one after the other: the linear
     layers take their flops at the flop rate plus their weights at the streaming bandwidth (at serving
     batch sizes the GEMMs sit near the ridge point, where neither bound alone holds; the sum is the
     no-overlap bound, and what the ML.ENERGY H100 servers fit best), attention the larger of its flops
     at the flop rate and its KV-cache reads at the bandwidth they achieve (`DeviceModel.kv_bytes_per_s`).
-    Works on numpy arrays too."""
+    `sampled`: positions whose logits the LM head computes. Works on numpy arrays too."""
     d = cost.device
-    linear = (cost.flop_per_token * tokens / d.flop_per_s
+    linear = ((cost.flop_per_token * tokens + cost.flop_per_sampled_token * sampled) / d.flop_per_s
               + (cost.bytes_per_step + cost.bytes_per_new_token * tokens) / d.bytes_per_s)
     attention = _max((cost.flop_per_prefill_pair * prefill_pairs + cost.flop_per_context_token * context_tokens)
                      / d.flop_per_s, cost.bytes_per_context_token * context_tokens / d.kv_bytes_per_s)

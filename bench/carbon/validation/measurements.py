@@ -19,7 +19,7 @@ class ValidateConf:
     """`validate.*`: the measurements, what to replay them with, and the workload assumptions."""
 
     measurements: Optional[str] = None  # csv in the ML.ENERGY v3 format (required for task=validate)
-    model: Optional[str] = None  # a serving preset (bench.carbon.serving.PRESETS)
+    model: Optional[str] = None  # a serving preset (bench.carbon.serving.PRESETS): its key or a Hugging Face id
     gpu: Optional[str] = None  # a GPU type of the catalogue (bench/carbon/data/gpus.csv)
     itl_slo_s: float = 0.05  # p90 inter-token latency SLO for the max-batch choice
     extra_itl_slos_s: List[float] = field(default_factory=lambda: [0.03, 0.1])  # more SLO lines
@@ -38,9 +38,11 @@ class ValidateConf:
     # roughly so), cut at the benchmark's --max-output-tokens 4096.
     max_output_tokens: int = 4096
     max_num_batched_tokens: int = 8192  # vLLM's per-step token budget in those runs
+    # vLLM's --max-model-len in those runs (every v3 lm-arena-chat config): prompt + output fit in the
+    # smaller of it and the model's own window.
+    max_model_len_tokens: int = 20480
     gpu_memory_utilization: float = 0.9  # vLLM's default share of GPU memory (weights + KV cache)
-    # Requests per run; 0: ML.ENERGY v3's sweep for Llama-3.1-8B on H100, 1024 x (1 up to max_num_seqs
-    # 192, 2 up to 512, 3 above).
+    # Requests per run; 0: as ML.ENERGY v3's sweep of the file's model_id ran them (`default_requests`).
     num_requests: int = 0
     seed: int = 0
     out_dir: Optional[str] = None  # default: results_dir/validate
@@ -86,6 +88,17 @@ def read(path: str | Path) -> pd.DataFrame:
     return df.sort_values("max_num_seqs").reset_index(drop=True)
 
 
-def default_requests(max_num_seqs: int) -> int:
-    """ML.ENERGY v3's request count for a sweep point (its Llama-3.1-8B H100 sweeps.yaml)."""
-    return 1024 * (1 if max_num_seqs <= 192 else 2 if max_num_seqs <= 512 else 3)
+# ML.ENERGY v3 runs 1,024 requests per point (configs/vllm/lm-arena-chat/benchmark.yaml), repeated more
+# times at large max_num_seqs only in these H100 sweeps (their sweeps.yaml): (largest max_num_seqs, repeats).
+REQUEST_REPEATS = {
+    "meta-llama/llama-3.1-8b-instruct": ((192, 1), (512, 2), (1024, 3)),
+    "meta-llama/llama-3.1-70b-instruct": ((384, 1), (1024, 2), (2048, 3)),
+}
+
+
+def default_requests(max_num_seqs: int, model_id: str | None = None) -> int:
+    """ML.ENERGY v3's request count for a sweep point of the model it measured (1,024 unless its sweep
+    repeated them)."""
+    steps = REQUEST_REPEATS.get(str(model_id).lower(), ())
+    repeats = next((r for top, r in steps if max_num_seqs <= top), steps[-1][1] if steps else 1)
+    return 1024 * repeats

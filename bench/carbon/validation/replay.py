@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.carbon.inputs import embodied
+from bench.carbon.serving import device as devices
 from bench.carbon.serving.device import DeviceModel
 from bench.carbon.serving.models import ModelSpec
 from bench.carbon.serving.simulate import simulate
@@ -32,7 +32,6 @@ from bench.carbon.serving.step import StepCost
 from bench.carbon.validation.measurements import ValidateConf, default_requests
 
 PAGE_TOKENS = 16  # vLLM's default KV block size
-GIB = 2.0 ** 30  # datasheet "GB" of HBM are GiB: nvidia-smi shows 81,559 MiB on an H100 80GB
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,7 @@ class Schedule:
     prefill_pairs: np.ndarray
     decode_tokens: np.ndarray
     context_tokens: np.ndarray
+    prefill_seqs: np.ndarray  # requests prefilled per step (each has its last prompt position's logits computed)
     tokens: np.ndarray  # output tokens produced per step (running requests, newly admitted ones included)
     gap_from: np.ndarray  # step indices of consecutive tokens of one request: each is one inter-token gap
     gap_to: np.ndarray
@@ -67,13 +67,13 @@ class _Recorder:
 
     def __init__(self, cost: StepCost):
         self.device = cost.device
-        self.bytes_per_step = cost.bytes_per_step
+        self.resident_bytes = cost.resident_bytes
         self.bytes_per_context_token = cost.bytes_per_context_token
-        self.steps: list[tuple[float, float, float, float]] = []
+        self.steps: list[tuple[float, float, float, float, float]] = []
 
-    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float
-                    ) -> tuple[float, float]:
-        self.steps.append((new_tokens, prefill_pairs, decode_tokens, context_tokens))
+    def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
+                    prefill_seqs: float) -> tuple[float, float]:
+        self.steps.append((new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs))
         return 1e-3, 1.0  # any positive time: the schedule does not depend on it
 
     def scalar(self):
@@ -81,8 +81,8 @@ class _Recorder:
 
 
 def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf) -> float:
-    """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' HBM."""
-    return conf.gpu_memory_utilization * float(embodied.gpus().loc[gpu, "memory_gb"]) * GIB * tp
+    """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' memory as reported."""
+    return conf.gpu_memory_utilization * devices.memory_bytes(gpu) * tp
 
 
 def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf
@@ -90,22 +90,23 @@ def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: Valida
     """Prompt and output tokens of the queued requests (the same draws for every configuration)."""
     rng = np.random.default_rng(conf.seed)
     mu = math.log(conf.prompt_mean_tokens) - conf.prompt_sigma ** 2 / 2
-    prompt = np.clip(np.rint(rng.lognormal(mu, conf.prompt_sigma, requests)), 1, model.context_tokens // 2)
+    window = min(model.context_tokens, conf.max_model_len_tokens)  # what the server was started with
+    prompt = np.clip(np.rint(rng.lognormal(mu, conf.prompt_sigma, requests)), 1, window // 2)
     output = np.clip(np.rint(rng.exponential(avg_output_len, requests)), 1, conf.max_output_tokens)
-    output = np.minimum(output, model.context_tokens - prompt)
+    output = np.minimum(output, window - prompt)
     return prompt.astype(int), output.astype(int)
 
 
 def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: ValidateConf) -> Schedule:
     """Replay one measured row (its max_num_seqs and avg_output_len) and record what each step ran."""
     b = int(row["max_num_seqs"])
-    n = conf.num_requests or default_requests(b)
+    n = conf.num_requests or default_requests(b, row.get("model_id"))
     prompt, output = backlog(model, float(row["avg_output_len"]), n, conf)
     rec = _Recorder(StepCost.of(model, device))
     # vLLM's budget counts decode tokens too: up to max_num_seqs of it go to decodes.
     budget = max(1, conf.max_num_batched_tokens - b)
     res = simulate(np.zeros(n), prompt, output, rec, b, max_prefill_tokens=budget, page_tokens=PAGE_TOKENS)  # type: ignore[arg-type]
-    steps = np.array(rec.steps, dtype=float).reshape(-1, 4)
+    steps = np.array(rec.steps, dtype=float).reshape(-1, 5)
     request, first, last = res.segments.T
     lengths = last - first + 1
     starts = np.repeat(first - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
@@ -122,14 +123,14 @@ def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: Valida
     k1 = int(np.sort(finished)[max(n - b - 1, 0) - 1]) if n - b - 1 > 0 else len(steps) - 1
     if k1 <= k0:  # too few requests for a steady state: the whole run
         k0, k1 = -1, len(steps) - 1
-    return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3],
+    return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3], steps[:, 4],
                     np.bincount(token_step, minlength=len(steps)).astype(float),
                     token_step[:-1][same], token_step[1:][same], (k0 + 1, k1 + 1), res.preemptions)
 
 
 def predict(s: Schedule, cost: StepCost) -> Prediction:
     """The measured quantities as `cost`'s device model predicts them on schedule `s`."""
-    t, e = cost.time_energy(s.new_tokens, s.prefill_pairs, s.decode_tokens, s.context_tokens)
+    t, e = cost.time_energy(s.new_tokens, s.prefill_pairs, s.decode_tokens, s.context_tokens, s.prefill_seqs)
     t, e = np.broadcast_to(t, s.tokens.shape), np.broadcast_to(e, s.tokens.shape)
     end = np.cumsum(t)
     gaps = end[s.gap_to] - end[s.gap_from]

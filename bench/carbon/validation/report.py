@@ -37,7 +37,7 @@ def validate(conf: ValidateConf) -> Validation:
     """Replay every row of `conf.measurements` with the GPU's current device model (or one refitted on
     the file, `conf.calibration=refit`) and tabulate measured against predicted."""
     rows = measurements.read(conf.measurements)
-    model = serving.PRESETS[conf.model]
+    model = serving.preset(conf.model)
     tps = sorted({int(t) for t in rows["num_gpus"]})
     scheds = []
     for tp in tps:
@@ -82,10 +82,12 @@ def validate(conf: ValidateConf) -> Validation:
     source = f"{conf.measurements} ({label} on {gpus}; measured GPU energy, steady state, per output token)"
     mismatch = ""
     if "model_id" in rows:
-        # The preset's family and size (e.g. "llama", "8b" of Llama-3-8B) must appear in the measured
-        # model's id: a loose check, enough to tell another model from a variant of this one.
+        # The measured model's id is one the preset names, or has the preset's family and size in it
+        # (e.g. "llama", "8b" of Llama-3-8B): a loose check, enough to tell another model from a variant.
         parts = model.name.lower().split("-")
-        if not all(parts[0] in str(m).lower() and parts[-1] in str(m).lower() for m in rows["model_id"]):
+        ids = {h.lower() for h in model.hf_ids}
+        if not all(str(m).lower() in ids or (parts[0] in str(m).lower() and parts[-1] in str(m).lower())
+                   for m in rows["model_id"]):
             mismatch = f"the measurements are of {label}, replayed here as {conf.model}"
     if "gpu_model" in rows and not mismatch:
         from bench.carbon.inputs import embodied

@@ -40,15 +40,18 @@ def test_the_composed_step_is_its_layers_plus_the_lm_head(with_kv):
     for kernel, batch, length in (("layer.prefill", 2, 64), ("layer.decode_paged", 4, 256)):
         if kernel == "layer.prefill":
             tokens = batch * length
-            got = cost.time_energy(tokens, batch * causal_pairs(length, length), 0, 0)
+            got = cost.time_energy(tokens, batch * causal_pairs(length, length), 0, 0, batch)
         else:
             tokens = batch
-            got = cost.time_energy(0, 0, batch, batch * length)
-        head_t, head_e = head.time_energy(2.0 * D.hidden * 64 * tokens, 2.0 * D.hidden * 64 + 2.0 * (D.hidden + 64) * tokens)
+            got = cost.time_energy(0, 0, batch, batch * length, 0)
+        # The LM head runs over the sampled positions only: one per prompt prefilled, one per decode token.
+        sampled = batch
+        head_t, head_e = head.time_energy(2.0 * D.hidden * 64 * sampled,
+                                          2.0 * D.hidden * 64 + 2.0 * (D.hidden + 64) * sampled)
         layer_t, layer_e = composed_layer(profile, kernel, batch, length)
         assert got == pytest.approx((2 * layer_t + head_t, 2 * layer_e + head_e), rel=1e-3), kernel
     with pytest.raises(TypeError, match="one step at a time"):  # arrays of steps: a clear refusal
-        cost.time_energy(sp.np.array([1.0, 2.0]), sp.np.zeros(2), sp.np.zeros(2), sp.np.zeros(2))
+        cost.time_energy(sp.np.array([1.0, 2.0]), sp.np.zeros(2), sp.np.zeros(2), sp.np.zeros(2), sp.np.ones(2))
     sources = device.parts.sources()
     assert sources["decode overhead"].startswith("calibrated:layer.decode_paged")
     assert "not measured" in sources["LM head"] and "composed from measured parts" in device.method
@@ -61,4 +64,4 @@ def test_without_parts_the_step_keeps_the_attention_roofline():
     assert device.flop_per_s == pytest.approx(sp.TRUE_TIME["prefill.torch"][0], rel=0.1)
     plain = StepCost.of(MODEL, device)
     with_parts = StepCost.of(MODEL, dataclasses.replace(device, parts=from_parts(sp.profile(), "f", 1e12).parts))
-    assert plain.time_energy(0, 0, 4, 1024) != with_parts.time_energy(0, 0, 4, 1024)
+    assert plain.time_energy(0, 0, 4, 1024, 0) != with_parts.time_energy(0, 0, 4, 1024, 0)

@@ -181,7 +181,7 @@ def naive_simulation(arrival, prompt, output, cost, max_batch, page_tokens, page
         max_running = max(max_running, len(running) + len(admitted))
         new = sum(cached[r] for r in admitted)
         t, e = cost.time_energy(new, sum(cached[r] * (cached[r] + 1) / 2 for r in admitted), len(running),
-                                sum(cached[r] + 1 for r in running))
+                                sum(cached[r] + 1 for r in running), len(admitted))
         now += t
         for r in admitted:
             prefill_j[r] += e * cached[r] / (new + len(running))
@@ -206,7 +206,7 @@ def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens,
     # 3 bytes of KV per token beside 10 bytes of weights give pages_total pages.
     memory = 10.0 + 3.0 * page_tokens * pages_total if pages_total < math.inf else 1e18
     device = serving.DeviceModel("d", "test", 1e3, 1e3, 0.01, 1e-3, 2e-3, 1.0, 0.0, memory)
-    cost = serving.StepCost(1.0, 0.5, 2.0, 10.0, 3.0, 1.0, device)
+    cost = serving.StepCost(1.0, 0.5, 2.0, 10.0, 3.0, 1.0, device, flop_per_sampled_token=5.0)
     res = simulate(arrival, prompt, output, cost, max_batch, max_prefill_tokens=max_prefill_tokens,
                    page_tokens=page_tokens)
     times, preemptions, max_running, prefill_j, decode_j = naive_simulation(
@@ -233,9 +233,10 @@ def test_the_simulations_scalar_step_equals_the_step_model(kind):
     step = cost.scalar()
     rng = np.random.default_rng(1)
     capped = 0
-    for new, decode, ctx in rng.integers(0, 4000, size=(300, 3)).astype(float):
+    for new, decode, ctx, seqs in rng.integers(0, 4000, size=(300, 4)).astype(float):
         pairs = new * (new + 1) / 2
-        assert step(new, pairs, decode, ctx) == cost.time_energy(new, pairs, decode, ctx)
-        capped += kind == "capped" and cost.time_energy(new, pairs, decode, ctx)[1] > 0 and \
-            step(new, pairs, decode, ctx)[1] / step(new, pairs, decode, ctx)[0] >= device.power_cap_w - 1e-6
+        args = (new, pairs, decode, ctx, min(seqs, new))
+        assert step(*args) == cost.time_energy(*args)
+        t, e = step(*args)
+        capped += kind == "capped" and e / t >= device.power_cap_w - 1e-6
     assert kind != "capped" or capped > 0  # the cap did stretch some steps

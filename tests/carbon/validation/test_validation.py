@@ -38,7 +38,7 @@ def synthetic_rows(batches=(4, 12, 32, 64), output=60.0) -> tuple[pd.DataFrame, 
 def test_step_cost_on_arrays_equals_it_on_floats_split_and_capped():
     capped = dataclasses.replace(known_device(), power_cap_w=400.0)
     cost = serving.StepCost.of(MODEL, capped)
-    work = np.array([[0, 0, 8, 4000], [2000, 2e6, 64, 50000], [8000, 3.2e7, 256, 2e5]], float)
+    work = np.array([[0, 0, 8, 4000, 0], [2000, 2e6, 64, 50000, 4], [8000, 3.2e7, 256, 2e5, 30]], float)
     t, e = cost.time_energy(*work.T)
     for i, w in enumerate(work):
         ti, ei = cost.time_energy(*map(float, w))
@@ -50,8 +50,10 @@ def test_the_plain_datasheet_model_keeps_its_one_roofline():
     d = serving.datasheet("h100_sxm", calibrated=False)
     assert d.method == "model:datasheet" and d.kv_bytes_per_s == 0.0 and d.overhead_s == 0.0
     cost = serving.StepCost.of(MODEL, d)
-    t, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0)
-    assert t == pytest.approx((MODEL.weight_bytes + MODEL.kv_bytes_per_token * 8008) / 3.35e12)
+    t, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0)
+    # A decode step streams the layers and the LM head once (not the input embedding table) and the KV cache.
+    streamed = (MODEL.linear_params + MODEL.vocab * MODEL.hidden) * 2
+    assert t == pytest.approx((streamed + MODEL.kv_bytes_per_token * 8008) / 3.35e12)
 
 
 def test_a_synthetic_measurement_file_is_recovered_by_the_calibration():
@@ -94,3 +96,19 @@ def test_the_validation_table_and_the_slo_choice(tmp_path):
     assert report.choice(t, slow * 1.01, "measured") == 32  # less energy per token at the larger batch
     assert report.choice(t, float(t.measured_p90_itl_s.min()) * 0.5, "measured") is None
     assert "max batch 32 (measured)" in report.markdown(v, [slow * 1.01])
+
+
+def test_the_replay_and_the_planner_take_one_gpu_memory_the_one_the_driver_reports():
+    # An H100 80GB reports 81,559 MiB (nvidia-smi): not 80e9 bytes, not 80 GiB.
+    assert devices.memory_bytes("h100_sxm") == 81559 * 2 ** 20
+    for gpu in ("h100_sxm", "l4"):
+        assert serving.datasheet(gpu).memory_bytes == devices.memory_bytes(gpu)
+        assert replay.serving_memory_bytes(gpu, 2, CONF) == pytest.approx(0.9 * 2 * devices.memory_bytes(gpu))
+
+
+def test_the_request_count_follows_the_measured_models_own_sweep():
+    # Llama-3.1-8B's H100 sweep repeated the 1,024 requests at large batches; Qwen3's did not.
+    llama, qwen = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-14B"
+    assert [measurements.default_requests(b, llama) for b in (192, 256, 768)] == [1024, 2048, 3072]
+    assert [measurements.default_requests(b, qwen) for b in (192, 256, 512)] == [1024, 1024, 1024]
+    assert measurements.default_requests(512) == 1024  # no model_id: the benchmark's default

@@ -1,0 +1,30 @@
+"""One step's work from the architecture: the LM head runs on the sampled positions only, a step
+streams the layers and the LM head, and the memory beside the KV cache is the weights held."""
+import pytest
+
+from bench.carbon import serving
+
+
+def flop_meter(memory_bytes: float = 1e12) -> serving.DeviceModel:
+    """A device whose step energy is 1 pJ per flop and nothing else (bandwidth without limit)."""
+    return serving.DeviceModel("d", "test", 1e15, 1e30, 0.0, 1e-12, 0.0, 0.0, 0.0, memory_bytes)
+
+
+def test_the_lm_head_computes_logits_for_the_sampled_positions_only():
+    m = serving.PRESETS["gemma3_12b"]  # a 262k vocabulary: the head is 16% of a token's linear flops
+    cost = serving.StepCost.of(m, flop_meter())
+    head, linear, attn = 2.0 * m.vocab * m.hidden, 2.0 * m.linear_params, 4.0 * m.layers * m.heads * m.head_dim
+    # Two prompts of 1,000 tokens prefilled beside 8 decodes over 4,000 cached tokens: 10 sampled positions.
+    pairs = 2 * 1000 * 1001 / 2
+    _, e = cost.time_energy(2000.0, pairs, 8.0, 4000.0, 2.0)
+    assert e * 1e12 == pytest.approx(linear * 2008 + head * 10 + attn * (pairs + 4000))
+    # One more request in the same prompt tokens: one more row of logits, nothing else.
+    _, e3 = cost.time_energy(2000.0, pairs, 8.0, 4000.0, 3.0)
+    assert (e3 - e) * 1e12 == pytest.approx(head)
+
+
+def test_a_step_streams_the_layers_and_lm_head_and_the_kv_cache_sees_the_weights_held():
+    m = serving.PRESETS["gemma3_27b"]  # tied, with a vision tower held in memory but not run
+    cost = serving.StepCost.of(m, flop_meter())
+    assert cost.bytes_per_step == (m.linear_params + m.vocab * m.hidden) * 2
+    assert cost.resident_bytes == m.weight_bytes == (m.linear_params + m.vocab * m.hidden + m.extra_params) * 2
