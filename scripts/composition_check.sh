@@ -13,8 +13,17 @@ cd "$(dirname "$0")/.."
 out="${1:-results/composition/cpu_$(date -u +%F)}"
 python="${PYTHON:-python}"
 mkdir -p "$out"
+# glibc's allocator keeps freed memory (unless the caller set these): a serving process reuses its
+# buffers step after step (PyTorch's caching allocator does this on a GPU), so the layer and its
+# parts are measured as a server runs them, after warm-up, not paying page faults for temporaries
+# the allocator handed back to the OS (by default glibc mmaps blocks past a few MiB and trims
+# freed ones, so a prefill layer at 512+ tokens faulted thousands of pages in every call while its
+# parts alone faulted none). The setting applies to the layer and its parts alike.
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-1073741824}"
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-1073741824}"
 {
   uptime
+  env | grep '^MALLOC_' | sort
   "$python" -m bench -m sweep=composition_cpu device=cpu results_dir="$out"
   "$python" -m bench task=fit results="$out" profiles_dir="$out/profile"
   uptime
