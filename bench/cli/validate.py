@@ -251,6 +251,8 @@ def validate_plan(cfg: BenchConf) -> None:
     if not 0 < p.slo_percentile <= 100:
         raise ConfigError("plan.slo_percentile", p.slo_percentile, "must be in (0, 100]")
     _choice("plan.routing", p.routing, ROUTINGS)
+    if not isinstance(p.workers, int) or p.workers < 0:
+        raise ConfigError("plan.workers", p.workers, "must be a whole number >= 0 (0: one process per core)")
     if p.cpu_profile:
         from bench.profile.store import available
 

@@ -147,6 +147,7 @@ def test_offload_group_sets_the_mode(composer, mode):
         (["kernel=prefill.torch", "offload=cpu"], "offload", "decode.triton and decode.torch"),
         (["kernel=prefill.triton", "device=cpu", "seq_len=4096"], "kernel", "Triton's CPU interpreter"),
         (["kernel=decode.torch_paged", "offload=split"], "offload", "contiguous"),
+        (["task=plan", "plan.workers=-1"], "plan.workers", ">= 0"),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_values(composer, overrides, field, hint, tmp_path):

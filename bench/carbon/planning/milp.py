@@ -22,6 +22,7 @@ inside the solver's tolerance). The solver's gap and whether it hit its time lim
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -116,10 +117,11 @@ class Block:
 
 def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
           derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S,
-          block: Block | None = None) -> Plan:
+          block: Block | None = None, ties: bool = True) -> Plan:
     """The plan minimising `objective`; `derate`: candidate -> per-hour share of its capacity the
     plan may use (re-planning after a verification found the hour's replicas overloaded). A period
-    longer than `LONG_H` hours is solved in blocks (`solve_long`)."""
+    longer than `LONG_H` hours is solved in blocks (`solve_long`). `ties=False` leaves the
+    tie-break solves for `break_ties` (a plan that fails its verification needs none)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
     levers = pillars.levers()
@@ -219,13 +221,51 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     plan_notes = [f"MILP over {C} undominated of {len(s.capacities)} candidates (near-copies within {NEAR:.0%} merged)"]
     # Blocks solve tighter: their bounds add up, and so do their gaps.
     first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else BLOCK_GAP)
-    gap, hit_limit = first.gap, first.hit_limit
-    best = first.x
     if block is not None:  # a block: its raw solution and bound, for solve_long to assemble
         return first, L, caps
-    # Lexicographic ties: fewest GPUs, then fewest nodes, among plans no worse than the optimum found.
+    problem = _Problem(s, objective, pillars, econ, name, L, caps, types, cost, base, integrality, bounds, time_limit_s,
+                       first, time.perf_counter() - started, plan_notes)
+    return break_ties(problem) if ties else _plan(problem, first.x)
+
+
+@dataclass
+class _Problem:
+    """A solved MILP and what its tie-break solves need."""
+
+    s: Setting
+    objective: str
+    pillars: Pillars
+    econ: Economics
+    name: str
+    L: _Layout
+    caps: list[Capacity]
+    types: list[str]
+    cost: np.ndarray
+    base: optimize.LinearConstraint
+    integrality: np.ndarray
+    bounds: optimize.Bounds
+    time_limit_s: float
+    first: "_Solved"
+    first_s: float
+    notes: list[str]
+
+
+def break_ties(problem: "_Problem | Plan") -> Plan:
+    """The plan of a solved MILP with its ties broken lexicographically: fewest GPUs, then fewest
+    nodes, among plans no worse than the optimum found (each a solve of its own). Takes the
+    problem, or a plan solved with `ties=False` (its problem kept in `solver_state`)."""
+    if isinstance(problem, Plan):
+        if problem.solver_state is None:  # solved in blocks, or already broken
+            return problem
+        problem = problem.solver_state
+    L, cost, base, integrality, bounds, first = (problem.L, problem.cost, problem.base, problem.integrality,
+                                                 problem.bounds, problem.first)
+    C, time_limit_s, name = L.C, problem.time_limit_s, problem.name
+    plan_notes = list(problem.notes)
+    started = time.perf_counter()
+    best = first.x
     gpus = np.zeros(L.size)
-    gpus[L.n:L.n + C] = tp
+    gpus[L.n:L.n + C] = [c.candidate.device.devices for c in problem.caps]
     nodes = np.zeros(L.size)
     nodes[L.m:L.m + L.T] = 1.0
     bound = first.fun + max(abs(first.fun), 1.0) * 1e-9
@@ -233,7 +273,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     # A tie-break refines a solution already in hand: it gets twice the first solve's time (at
     # least TIE_MIN_S), and where it stops short the better of the two stands, said in a note (the
     # objective's optimality is the first solve's, and its time-limit flag is that solve's).
-    tie_limit_s = min(time_limit_s, max(TIE_MIN_S, 2.0 * (time.perf_counter() - started)))
+    tie_limit_s = min(time_limit_s, max(TIE_MIN_S, 2.0 * problem.first_s))
     for label, tie in (("GPUs", gpus), ("nodes", nodes)):
         # The counts are whole numbers: a gap under one of them proves the fewest (the first
         # solution's count bounds the optimum), so the solver stops as soon as it has that.
@@ -248,21 +288,37 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
             plan_notes.append(f"the fewest-{label} tie-break stopped at {tie_limit_s:.0f} s: the fewest not proven")
         best = res.x
         keep = keep + [optimize.LinearConstraint(sparse.csr_array(tie[None, :]), -np.inf, res.fun + 1e-6)]
-    v = best
+    plan = _plan(dataclasses.replace(problem, notes=[n for n in plan_notes if n]), best)
+    plan.solver_state = None
+    plan.solve_s = problem.first_s + time.perf_counter() - started
+    return plan
+
+
+def _plan(problem: _Problem, v: np.ndarray) -> Plan:
+    """The plan of solution `v`; it keeps its problem (`solver_state`) for `break_ties`."""
+    s, L, caps, types = problem.s, problem.L, problem.caps, problem.types
+    H, C = L.H, L.C
+    levers = problem.pillars.levers()
+    online = _per_hour(s.online_per_hour, H)
+    tp = np.array([c.candidate.device.devices for c in caps], float)
+    type_of = np.array([types.index(c.candidate.hardware) for c in caps])
+    per_node = np.array([float(embodied.gpus().loc[t, "gpus_per_node"]) for t in types])
     u = np.round(v[L.u:L.u + H * C].reshape(H, C))
     # Nothing provisioned that carries no load in any hour: nodes for the GPUs provisioned (CPU work
     # runs only on hosts of active GPUs, so it needs no more).
     provisioned = u.max(axis=0)
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
-    plan = Plan(name, objective, pillars, u, *_split(L, v, online), v[L.z:L.z + H], provisioned, node_count)
+    plan = Plan(problem.name, problem.objective, problem.pillars, u, *_split(L, v, online), v[L.z:L.z + H],
+                provisioned, node_count)
     plan.node_types = types
-    plan.notes.extend(plan_notes)
-    plan.solver_gap, plan.solver_hit_time_limit = gap, hit_limit
-    plan.solve_s = time.perf_counter() - started
+    plan.notes.extend(n for n in problem.notes if n)
+    plan.solver_gap, plan.solver_hit_time_limit = problem.first.gap, problem.first.hit_limit
+    plan.solve_s = problem.first_s
+    plan.solver_state = problem
     if not levers.any_candidate:
         plan.notes.append(f"rightsize off: only the reference {s.reference}")
-    account(plan, caps, s, pillars, econ)
+    account(plan, caps, s, problem.pillars, problem.econ)
     plan.candidates = caps
     return plan
 

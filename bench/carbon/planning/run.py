@@ -13,10 +13,10 @@ from bench.carbon import serving
 from bench.carbon.inputs import embodied
 from bench.carbon.inputs.grid import Intensity
 from bench.carbon.inputs.workload import Workload
-from bench.carbon.planning import feasibility
+from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
 from bench.carbon.planning.demand import Demand
-from bench.carbon.planning.milp import account, solve
+from bench.carbon.planning.milp import account, break_ties, solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
@@ -50,6 +50,7 @@ class PlanInputs:
     gpu_profiles: dict = dataclasses.field(default_factory=dict)  # gpu type -> measured Profile (replaces datasheet)
     slo_scope: str = "hour"  # hour: the SLO holds in every hour; period: over the whole period
     routing: str = "round_robin"  # how an hour's requests are spread over the replicas (verify.py)
+    workers: int = 0  # processes solving plans side by side (parallel.py): 0 one per core, 1 serially
 
 
 @dataclass
@@ -220,13 +221,21 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     derate: dict[str, np.ndarray] = {}
     gaps, limit, solve_s = [], False, 0.0
     for round_ in range(1, MAX_ROUNDS + 1):
-        plan = solve(ctx.setting, objective, pillars, econ, name, derate)
+        # Ties are broken only once a plan meets the SLO: a round that fails needs none.
+        plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
         v = ctx.check(plan, econ)
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
         if not failing:
-            break
+            first_s = plan.solve_s
+            plan = break_ties(plan)
+            solve_s += plan.solve_s - first_s
+            # Another fleet at the same optimum is verified anew (the same fleet hits the cache).
+            v = ctx.check(plan, econ)
+            failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
+            if not failing:
+                break
         # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
         # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
         # hour, since derating one candidate or one hour lets the solver move the load to another.
@@ -235,7 +244,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         for c in ctx.setting.capacities:
             if c.candidate.hardware in types:
                 derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE
-    plan.kind = kind
+    plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
     plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = max(gaps), limit, solve_s
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
@@ -269,7 +278,7 @@ def run(inputs: PlanInputs) -> PlanRun:
     cands = candidates(inputs)
     _refuse_infeasible(inputs, cands, demand)
     sized_on = demand.busiest_hour()
-    caps = [capacity(c, inputs.model, sized_on, inputs.slo) for c in cands]
+    caps = parallel.run_all([lambda c=c: capacity(c, inputs.model, sized_on, inputs.slo) for c in cands], inputs.workers)
     if not any(c.feasible for c in caps):
         raise PlanError(f"no configuration meets the SLO (TTFT <= {inputs.slo.ttft_s:g} s, TPOT <= "
                         f"{inputs.slo.tpot_s:g} s for {inputs.slo.attainment:.0%} of online requests); {_closest(caps)}")
@@ -280,26 +289,36 @@ def run(inputs: PlanInputs) -> PlanRun:
     ctx = Context(inputs, setting, demand, {})
     none = Pillars.none()
 
-    solved_for: dict[tuple, Plan] = {}
+    # Every plan asked for: the carbon-optimal one, the MILP baselines, the ablation steps.
+    asked = [("carbon", inputs.pillars, "carbon-optimal", "chosen")]
+    asked += [(b.objective, inputs.pillars, b.name, "baseline") for b in MILP_BASELINES]
+    asked += [("carbon", none, "none", "ablation")]
+    asked += [("carbon", none.with_on(*ABLATION[:i + 1]), f"+{p}", "ablation") for i, p in enumerate(ABLATION)]
+    # The same objective and pillars is the same problem (the last ablation step is the carbon
+    # plan when every pillar is on): solved and verified once, reported under each name.
+    key = lambda objective, pillars: (objective, tuple(getattr(pillars, f.name) for f in dataclasses.fields(Pillars)))  # noqa: E731
+    first: dict[tuple, tuple] = {}
+    for a in asked:
+        first.setdefault(key(a[0], a[1]), a)
+    jobs = {k: (lambda a=a: solve_verified(ctx, a[0], a[1], economics_for(inputs, hosts, a[1]), a[2], a[3]))
+            for k, a in first.items()}
+    jobs["performance"] = lambda: performance_optimal(ctx, economics_for(inputs, hosts, none))
+    # The longest first, so the last to start are short: flat objectives (energy, cost) are the
+    # MILP's hardest, then the carbon plan with every lever.
+    order = sorted(jobs, key=lambda k: (0 if k[0] == "energy" else 1 if k == key("carbon", inputs.pillars)
+                                        else 2 if k[0] == "cost" else 3))
+    done = dict(zip(order, parallel.run_all([jobs[k] for k in order], inputs.workers)))
 
     def planned(objective: str, pillars: Pillars, name: str, kind: str) -> Plan:
-        # The same objective and pillars is the same problem (the last ablation step is the carbon
-        # plan when every pillar is on): solved and verified once, reported under each name.
-        key = (objective, tuple(getattr(pillars, f.name) for f in dataclasses.fields(Pillars)))
-        if key in solved_for:
-            same = solved_for[key]
-            return dataclasses.replace(same, name=name, kind=kind, pillars=dataclasses.replace(pillars),
-                                       notes=same.notes + [f"the same objective and pillars as {same.name}: its plan"])
-        plan = solve_verified(ctx, objective, pillars, economics_for(inputs, hosts, pillars), name, kind)
-        solved_for[key] = plan
-        return plan
+        same = done[key(objective, pillars)]
+        if same.name == name:
+            return same
+        return dataclasses.replace(same, name=name, kind=kind, pillars=dataclasses.replace(pillars),
+                                   notes=same.notes + [f"the same objective and pillars as {same.name}: its plan"])
 
-    carbon = planned("carbon", inputs.pillars, "carbon-optimal", "chosen")
-    baselines = [performance_optimal(ctx, economics_for(inputs, hosts, none))]
-    baselines += [planned(b.objective, inputs.pillars, b.name, "baseline") for b in MILP_BASELINES]
-    ablation = [planned("carbon", none, "none", "ablation")]
-    for i, pillar in enumerate(ABLATION):
-        ablation.append(planned("carbon", none.with_on(*ABLATION[:i + 1]), f"+{pillar}", "ablation"))
+    carbon = planned(*asked[0])
+    baselines = [done["performance"]] + [planned(*a) for a in asked[1:1 + len(MILP_BASELINES)]]
+    ablation = [planned(*a) for a in asked[1 + len(MILP_BASELINES):]]
     solved = [carbon] + baselines + ablation
     econ_of = lambda pillars: economics_for(inputs, hosts, pillars)  # noqa: E731
     carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)

@@ -56,6 +56,9 @@ class Plan:
     solve_s: float = 0.0
     energy_method: str = ""  # where its GPU energy comes from (model before verification, simulation after)
     verification: object = None  # the whole-fleet simulation that judged it (`verify.Verification`)
+    # The MILP behind a plan solved without its tie-breaks (`milp.solve(ties=False)`), for
+    # `milp.break_ties`; None once they are broken, or for a plan no single MILP made.
+    solver_state: object = field(default=None, repr=False, compare=False)
 
     @property
     def total_kg(self) -> float:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from bench.carbon import serving
 from bench.carbon.inputs import embodied
 from bench.carbon.serving.capacity import Candidate, Capacity
-from bench.carbon.planning.milp import solve
+from bench.carbon.planning.milp import break_ties, solve
 from bench.carbon.planning.pillars import Pillars
 from bench.carbon.planning.setting import J_PER_KWH, Economics, PlanError, Setting
 
@@ -167,3 +167,19 @@ def test_a_long_period_in_blocks_stays_within_its_reported_gap_of_the_whole_solv
     arrived = 900.0 * np.arange(1, H + 1)
     assert (served >= np.concatenate([np.zeros(23), arrived[:-23]]) - 1e-3).all() and served[-1] == pytest.approx(arrived[-1])
     assert (blocked.provisioned == blocked.active.max(axis=0)).all()
+
+
+def test_ties_broken_after_the_solve_give_the_plan_broken_in_it():
+    # solve_verified breaks ties only once a plan meets the SLO: the deferred tie-break must give
+    # the plan the solve gives with them, and the plan in between must keep the GPU-heavy tie.
+    one = cap("h100_sxm:1")
+    two = Capacity(Candidate("h100_sxm x2:1", "h100_sxm", serving.datasheet("h100_sxm", 2), 64), 1000.0, 100.0, 50.0,
+                   1.0, 1, 0.1, 0.01, 1.0)
+    s = setting([two, one], [100], online=900)
+    untied = solve(s, "energy", ALL_OFF, Economics(), "t", ties=False)
+    assert untied.solver_state is not None
+    tied = break_ties(untied)
+    direct = solve(s, "energy", ALL_OFF, Economics(), "t")
+    assert tied.gpus == direct.gpus == 1 and tied.solver_state is None
+    assert np.array_equal(tied.active, direct.active) and tied.energy_kwh == pytest.approx(direct.energy_kwh)
+    assert break_ties(tied) is tied  # nothing left to break
