@@ -156,7 +156,7 @@ def test_decode_paged_equals_reference(device, impl, page_size, poisoned_outputs
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("num_splits", [1, 2, 3, 8])
+@pytest.mark.parametrize("num_splits", [1, 3, 8])  # one, an odd count, more splits than a short request fills
 @pytest.mark.parametrize("impl", ("triton", "triton_tma"))
 def test_triton_decode_any_split_count_gives_the_same_answer(device, num_splits, impl, poisoned_outputs):
     dtype = dtype_for(device)
