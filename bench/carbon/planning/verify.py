@@ -129,7 +129,9 @@ def _hour_requests(demand: Demand, h: int, offline_count: int) -> Workload:
 
 def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy: str) -> HourResult:
     caps: list[Capacity] = plan.candidates
-    planned = plan.online[h] + plan.offline_gpu[h]
+    # Whole requests, as the cache key counts them (`_key`): a simulation depends on nothing the key
+    # leaves out, so a cached hour is exactly the hour it stands for, whichever plan simulated it first.
+    planned = np.round(plan.online[h]) + np.round(plan.offline_gpu[h])
     replicas = []
     for j, c in enumerate(caps):
         u = int(plan.active[h, j])

@@ -337,3 +337,16 @@ def test_a_verified_plan_is_counted_from_its_simulation_and_reports_per_request_
     assert np.isnan(accounting.scopes(carbon, run.inputs.pue).set_index("scope").loc["node", "J per token"])
     assert scopes.loc["facility", "J per token"] == pytest.approx(scopes.loc["gpu", "J per token"] * run.inputs.pue)
     assert scopes.loc["provisioned", "J per token"] >= scopes.loc["facility", "J per token"] * (1 - 1e-9)
+
+
+def test_plans_solved_side_by_side_are_the_plans_solved_one_after_another():
+    import dataclasses
+
+    base = inputs(minutes=60)
+    w = base.workload.subset(np.arange(len(base.workload.arrival_s)) % 20 == 0)  # a light hour: cheap to simulate
+    small = dataclasses.replace(base, workload=w, intensity=grid.trace("ciso_2022").window("2022-07-15 00:00+00:00", 2))
+    serial, side_by_side = (plan.run(dataclasses.replace(small, workers=n)) for n in (1, 2))
+    for a, b in zip(serial.plans + serial.ablation, side_by_side.plans + side_by_side.ablation):
+        assert (a.name, a.feasible, a.gpus) == (b.name, b.feasible, b.gpus)
+        assert np.array_equal(a.active, b.active) and a.total_kg == pytest.approx(b.total_kg, rel=1e-12)
+    assert [c.requests_per_hour for c in serial.capacities] == [c.requests_per_hour for c in side_by_side.capacities]
