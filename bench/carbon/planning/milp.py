@@ -520,6 +520,9 @@ def _quiet_stdout():
 def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str, required: bool = True,
           rel_gap: float = MIP_GAP) -> _Solved | None:
     options = {"time_limit": time_limit_s, "mip_rel_gap": rel_gap}
+    from bench.carbon.planning import parallel
+
+    parallel.threads_started = True  # no fork after this (parallel.py)
     with _quiet_stdout():
         res = optimize.milp(cost, constraints=constraints, integrality=integrality, bounds=bounds, options=options)
     if res.x is None:

@@ -228,14 +228,18 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         v = ctx.check(plan, econ)
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
         if not failing:
-            first_s = plan.solve_s
-            plan = break_ties(plan)
-            solve_s += plan.solve_s - first_s
-            # Another fleet at the same optimum is verified anew (the same fleet hits the cache).
-            v = ctx.check(plan, econ)
-            failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
-            if not failing:
-                break
+            tied = break_ties(plan)
+            solve_s += tied.solve_s - plan.solve_s
+            # Another fleet at the same optimum is verified anew (the same fleet hits the cache);
+            # if it misses the SLO, the verified fleet of the solve stands.
+            vt = ctx.check(tied, econ)
+            if not vt.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope):
+                plan = tied
+            else:
+                ctx.check(plan, econ)  # its own figures back (a cache hit)
+                plan.notes.append("the fewest-GPUs/nodes fleet at the same optimum missed the SLO in the "
+                                  "whole-fleet simulation: the solve's own verified fleet is kept, ties unbroken")
+            break
         # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
         # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
         # hour, since derating one candidate or one hour lets the solver move the load to another.

@@ -7,6 +7,19 @@ from bench.carbon.planning import parallel
 from bench.carbon.planning.setting import PlanError
 
 
+@pytest.fixture(autouse=True)
+def may_fork(monkeypatch):
+    if parallel.threads_started:  # an earlier test solved a MILP in this process
+        if parallel.cores() > 2:  # HiGHS keeps worker threads there: no fork after it
+            pytest.skip("HiGHS has run in this process on more than two cores; forking now could deadlock")
+        monkeypatch.setattr(parallel, "threads_started", False)  # on two cores it starts no threads
+
+
+def test_no_fork_once_highs_has_run_in_the_process(monkeypatch):
+    monkeypatch.setattr(parallel, "threads_started", True)
+    assert {pid for _, pid in parallel.run_all([lambda i=i: square(i) for i in range(3)], workers=2)} == {os.getpid()}
+
+
 def square(i):
     return i * i, os.getpid()
 
