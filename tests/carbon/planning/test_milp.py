@@ -183,3 +183,17 @@ def test_ties_broken_after_the_solve_give_the_plan_broken_in_it():
     assert tied.gpus == direct.gpus == 1 and tied.solver_state is None
     assert np.array_equal(tied.active, direct.active) and tied.energy_kwh == pytest.approx(direct.energy_kwh)
     assert break_ties(tied) is tied  # nothing left to break
+
+
+def test_served_work_splits_into_each_hours_online_demand_and_its_offline_work():
+    # Two candidates share the hours; the MILP serves their sum, and the plan's split must give each
+    # hour exactly its online requests, non-negative offline ones, and every offline request once.
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    big, small = cap("h100_sxm:big", rate=700.0, j=90.0), cap("h100_sxm:small", rate=300.0, j=80.0, watts=30.0)
+    online = [600.0, 250.0, 900.0, 100.0]
+    s = setting([big, small], [400, 100, 300, 50], online=online, offline=150.0, deadline=3)
+    plan = solve(s, "carbon", shifting, Economics(), "t")
+    assert plan.online.sum(axis=1) == pytest.approx(online, abs=1e-6)
+    assert (plan.online >= -1e-9).all() and (plan.offline_gpu >= -1e-9).all()
+    assert plan.offline_gpu.sum() + plan.offline_cpu.sum() == pytest.approx(4 * 150.0, abs=1e-6)
+    assert (plan.active > 0).sum() >= 2  # both kinds of work, on more than one replica-hour
