@@ -137,6 +137,8 @@ def test_header_only_parquet_has_no_requests(tmp_path):
     (["0,10,5", "1,10,5", ",10,5"], None, r"missing time in column 'TIMESTAMP' at row 2"),
     (["2023-11-16 18:15:46,10,5", ",10,5"], None, r"missing time in column 'TIMESTAMP' at row 1"),
     (["2023-11-16 18:15:46,10,5", "yesterday,10,5"], None, r"unparseable time 'yesterday' in .* at row 1"),
+    # Numbers with a stray word: the word and its row are named, not the first number.
+    (["0,10,5", "abc,20,30", "2,10,5"], None, r"non-numeric time 'abc' in column 'TIMESTAMP' at row 1"),
 ])
 def test_bad_traces_are_refused(tmp_path, rows, header, match):
     path = write_trace(tmp_path, rows, header or HEADER)
