@@ -148,17 +148,17 @@ def _arrival_s(times: pd.Series, column: str, time_unit: str, name: str) -> np.n
             raise WorkloadError(f"trace {name}: column {column!r} read in workload.time_unit={time_unit} spans "
                                 f"{span_s / 86400:.0f} days (more than {MAX_SPAN_S / 86400:.0f}); {hint}")
         return seconds
-    numbers = pd.to_numeric(times, errors="coerce")
-    text = numbers.isna().to_numpy() & times.notna().to_numpy()
-    if numbers.notna().any() and text.any():  # numbers with a stray word: name the word, not a number
-        row = _first(text)
-        raise WorkloadError(f"trace {name}: non-numeric time {str(times.iloc[row])!r} in column {column!r} at row "
-                            f"{row} (the column's other times are numbers)")
     # utc=True: offsets may differ within a trace (a daylight-saving change); naive times count as UTC.
     kwargs = {} if pd.api.types.is_datetime64_any_dtype(times) else {"format": "mixed"}
     parsed = pd.to_datetime(times, utc=True, errors="coerce", **kwargs)
     bad = parsed.isna().to_numpy()
     if bad.any():
+        numbers = pd.to_numeric(times, errors="coerce")
+        text = numbers.isna().to_numpy() & times.notna().to_numpy()
+        if numbers.notna().sum() > text.sum():  # mostly numbers and a stray word: name the word
+            row = _first(text)
+            raise WorkloadError(f"trace {name}: non-numeric time {str(times.iloc[row])!r} in column {column!r} at "
+                                f"row {row} (the column's other times are numbers)")
         row = _first(bad)
         what = "missing time" if pd.isna(times.iloc[row]) else f"unparseable time {str(times.iloc[row])!r}"
         raise WorkloadError(f"trace {name}: {what} in column {column!r} at row {row}")

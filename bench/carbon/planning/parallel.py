@@ -35,7 +35,8 @@ def cores() -> int:
     except AttributeError:  # not Linux
         n = os.cpu_count() or 1
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
         if quota != "max":
             n = min(n, max(1, int(float(quota) / float(period))))
     except (OSError, ValueError):
@@ -93,6 +94,8 @@ def run_all(jobs: list[Callable[[], T]], workers: int = 0) -> list[T]:
             proc.terminate()  # a worker inside HiGHS would not see a stop request until its solve ends
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        _JOBS = None
+        try:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            _JOBS = None  # even if a second Ctrl-C lands in the shutdown

@@ -169,3 +169,9 @@ def test_requests_over_the_context_are_refused_truncated_or_dropped(tmp_path):
         workload.fit_to_context(w, 100, "drop")
     with pytest.raises(workload.WorkloadError, match="over_context='clip': choose one of refuse, truncate, drop"):
         workload.fit_to_context(w, 8192, "clip")
+
+
+def test_dates_with_a_number_like_one_still_parse(tmp_path):
+    # A compact date reads as a number too; in a column of dates it is a date, not the stray word.
+    path = write_trace(tmp_path, ["2023-11-16 18:15:46,10,5", "20231116,10,5", "2023-11-16 18:15:49,10,5"])
+    assert len(workload.load(path).arrival_s) == 3
