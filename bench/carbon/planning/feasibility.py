@@ -23,9 +23,9 @@ from bench.carbon.serving.step import StepCost
 def alone_ok(c: Candidate, model: ModelSpec, prompt: np.ndarray, output: np.ndarray, slo: Slo) -> np.ndarray:
     cost = StepCost.of(model, c.device)
     p = prompt.astype(float)
-    ttft = np.array([cost.time_energy(n, n * (n + 1) / 2, 0.0, 0.0, 1.0)[0] for n in p])
+    ttft = np.array([cost.time_energy(n, float(model.attended_pairs(n)), 0.0, 0.0, 1.0)[0] for n in p])
     at_context = p + (output.astype(float) if getattr(slo, "tpot_metric", "mean_tpot") == "itl" else output / 2.0)
-    tpot = np.array([cost.time_energy(0.0, 0.0, 1.0, ctx, 0.0)[0] for ctx in at_context])
+    tpot = np.array([cost.time_energy(0.0, 0.0, 1.0, float(model.attended_context(ctx)), 0.0)[0] for ctx in at_context])
     return (ttft <= slo.ttft_s) & ((output <= 1) | (tpot <= slo.tpot_s))
 
 

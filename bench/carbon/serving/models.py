@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from kernels.arch import ARCHS, LayerDims
 
 
@@ -26,6 +28,33 @@ class ModelSpec:
     # Weights held in memory that a text-only step never runs (Gemma 3's vision tower): memory, not traffic.
     extra_params: int = 0
     hf_ids: tuple[str, ...] = ()  # Hugging Face ids of models with exactly this architecture
+    # Sliding-window attention (Gemma 3): `windowed_layers` of the layers attend to the last
+    # `window_tokens` tokens only; 0: every layer attends to the whole context.
+    window_tokens: int = 0
+    windowed_layers: int = 0
+
+    @property
+    def windowed_share(self) -> float:
+        """The share of layers whose attention (and, in vLLM's hybrid KV-cache manager, whose cache)
+        is limited to the window."""
+        return self.windowed_layers / self.layers if self.window_tokens else 0.0
+
+    def attended_context(self, context_tokens):
+        """Cached tokens a decode token's attention reads, in whole-model token units (all layers'
+        K and V of one token = `kv_bytes_per_token`): windowed layers read at most the window."""
+        if not self.windowed_share:
+            return context_tokens
+        return context_tokens - self.windowed_share * np.maximum(np.asarray(context_tokens, float) - self.window_tokens, 0)
+
+    def attended_pairs(self, prompt_tokens):
+        """Causal query-key pairs of prefilling a prompt, in whole-model units: b(b+1)/2 with full
+        attention; a windowed layer's query i attends to min(i, W) keys, which drops (b-W)(b-W+1)/2."""
+        b = np.asarray(prompt_tokens, float)
+        full = b * (b + 1) / 2
+        if not self.windowed_share:
+            return full
+        over = np.maximum(b - self.window_tokens, 0)
+        return full - self.windowed_share * over * (over + 1) / 2
 
     @property
     def linear_params(self) -> int:
@@ -66,10 +95,17 @@ class ModelSpec:
 
 
 def _spec(name: str, arch: str, layers: int, vocab: int, context_tokens: int, hf_ids: tuple[str, ...],
-          tied: bool = False, extra_params: int = 0) -> ModelSpec:
+          tied: bool = False, extra_params: int = 0, window: tuple[int, int] = (0, 0)) -> ModelSpec:
     d = ARCHS[arch]  # the layer widths have one source, shared with the kernel cases
     return ModelSpec(name, layers, d.hidden, d.heads, d.kv_heads, d.head_dim, d.ffn, vocab, context_tokens,
-                     tied_embeddings=tied, extra_params=extra_params, hf_ids=hf_ids)
+                     tied_embeddings=tied, extra_params=extra_params, hf_ids=hf_ids, window_tokens=window[0],
+                     windowed_layers=window[1])
+
+
+def _gemma3_window(layers: int, window_tokens: int) -> tuple[int, int]:
+    """Gemma 3's attention pattern (config.json `sliding_window`, `sliding_window_pattern` 6): every
+    sixth layer attends globally, the other five to the last `window_tokens` tokens."""
+    return window_tokens, layers - layers // 6
 
 
 # Gemma 3 4B, 12B and 27B are image-text models: a SigLIP vision tower and projector of about 0.42 B
@@ -81,8 +117,8 @@ _GEMMA3_VISION_PARAMS = 420_000_000
 # model cards: the native window, not one reached only with YaRN scaling (which a plain deployment
 # does not enable). Dense decoder-only models only: mixture-of-experts models (Qwen3-30B-A3B,
 # Llama 4, gpt-oss) and hybrid Mamba ones (Nemotron-Nano v2) need a different step model.
-# Not modelled: Gemma 3's sliding-window layers (5 of every 6 attend to the last 1,024 tokens, 512 for
-# 1B) are costed as full attention, exact for contexts within the window and an upper bound beyond it.
+# Gemma 3's sliding-window layers (5 of every 6 attend to the last 1,024 tokens, 512 for 1B) read
+# and, as vLLM's hybrid KV-cache manager frees the pages behind the window, hold at most the window.
 PRESETS = {
     # Meta Llama 3 / 3.1 / 3.2 / 3.3 model cards (8k context for Llama 3, 128k from 3.1).
     "llama3_8b": _spec("Llama-3-8B", "llama3_8b", 32, 128256, 8192,
@@ -119,15 +155,15 @@ PRESETS = {
                           "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B")),
     # Gemma 3 model cards: 32k context for 1B, 128k for the others; the embedding is tied.
     "gemma3_1b": _spec("Gemma-3-1B", "gemma3_1b", 26, 262144, 32768, ("google/gemma-3-1b-it", "google/gemma-3-1b-pt"),
-                       tied=True),
+                       tied=True, window=_gemma3_window(26, 512)),
     "gemma3_4b": _spec("Gemma-3-4B", "gemma3_4b", 34, 262208, 131072, ("google/gemma-3-4b-it", "google/gemma-3-4b-pt"),
-                       tied=True, extra_params=_GEMMA3_VISION_PARAMS),
+                       tied=True, extra_params=_GEMMA3_VISION_PARAMS, window=_gemma3_window(34, 1024)),
     "gemma3_12b": _spec("Gemma-3-12B", "gemma3_12b", 48, 262208, 131072,
                         ("google/gemma-3-12b-it", "google/gemma-3-12b-pt"), tied=True,
-                        extra_params=_GEMMA3_VISION_PARAMS),
+                        extra_params=_GEMMA3_VISION_PARAMS, window=_gemma3_window(48, 1024)),
     "gemma3_27b": _spec("Gemma-3-27B", "gemma3_27b", 62, 262208, 131072,
                         ("google/gemma-3-27b-it", "google/gemma-3-27b-pt"), tied=True,
-                        extra_params=_GEMMA3_VISION_PARAMS),
+                        extra_params=_GEMMA3_VISION_PARAMS, window=_gemma3_window(62, 1024)),
     # Mistral AI model cards: v0.3's 32k window and 32,768-token vocabulary; Nemo 128k; Small 3 32k.
     "mistral_7b": _spec("Mistral-7B", "mistral_7b", 32, 32768, 32768,
                         ("mistralai/Mistral-7B-v0.3", "mistralai/Mistral-7B-Instruct-v0.3")),

@@ -13,6 +13,13 @@ and energy come from `serving.StepCost`; while nothing runs, the replica idles a
 power. Per request: time to first token (TTFT), time per output token after the first (TPOT),
 completion time, its share of the busy energy, and its token times (for ITL percentiles).
 
+A model with sliding-window layers (Gemma 3) has them attend to the last `window_tokens` tokens, so
+each step's context and each prompt's query-key pairs count their window, not the whole context; and
+as vLLM's hybrid KV-cache manager frees the pages behind a window, such layers hold at most the
+window's pages plus the one it straddles: past that, a request's new pages cost only the share of
+its full-attention layers. Two heap events per request (its context and its pages passing the
+window) keep the sums O(1) per step.
+
 A request that alone needs more KV than the memory holds is not refused: it runs alone, over
 the memory (as if it spilled), and nothing is admitted beside it until it is done, so a trace
 always completes; such a replica is slow, and the SLO shows it.
@@ -58,6 +65,24 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     kv_room = max(0.0, cost.device.memory_bytes - cost.resident_bytes)
     page_bytes = cost.bytes_per_context_token * page_tokens
     pages_total = math.floor(kv_room / page_bytes) if page_bytes else math.inf
+    # Sliding windows: `share` of the layers attend to at most `window` tokens and hold at most
+    # `held_cap` tokens (the window's pages and the one it straddles) of KV.
+    window = int(cost.window_tokens)
+    share = float(cost.windowed_share) if window else 0.0
+    keep = 1.0 - share  # a page past the window costs only the full-attention layers' share of one
+    held_cap = (-(-window // page_tokens) + 1) * page_tokens
+    cap_pages = held_cap // page_tokens
+
+    def pages_of(held: int):
+        """Pages, in whole-model pages, a request holding `held` tokens of KV occupies."""
+        p = -(-held // page_tokens)
+        return p if not share or held <= held_cap else keep * p + share * cap_pages
+
+    events: list[tuple[int, int, int, int]] = []  # (step, 0: context passes the window | 1: pages do, request, epoch)
+    past_context = [False] * n
+    past_pages = [False] * n
+    crossing_past = [0] * page_tokens  # like `crossing`, for requests whose pages passed the window
+    win_base = win_at = win_n = 0  # sums over requests whose context passed the window
     ttft, first, finish = [math.nan] * n, [math.nan] * n, [math.nan] * n
     produced = [0] * n  # tokens a request produced before its current admission
     base = [0] * n  # tokens prefilled at its current admission (prompt + produced)
@@ -83,6 +108,20 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     now = start
     nxt, step, violations, aborted, preemptions, max_running = 0, 0, 0, False, 0, 0
 
+    def leave_window(r: int, c: int) -> None:
+        """Take request r (crossing class c) out of the crossing counts and the window sums."""
+        nonlocal win_base, win_at, win_n
+        if past_pages[r]:
+            crossing_past[c] -= 1
+            past_pages[r] = False
+        else:
+            crossing[c] -= 1
+        if past_context[r]:
+            win_base -= base[r]
+            win_at -= admitted_at[r]
+            win_n -= 1
+            past_context[r] = False
+
     def close(r: int, last: int) -> None:
         seg_request.append(r)
         seg_first.append(admitted_at[r])
@@ -97,7 +136,23 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             idle_energy += cost.device.idle_w * (arrivals[nxt] - now)
             now = arrivals[nxt]
             continue
+        while events and events[0][0] <= step:
+            _, kind, r, ep = heapq.heappop(events)
+            if ep != epoch[r]:
+                continue
+            if kind == 0:
+                past_context[r] = True
+                win_base += base[r]
+                win_at += admitted_at[r]
+                win_n += 1
+            else:
+                past_pages[r] = True
+                c = (admitted_at[r] + 1 - base[r]) % page_tokens
+                crossing[c] -= 1
+                crossing_past[c] += 1
         need = crossing[step % page_tokens]
+        if share:
+            need += keep * crossing_past[step % page_tokens]
         preempted = False
         while need > pages_total - used and n_run > 1:  # the last one left runs over the memory instead
             r, ep = recent.pop()
@@ -105,11 +160,11 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                 continue
             epoch[r] += 1
             held = base[r] + step - 1 - admitted_at[r]  # tokens after the previous step
-            used -= -(-held // page_tokens)
+            used -= pages_of(held)
             c = (admitted_at[r] + 1 - base[r]) % page_tokens
-            crossing[c] -= 1
             if c == step % page_tokens:
-                need -= 1  # it was to cross into a new page in this step
+                need -= keep if past_pages[r] else 1  # it was to cross into a new page in this step
+            leave_window(r, c)
             n_run -= 1
             sum_base -= base[r]
             sum_at -= admitted_at[r]
@@ -125,7 +180,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         while not preempted and waiting and n_run + len(admitted) < max_batch:
             r = waiting[0]
             b = prompts[r] + produced[r]
-            pages = -(-b // page_tokens)
+            pages = pages_of(b)
             if used + pages + WATERMARK_PAGES > pages_total and (n_run or admitted):
                 break  # wait for memory
             if max_prefill_tokens and admitted and new_tokens + b > max_prefill_tokens:
@@ -137,9 +192,13 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             admitted_at[r] = step
             new_tokens += b
             pairs += b * (b + 1) // 2
+            if share and b > window:  # windowed layers' queries see at most the window
+                pairs -= share * (b - window) * (b - window + 1) / 2
         max_running = max(max_running, n_run + len(admitted))
-        t, e = step_cost(float(new_tokens), float(pairs), float(n_run), float(sum_base + n_run * step - sum_at),
-                         float(len(admitted)))
+        context = sum_base + n_run * step - sum_at
+        if win_n:  # windowed layers read only the window of requests past it
+            context -= share * (win_base + win_n * (step - window) - win_at)
+        t, e = step_cost(float(new_tokens), float(pairs), float(n_run), float(context), float(len(admitted)))
         now += t
         busy_s += t
         busy_energy += e
@@ -154,7 +213,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             left = outputs[r] - produced[r]
             if left == 1:
                 finish[r] = now
-                used -= -(-base[r] // page_tokens)
+                used -= pages_of(base[r])
                 close(r, step)
             else:
                 heapq.heappush(running, (step + left - 1, r, epoch[r]))
@@ -162,7 +221,16 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                 n_run += 1
                 sum_base += base[r]
                 sum_at += step
-                crossing[(step + 1 - base[r]) % page_tokens] += 1
+                c = (step + 1 - base[r]) % page_tokens
+                if share and base[r] > held_cap:  # its pages are past the window already
+                    past_pages[r] = True
+                    crossing_past[c] += 1
+                else:
+                    crossing[c] += 1
+                    if share:  # its held tokens pass held_cap after step `step + held_cap - base + 1`
+                        heapq.heappush(events, (step + held_cap - base[r] + 1, 1, r, epoch[r]))
+                if share:  # its context (base + k - step in step k) passes the window in that step
+                    heapq.heappush(events, (max(step + 1, step + window - base[r] + 1), 0, r, epoch[r]))
         while running and running[0][0] <= step:
             _, r, ep = heapq.heappop(running)
             if ep != epoch[r]:
@@ -172,8 +240,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             n_run -= 1
             sum_base -= base[r]
             sum_at -= admitted_at[r]
-            used -= -(-(base[r] + step - admitted_at[r]) // page_tokens)
-            crossing[(admitted_at[r] + 1 - base[r]) % page_tokens] -= 1
+            used -= pages_of(base[r] + step - admitted_at[r])
+            leave_window(r, (admitted_at[r] + 1 - base[r]) % page_tokens)
             close(r, step)
         step += 1
         if abort_violations is not None and violations > abort_violations:

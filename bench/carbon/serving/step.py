@@ -4,7 +4,9 @@ A step prefills the prompts admitted in it and decodes one token for every runni
 work is counted from the architecture (linear layers: 2 flops per weight per token, weights read
 once per step; the LM head: 2 flops per weight only for the positions whose logits are sampled, each
 decode token and the last token of each prompt prefilled, as vLLM computes them; attention:
-4 x heads x head_dim flops per query-key pair, the KV cache read once);
+4 x heads x head_dim flops per query-key pair, the KV cache read once; a model's sliding-window layers
+attend to, and hold the KV of, at most their window, which the simulator counts in the context and
+pairs it passes);
 time = max(flops / rate, bytes / bandwidth) + overhead, energy = e_flop x flops + e_byte x bytes
 + P_0 x time (the energy roofline of `bench.profile.curves`). A device model with measured parts
 (`DeviceModel.parts`, `device.from_parts`) composes the step from them instead (`composed.py`). A
@@ -37,6 +39,10 @@ class StepCost:
     composed: ComposedStep | None = None  # the step from measured parts, where the device model has them
     weight_bytes: float = 0.0  # weights held in memory (what the KV cache cannot use); 0: bytes_per_step
     flop_per_sampled_token: float = 0.0  # LM head, per position whose logits are computed
+    # Sliding-window attention (`ModelSpec.window_tokens`): the simulator counts the context and prefill
+    # pairs the windowed layers attend to, and the KV pages they hold, from these two.
+    window_tokens: int = 0
+    windowed_share: float = 0.0
 
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
@@ -44,7 +50,8 @@ class StepCost:
         composed = ComposedStep.of(model, device.parts) if device.parts is not None else None
         return cls(2.0 * model.linear_params, attn, attn, model.streamed_bytes_per_step, model.kv_bytes_per_token,
                    model.kv_bytes_per_token, device, composed, weight_bytes=model.weight_bytes,
-                   flop_per_sampled_token=model.lm_head_flop_per_token)
+                   flop_per_sampled_token=model.lm_head_flop_per_token, window_tokens=model.window_tokens,
+                   windowed_share=model.windowed_share)
 
     @property
     def resident_bytes(self) -> float:
