@@ -9,6 +9,16 @@ the TDP as power cap. The fit
 per output token and p90 inter-token latency, and of average power where the file has it (power
 and latency pin down how energy splits into time and watts), over the replayed schedules. It
 reports its residuals in-sample and leave-one-out (each row predicted by a fit without it).
+
+Where this project has measured the GPU type's power on two kernels (`data/power_anchors.csv`: a
+compute-bound prefill and a bandwidth-bound decode, NVML energy counter), energy per flop and per
+streamed byte are not fitted but solved from them: given the static power, the two linear
+equations P = P_0 + e_flop x flop rate + e_byte x byte rate of the two kernels fix both, so the
+device model reproduces both measured kernels exactly, and four parameters are fitted. The reason:
+one model's sweep cannot tell energy per flop from energy per KV byte (at every max batch its
+requests have about the same context, so flops and KV reads per step grow together); fitted freely
+on Llama-3.1-8B they came out 0.43 pJ and 519 pJ, and a model with longer outputs was overpredicted
+by up to 25%. Energy per KV byte stays fitted (vLLM's paged attention is not the anchor's kernel).
 """
 from __future__ import annotations
 
@@ -32,6 +42,27 @@ LOW = {"overhead_s": 0.0, "kv_bw_fraction": 0.05, "p_static_w": 0.0, "e_flop_pj"
        "e_kv_byte_pj": 0.0}
 
 
+ANCHORS = devices.embodied.DATA / "power_anchors.csv"
+ANCHORED = ("e_flop_pj", "e_byte_pj")
+
+
+def anchors(gpu: str) -> pd.DataFrame | None:
+    """The compute and stream power anchors of `gpu`, indexed by kind, or None where it has none."""
+    a = pd.read_csv(ANCHORS)
+    a = a[a["gpu"] == gpu].set_index("kind")
+    return a if {"compute", "stream"} <= set(a.index) else None
+
+
+def anchored(params: dict, anchor: pd.DataFrame) -> dict:
+    """`params` with energy per flop and per streamed byte solved from the two anchors at its static
+    power (pJ: W over TFLOP/s and over TB/s); negative solutions, for a static power above what the
+    anchors allow, are clipped to 0 (and then miss the anchors, which the fit's bounds avoid)."""
+    rates = anchor.loc[["compute", "stream"], ["tflop_per_s", "gb_per_s"]].to_numpy(float) * [1.0, 1e-3]
+    dynamic_w = anchor.loc[["compute", "stream"], "power_w"].to_numpy(float) - params["p_static_w"]
+    e_flop, e_byte = np.linalg.solve(rates, dynamic_w)
+    return {**params, "e_flop_pj": max(float(e_flop), 0.0), "e_byte_pj": max(float(e_byte), 0.0)}
+
+
 def high(gpu: str) -> dict:
     tdp = float(devices.embodied.gpus().loc[gpu, "tdp_w"])
     return {"overhead_s": 0.05, "kv_bw_fraction": 1.0, "p_static_w": 0.98 * tdp, "e_flop_pj": 20.0, "e_byte_pj": 2000.0,
@@ -47,6 +78,7 @@ class Calibration:
     bw_fraction: float
     residuals: pd.DataFrame  # per row: in-sample relative errors (and leave-one-out ones, if run)
     cost: float
+    anchored: bool = False  # energy per flop and per streamed byte solved from the GPU's power anchors
 
     @property
     def label(self) -> str:
@@ -62,6 +94,8 @@ class Calibration:
                           "fractions_source": (devices.fractions(self.gpu) or (0, 0, "the reference GPU's"))[2]},
                 "fit": "scipy.optimize.least_squares, bounded, on log(predicted / measured) of energy per output "
                        "token, p90 ITL and average power per row",
+                "anchored": (f"e_flop_pj and e_byte_pj solved from the power anchors of {self.gpu} "
+                             "(data/power_anchors.csv) at the fitted static power" if self.anchored else "none"),
                 "residuals": self.residuals.round(5).to_dict(orient="records"), **about}
 
 
@@ -78,9 +112,18 @@ def predictions(model: ModelSpec, dev: devices.DeviceModel, scheds: list[Schedul
     return [predict(s, cost) for s in scheds]
 
 
+def _free(anchor: pd.DataFrame | None) -> tuple[str, ...]:
+    return tuple(k for k in devices.PHYSICAL if anchor is None or k not in ANCHORED)
+
+
+def _params(x: np.ndarray, anchor: pd.DataFrame | None) -> dict:
+    params = dict(zip(_free(anchor), (float(v) for v in x)))
+    return anchored({**params, "e_flop_pj": 0.0, "e_byte_pj": 0.0}, anchor) if anchor is not None else params
+
+
 def _residuals(model: ModelSpec, gpu: str, rows: pd.DataFrame, scheds: list[Schedule], fixed: tuple[float, float],
-               tp: int, x: np.ndarray) -> np.ndarray:
-    params = dict(zip(devices.PHYSICAL, x))
+               tp: int, x: np.ndarray, anchor: pd.DataFrame | None = None) -> np.ndarray:
+    params = _params(x, anchor)
     dev = dataclasses.replace(devices.physical(gpu, params, *fixed, "fit", tp))
     out = []
     for (_, row), p in zip(rows.iterrows(), predictions(model, dev, scheds)):
@@ -94,20 +137,24 @@ def fit(model: ModelSpec, gpu: str, rows: pd.DataFrame, scheds: list[Schedule], 
         leave_one_out: bool = False) -> Calibration:
     """Fit the physical parameters of `gpu` to `rows` (measured) over their schedules."""
     fixed = _fixed(gpu)
+    anchor = anchors(gpu)
+    free = _free(anchor)
     hi = high(gpu)
-    x0 = np.array([X0[k] for k in devices.PHYSICAL])
-    lo, up = np.array([LOW[k] for k in devices.PHYSICAL]), np.array([hi[k] for k in devices.PHYSICAL])
+    if anchor is not None:  # a static power the anchors leave room for: both energies non-negative
+        hi["p_static_w"] = min(hi["p_static_w"], p_static_max_w(anchor))
+    x0 = np.array([X0[k] for k in free])
+    lo, up = np.array([LOW[k] for k in free]), np.array([hi[k] for k in free])
 
     def solve(keep: np.ndarray) -> np.ndarray:
         part = rows[keep].reset_index(drop=True)
         sched = [s for s, k in zip(scheds, keep) if k]
-        res = least_squares(lambda x: _residuals(model, gpu, part, sched, fixed, tp, x), np.clip(x0, lo, up),
-                            x_scale=np.array([SCALE[k] for k in devices.PHYSICAL]), bounds=(lo, up))
+        res = least_squares(lambda x: _residuals(model, gpu, part, sched, fixed, tp, x, anchor), np.clip(x0, lo, up),
+                            x_scale=np.array([SCALE[k] for k in free]), bounds=(lo, up))
         return res.x
 
     all_rows = np.ones(len(rows), bool)
     x = solve(all_rows)
-    params = {k: float(v) for k, v in zip(devices.PHYSICAL, x)}
+    params = _params(x, anchor)
     dev = devices.physical(gpu, params, *fixed, "fit", tp)
     table = errors(rows, predictions(model, dev, scheds))
     if leave_one_out and len(rows) > 2:
@@ -115,13 +162,23 @@ def fit(model: ModelSpec, gpu: str, rows: pd.DataFrame, scheds: list[Schedule], 
         for i in range(len(rows)):
             keep = all_rows.copy()
             keep[i] = False
-            xi = dict(zip(devices.PHYSICAL, solve(keep)))
+            xi = _params(solve(keep), anchor)
             p = predictions(model, devices.physical(gpu, xi, *fixed, "loo", tp), [scheds[i]])[0]
             loo.append({"loo_energy_rel_error": p.energy_per_token_j / rows["energy_per_token_j"].iloc[i] - 1,
                         "loo_p90_itl_rel_error": p.p90_itl_s * 1e3 / rows["p90_itl_ms"].iloc[i] - 1})
         table = pd.concat([table, pd.DataFrame(loo)], axis=1)
-    cost = float(np.sum(_residuals(model, gpu, rows, scheds, fixed, tp, x) ** 2))
-    return Calibration(gpu, source, params, fixed[0], fixed[1], table, cost)
+    cost = float(np.sum(_residuals(model, gpu, rows, scheds, fixed, tp, x, anchor) ** 2))
+    return Calibration(gpu, source, params, fixed[0], fixed[1], table, cost, anchor is not None)
+
+
+def p_static_max_w(anchor: pd.DataFrame) -> float:
+    """The largest static power at which both anchored energies stay >= 0 (0.99 of it)."""
+    rates = anchor.loc[["compute", "stream"], ["tflop_per_s", "gb_per_s"]].to_numpy(float) * [1.0, 1e-3]
+    power = anchor.loc[["compute", "stream"], "power_w"].to_numpy(float)
+    # e = R^-1 (P - p0 1) is linear in p0: each component hits 0 at p0 = (R^-1 P)_i / (R^-1 1)_i.
+    inv = np.linalg.inv(rates)
+    a, b = inv @ power, inv @ np.ones(2)
+    return 0.99 * float(min(ai / bi for ai, bi in zip(a, b) if bi > 0))
 
 
 def errors(rows: pd.DataFrame, preds: list[Prediction]) -> pd.DataFrame:

@@ -15,8 +15,10 @@ from bench.carbon.validation import calibrate, measurements, replay, report
 MODEL = serving.PRESETS["llama3_8b"]
 # A small backlog: few requests and short outputs keep each replay to a few thousand steps.
 CONF = measurements.ValidateConf(num_requests=96, prompt_mean_tokens=200.0)
-KNOWN = {"overhead_s": 2.5e-3, "kv_bw_fraction": 0.5, "p_static_w": 220.0, "e_flop_pj": 0.8, "e_byte_pj": 120.0,
-         "e_kv_byte_pj": 300.0}
+# On the H100's power anchors: at 220 W static, energy per flop and per streamed byte are what its two
+# measured kernels say (about 0.80 pJ and 118 pJ), as a calibration of the H100 has them.
+KNOWN = calibrate.anchored({"overhead_s": 2.5e-3, "kv_bw_fraction": 0.5, "p_static_w": 220.0, "e_kv_byte_pj": 300.0},
+                           calibrate.anchors("h100_sxm"))
 
 
 def known_device(tp: int = 1) -> serving.DeviceModel:
@@ -56,13 +58,31 @@ def test_the_plain_datasheet_model_keeps_its_one_roofline():
     assert t == pytest.approx((streamed + MODEL.kv_bytes_per_token * 8008) / 3.35e12)
 
 
-def test_a_synthetic_measurement_file_is_recovered_by_the_calibration():
+@pytest.mark.parametrize("with_anchors", [True, False])
+def test_a_synthetic_measurement_file_is_recovered_by_the_calibration(with_anchors, monkeypatch):
     rows, scheds = synthetic_rows()
+    if not with_anchors:  # a GPU type this project has no kernel power for: all six parameters fitted
+        monkeypatch.setattr(calibrate, "anchors", lambda gpu: None)
     cal = calibrate.fit(MODEL, "h100_sxm", rows, scheds, "synthetic")
+    assert cal.anchored == with_anchors
     assert cal.residuals[["energy_rel_error", "p90_itl_rel_error"]].abs().max().max() < 0.01
     for name in ("overhead_s", "kv_bw_fraction", "p_static_w"):
         assert cal.params[name] == pytest.approx(KNOWN[name], rel=0.1), name
     assert cal.label == "model:datasheet+calibrated:synthetic"
+
+
+def test_anchored_energies_reproduce_both_measured_kernels_at_any_static_power():
+    anchor = calibrate.anchors("h100_sxm")
+    assert anchor is not None and calibrate.anchors("l4") is None
+    for p0 in (0.0, 150.0, 300.0, 0.95 * calibrate.p_static_max_w(anchor)):
+        p = calibrate.anchored({"p_static_w": p0}, anchor)
+        assert p["e_flop_pj"] >= 0 and p["e_byte_pj"] >= 0
+        for _, k in anchor.iterrows():  # W = W + pJ x TFLOP/s + pJ x TB/s
+            model_w = p0 + p["e_flop_pj"] * k["tflop_per_s"] + p["e_byte_pj"] * k["gb_per_s"] * 1e-3
+            assert model_w == pytest.approx(k["power_w"], rel=1e-9)
+    # more static power leaves less to the work: both energies fall as it rises
+    low, high = (calibrate.anchored({"p_static_w": w}, anchor) for w in (100.0, 300.0))
+    assert high["e_flop_pj"] < low["e_flop_pj"] and high["e_byte_pj"] < low["e_byte_pj"]
 
 
 def test_a_transfer_keeps_overhead_and_scales_power_by_tdp():
