@@ -23,9 +23,15 @@ from bench.carbon.serving.step import StepCost
 def alone_ok(c: Candidate, model: ModelSpec, prompt: np.ndarray, output: np.ndarray, slo: Slo) -> np.ndarray:
     cost = StepCost.of(model, c.device)
     p = prompt.astype(float)
-    ttft = np.array([cost.time_energy(n, float(model.attended_pairs(n)), 0.0, 0.0, 1.0)[0] for n in p])
     at_context = p + (output.astype(float) if getattr(slo, "tpot_metric", "mean_tpot") == "itl" else output / 2.0)
-    tpot = np.array([cost.time_energy(0.0, 0.0, 1.0, float(model.attended_context(ctx)), 0.0)[0] for ctx in at_context])
+    pairs, context = np.asarray(model.attended_pairs(p), float), np.asarray(model.attended_context(at_context), float)
+    zeros, ones = np.zeros_like(p), np.ones_like(p)
+    if cost.composed is None:  # the roofline step takes arrays: every distinct request at once
+        ttft = cost.time_energy(p, pairs, zeros, zeros, ones)[0]
+        tpot = cost.time_energy(zeros, zeros, ones, context, zeros)[0]
+    else:  # a step from measured parts takes one step at a time
+        ttft = np.array([cost.time_energy(n, q, 0.0, 0.0, 1.0)[0] for n, q in zip(p, pairs)])
+        tpot = np.array([cost.time_energy(0.0, 0.0, 1.0, x, 0.0)[0] for x in context])
     return (ttft <= slo.ttft_s) & ((output <= 1) | (tpot <= slo.tpot_s))
 
 
