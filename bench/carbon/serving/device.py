@@ -22,6 +22,7 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from bench.carbon.inputs import embodied
@@ -53,6 +54,40 @@ class DeviceModel:
     kv_bytes_per_s: float = 0.0
     power_cap_w: float = math.inf  # board power limit of the replica; a step that would draw more runs slower
     e_kv_byte_j: float = 0.0  # energy per KV-cache byte read, where it differs from e_byte_j (0: the same)
+    # Tensor parallelism's all-reduce (`allreduce_s`): message sizes (bytes) and times (s) measured on this
+    # GPU type at this TP degree, and the bytes per second a message beyond the largest one adds; (): none.
+    allreduce: tuple = ()
+
+
+ALLREDUCE = embodied.DATA / "allreduce.csv"
+# GPU types whose tensor-parallel links are the same as a measured one's (H200 SXM: H100's NVLink 4).
+ALLREDUCE_SAME_AS = {"h200_sxm": "h100_sxm"}
+
+
+@functools.cache
+def allreduce_table(gpu: str, tp: int) -> tuple:
+    """`DeviceModel.allreduce` of `tp` GPUs of a type, from `data/allreduce.csv` (a public measurement
+    of vLLM's all-reduce for messages up to 1 MiB; beyond, NCCL's ring at its bus bandwidth moves
+    2(tp-1)/tp of each further byte per GPU), or () where none was measured: then a step of a
+    tensor-parallel replica has no communication term, and its method says so."""
+    if tp <= 1:
+        return ()
+    a = pd.read_csv(ALLREDUCE)
+    a = a[(a["gpu"] == ALLREDUCE_SAME_AS.get(gpu, gpu)) & (a["tp"] == tp)].sort_values("message_bytes")
+    if a.empty:
+        return ()
+    tail_bytes_per_s = float(a["tail_bus_gb_per_s"].iloc[-1]) * 1e9 * tp / (2.0 * (tp - 1))
+    return (tuple(a["message_bytes"].astype(float)), tuple(a["time_us"].astype(float) * 1e-6), tail_bytes_per_s)
+
+
+def allreduce_s(device: DeviceModel, message_bytes):
+    """Seconds of one all-reduce of `message_bytes` (a float or an array) on `device`: the measured
+    times interpolated, plus the tail bandwidth beyond the largest measured size; 0 without a table."""
+    if not device.allreduce:
+        return 0.0
+    sizes, times, tail_bytes_per_s = device.allreduce
+    t = np.interp(message_bytes, sizes, times) + np.maximum(np.subtract(message_bytes, sizes[-1]), 0.0) / tail_bytes_per_s
+    return float(t) if np.ndim(t) == 0 else t
 
 
 REFERENCE_GPU = "h100_sxm"  # the GPU whose calibration others take by transfer
@@ -101,12 +136,16 @@ def physical(gpu: str, params: dict, flop_fraction: float, bw_fraction: float, m
     peak, bw = float(row.peak_bf16_tflop_per_s) * 1e12, float(row.memory_gb_per_s) * 1e9
     if not params["p_static_w"] < float(row.tdp_w):
         raise ValueError(f"{gpu}: static power {params['p_static_w']} W must be below the TDP {row.tdp_w} W")
+    comm = allreduce_table(gpu, tp)
+    if tp > 1:
+        method += (f"; TP all-reduce: measured (data/allreduce.csv, {ALLREDUCE_SAME_AS.get(gpu, gpu)})" if comm
+                   else "; TP all-reduce not modelled (none measured for this GPU type)")
     return DeviceModel(
         name=gpu, method=method, flop_per_s=peak * flop_fraction * tp, bytes_per_s=bw * bw_fraction * tp,
         overhead_s=params["overhead_s"], e_flop_j=params["e_flop_pj"] * 1e-12, e_byte_j=params["e_byte_pj"] * 1e-12,
         p0_w=params["p_static_w"] * tp, idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp,
         devices=tp, kv_bytes_per_s=bw * params["kv_bw_fraction"] * tp, power_cap_w=float(row.tdp_w) * tp,
-        e_kv_byte_j=params["e_kv_byte_pj"] * 1e-12)
+        e_kv_byte_j=params["e_kv_byte_pj"] * 1e-12, allreduce=comm)
 
 
 def transfer(params: dict, source_gpu: str, gpu: str) -> dict:

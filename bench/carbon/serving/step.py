@@ -6,7 +6,8 @@ once per step; the LM head: 2 flops per weight only for the positions whose logi
 decode token and the last token of each prompt prefilled, as vLLM computes them; attention:
 4 x heads x head_dim flops per query-key pair, the KV cache read once; a model's sliding-window layers
 attend to, and hold the KV of, at most their window, which the simulator counts in the context and
-pairs it passes);
+pairs it passes; a tensor-parallel replica adds two all-reduces of each token's hidden state per
+layer where its GPU type has a measured all-reduce table, `device.allreduce_s`);
 time = max(flops / rate, bytes / bandwidth) + overhead, energy = e_flop x flops + e_byte x bytes
 + P_0 x time (the energy roofline of `bench.profile.curves`). A device model with measured parts
 (`DeviceModel.parts`, `device.from_parts`) composes the step from them instead (`composed.py`). A
@@ -16,12 +17,13 @@ stretches a step that would draw more than the cap.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 
 from bench.carbon.serving.composed import ComposedStep
-from bench.carbon.serving.device import DeviceModel
+from bench.carbon.serving.device import DeviceModel, allreduce_s
 from bench.carbon.serving.models import ModelSpec
 
 
@@ -43,6 +45,10 @@ class StepCost:
     # pairs the windowed layers attend to, and the KV pages they hold, from these two.
     window_tokens: int = 0
     windowed_share: float = 0.0
+    # Tensor parallelism: all-reduces per step (after attention and after the MLP of every layer) of
+    # each token's hidden state; costed only on a device with an all-reduce table (`device.allreduce_s`).
+    allreduces_per_step: int = 0
+    allreduce_bytes_per_token: float = 0.0
 
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
@@ -51,7 +57,8 @@ class StepCost:
         return cls(2.0 * model.linear_params, attn, attn, model.streamed_bytes_per_step, model.kv_bytes_per_token,
                    model.kv_bytes_per_token, device, composed, weight_bytes=model.weight_bytes,
                    flop_per_sampled_token=model.lm_head_flop_per_token, window_tokens=model.window_tokens,
-                   windowed_share=model.windowed_share)
+                   windowed_share=model.windowed_share, allreduces_per_step=2 * model.layers,
+                   allreduce_bytes_per_token=float(model.hidden * model.dtype_bytes))
 
     @property
     def resident_bytes(self) -> float:
@@ -76,6 +83,8 @@ class StepCost:
                              decode_tokens + prefill_seqs) + d.overhead_s
         else:
             t = _max(flops / d.flop_per_s, nbytes / d.bytes_per_s) + d.overhead_s
+        if d.allreduce:  # the replica's GPUs exchange each layer's activations twice, at static power
+            t = t + self.allreduces_per_step * allreduce_s(d, (new_tokens + decode_tokens) * self.allreduce_bytes_per_token)
         dynamic_j = d.e_flop_j * flops + d.e_byte_j * nbytes
         if d.e_kv_byte_j:  # KV-cache reads cost their own energy per byte
             dynamic_j = dynamic_j + (d.e_kv_byte_j - d.e_byte_j) * self.bytes_per_context_token * context_tokens
@@ -99,6 +108,7 @@ class StepCost:
         e_flop, e_byte, p0 = d.e_flop_j, d.e_byte_j, d.p0_w
         e_kv_extra = (d.e_kv_byte_j - d.e_byte_j) * b_ctx if d.e_kv_byte_j else 0.0
         headroom_w = d.power_cap_w - d.p0_w
+        comm = _scalar_allreduce(d.allreduce, self.allreduces_per_step, self.allreduce_bytes_per_token)
 
         def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
                  prefill_seqs: float) -> tuple[float, float]:
@@ -114,6 +124,8 @@ class StepCost:
             else:
                 flop_s, byte_s = flops / rate, nbytes / bw
                 t = (flop_s if flop_s > byte_s else byte_s) + overhead
+            if comm is not None:
+                t += comm(tokens)
             dynamic_j = e_flop * flops + e_byte * nbytes
             if e_kv_extra:
                 dynamic_j = dynamic_j + e_kv_extra * context_tokens
@@ -123,6 +135,27 @@ class StepCost:
             return t, dynamic_j + p0 * t
 
         return step
+
+
+def _scalar_allreduce(table: tuple, per_step: int, bytes_per_token: float):
+    """Seconds of a step's all-reduces for a token count, by bisection over the measured table (the
+    same values as `allreduce_s`, without numpy's per-call overhead); None without a table."""
+    if not table:
+        return None
+    sizes, times, tail_bytes_per_s = table
+    last = len(sizes) - 1
+
+    def comm(tokens: float) -> float:
+        b = tokens * bytes_per_token
+        if b <= sizes[0]:
+            return per_step * times[0]
+        if b >= sizes[last]:
+            return per_step * (times[last] + (b - sizes[last]) / tail_bytes_per_s)
+        i = bisect.bisect_right(sizes, b)
+        f = (b - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
+        return per_step * (times[i - 1] + f * (times[i] - times[i - 1]))
+
+    return comm
 
 
 def split_step_s(cost: StepCost, tokens: float, prefill_pairs: float, context_tokens: float, sampled: float

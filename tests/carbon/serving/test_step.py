@@ -1,5 +1,7 @@
 """One step's work from the architecture: the LM head runs on the sampled positions only, a step
 streams the layers and the LM head, and the memory beside the KV cache is the weights held."""
+import dataclasses
+
 import pytest
 
 from bench.carbon import serving
@@ -28,3 +30,27 @@ def test_a_step_streams_the_layers_and_lm_head_and_the_kv_cache_sees_the_weights
     cost = serving.StepCost.of(m, flop_meter())
     assert cost.bytes_per_step == (m.linear_params + m.vocab * m.hidden) * 2
     assert cost.resident_bytes == m.weight_bytes == (m.linear_params + m.vocab * m.hidden + m.extra_params) * 2
+
+
+def test_tensor_parallel_steps_pay_their_all_reduces_from_the_measured_table():
+    from bench.carbon.serving import device as devices
+
+    model = serving.PRESETS["llama3_1_70b"]
+    one, four = serving.datasheet("h100_sxm", 1), serving.datasheet("h100_sxm", 4)
+    assert one.allreduce == () and "TP all-reduce: measured" in four.method
+    sizes, times, tail = four.allreduce
+    assert devices.allreduce_s(four, sizes[2]) == pytest.approx(times[2])  # a measured size: its time
+    mid = (sizes[3] + sizes[4]) / 2
+    assert devices.allreduce_s(four, mid) == pytest.approx((times[3] + times[4]) / 2)  # interpolated
+    # beyond 1 MiB, NCCL's ring: 2(n-1)/n of each further byte at 370 GB/s of bus bandwidth
+    extra = 8e6
+    assert devices.allreduce_s(four, sizes[-1] + extra) == pytest.approx(times[-1] + extra * 1.5 / 370e9)
+    # a step of 8 decode tokens runs 2 all-reduces per layer of 8 x hidden x 2 bytes, at static power
+    cost, bare = serving.StepCost.of(model, four), serving.StepCost.of(model, dataclasses.replace(four, allreduce=()))
+    (t, e), (t0, e0) = cost.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0), bare.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0)
+    comm_s = 2 * model.layers * devices.allreduce_s(four, 8 * model.hidden * 2)
+    assert t - t0 == pytest.approx(comm_s) and e - e0 == pytest.approx(four.p0_w * comm_s)
+    # a GPU type no one measured says so, and pays nothing
+    b200 = serving.datasheet("b200", 2)
+    assert b200.allreduce == () and "TP all-reduce not modelled" in b200.method
+    assert serving.datasheet("h200_sxm", 2).allreduce == devices.allreduce_table("h100_sxm", 2)  # the same NVLink 4
