@@ -168,8 +168,9 @@ def host_capacity(inputs: PlanInputs, host: embodied.Host) -> Capacity | None:
 
 def setting_of(inputs: PlanInputs, caps: list[Capacity], demand: Demand) -> Setting:
     w = inputs.workload
-    held = float(inputs.model.attended_context(float(np.percentile(w.prompt + w.output, 99))))  # sliding windows hold less
-    kv = inputs.model.kv_bytes_per_token * held * max(inputs.max_batches)
+    # Tokens of KV a p99 request holds (sliding-window layers hold at most their window).
+    held_tokens = float(inputs.model.attended_context(float(np.percentile(w.prompt + w.output, 99))))
+    kv = inputs.model.kv_bytes_per_token * held_tokens * max(inputs.max_batches)
     online, offline = demand.counts()
     return Setting(caps, inputs.intensity.g_per_kwh, inputs.pue, online, offline, inputs.deadline_h,
                    inputs.model.weight_bytes, kv, inputs.lifetimes, embodied_level=inputs.embodied_level,

@@ -33,6 +33,11 @@ class ModelSpec:
     window_tokens: int = 0
     windowed_layers: int = 0
 
+    def __post_init__(self) -> None:
+        if self.window_tokens < 0 or not 0 <= self.windowed_layers <= self.layers:
+            raise ValueError(f"{self.name}: window_tokens {self.window_tokens} must be >= 0 and windowed_layers "
+                             f"{self.windowed_layers} within 0..{self.layers}")
+
     @property
     def windowed_share(self) -> float:
         """The share of layers whose attention (and, in vLLM's hybrid KV-cache manager, whose cache)

@@ -16,9 +16,11 @@ completion time, its share of the busy energy, and its token times (for ITL perc
 A model with sliding-window layers (Gemma 3) has them attend to the last `window_tokens` tokens, so
 each step's context and each prompt's query-key pairs count their window, not the whole context; and
 as vLLM's hybrid KV-cache manager frees the pages behind a window, such layers hold at most the
-window's pages plus the one it straddles: past that, a request's new pages cost only the share of
-its full-attention layers. Two heap events per request (its context and its pages passing the
-window) keep the sums O(1) per step.
+window's pages plus the one it straddles: past that, a request's new pages cost only its
+full-attention layers' pages (counted per layer, so every count stays an integer). A prompt's
+admission needs every layer's pages for the whole prompt, as vLLM allocates them; those behind
+the window are freed once its prefill step has run. Two heap events per request (its context and
+its pages passing the window) keep the sums O(1) per step.
 
 A request that alone needs more KV than the memory holds is not refused: it runs alone, over
 the memory (as if it spilled), and nothing is admitted beside it until it is done, so a trace
@@ -64,19 +66,22 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     step_cost = cost.scalar()
     kv_room = max(0.0, cost.device.memory_bytes - cost.resident_bytes)
     page_bytes = cost.bytes_per_context_token * page_tokens
-    pages_total = math.floor(kv_room / page_bytes) if page_bytes else math.inf
-    # Sliding windows: `share` of the layers attend to at most `window` tokens and hold at most
-    # `held_cap` tokens (the window's pages and the one it straddles) of KV.
-    window = int(cost.window_tokens)
-    share = float(cost.windowed_share) if window else 0.0
-    keep = 1.0 - share  # a page past the window costs only the full-attention layers' share of one
-    held_cap = (-(-window // page_tokens) + 1) * page_tokens
-    cap_pages = held_cap // page_tokens
+    # Sliding windows: `share` of the layers attend to at most `window_tokens` tokens and hold at most
+    # `held_cap_tokens` (the window's pages and the one it straddles) of KV. Pages are then counted per
+    # layer (`unit` layer-pages make one whole-model page), so every count stays an integer.
+    window_tokens = int(cost.window_tokens)
+    share = float(cost.windowed_share) if window_tokens else 0.0
+    unit = int(cost.kv_layers) if share else 1
+    past_unit = unit - int(cost.windowed_layers) if share else 1  # a page past the window: full-attention layers only
+    held_cap_tokens = (-(-window_tokens // page_tokens) + 1) * page_tokens
+    cap_pages = held_cap_tokens // page_tokens
+    pages_total = math.floor(kv_room / page_bytes) * unit if page_bytes else math.inf
+    watermark = WATERMARK_PAGES * unit
 
-    def pages_of(held: int):
-        """Pages, in whole-model pages, a request holding `held` tokens of KV occupies."""
+    def pages_of(held: int) -> int:
+        """Pages (in `unit`s) a request holding `held` tokens of KV occupies between steps."""
         p = -(-held // page_tokens)
-        return p if not share or held <= held_cap else keep * p + share * cap_pages
+        return p * unit if held <= held_cap_tokens or not share else past_unit * p + (unit - past_unit) * cap_pages
 
     events: list[tuple[int, int, int, int]] = []  # (step, 0: context passes the window | 1: pages do, request, epoch)
     past_context = [False] * n
@@ -150,9 +155,9 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                 c = (admitted_at[r] + 1 - base[r]) % page_tokens
                 crossing[c] -= 1
                 crossing_past[c] += 1
-        need = crossing[step % page_tokens]
+        need = crossing[step % page_tokens] * unit
         if share:
-            need += keep * crossing_past[step % page_tokens]
+            need += past_unit * crossing_past[step % page_tokens]
         preempted = False
         while need > pages_total - used and n_run > 1:  # the last one left runs over the memory instead
             r, ep = recent.pop()
@@ -163,7 +168,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             used -= pages_of(held)
             c = (admitted_at[r] + 1 - base[r]) % page_tokens
             if c == step % page_tokens:
-                need -= keep if past_pages[r] else 1  # it was to cross into a new page in this step
+                need -= past_unit if past_pages[r] else unit  # it was to cross into a new page in this step
             leave_window(r, c)
             n_run -= 1
             sum_base -= base[r]
@@ -176,34 +181,39 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         used += need
         new_tokens = pairs = 0
         admitted = []
+        released = 0  # pages behind the window that admitted prompts hold only during their prefill step
         # As vLLM does, nothing is admitted in a step that preempted: the evicted would come straight back.
         while not preempted and waiting and n_run + len(admitted) < max_batch:
             r = waiting[0]
             b = prompts[r] + produced[r]
-            pages = pages_of(b)
-            if used + pages + WATERMARK_PAGES > pages_total and (n_run or admitted):
+            # vLLM allocates every layer's pages for the whole prompt and frees those behind a window
+            # only once the prefill has run: admission needs them all.
+            pages = -(-b // page_tokens) * unit
+            if used + pages + watermark > pages_total and (n_run or admitted):
                 break  # wait for memory
             if max_prefill_tokens and admitted and new_tokens + b > max_prefill_tokens:
                 break
             waiting.popleft()
             admitted.append(r)
             used += pages
+            released += pages - pages_of(b)
             base[r] = b
             admitted_at[r] = step
             new_tokens += b
             pairs += b * (b + 1) // 2
-            if share and b > window:  # windowed layers' queries see at most the window
-                pairs -= share * (b - window) * (b - window + 1) / 2
+            if share and b > window_tokens:  # windowed layers' queries see at most the window
+                pairs -= share * (b - window_tokens) * (b - window_tokens + 1) / 2
         max_running = max(max_running, n_run + len(admitted))
         context = sum_base + n_run * step - sum_at
         if win_n:  # windowed layers read only the window of requests past it
-            context -= share * (win_base + win_n * (step - window) - win_at)
+            context -= share * (win_base + win_n * (step - window_tokens) - win_at)
         t, e = step_cost(float(new_tokens), float(pairs), float(n_run), float(context), float(len(admitted)))
         now += t
         busy_s += t
         busy_energy += e
         step_end_s.append(now)
         energy_per_token_j.append(e / (new_tokens + n_run))
+        used -= released
         for r in admitted:
             if not produced[r]:
                 ttft[r] = now - arrivals[r]
@@ -222,15 +232,15 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                 sum_base += base[r]
                 sum_at += step
                 c = (step + 1 - base[r]) % page_tokens
-                if share and base[r] > held_cap:  # its pages are past the window already
+                if share and base[r] > held_cap_tokens:  # its pages are past the window already
                     past_pages[r] = True
                     crossing_past[c] += 1
                 else:
                     crossing[c] += 1
-                    if share:  # its held tokens pass held_cap after step `step + held_cap - base + 1`
-                        heapq.heappush(events, (step + held_cap - base[r] + 1, 1, r, epoch[r]))
+                    if share:  # its held tokens pass held_cap_tokens in step `step + held_cap_tokens - base + 1`
+                        heapq.heappush(events, (step + held_cap_tokens - base[r] + 1, 1, r, epoch[r]))
                 if share:  # its context (base + k - step in step k) passes the window in that step
-                    heapq.heappush(events, (max(step + 1, step + window - base[r] + 1), 0, r, epoch[r]))
+                    heapq.heappush(events, (max(step + 1, step + window_tokens - base[r] + 1), 0, r, epoch[r]))
         while running and running[0][0] <= step:
             _, r, ep = heapq.heappop(running)
             if ep != epoch[r]:

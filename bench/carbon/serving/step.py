@@ -45,6 +45,8 @@ class StepCost:
     # pairs the windowed layers attend to, and the KV pages they hold, from these two.
     window_tokens: int = 0
     windowed_share: float = 0.0
+    kv_layers: int = 0  # layers holding KV (the simulator counts a windowed model's pages per layer)
+    windowed_layers: int = 0
     # Tensor parallelism: all-reduces per step (after attention and after the MLP of every layer) of
     # each token's hidden state; costed only on a device with an all-reduce table (`device.allreduce_s`).
     allreduces_per_step: int = 0
@@ -57,7 +59,8 @@ class StepCost:
         return cls(2.0 * model.linear_params, attn, attn, model.streamed_bytes_per_step, model.kv_bytes_per_token,
                    model.kv_bytes_per_token, device, composed, weight_bytes=model.weight_bytes,
                    flop_per_sampled_token=model.lm_head_flop_per_token, window_tokens=model.window_tokens,
-                   windowed_share=model.windowed_share, allreduces_per_step=2 * model.layers,
+                   windowed_share=model.windowed_share, kv_layers=model.layers,
+                   windowed_layers=model.windowed_layers if model.window_tokens else 0, allreduces_per_step=2 * model.layers,
                    allreduce_bytes_per_token=float(model.hidden * model.dtype_bytes))
 
     @property

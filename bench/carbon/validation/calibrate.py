@@ -13,8 +13,8 @@ reports its residuals in-sample and leave-one-out (each row predicted by a fit w
 Where this project has measured the GPU type's power on two kernels (`data/power_anchors.csv`: a
 compute-bound prefill and a bandwidth-bound decode, NVML energy counter), energy per flop and per
 streamed byte are not fitted but solved from them: given the static power, the two linear
-equations P = P_0 + e_flop x flop rate + e_byte x byte rate of the two kernels fix both, so the
-device model reproduces both measured kernels exactly, and four parameters are fitted. The reason:
+equations P = P_0 + e_flop x flop rate + e_byte x byte rate of the two kernels fix both (the decode
+kernel's contiguous KV read standing for streaming), and four parameters are fitted. The reason:
 one model's sweep cannot tell energy per flop from energy per KV byte (at every max batch its
 requests have about the same context, so flops and KV reads per step grow together); fitted freely
 on Llama-3.1-8B they came out 0.43 pJ and 519 pJ, and a model with longer outputs was overpredicted
@@ -50,6 +50,8 @@ def anchors(gpu: str) -> pd.DataFrame | None:
     """The compute and stream power anchors of `gpu`, indexed by kind, or None where it has none."""
     a = pd.read_csv(ANCHORS)
     a = a[a["gpu"] == gpu].set_index("kind")
+    if a.index.duplicated().any():
+        raise ValueError(f"{ANCHORS}: {gpu} has more than one anchor of a kind ({', '.join(a.index)})")
     return a if {"compute", "stream"} <= set(a.index) else None
 
 
@@ -178,7 +180,11 @@ def p_static_max_w(anchor: pd.DataFrame) -> float:
     # e = R^-1 (P - p0 1) is linear in p0: each component hits 0 at p0 = (R^-1 P)_i / (R^-1 1)_i.
     inv = np.linalg.inv(rates)
     a, b = inv @ power, inv @ np.ones(2)
-    return 0.99 * float(min(ai / bi for ai, bi in zip(a, b) if bi > 0))
+    bounds = [ai / bi for ai, bi in zip(a, b) if bi > 0]
+    if (a < 0).any() or not bounds or min(bounds) <= 0:
+        raise ValueError(f"{ANCHORS}: its two kernels leave no static power at which energy per flop and per "
+                         "byte are both >= 0 (the compute kernel must be the flop-heavy one)")
+    return 0.99 * float(min(bounds))
 
 
 def errors(rows: pd.DataFrame, preds: list[Prediction]) -> pd.DataFrame:

@@ -70,6 +70,7 @@ class _Recorder:
         self.resident_bytes = cost.resident_bytes
         self.bytes_per_context_token = cost.bytes_per_context_token
         self.window_tokens, self.windowed_share = cost.window_tokens, cost.windowed_share
+        self.kv_layers, self.windowed_layers = cost.kv_layers, cost.windowed_layers
         self.steps: list[tuple[float, float, float, float, float]] = []
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,

@@ -92,13 +92,18 @@ def test_a_window_wider_than_every_context_changes_nothing():
 
 
 def test_windowed_layers_hold_only_the_window_so_more_requests_fit():
-    # 16-token pages, window 32: a windowed layer holds at most 3 pages (the window and the page it
-    # straddles). A 150-token prompt takes 10 pages in full layers; half the layers windowed: 6.5.
-    prompt, output = np.full(10, 150), np.full(10, 2)  # one decode each, within the prompt's last page
+    # 16-token pages, window 32: a windowed layer keeps at most 3 pages (the window and the page it
+    # straddles), but, as in vLLM, a prompt's admission needs every layer's pages for the whole prompt
+    # and those behind the window are freed once its prefill has run. 150-token prompts (10 pages),
+    # one decode each, in 40 pages; one of two layers windowed: a request holds 10 + 3 = 13 of 80
+    # layer-pages after its prefill, 20 during it.
+    prompt, output = np.full(10, 150), np.full(10, 2)
     full = simulate(np.zeros(10), prompt, output, recording(spec(0, 0, layers=2), memory_tokens=40 * 16), 10)
     half = simulate(np.zeros(10), prompt, output, recording(spec(32, 1, layers=2), memory_tokens=40 * 16), 10)
-    # admitted while used + pages + 1 free page <= 40: three of 10 pages, six of 6.5
-    assert (full.max_running, half.max_running) == (3, 6)
+    # Full: three of 10 pages (+1 free) per step, never more. Half: step 0 admits three (60 + 20 + 2
+    # > 80), which keep 39 after their prefill, so step 1 admits a fourth beside them (39 + 20 + 2 <= 80;
+    # a fifth would not fit). Holding 2 pages per windowed layer instead of 3 would admit five.
+    assert (full.max_running, half.max_running) == (3, 4)
     assert full.preemptions == half.preemptions == 0
 
 
