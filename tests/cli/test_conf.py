@@ -20,7 +20,7 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one Hydra initialisation for the module: each compose is independent
 def composer():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         def composed(*overrides: str, hydra: bool = False):
