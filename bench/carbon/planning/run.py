@@ -75,7 +75,9 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
         devices: list[tuple[str, serving.DeviceModel]]
         if measured is not None:
             idle = float(measured.table["device_idle_power_w"].median()) * tp
-            base = dataclasses.replace(_measured_device(measured, gpu, mem * tp, tp, idle), devices=tp)
+            base = _measured_device(measured, gpu, mem * tp, tp, idle)
+            base = dataclasses.replace(base, devices=tp, allreduce=serving.allreduce_table(gpu, tp),
+                                       method=base.method + serving.allreduce_method(gpu, tp))
             devices = [("", base)] + [(f"@{f:g}MHz", d) for f, d in clocked(base, measured)]
         else:
             devices = [("", serving.datasheet(gpu, tp))]

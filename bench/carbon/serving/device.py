@@ -67,9 +67,9 @@ ALLREDUCE_SAME_AS = {"h200_sxm": "h100_sxm"}
 @functools.cache
 def allreduce_table(gpu: str, tp: int) -> tuple:
     """`DeviceModel.allreduce` of `tp` GPUs of a type, from `data/allreduce.csv` (a public measurement
-    of vLLM's all-reduce for messages up to 1 MiB; beyond, NCCL's ring at its bus bandwidth moves
-    2(tp-1)/tp of each further byte per GPU), or () where none was measured: then a step of a
-    tensor-parallel replica has no communication term, and its method says so."""
+    of vLLM's all-reduce for messages up to 4 MiB; beyond, NCCL's ring at its bus bandwidth moves
+    2(tp-1)/tp of each further byte per GPU), or () where none was measured at this degree: then a
+    step of a tensor-parallel replica has no communication term, and its method says so."""
     if tp <= 1:
         return ()
     a = pd.read_csv(ALLREDUCE)
@@ -78,6 +78,16 @@ def allreduce_table(gpu: str, tp: int) -> tuple:
         return ()
     tail_bytes_per_s = float(a["tail_bus_gb_per_s"].iloc[-1]) * 1e9 * tp / (2.0 * (tp - 1))
     return (tuple(a["message_bytes"].astype(float)), tuple(a["time_us"].astype(float) * 1e-6), tail_bytes_per_s)
+
+
+def allreduce_method(gpu: str, tp: int) -> str:
+    """What a tensor-parallel replica's method says of its all-reduce ('' for one GPU)."""
+    if tp <= 1:
+        return ""
+    if allreduce_table(gpu, tp):
+        return (f"; TP all-reduce: model at static power from a table of {ALLREDUCE_SAME_AS.get(gpu, gpu)} to 4 MiB, "
+                "NCCL's 370 GB/s bus bandwidth beyond (data/allreduce.csv)")
+    return f"; TP all-reduce not modelled (no table for {gpu} at {tp} GPUs)"
 
 
 def allreduce_s(device: DeviceModel, message_bytes):
@@ -137,9 +147,7 @@ def physical(gpu: str, params: dict, flop_fraction: float, bw_fraction: float, m
     if not params["p_static_w"] < float(row.tdp_w):
         raise ValueError(f"{gpu}: static power {params['p_static_w']} W must be below the TDP {row.tdp_w} W")
     comm = allreduce_table(gpu, tp)
-    if tp > 1:
-        method += (f"; TP all-reduce: measured (data/allreduce.csv, {ALLREDUCE_SAME_AS.get(gpu, gpu)})" if comm
-                   else "; TP all-reduce not modelled (none measured for this GPU type)")
+    method += allreduce_method(gpu, tp)
     return DeviceModel(
         name=gpu, method=method, flop_per_s=peak * flop_fraction * tp, bytes_per_s=bw * bw_fraction * tp,
         overhead_s=params["overhead_s"], e_flop_j=params["e_flop_pj"] * 1e-12, e_byte_j=params["e_byte_pj"] * 1e-12,
@@ -180,9 +188,10 @@ def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
     rate, bw = float(row.peak_bf16_tflop_per_s) * 1e12 * tp, float(row.memory_gb_per_s) * 1e9 * tp
     dyn_w = (float(row.tdp_w) - float(row.idle_w)) * tp
     return DeviceModel(
-        name=gpu, method="model:datasheet", flop_per_s=rate, bytes_per_s=bw, overhead_s=0.0,
+        name=gpu, method="model:datasheet" + allreduce_method(gpu, tp), flop_per_s=rate, bytes_per_s=bw, overhead_s=0.0,
         e_flop_j=dyn_w / rate, e_byte_j=DECODE_POWER_SHARE * dyn_w / bw, p0_w=float(row.idle_w) * tp,
-        idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp, devices=tp)
+        idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp, devices=tp,
+        allreduce=allreduce_table(gpu, tp))
 
 
 def from_profile(profile, name: str, memory_bytes: float, scale: float = 1.0, idle_w: float = 0.0) -> DeviceModel:

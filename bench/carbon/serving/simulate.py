@@ -71,6 +71,9 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     # layer (`unit` layer-pages make one whole-model page), so every count stays an integer.
     window_tokens = int(cost.window_tokens)
     share = float(cost.windowed_share) if window_tokens else 0.0
+    if share and not 0 < cost.windowed_layers <= cost.kv_layers:
+        raise ValueError(f"a windowed step cost needs 0 < windowed_layers ({cost.windowed_layers}) <= kv_layers "
+                         f"({cost.kv_layers}): its pages are counted per layer")
     unit = int(cost.kv_layers) if share else 1
     past_unit = unit - int(cost.windowed_layers) if share else 1  # a page past the window: full-attention layers only
     held_cap_tokens = (-(-window_tokens // page_tokens) + 1) * page_tokens
@@ -79,7 +82,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     watermark = WATERMARK_PAGES * unit
 
     def pages_of(held: int) -> int:
-        """Pages (in `unit`s) a request holding `held` tokens of KV occupies between steps."""
+        """Pages a request holding `held` tokens of KV occupies between steps: whole-model pages, or
+        layer-pages (`unit` to a whole-model page) with sliding windows."""
         p = -(-held // page_tokens)
         return p * unit if held <= held_cap_tokens or not share else past_unit * p + (unit - past_unit) * cap_pages
 

@@ -73,9 +73,12 @@ class StepCost:
         """(seconds, joules) of one step that prefills `new_tokens` prompt tokens of `prefill_seqs` requests
         and decodes one token of each of `decode_tokens` requests; floats, or numpy arrays of many steps
         (not for a composed step)."""
-        if self.composed is not None:
-            return self.composed.time_energy(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs)
         d = self.device
+        comm_s = (self.allreduces_per_step * allreduce_s(d, (new_tokens + decode_tokens) * self.allreduce_bytes_per_token)
+                  if d.allreduce else 0.0)
+        if self.composed is not None:
+            t, e = self.composed.time_energy(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs)
+            return t + comm_s, e + d.p0_w * comm_s
         flops = (self.flop_per_token * (new_tokens + decode_tokens) + self.flop_per_sampled_token
                  * (decode_tokens + prefill_seqs) + self.flop_per_prefill_pair * prefill_pairs
                  + self.flop_per_context_token * context_tokens)
@@ -86,13 +89,12 @@ class StepCost:
                              decode_tokens + prefill_seqs) + d.overhead_s
         else:
             t = _max(flops / d.flop_per_s, nbytes / d.bytes_per_s) + d.overhead_s
-        if d.allreduce:  # the replica's GPUs exchange each layer's activations twice, at static power
-            t = t + self.allreduces_per_step * allreduce_s(d, (new_tokens + decode_tokens) * self.allreduce_bytes_per_token)
         dynamic_j = d.e_flop_j * flops + d.e_byte_j * nbytes
         if d.e_kv_byte_j:  # KV-cache reads cost their own energy per byte
             dynamic_j = dynamic_j + (d.e_kv_byte_j - d.e_byte_j) * self.bytes_per_context_token * context_tokens
-        # At the board's power limit the clocks drop and the step takes as long as the limit allows (no cap: 0 s).
-        t = _max(t, dynamic_j / (d.power_cap_w - d.p0_w))
+        # At the board's power limit the clocks drop and the step takes as long as the limit allows (no cap: 0 s);
+        # then the replica's GPUs exchange each layer's activations twice (all-reduce), at static power.
+        t = _max(t, dynamic_j / (d.power_cap_w - d.p0_w)) + comm_s
         return t, dynamic_j + d.p0_w * t
 
 
@@ -101,9 +103,19 @@ class StepCost:
         per step, millions of times a plan, where attribute lookups and the array checks of
         `time_energy` cost more than its arithmetic. The same formulas in the same order (a test
         holds the two equal)."""
-        if self.composed is not None:
-            return self.composed.time_energy
         d = self.device
+        comm = _scalar_allreduce(d.allreduce, self.allreduces_per_step, self.allreduce_bytes_per_token)
+        if self.composed is not None:
+            if comm is None:
+                return self.composed.time_energy
+            composed, p0_w = self.composed.time_energy, d.p0_w
+
+            def composed_step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs):
+                t, e = composed(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs)
+                comm_s = comm(new_tokens + decode_tokens)
+                return t + comm_s, e + p0_w * comm_s
+
+            return composed_step
         f_tok, f_samp = self.flop_per_token, self.flop_per_sampled_token
         f_pair, f_ctx = self.flop_per_prefill_pair, self.flop_per_context_token
         b_step, b_ctx, b_new = self.bytes_per_step, self.bytes_per_context_token, self.bytes_per_new_token
@@ -111,7 +123,6 @@ class StepCost:
         e_flop, e_byte, p0 = d.e_flop_j, d.e_byte_j, d.p0_w
         e_kv_extra = (d.e_kv_byte_j - d.e_byte_j) * b_ctx if d.e_kv_byte_j else 0.0
         headroom_w = d.power_cap_w - d.p0_w
-        comm = _scalar_allreduce(d.allreduce, self.allreduces_per_step, self.allreduce_bytes_per_token)
 
         def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
                  prefill_seqs: float) -> tuple[float, float]:
@@ -127,14 +138,14 @@ class StepCost:
             else:
                 flop_s, byte_s = flops / rate, nbytes / bw
                 t = (flop_s if flop_s > byte_s else byte_s) + overhead
-            if comm is not None:
-                t += comm(tokens)
             dynamic_j = e_flop * flops + e_byte * nbytes
             if e_kv_extra:
                 dynamic_j = dynamic_j + e_kv_extra * context_tokens
             capped_s = dynamic_j / headroom_w
             if capped_s > t:
                 t = capped_s
+            if comm is not None:
+                t = t + comm(tokens)
             return t, dynamic_j + p0 * t
 
         return step
@@ -149,14 +160,17 @@ def _scalar_allreduce(table: tuple, per_step: int, bytes_per_token: float):
     last = len(sizes) - 1
 
     def comm(tokens: float) -> float:
+        # numpy.interp's own arithmetic (slope x offset + left value; a knot's value exactly), so the
+        # closure and `time_energy` agree to the bit
         b = tokens * bytes_per_token
         if b <= sizes[0]:
-            return per_step * times[0]
+            return per_step * (times[0] + 0.0)
         if b >= sizes[last]:
             return per_step * (times[last] + (b - sizes[last]) / tail_bytes_per_s)
         i = bisect.bisect_right(sizes, b)
-        f = (b - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
-        return per_step * (times[i - 1] + f * (times[i] - times[i - 1]))
+        s0, t0 = sizes[i - 1], times[i - 1]
+        value = t0 if b == s0 else (times[i] - t0) / (sizes[i] - s0) * (b - s0) + t0
+        return per_step * (value + 0.0)
 
     return comm
 

@@ -37,12 +37,12 @@ def test_tensor_parallel_steps_pay_their_all_reduces_from_the_measured_table():
 
     model = serving.PRESETS["llama3_1_70b"]
     one, four = serving.datasheet("h100_sxm", 1), serving.datasheet("h100_sxm", 4)
-    assert one.allreduce == () and "TP all-reduce: measured" in four.method
+    assert one.allreduce == () and "TP all-reduce: model at static power from a table" in four.method
     sizes, times, tail = four.allreduce
     assert devices.allreduce_s(four, sizes[2]) == pytest.approx(times[2])  # a measured size: its time
     mid = (sizes[3] + sizes[4]) / 2
     assert devices.allreduce_s(four, mid) == pytest.approx((times[3] + times[4]) / 2)  # interpolated
-    # beyond 1 MiB, NCCL's ring: 2(n-1)/n of each further byte at 370 GB/s of bus bandwidth
+    # beyond 4 MiB, NCCL's ring: 2(n-1)/n of each further byte at 370 GB/s of bus bandwidth
     extra = 8e6
     assert devices.allreduce_s(four, sizes[-1] + extra) == pytest.approx(times[-1] + extra * 1.5 / 370e9)
     # a step of 8 decode tokens runs 2 all-reduces per layer of 8 x hidden x 2 bytes, at static power
@@ -50,7 +50,18 @@ def test_tensor_parallel_steps_pay_their_all_reduces_from_the_measured_table():
     (t, e), (t0, e0) = cost.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0), bare.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0)
     comm_s = 2 * model.layers * devices.allreduce_s(four, 8 * model.hidden * 2)
     assert t - t0 == pytest.approx(comm_s) and e - e0 == pytest.approx(four.p0_w * comm_s)
+    # prefill tokens travel too: 500 prompt tokens and 8 decodes make one message of 508 tokens a layer
+    (t, e), (t0, e0) = cost.time_energy(500.0, 125250.0, 8.0, 8000.0, 1.0), bare.time_energy(500.0, 125250.0, 8.0, 8000.0, 1.0)
+    assert t - t0 == pytest.approx(2 * model.layers * devices.allreduce_s(four, 508 * model.hidden * 2))
     # a GPU type no one measured says so, and pays nothing
     b200 = serving.datasheet("b200", 2)
     assert b200.allreduce == () and "TP all-reduce not modelled" in b200.method
     assert serving.datasheet("h200_sxm", 2).allreduce == devices.allreduce_table("h100_sxm", 2)  # the same NVLink 4
+
+
+def test_a_window_must_fit_the_layers():
+    base = serving.PRESETS["gemma3_12b"]
+    with pytest.raises(ValueError, match="windowed_layers"):
+        dataclasses.replace(base, windowed_layers=base.layers + 1)
+    with pytest.raises(ValueError, match="window_tokens"):
+        dataclasses.replace(base, window_tokens=-1)

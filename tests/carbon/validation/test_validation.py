@@ -132,3 +132,19 @@ def test_the_request_count_follows_the_measured_models_own_sweep():
     assert [measurements.default_requests(b, llama) for b in (192, 256, 768)] == [1024, 2048, 3072]
     assert [measurements.default_requests(b, qwen) for b in (192, 256, 512)] == [1024, 1024, 1024]
     assert measurements.default_requests(512) == 1024  # no model_id: the benchmark's default
+
+
+def test_unusable_power_anchors_are_refused_in_one_line(tmp_path, monkeypatch):
+    good = pd.read_csv(calibrate.ANCHORS)
+    twice = tmp_path / "twice.csv"
+    pd.concat([good, good[good["kind"] == "stream"]]).to_csv(twice, index=False)
+    monkeypatch.setattr(calibrate, "ANCHORS", twice)
+    with pytest.raises(ValueError, match="more than one anchor"):
+        calibrate.anchors("h100_sxm")
+    swapped = tmp_path / "swapped.csv"  # a compute kernel drawing less than the stream one: a negative e_flop
+    bad = good.copy()
+    bad.loc[bad["kind"] == "compute", "power_w"] = 100.0
+    bad.to_csv(swapped, index=False)
+    monkeypatch.setattr(calibrate, "ANCHORS", swapped)
+    with pytest.raises(ValueError, match="no static power"):
+        calibrate.p_static_max_w(calibrate.anchors("h100_sxm"))
