@@ -16,7 +16,7 @@ from bench.carbon.inputs import host_power  # noqa: E402
 from bench.carbon.planning import accounting  # noqa: E402
 from bench.carbon.planning.baselines import BASELINES  # noqa: E402
 from bench.carbon.planning.pillars import host_for  # noqa: E402
-from bench.carbon.planning.run import PlanRun  # noqa: E402
+from bench.carbon.planning.run import PlanRun, replica_gpus  # noqa: E402
 from bench.common.files import atomic_save_figure as _save  # noqa: E402
 from bench.common.markdown import table as table_md  # noqa: E402
 
@@ -156,7 +156,8 @@ def device_model_lines(i: Any) -> list[str]:
             match = embodied.gpus().loc[gpu, "name_match"]
             from bench.carbon import serving
 
-            lines.append(f"- {gpu}: `{serving.datasheet(gpu).method}`; no measured profile of a GPU named like '{match}' in "
+            tp = replica_gpus(i.model.weight_bytes, gpu)  # the method of the replica the plan runs
+            lines.append(f"- {gpu}{f' x {tp}' if tp > 1 else ''}: `{serving.datasheet(gpu, tp).method}`; no measured profile of a GPU named like '{match}' in "
                          "`profiles/`. To use one, on that GPU run `python -m bench -m sweep=default` then "
                          "`python -m bench task=fit results=results/default hardware=<name>`")
     if i.cpu_profile is not None:

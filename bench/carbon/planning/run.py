@@ -65,12 +65,18 @@ class PlanRun:
     setting: Setting | None = None
 
 
+def replica_gpus(model_weight_bytes: float, gpu: str) -> int:
+    """GPUs of a type one replica of the model spans (tensor parallel): a power of two that leaves at
+    least 20% of their memory for KV."""
+    tp = max(1, math.ceil(model_weight_bytes * 1.2 / gpu_memory_bytes(gpu)))
+    return 2 ** math.ceil(math.log2(tp))
+
+
 def candidates(inputs: PlanInputs) -> list[Candidate]:
     out = []
     for gpu in inputs.gpus:
         mem = gpu_memory_bytes(gpu)  # as the driver reports it, as the validation's replay takes it
-        tp = max(1, math.ceil(inputs.model.weight_bytes * 1.2 / mem))  # room for KV: at least 20% spare
-        tp = 2 ** math.ceil(math.log2(tp))
+        tp = replica_gpus(inputs.model.weight_bytes, gpu)
         measured = inputs.gpu_profiles.get(gpu)
         devices: list[tuple[str, serving.DeviceModel]]
         if measured is not None:
