@@ -172,12 +172,12 @@ def bench(*args):
 def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
     # As the README runs it: no sweep=none, so the main measuring preset is in the config and
     # must not make the plan run once per measurement point. Every default but the period
-    # (`plan.hours`, 24): three hours of the default trace, grid, model and candidates give every
-    # section of the report for about 60% of the time (each hour is verified by simulation);
+    # (`plan.hours`, 24): two hours of the default trace, grid, model and candidates give every
+    # section of the report asserted below (each hour is verified by simulation, so fewer run faster);
     # tests/test_end_to_end.py starts the plan on all defaults as `python -m bench task=plan`.
     from tests.cli.runner import run_cli
 
-    out = run_cli("task=plan", "plan.hours=3", f"results_dir={tmp_path}")
+    out = run_cli("task=plan", "plan.hours=2", f"results_dir={tmp_path}")
     assert out.code == 0, out.stderr[-2000:]
     assert out.stdout.count("# Carbon-aware plan: Llama-3-8B") == 1 and "attainment (pooled)" in out.stdout
     assert (tmp_path / "plan" / "plan.md").exists() and (tmp_path / "plan" / "plan_carbon.png").exists()
