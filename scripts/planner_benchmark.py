@@ -154,7 +154,7 @@ def main() -> None:
     md = ["# Planner benchmark", "", f"Machine: {env}. Command: `python scripts/planner_benchmark.py`.", "",
           "## Time bars (`task=plan`, wall clock of the whole process)", "",
           table_md(table), "",
-          "## Week blocks against the exact whole-period MILP (240 h: a 168 h and a 72 h block; one solve each)", "",
+          "## Week blocks against the whole-period MILP (240 h: a 168 h and a 72 h block; one solve each; the whole solve stops at its time limit, so compare `whole_gap`: an energy row with a large gap is no exact reference, `blocks_gap_vs_bound` is the bound-backed figure)", "",
           table_md(blocks), ""]
     (out / "README.md").write_text("\n".join(md))
     print("\n".join(md))

@@ -8,5 +8,8 @@ def test_a_replica_spans_a_power_of_two_gpus_with_room_for_kv():
     assert replica_gpus(small.weight_bytes, "h100_sxm") == 1
     assert replica_gpus(large.weight_bytes, "h100_sxm") == 2  # 141 GB of weights x 1.2 over 85.5 GB a GPU
     assert replica_gpus(large.weight_bytes, "l4") == 8  # 24 GB each: 7.0 rounds up to the next power of two
+    gemma = serving.PRESETS["gemma3_27b"]
+    assert replica_gpus(gemma.weight_bytes, "l4") == 4  # 2.8 L4s of weights and spare: three rounds up to four
+    assert replica_gpus(large.weight_bytes, "h200_sxm") == 2  # the weights alone fit one H200; with 20% spare they do not
     # and a two-GPU H100 replica's method says how its all-reduce is costed
     assert "TP all-reduce: model" in serving.datasheet("h100_sxm", replica_gpus(large.weight_bytes, "h100_sxm")).method

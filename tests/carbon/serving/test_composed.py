@@ -65,3 +65,21 @@ def test_without_parts_the_step_keeps_the_attention_roofline():
     plain = StepCost.of(MODEL, device)
     with_parts = StepCost.of(MODEL, dataclasses.replace(device, parts=from_parts(sp.profile(), "f", 1e12).parts))
     assert plain.time_energy(0, 0, 4, 1024, 0) != with_parts.time_energy(0, 0, 4, 1024, 0)
+
+
+def test_a_composed_tensor_parallel_step_pays_its_all_reduces_on_both_paths():
+    import dataclasses
+
+    from bench.carbon.serving import allreduce_table
+    from bench.carbon.serving.device import allreduce_s
+
+    model = ModelSpec("m", layers=4, hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=128, vocab=256,
+                      context_tokens=4096)
+    bare = from_parts(sp.profile(), "fake", memory_bytes=1e12)
+    two = dataclasses.replace(bare, devices=2, allreduce=allreduce_table("h100_sxm", 2))
+    with_comm, without = StepCost.of(model, two), StepCost.of(model, bare)
+    for args in [(0.0, 0.0, 8.0, 800.0, 0.0), (300.0, 45150.0, 16.0, 4000.0, 2.0)]:
+        (t, e), (t0, e0) = with_comm.time_energy(*args), without.time_energy(*args)
+        comm_s = 2 * model.layers * allreduce_s(two, (args[0] + args[2]) * model.hidden * 2)
+        assert comm_s > 0 and t - t0 == pytest.approx(comm_s) and e - e0 == pytest.approx(two.p0_w * comm_s)
+        assert with_comm.scalar()(*args) == with_comm.time_energy(*args)
