@@ -60,34 +60,82 @@ class DeviceModel:
 
 
 ALLREDUCE = embodied.DATA / "allreduce.csv"
+TP_LINKS = embodied.DATA / "tp_links.csv"
 # GPU types whose tensor-parallel links are the same as a measured one's (H200 SXM: H100's NVLink 4).
 ALLREDUCE_SAME_AS = {"h200_sxm": "h100_sxm"}
+# The GPU type whose measured all-reduce gives the ring model of the others its efficiency and latency.
+ALLREDUCE_REFERENCE = "h100_sxm"
+
+
+@functools.cache
+def _measured_allreduce(gpu: str) -> pd.DataFrame:
+    a = pd.read_csv(ALLREDUCE)
+    return a[a["gpu"] == ALLREDUCE_SAME_AS.get(gpu, gpu)].sort_values(["tp", "message_bytes"])
+
+
+@functools.cache
+def tp_links() -> pd.DataFrame:
+    """Each GPU type's tensor-parallel link and its datasheet bandwidth per direction (`data/tp_links.csv`)."""
+    return pd.read_csv(TP_LINKS).set_index("gpu")
+
+
+@functools.cache
+def ring_model(gpu: str, tp: int) -> tuple[float, float, str] | None:
+    """(bus bandwidth B/s, per-call latency s, what it is) of the ring all-reduce model of `tp` GPUs of a
+    type with no measured table: its link's datasheet bandwidth at the share of its own link that
+    the reference GPU's measured NCCL bus bandwidth reaches, and the reference's fastest measured call
+    at the nearest measured degree as the latency (launch overhead included; NCCL over PCIe has a
+    higher latency, so there it is a lower bound). None where the type has no link in `data/tp_links.csv`."""
+    links, ref = tp_links(), _measured_allreduce(ALLREDUCE_REFERENCE)
+    if gpu not in links.index or ALLREDUCE_REFERENCE not in links.index or ref.empty:
+        return None
+    efficiency = (float(ref["tail_bus_gb_per_s"].iloc[-1])
+                  / float(links.loc[ALLREDUCE_REFERENCE, "gb_per_s_per_direction"]))
+    bus_bytes_per_s = float(links.loc[gpu, "gb_per_s_per_direction"]) * efficiency * 1e9
+    near = min(ref["tp"].unique(), key=lambda d: (abs(int(d) - tp), -int(d)))
+    latency_s = float(ref.loc[ref["tp"] == near, "time_us"].min()) * 1e-6
+    what = (f"ring model on {links.loc[gpu, 'link']} ({bus_bytes_per_s / 1e9:.0f} GB/s bus bandwidth: the datasheet "
+            f"{float(links.loc[gpu, 'gb_per_s_per_direction']):g} GB/s per direction x {efficiency:.2f}, the share "
+            f"{ALLREDUCE_REFERENCE}'s measured NCCL reaches; {latency_s * 1e6:.1f} us per call, "
+            f"{ALLREDUCE_REFERENCE}'s fastest measured call at {int(near)} GPUs, a lower bound on PCIe; data/tp_links.csv)")
+    return bus_bytes_per_s, latency_s, what
 
 
 @functools.cache
 def allreduce_table(gpu: str, tp: int) -> tuple:
-    """`DeviceModel.allreduce` of `tp` GPUs of a type, from `data/allreduce.csv` (a public measurement
+    """`DeviceModel.allreduce` of `tp` GPUs of a type: from `data/allreduce.csv` (a public measurement
     of vLLM's all-reduce for messages up to 4 MiB; beyond, NCCL's ring at its bus bandwidth moves
-    2(tp-1)/tp of each further byte per GPU), or () where none was measured at this degree: then a
-    step of a tensor-parallel replica has no communication term, and its method says so."""
+    2(tp-1)/tp of each further byte per GPU) where it was measured at this degree, else the ring
+    model (`ring_model`: one knot at the smallest size, then the ring's bandwidth); () where the type
+    has neither: then a step of a tensor-parallel replica has no communication term, and its method
+    says so."""
     if tp <= 1:
         return ()
-    a = pd.read_csv(ALLREDUCE)
-    a = a[(a["gpu"] == ALLREDUCE_SAME_AS.get(gpu, gpu)) & (a["tp"] == tp)].sort_values("message_bytes")
-    if a.empty:
+    a = _measured_allreduce(gpu)
+    a = a[a["tp"] == tp]
+    ring = 2.0 * (tp - 1) / tp  # bytes each GPU sends per byte reduced
+    if not a.empty:
+        tail_bytes_per_s = float(a["tail_bus_gb_per_s"].iloc[-1]) * 1e9 / ring
+        return (tuple(a["message_bytes"].astype(float)), tuple(a["time_us"].astype(float) * 1e-6), tail_bytes_per_s)
+    model = ring_model(gpu, tp)
+    if model is None:
         return ()
-    tail_bytes_per_s = float(a["tail_bus_gb_per_s"].iloc[-1]) * 1e9 * tp / (2.0 * (tp - 1))
-    return (tuple(a["message_bytes"].astype(float)), tuple(a["time_us"].astype(float) * 1e-6), tail_bytes_per_s)
+    bus_bytes_per_s, latency_s, _ = model
+    smallest = float(_measured_allreduce(ALLREDUCE_REFERENCE)["message_bytes"].min())
+    return ((smallest,), (latency_s,), bus_bytes_per_s / ring)
 
 
 def allreduce_method(gpu: str, tp: int) -> str:
     """What a tensor-parallel replica's method says of its all-reduce ('' for one GPU)."""
     if tp <= 1:
         return ""
-    if allreduce_table(gpu, tp):
+    if not _measured_allreduce(gpu)[lambda a: a["tp"] == tp].empty:
         return (f"; TP all-reduce: model at static power from a table of {ALLREDUCE_SAME_AS.get(gpu, gpu)} to 4 MiB, "
                 "NCCL's 370 GB/s bus bandwidth beyond (data/allreduce.csv)")
-    return f"; TP all-reduce not modelled (no table for {gpu} at {tp} GPUs)"
+    model = ring_model(gpu, tp)
+    if model is not None:
+        return f"; TP all-reduce: model at static power, {model[2]}"
+    return f"; TP all-reduce not modelled (no table or link for {gpu} at {tp} GPUs)"
 
 
 def allreduce_s(device: DeviceModel, message_bytes):

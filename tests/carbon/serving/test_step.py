@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from bench.carbon import serving
+from bench.carbon.serving import device as devices
 
 
 def flop_meter(memory_bytes: float = 1e12) -> serving.DeviceModel:
@@ -33,8 +34,6 @@ def test_a_step_streams_the_layers_and_lm_head_and_the_kv_cache_sees_the_weights
 
 
 def test_tensor_parallel_steps_pay_their_all_reduces_from_the_measured_table():
-    from bench.carbon.serving import device as devices
-
     model = serving.PRESETS["llama3_1_70b"]
     one, four = serving.datasheet("h100_sxm", 1), serving.datasheet("h100_sxm", 4)
     assert one.allreduce == () and "TP all-reduce: model at static power from a table" in four.method
@@ -53,10 +52,49 @@ def test_tensor_parallel_steps_pay_their_all_reduces_from_the_measured_table():
     # prefill tokens travel too: 500 prompt tokens and 8 decodes make one message of 508 tokens a layer
     (t, e), (t0, e0) = cost.time_energy(500.0, 125250.0, 8.0, 8000.0, 1.0), bare.time_energy(500.0, 125250.0, 8.0, 8000.0, 1.0)
     assert t - t0 == pytest.approx(2 * model.layers * devices.allreduce_s(four, 508 * model.hidden * 2))
-    # a GPU type no one measured says so, and pays nothing
-    b200 = serving.datasheet("b200", 2)
-    assert b200.allreduce == () and "TP all-reduce not modelled" in b200.method
     assert serving.datasheet("h200_sxm", 2).allreduce == devices.allreduce_table("h100_sxm", 2)  # the same NVLink 4
+
+
+def test_gpu_types_without_a_measured_all_reduce_take_the_ring_model_of_their_link():
+    # H100's measured NCCL bus bandwidth is 370 of its NVLink's 450 GB/s per direction: other links get that share
+    share = 370.0 / 450.0
+    for gpu, link_gb_per_s in (("b200", 900.0), ("a100_sxm", 300.0), ("l4", 32.0)):
+        for tp in (2, 4, 8):
+            dev = serving.datasheet(gpu, tp)
+            sizes, times, tail = dev.allreduce
+            assert len(sizes) == 1 and "ring model on" in dev.method and "not modelled" not in dev.method
+            # the latency is H100's fastest measured call at this degree
+            assert times[0] == pytest.approx(min(devices.allreduce_table("h100_sxm", tp)[1]))
+            big = 64e6  # a prefill's message: the ring's 2(n-1)/n bytes per byte at the link's bus bandwidth
+            expected = times[0] + (big - sizes[0]) * 2 * (tp - 1) / tp / (link_gb_per_s * share * 1e9)
+            assert devices.allreduce_s(dev, big) == pytest.approx(expected)
+    # PCIe is far slower than NVLink for the same message: an L4 pair pays more than a B200 pair
+    message = 4096 * 5120 * 2.0
+    assert (devices.allreduce_s(serving.datasheet("l4", 2), message)
+            > 20 * devices.allreduce_s(serving.datasheet("b200", 2), message))
+    # a tensor-parallel L4 replica's step carries it, at static power
+    model, l4 = serving.PRESETS["llama3_8b"], serving.datasheet("l4", 2)
+    cost, bare = serving.StepCost.of(model, l4), serving.StepCost.of(model, dataclasses.replace(l4, allreduce=()))
+    (t, e), (t0, e0) = cost.time_energy(2000.0, 2e6, 8.0, 8000.0, 4.0), bare.time_energy(2000.0, 2e6, 8.0, 8000.0, 4.0)
+    comm_s = 2 * model.layers * devices.allreduce_s(l4, 2008 * model.hidden * 2)
+    assert comm_s > 0.01 and t - t0 == pytest.approx(comm_s) and e - e0 == pytest.approx(l4.p0_w * comm_s)
+    assert cost.scalar()(2000.0, 2e6, 8.0, 8000.0, 4.0) == (t, e)  # the closure agrees with one knot too
+
+
+def test_a_gpu_type_with_no_link_says_its_all_reduce_is_not_modelled(tmp_path, monkeypatch):
+    links = tmp_path / "tp_links.csv"
+    links.write_text("gpu,link,gb_per_s_per_direction,source\nh100_sxm,NVLink 4,450,x\n")
+    monkeypatch.setattr(devices, "TP_LINKS", links)
+    for cached in (devices.tp_links, devices.ring_model, devices.allreduce_table):
+        cached.cache_clear()
+    try:
+        b200 = serving.datasheet("b200", 2)
+        assert b200.allreduce == () and "TP all-reduce not modelled (no table or link for b200" in b200.method
+        assert serving.datasheet("h100_sxm", 2).allreduce  # a measured table needs no link
+    finally:
+        monkeypatch.undo()
+        for cached in (devices.tp_links, devices.ring_model, devices.allreduce_table):
+            cached.cache_clear()
 
 
 def test_a_window_must_fit_the_layers():
