@@ -26,7 +26,7 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
     atomic_write_text(out / "validate.csv", v.table.to_csv(index=False))
     atomic_write_text(out / "validate.md", text)
     if v.calibration is not None:
-        about = {"measurements": v.source, "model": conf.model,
+        about = {"measurements": v.source, "model": conf.model, "num_gpus": int(v.table["num_gpus"].iloc[0]),
                  "assumptions": {k: getattr(conf, k) for k in ASSUMPTIONS}}
         atomic_write_text(out / f"calibration_{conf.gpu}_{v.calibration.source}.json",
                           json.dumps(v.calibration.to_json(about), indent=1) + "\n")

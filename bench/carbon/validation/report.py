@@ -33,6 +33,18 @@ def device_for(gpu: str, tp: int, mode: str) -> serving.DeviceModel:
     return serving.datasheet(gpu, tp, calibrated=mode != "none")
 
 
+def _calibrated_on(conf: ValidateConf, tp: int) -> bool:
+    """Whether the committed calibration the GPU's device model uses was fitted on these very rows: its
+    own (not one carried from another GPU type), from this file, for this model, at this GPU count.
+    A file's rows of another model or GPU count, or another GPU type taking the calibration by
+    transfer, are out of sample."""
+    own = serving.device.calibration(conf.gpu)
+    if own is None or own.get("source") != Path(conf.measurements).stem:
+        return False
+    return (serving.preset_key(own.get("model")) == serving.preset_key(conf.model)
+            and int(own.get("num_gpus", 1)) == tp)
+
+
 def validate(conf: ValidateConf) -> Validation:
     """Replay every row of `conf.measurements` with the GPU's current device model (or one refitted on
     the file, `conf.calibration=refit`) and tabulate measured against predicted."""
@@ -55,7 +67,7 @@ def validate(conf: ValidateConf) -> Validation:
         dev = cal.device(tp) if cal else device_for(conf.gpu, tp, conf.calibration)
         dev = replay.replay_device(dev, conf.gpu, conf)
         preds.append(replay.predict(s, serving.StepCost.of(model, dev)))
-        in_sample = cal is not None or f"calibrated:{Path(conf.measurements).stem}" in dev.method
+        in_sample = cal is not None or _calibrated_on(conf, tp)
         methods.append(dev.method + (" (in-sample: calibrated on this file)" if in_sample else ""))
     t = pd.DataFrame({
         "max_num_seqs": rows["max_num_seqs"],
