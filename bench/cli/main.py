@@ -83,6 +83,8 @@ def entry() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
     try:
         hydra_main()
+        if INTERRUPTED:  # a Ctrl-C whose KeyboardInterrupt was swallowed on the way (see the sweeper) still stops
+            raise KeyboardInterrupt
     except Exception as err:
         if INTERRUPTED:  # Ctrl-C inside OmegaConf can surface as a config error: it is not one
             raise KeyboardInterrupt from None

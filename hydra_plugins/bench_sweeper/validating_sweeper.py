@@ -89,7 +89,16 @@ class ValidatingSweeper(BasicSweeper):
             results = self.launcher.launch(batch, initial_job_idx=progress.done)
             progress.finished([finished_value(r) for r in results])
             returns.append(results)
+            _stop_if_interrupted()
         return returns
+
+
+def _stop_if_interrupted() -> None:
+    """A Ctrl-C whose KeyboardInterrupt Python swallowed (raised inside a finalizer or a callback, it is
+    only printed as "Exception ignored") still set the entry's flag: the sweep stops before the next
+    point instead of running to the end as if never interrupted."""
+    if getattr(sys.modules.get("bench.cli.main"), "INTERRUPTED", False):
+        raise KeyboardInterrupt
 
 
 def finished_value(result: JobReturn) -> Any:

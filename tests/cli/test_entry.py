@@ -88,6 +88,26 @@ def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
     assert len(table) == 4 and table["key"].is_unique
 
 
+def test_a_ctrl_c_python_swallowed_still_stops_the_sweep_before_its_next_point(tmp_path, monkeypatch):
+    # A KeyboardInterrupt raised inside a finalizer or a callback is only printed ("Exception ignored"),
+    # but the handler had set the entry's flag: the sweep must stop, not run on and exit 0.
+    import bench.cli.main as cli_main
+    from bench import tasks
+
+    measure = tasks.TASKS["measure"]
+
+    def measure_then_lose_a_ctrl_c(cfg):
+        row = measure(cfg)
+        cli_main.INTERRUPTED = True  # as `_on_sigint` does, its raise then lost
+        return row
+
+    monkeypatch.setitem(tasks.TASKS, "measure", measure_then_lose_a_ctrl_c)
+    monkeypatch.setattr(cli_main, "INTERRUPTED", False)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli("-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL)
+    assert len(point_files(tmp_path)) == 1  # the point it finished, and none after
+
+
 def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
     from bench.measure.lock import device_lock
 

@@ -33,7 +33,7 @@ def device_for(gpu: str, tp: int, mode: str) -> serving.DeviceModel:
     return serving.datasheet(gpu, tp, calibrated=mode != "none")
 
 
-def _calibrated_on(conf: ValidateConf, tp: int) -> bool:
+def calibrated_on(conf: ValidateConf, tp: int) -> bool:
     """Whether the committed calibration the GPU's device model uses was fitted on these very rows: its
     own (not one carried from another GPU type), from this file, for this model, at this GPU count.
     A file's rows of another model or GPU count, or another GPU type taking the calibration by
@@ -67,7 +67,7 @@ def validate(conf: ValidateConf) -> Validation:
         dev = cal.device(tp) if cal else device_for(conf.gpu, tp, conf.calibration)
         dev = replay.replay_device(dev, conf.gpu, conf)
         preds.append(replay.predict(s, serving.StepCost.of(model, dev)))
-        in_sample = cal is not None or _calibrated_on(conf, tp)
+        in_sample = cal is not None or calibrated_on(conf, tp)
         methods.append(dev.method + (" (in-sample: calibrated on this file)" if in_sample else ""))
     t = pd.DataFrame({
         "max_num_seqs": rows["max_num_seqs"],

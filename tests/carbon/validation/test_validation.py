@@ -153,8 +153,8 @@ def test_unusable_power_anchors_are_refused_in_one_line(tmp_path, monkeypatch):
 def test_in_sample_means_the_rows_the_committed_calibration_was_fitted_on():
     shipped = dataclasses.replace(CONF, measurements="anywhere/mlenergy_v3_llama31_8b_h100.csv",
                                   model="meta-llama/Llama-3.1-8B-Instruct", gpu="h100_sxm")
-    assert report._calibrated_on(shipped, 1)  # the same file, model (any of its names), GPU type and count
-    assert not report._calibrated_on(shipped, 4)  # that file's rows at another GPU count
-    assert not report._calibrated_on(dataclasses.replace(shipped, model="qwen3_8b"), 1)  # another model
-    assert not report._calibrated_on(dataclasses.replace(shipped, gpu="b200"), 1)  # taken by transfer
-    assert not report._calibrated_on(dataclasses.replace(shipped, measurements="other.csv"), 1)
+    assert report.calibrated_on(shipped, 1)  # the same file, model (any of its names), GPU type and count
+    assert not report.calibrated_on(shipped, 4)  # that file's rows at another GPU count
+    assert not report.calibrated_on(dataclasses.replace(shipped, model="qwen3_8b"), 1)  # another model
+    assert not report.calibrated_on(dataclasses.replace(shipped, gpu="b200"), 1)  # taken by transfer
+    assert not report.calibrated_on(dataclasses.replace(shipped, measurements="other.csv"), 1)
