@@ -27,8 +27,9 @@ the memory (as if it spilled), and nothing is admitted beside it until it is don
 always completes; such a replica is slow, and the SLO shows it.
 
 Running sums keep each step O(1) plus heap operations, so tens of thousands of requests take
-seconds. With `slo` and `abort_violations`, a run stops as soon as more requests have missed
-their TTFT than allowed (used to search capacity quickly); it is then marked `aborted`.
+seconds; stretches of decode-only steps (nothing to admit, finish or pass a window) run in a
+tight loop or as arrays, to the same bits (`FAST_FORWARD`). With `slo` and `abort_violations`, a
+run stops as soon as more requests have missed their TTFT than allowed (used to search capacity quickly); it is then marked `aborted`.
 """
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ __all__ = ["SimResult", "Slo", "simulate"]
 # Admission leaves this many pages free, as vLLM keeps a small free margin (its watermark) so a
 # newly admitted request does not force a preemption on the very next decode step.
 WATERMARK_PAGES = 1
+# Run quiet stretches (decode-only steps with nothing to admit, finish or pass a window) in a tight
+# loop; False runs every step through the full loop (the same results: a test holds them equal).
+FAST_FORWARD = True
+# Stretches at least this long are stepped as arrays (`_decode_stretch`; a numpy call costs ~20 steps
+# of the per-step loop), at most this many at a time (a stretch cut short by an arrival wastes the rest).
+VECTOR_MIN_STEPS, VECTOR_MAX_STEPS = 96, 2048
 
 
 def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost: StepCost, max_batch: int,
@@ -64,6 +71,10 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     online = np.ones(n, bool) if online is None else online[order]
     online_l = online.tolist()
     step_cost = cost.scalar()
+    fast_forward = FAST_FORWARD
+    # Arrays only through the step model itself, not a composed step (floats only) nor a stand-in that
+    # records each call (the validation's replay).
+    vector_steps = fast_forward and type(cost) is StepCost and cost.composed is None
     kv_room = max(0.0, cost.device.memory_bytes - cost.resident_bytes)
     page_bytes = cost.bytes_per_context_token * page_tokens
     # Sliding windows: `share` of the layers attend to at most `window_tokens` tokens and hold at most
@@ -159,6 +170,58 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                 c = (admitted_at[r] + 1 - base[r]) % page_tokens
                 crossing[c] -= 1
                 crossing_past[c] += 1
+        if fast_forward and n_run and (not waiting or n_run >= max_batch or used + watermark
+                                       + -(-(prompts[waiting[0]] + produced[waiting[0]]) // page_tokens) * unit
+                                       > pages_total):
+            # Quiet steps: nothing can be admitted (no one waits, the batch is full, or the head of the
+            # queue does not fit, which only gets worse as decodes take pages), and no request finishes
+            # or passes its window before `until`. Each such step only decodes: the same arithmetic as
+            # below, in the same order, without the admission and bookkeeping around it.
+            until = running[0][0]
+            if events and events[0][0] < until:
+                until = events[0][0]
+            arrival_admits = not waiting and nxt < n
+            began = step
+            stop = min(until, step + VECTOR_MAX_STEPS)
+            if arrival_admits and len(step_end_s) > 1:  # the next arrival likely cuts it: about when
+                last_s = step_end_s[-1] - step_end_s[-2]
+                if last_s > 0:
+                    stop = min(stop, step + int((arrivals[nxt] - now) / last_s * 1.05) + 2)
+            if vector_steps and stop - step >= VECTOR_MIN_STEPS:
+                k, now, busy_s, busy_energy, used, aborted = _decode_stretch(
+                    cost, step, stop, n_run, used, pages_total, crossing, crossing_past,
+                    unit, past_unit, share, sum_base, sum_at, win_n, win_base, win_at, window_tokens, now, busy_s,
+                    busy_energy, start, horizon_s, arrivals[nxt] if arrival_admits else math.inf, step_end_s,
+                    energy_per_token_j)
+                step += k
+                until = step  # done: no per-step loop below
+            while step < until:
+                c = step % page_tokens
+                need = crossing[c] * unit
+                if share:
+                    need += past_unit * crossing_past[c]
+                if need > pages_total - used and n_run > 1:
+                    break  # a preemption: the full step below
+                used += need
+                context = sum_base + n_run * step - sum_at
+                if win_n:
+                    context -= share * (win_base + win_n * (step - window_tokens) - win_at)
+                t, e = step_cost(0.0, 0.0, float(n_run), float(context), 0.0)
+                now += t
+                busy_s += t
+                busy_energy += e
+                step_end_s.append(now)
+                energy_per_token_j.append(e / n_run)
+                step += 1
+                if horizon_s is not None and now - start > horizon_s:
+                    aborted = True
+                    break
+                if arrival_admits and arrivals[nxt] <= now:
+                    break  # the next step admits it
+            if aborted:
+                break
+            if step > began:
+                continue
         need = crossing[step % page_tokens] * unit
         if share:
             need += past_unit * crossing_past[step % page_tokens]
@@ -271,6 +334,48 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                    idle_energy, busy_s, now - start, aborted, preemptions, max_running, np.array(step_end_s),
                    np.array(energy_per_token_j),
                    np.array([seg_request, seg_first, seg_last, seg_prefill], dtype=int))
+
+
+def _decode_stretch(cost, step, until, n_run, used, pages_total, crossing, crossing_past, unit, past_unit, share,
+                    sum_base, sum_at, win_n, win_base, win_at, window_tokens, now, busy_s, busy_energy, start,
+                    horizon_s, next_arrival_s, step_end_s, energy_per_token_j):
+    """Decode-only steps `step`..`until - 1` as arrays: the per-step loop's arithmetic elementwise, its
+    running sums accumulated in the same order (numpy's accumulate adds left to right), so the
+    results are the loop's to the bit. Stops after the step that ends at or past `next_arrival_s`
+    (the next step admits it) or past the horizon, and before a step that must preempt. Returns the
+    steps run, the new clock, busy time and energy, pages used, and whether the horizon was passed."""
+    steps = np.arange(step, until)
+    cls = steps % len(crossing)
+    need = np.asarray(crossing)[cls] * unit
+    if share:
+        need = need + past_unit * np.asarray(crossing_past)[cls]
+    used_before = used + np.cumsum(need) - need
+    k = len(steps)
+    if n_run > 1:
+        short = need > pages_total - used_before
+        if short.any():
+            k = int(np.argmax(short))
+    if k == 0:
+        return 0, now, busy_s, busy_energy, used, False
+    steps, need = steps[:k], need[:k]
+    context = sum_base + n_run * steps - sum_at
+    if win_n:
+        context = context - share * (win_base + win_n * (steps - window_tokens) - win_at)
+    t, e = cost.time_energy(0.0, 0.0, float(n_run), context.astype(float), 0.0)
+    t, e = np.broadcast_to(t, steps.shape), np.broadcast_to(e, steps.shape)
+    ends = np.add.accumulate(np.concatenate([[now], t]))[1:]
+    aborted = False
+    if next_arrival_s <= ends[-1]:
+        k = int(np.searchsorted(ends, next_arrival_s, side="left")) + 1
+    if horizon_s is not None:
+        over = ends[:k] - start > horizon_s
+        if over.any():
+            k, aborted = int(np.argmax(over)) + 1, True
+    step_end_s.extend(ends[:k].tolist())
+    energy_per_token_j.extend((e[:k] / n_run).tolist())
+    busy_s = float(np.add.accumulate(np.concatenate([[busy_s], t[:k]]))[-1])
+    busy_energy = float(np.add.accumulate(np.concatenate([[busy_energy], e[:k]]))[-1])
+    return k, float(ends[k - 1]), busy_s, busy_energy, used + int(need[:k].sum()), aborted
 
 
 def _result(order, ttft, first, finish, output, online, busy_energy, idle_energy, busy_s, span_s, aborted,

@@ -247,3 +247,45 @@ def test_the_simulations_scalar_step_equals_the_step_model(kind):
         t, e = step(*args)
         capped += kind == "capped" and e / t >= device.power_cap_w - 1e-6
     assert kind != "capped" or capped > 0  # the cap did stretch some steps
+
+
+def _composed_cost():
+    from tests.carbon.serving.test_composed import MODEL
+    from tests.profile import synthetic_parts
+
+    return serving.StepCost.of(MODEL, serving.from_parts(synthetic_parts.profile(), "fake", memory_bytes=1e12))
+
+
+@pytest.mark.parametrize("kind", ["roofline", "calibrated", "capped", "tp_table", "tp_ring", "window", "memory",
+                                  "horizon", "composed"])
+def test_quiet_stretches_stepped_fast_are_the_full_loop_to_the_bit(kind, monkeypatch):
+    # Decode-only stretches run in a tight loop or as arrays (`FAST_FORWARD`); every result must be
+    # the full per-step loop's exactly, on every step-model path and with preemptions, windows and a horizon.
+    from bench.carbon.serving import simulate as sim
+
+    model = serving.PRESETS["gemma3_12b" if kind == "window" else "llama3_8b"]
+    gpu, tp = ("l4", 2) if kind == "tp_ring" else ("h100_sxm", 4 if kind == "tp_table" else 1)
+    device = round_device() if kind == "roofline" else serving.datasheet(gpu, tp)
+    if kind == "capped":
+        device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
+    if kind == "memory":  # room for about 40k tokens of KV: preemptions
+        device = dataclasses.replace(device, memory_bytes=model.weight_bytes + 40_000 * model.kv_bytes_per_token)
+    cost = _composed_cost() if kind == "composed" else serving.StepCost.of(model, device)
+    rng = np.random.default_rng(7)
+    n = 400
+    # sparse arrivals (long quiet stretches) then a burst (a full batch and a queue)
+    arrival = np.sort(np.r_[rng.uniform(0, 400, n // 2), rng.uniform(100, 104, n // 2)])
+    prompt = rng.integers(1, 3000, n)
+    output = rng.integers(1, 900, n)
+    args = dict(max_prefill_tokens=4096, horizon_s=60.0 if kind == "horizon" else None)
+    fast = simulate(arrival, prompt, output, cost, 64, **args)
+    monkeypatch.setattr(sim, "FAST_FORWARD", False)
+    full = simulate(arrival, prompt, output, cost, 64, **args)
+    assert kind != "memory" or full.preemptions > 0
+    assert kind != "horizon" or full.aborted
+    for f in dataclasses.fields(full):
+        a, b = getattr(fast, f.name), getattr(full, f.name)
+        if isinstance(b, np.ndarray):
+            assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), f.name
+        elif f.compare:
+            assert a == b or (a != a and b != b), f.name
