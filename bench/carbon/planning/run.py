@@ -212,9 +212,15 @@ class Context:
     demand: Demand
     cache: dict
 
-    def check(self, plan: Plan, econ: Economics) -> Verification:
+    def check(self, plan: Plan, econ: Economics, quick: bool = False) -> Verification:
+        """Verify `plan` on the whole fleet and set its figures. `quick`: a plan that fails may be
+        judged from hours cut short (`verify.verify_hour`), for a round that re-plans it; a plan that
+        passes is always verified in full. Only with the SLO judged per hour."""
         i = self.inputs
-        v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h)
+        quick = quick and i.slo_scope == "hour"
+        v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h, quick)
+        if v.partial and not v.failing_hours(i.slo, i.slo_scope):  # cannot happen (a cut hour fails): stay exact
+            v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h)
         plan.attainment, plan.worst_hour_attainment, plan.worst_replica_attainment = \
             v.attainment, v.worst_hour, v.worst_replica
         plan.latency = dict(v.latency)
@@ -235,14 +241,15 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
-        v = ctx.check(plan, econ)
+        # A round that fails is re-planned: its hours may be cut short once they fail (not the last round's).
+        v = ctx.check(plan, econ, quick=round_ < MAX_ROUNDS)
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
         if not failing:
             tied = break_ties(plan)
             solve_s += tied.solve_s - plan.solve_s
             # Another fleet at the same optimum is verified anew (the same fleet hits the cache);
             # if it misses the SLO, the verified fleet of the solve stands.
-            vt = ctx.check(tied, econ)
+            vt = ctx.check(tied, econ, quick=True)  # kept only if it passes, and then verified in full
             if not vt.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope):
                 plan = tied
             else:

@@ -53,6 +53,7 @@ class HourResult:
     # hour (inf: unfinished at the 2 h horizon), and the candidate whose replica served each.
     offline_finish_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     offline_by: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
+    partial: bool = False  # a quick check's replica stopped early: only which hours fail and who missed hold
 
     @property
     def attainment(self) -> float:
@@ -68,6 +69,11 @@ class Verification:
     latency: dict[str, float]  # worst hour's TTFT / per-token p50 and tail (the SLO's percentile)
     deadline_misses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # offline requests per hour
     late_by: list[set[str]] = field(default_factory=list)  # per hour, candidates that served a late one
+
+    @property
+    def partial(self) -> bool:
+        """Some hour was cut short by a quick check (it fails): the figures are not the plan's."""
+        return any(r.partial for r in self.hours)
 
     def failing_hours(self, slo: Slo, scope: str) -> list[int]:
         """Hours that miss the SLO (in scope) or an offline deadline."""
@@ -127,7 +133,24 @@ def _hour_requests(demand: Demand, h: int, offline_count: int) -> Workload:
     return both.subset(order)
 
 
-def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy: str) -> HourResult:
+def allowed_misses(online: int, target: float) -> int:
+    """The most online requests an hour may miss and still meet `target` (judged as
+    `HourResult.attainment`: met / online >= target)."""
+    a = max(0, int(math.floor(online * (1.0 - target))))
+    while a < online and (online - (a + 1)) / online >= target:
+        a += 1
+    while a >= 0 and online and (online - a) / online < target:
+        a -= 1
+    return a
+
+
+def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy: str,
+                quick: bool = False) -> HourResult:
+    """The hour simulated on every active replica. `quick`: a replica stops as soon as its own TTFT
+    misses exceed what the whole hour may miss, since the hour then fails whatever the others do,
+    and that replica is below the target too; the other replicas run in full, so which hours fail
+    and which candidates missed are the full simulation's, while the hour's other figures are
+    partial (`HourResult.partial`): for a round that will be re-planned, never for a reported plan."""
     caps: list[Capacity] = plan.candidates
     # Whole requests, as the cache key counts them (`_key`): a simulation depends on nothing the key
     # leaves out, so a cached hour is exactly the hour it stands for, whichever plan simulated it first.
@@ -144,6 +167,8 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
                           {"(no active replica)"} if online.any() else set(), np.full(int(online.sum()), np.nan),
                           np.full(int(online.sum()), np.nan), gpu_energy_j=0.0)  # nothing on: nothing drawn
     where = route(requests, replicas, policy)
+    stop_after = allowed_misses(int(online.sum()), slo.attainment) if quick else None
+    partial = False
     met = 0
     worst = 1.0
     missed: set[str] = set()
@@ -164,7 +189,9 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
         # An overloaded replica never clears its queue: two hours bound the simulation; what is
         # unfinished by then missed the SLO.
         res = simulate(part.arrival_s, part.prompt, part.output, StepCost.of(model, c.device), c.max_batch,
-                       online=~part.offline, horizon_s=2 * S_PER_H, max_prefill_tokens=c.max_prefill_tokens)
+                       online=~part.offline, horizon_s=2 * S_PER_H, max_prefill_tokens=c.max_prefill_tokens,
+                       slo=slo if quick else None, abort_violations=stop_after)
+        partial = partial or (quick and res.aborted)  # (a stop at the horizon too: the full run would stop there alike)
         per_token = res.tpot_metric_s(slo)
         ok = _within(res.ttft_s, per_token, slo) & ~part.offline
         gpu_j += res.busy_energy_j + c.device.idle_w * max(0.0, S_PER_H - res.busy_s)  # active all hour
@@ -181,7 +208,7 @@ def verify_hour(demand: Demand, h: int, plan, model: ModelSpec, slo: Slo, policy
                 missed.add(c.name)
     return HourResult(met, int(online.sum()), worst, missed, ttft[online], tpot[online], prefill_j, decode_j,
                       (requests.prompt + requests.output).astype(float), gpu_j,
-                      finish_all[requests.offline], by[requests.offline])  # offline: in submission order
+                      finish_all[requests.offline], by[requests.offline], partial)  # offline: in submission order
 
 
 def _within(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
@@ -221,13 +248,22 @@ def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.nda
 
 
 def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict,
-           deadline_h: int = 24) -> Verification:
+           deadline_h: int = 24, quick: bool = False) -> Verification:
+    """Every hour of `plan` (`verify_hour`, cached by what an hour's simulation depends on). `quick`
+    (for an SLO judged per hour): a failing hour may be cut short (`verify_hour`); a verification
+    whose hours all pass is complete either way (`Verification.partial` is False)."""
     hours = []
     for h in range(plan.active.shape[0]):
         key = _key(plan, h, demand)
-        if key not in cache:
-            cache[key] = verify_hour(demand, h, plan, model, slo, policy)
-        hours.append(cache[key])
+        if key in cache:
+            hours.append(cache[key])
+            continue
+        if quick and ("quick", key) in cache:
+            hours.append(cache[("quick", key)])
+            continue
+        r = verify_hour(demand, h, plan, model, slo, policy, quick)
+        cache[("quick", key) if r.partial else key] = r
+        hours.append(r)
     met, total = sum(r.met for r in hours), sum(r.online for r in hours)
     worst = min(hours, key=lambda r: r.attainment)
     latency = {}

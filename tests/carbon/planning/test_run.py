@@ -103,6 +103,26 @@ def test_a_fleet_too_small_for_an_hour_is_caught_by_the_whole_fleet_simulation(r
     v = verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {})
     assert v.worst_hour < run.inputs.slo.attainment and v.failing_hours(run.inputs.slo, "hour")
     assert all(p.candidates[weak[0]].candidate.name in h.missed for h in v.hours)
+    # A quick check cuts the failing hours short yet finds the same failing hours and the same candidates to blame
+    quick = verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=True)
+    assert quick.partial and not v.partial
+    assert quick.failing_hours(run.inputs.slo, "hour") == v.failing_hours(run.inputs.slo, "hour")
+    assert all(quick.missed_in(h) == v.missed_in(h) for h in range(len(v.hours)))
+    # and on a plan that meets the SLO it is the full verification, figure for figure
+    fine = verify(p, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=True)
+    full = verify(p, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {})
+    assert not fine.partial and (fine.attainment, fine.worst_hour, fine.latency) == (full.attainment, full.worst_hour,
+                                                                                     full.latency)
+    assert [h.gpu_energy_j for h in fine.hours] == [h.gpu_energy_j for h in full.hours]
+
+
+@pytest.mark.parametrize("online", [1, 7, 10, 99, 100, 1000, 12345])
+@pytest.mark.parametrize("target", [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0])
+def test_allowed_misses_is_the_most_an_hour_may_miss_and_meet_its_target(online, target):
+    from bench.carbon.planning.verify import allowed_misses
+
+    a = allowed_misses(online, target)
+    assert (online - a) / online >= target and (a == online or (online - a - 1) / online < target)
 
 
 def test_each_offline_request_is_held_to_its_own_arrival_plus_the_deadline():
