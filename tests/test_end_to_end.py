@@ -30,8 +30,10 @@ def point_files(results: Path) -> list[Path]:
 # The main job as the README's first command runs it (its default sweep, kernels, meters, fit, report
 # and carbon estimate), with the protocol's windows shortened to keep the suite within its budget:
 # the embedded defaults themselves are checked to compose and validate in tests/cli/test_conf.py,
-# and windows of every length are the protocol's own tests (tests/measure).
-FAST_WINDOWS = ("measure.min_window_s=0.05", "measure.warmup_s=0.01", "measure.lead_in_s=0.02")
+# and windows of every length, trial counts and the discarded first trial are the protocol's own tests
+# (tests/measure).
+FAST_WINDOWS = ("measure.min_window_s=0.05", "measure.warmup_s=0.01", "measure.lead_in_s=0.02", "measure.trials=2",
+                "measure.discard_first=false")
 
 
 def test_default_main_job_measures_prefill_and_decode(tmp_path):

@@ -13,10 +13,11 @@ import torch
 from tests.cli.runner import run_cli
 
 # measure.lead_in_s: the CPU-time meter has no update period to wait out, and these tests are
-# about the paths a run takes, not its fidelity (each point's idle phase and three windows are
-# each a lead-in longer: 0.1 s by default).
+# about the paths a run takes, not its fidelity (each point's idle phase and windows are each a
+# lead-in longer: 0.1 s by default); two trials, none discarded (the discard is tested where a row records it).
 SMALL = ["heads=4", "kv_heads=2", "head_dim=64", "seq_len=32", "context_len=64",
-         "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01", "measure.lead_in_s=0.01"]
+         "measure.trials=2", "measure.discard_first=false", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
+         "measure.lead_in_s=0.01"]
 CUSTOM = "kernel.target=tests.kernels.custom_case_example:make_case"
 
 
@@ -122,7 +123,8 @@ def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
 
 
 def test_single_point_run_writes_one_labelled_row_with_the_case_traits(tmp_path):
-    ran = run_cli("sweep=none", "kernel=decode.torch_paged", "batch_size=3", f"results_dir={tmp_path}", *SMALL)
+    keep_first = [a if a != "measure.discard_first=false" else "measure.discard_first=true" for a in SMALL]
+    ran = run_cli("sweep=none", "kernel=decode.torch_paged", "batch_size=3", f"results_dir={tmp_path}", *keep_first)
     assert ran.code == 0, ran.stderr
     [path] = point_files(tmp_path)
     row = json.loads(path.read_text())
@@ -149,7 +151,8 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     # thresholds are set past any two-trial spread (at most sqrt(2)) and no point is dropped as
     # noisy; the batching fit needs three of the four.
     sweep = ["-m", "kernel=custom", CUSTOM, "batch_size=1,2,4,8", "context_len=64", "heads=4", "kv_heads=2",
-             "head_dim=32", "measure.trials=2", "measure.min_window_s=0.05", "measure.warmup_s=0.01",
+             "head_dim=32", "measure.trials=2", "measure.discard_first=false", "measure.min_window_s=0.05",
+             "measure.warmup_s=0.01", "measure.lead_in_s=0.01",
              "measure.cv_threshold=100", "measure.cpu_cv_threshold=100", f"results_dir={results}"]
     ran = run_cli(*sweep)
     assert ran.code == 0, ran.stderr[-2000:]
