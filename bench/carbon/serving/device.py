@@ -81,34 +81,39 @@ def tp_links() -> pd.DataFrame:
 
 @functools.cache
 def ring_model(gpu: str, tp: int) -> tuple[float, float, str] | None:
-    """(bus bandwidth B/s, per-call latency s, what it is) of the ring all-reduce model of `tp` GPUs of a
-    type with no measured table: its link's datasheet bandwidth at the share of its own link that
-    the reference GPU's measured NCCL bus bandwidth reaches, and the reference's fastest measured call
-    at the nearest measured degree as the latency (launch overhead included; NCCL over PCIe has a
-    higher latency, so there it is a lower bound). None where the type has no link in `data/tp_links.csv`."""
+    """(bus bandwidth B/s, per-call latency s, what it is) of the all-reduce model of `tp` GPUs of a type
+    with no measured table: its link's datasheet bandwidth at the share of its own link that the
+    reference GPU's measured NCCL bus bandwidth reaches, and the reference's fastest measured call at
+    the nearest measured degree as the latency (launch overhead included; NCCL over PCIe has a higher
+    latency, and PCIe all-reduces beyond two GPUs cross the host's root complex, so there both are
+    optimistic). None where the type has no link in `data/tp_links.csv`."""
     links, ref = tp_links(), _measured_allreduce(ALLREDUCE_REFERENCE)
     if gpu not in links.index or ALLREDUCE_REFERENCE not in links.index or ref.empty:
         return None
-    efficiency = (float(ref["tail_bus_gb_per_s"].iloc[-1])
-                  / float(links.loc[ALLREDUCE_REFERENCE, "gb_per_s_per_direction"]))
-    bus_bytes_per_s = float(links.loc[gpu, "gb_per_s_per_direction"]) * efficiency * 1e9
+    ref_link = float(links.loc[ALLREDUCE_REFERENCE, "gb_per_s_per_direction"])
+    link = float(links.loc[gpu, "gb_per_s_per_direction"])
+    efficiency = float(ref["tail_bus_gb_per_s"].iloc[-1]) / ref_link
     near = min(ref["tp"].unique(), key=lambda d: (abs(int(d) - tp), -int(d)))
     latency_s = float(ref.loc[ref["tp"] == near, "time_us"].min()) * 1e-6
-    what = (f"ring model on {links.loc[gpu, 'link']} ({bus_bytes_per_s / 1e9:.0f} GB/s bus bandwidth: the datasheet "
-            f"{float(links.loc[gpu, 'gb_per_s_per_direction']):g} GB/s per direction x {efficiency:.2f}, the share "
-            f"{ALLREDUCE_REFERENCE}'s measured NCCL reaches; {latency_s * 1e6:.1f} us per call, "
-            f"{ALLREDUCE_REFERENCE}'s fastest measured call at {int(near)} GPUs, a lower bound on PCIe; data/tp_links.csv)")
-    return bus_bytes_per_s, latency_s, what
+    shape = (f"{ALLREDUCE_REFERENCE}'s measured times at {tp} GPUs above its fastest call scaled by "
+             f"{ref_link:g}/{link:g}" if int(near) == tp else "one knot, then the ring's bandwidth")
+    what = (f"model on {links.loc[gpu, 'link']} ({link * efficiency:.0f} GB/s bus bandwidth: the datasheet "
+            f"{link:g} GB/s per direction x {efficiency:.2f}, the share {ALLREDUCE_REFERENCE}'s measured NCCL "
+            f"reaches; {latency_s * 1e6:.1f} us per call, {ALLREDUCE_REFERENCE}'s fastest measured call at "
+            f"{int(near)} GPUs; {shape}; optimistic over PCIe; data/tp_links.csv)")
+    return link * efficiency * 1e9, latency_s, what
 
 
 @functools.cache
 def allreduce_table(gpu: str, tp: int) -> tuple:
     """`DeviceModel.allreduce` of `tp` GPUs of a type: from `data/allreduce.csv` (a public measurement
     of vLLM's all-reduce for messages up to 4 MiB; beyond, NCCL's ring at its bus bandwidth moves
-    2(tp-1)/tp of each further byte per GPU) where it was measured at this degree, else the ring
-    model (`ring_model`: one knot at the smallest size, then the ring's bandwidth); () where the type
-    has neither: then a step of a tensor-parallel replica has no communication term, and its method
-    says so."""
+    2(tp-1)/tp of each further byte per GPU) where it was measured at this degree; else `ring_model`:
+    the reference GPU's measured curve at this degree, its time above the fastest call (the part
+    that moves bytes) scaled by the ratio of the two links' bandwidths, or, at a degree the reference
+    was not measured at, one knot at the smallest size and the ring's bandwidth beyond; () where the
+    type has neither: then a step of a tensor-parallel replica has no communication term, and its
+    method says so."""
     if tp <= 1:
         return ()
     a = _measured_allreduce(gpu)
@@ -121,8 +126,16 @@ def allreduce_table(gpu: str, tp: int) -> tuple:
     if model is None:
         return ()
     bus_bytes_per_s, latency_s, _ = model
-    smallest = float(_measured_allreduce(ALLREDUCE_REFERENCE)["message_bytes"].min())
-    return ((smallest,), (latency_s,), bus_bytes_per_s / ring)
+    ref = _measured_allreduce(ALLREDUCE_REFERENCE)
+    same_tp = ref[ref["tp"] == tp]
+    if same_tp.empty:
+        return ((float(ref["message_bytes"].min()),), (latency_s,), bus_bytes_per_s / ring)
+    links = tp_links()
+    scale = (float(links.loc[ALLREDUCE_REFERENCE, "gb_per_s_per_direction"])
+             / float(links.loc[gpu, "gb_per_s_per_direction"]))
+    times = same_tp["time_us"].to_numpy(float) * 1e-6
+    return (tuple(same_tp["message_bytes"].astype(float)), tuple(float(t) for t in latency_s + (times - latency_s) * scale),
+            bus_bytes_per_s / ring)
 
 
 def allreduce_method(gpu: str, tp: int) -> str:
@@ -134,7 +147,7 @@ def allreduce_method(gpu: str, tp: int) -> str:
                 "NCCL's 370 GB/s bus bandwidth beyond (data/allreduce.csv)")
     model = ring_model(gpu, tp)
     if model is not None:
-        return f"; TP all-reduce: model at static power, {model[2]}"
+        return f"; TP all-reduce: at static power, {model[2]}"
     return f"; TP all-reduce not modelled (no table or link for {gpu} at {tp} GPUs)"
 
 

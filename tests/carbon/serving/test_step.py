@@ -56,18 +56,26 @@ def test_tensor_parallel_steps_pay_their_all_reduces_from_the_measured_table():
 
 
 def test_gpu_types_without_a_measured_all_reduce_take_the_ring_model_of_their_link():
-    # H100's measured NCCL bus bandwidth is 370 of its NVLink's 450 GB/s per direction: other links get that share
+    # H100's measured NCCL bus bandwidth is 370 of its NVLink's 450 GB/s per direction: other links get that share;
+    # below 4 MiB, H100's measured curve with its time above the fastest call scaled by the links' ratio
     share = 370.0 / 450.0
     for gpu, link_gb_per_s in (("b200", 900.0), ("a100_sxm", 300.0), ("l4", 32.0)):
         for tp in (2, 4, 8):
-            dev = serving.datasheet(gpu, tp)
+            dev, (ref_sizes, ref_times, _) = serving.datasheet(gpu, tp), devices.allreduce_table("h100_sxm", tp)
             sizes, times, tail = dev.allreduce
-            assert len(sizes) == 1 and "ring model on" in dev.method and "not modelled" not in dev.method
-            # the latency is H100's fastest measured call at this degree
-            assert times[0] == pytest.approx(min(devices.allreduce_table("h100_sxm", tp)[1]))
+            assert sizes == ref_sizes and "model on" in dev.method and "not modelled" not in dev.method
+            latency = min(ref_times)  # H100's fastest measured call at this degree
+            assert times == pytest.approx([latency + (t - latency) * 450.0 / link_gb_per_s for t in ref_times])
             big = 64e6  # a prefill's message: the ring's 2(n-1)/n bytes per byte at the link's bus bandwidth
-            expected = times[0] + (big - sizes[0]) * 2 * (tp - 1) / tp / (link_gb_per_s * share * 1e9)
+            expected = times[-1] + (big - sizes[-1]) * 2 * (tp - 1) / tp / (link_gb_per_s * share * 1e9)
             assert devices.allreduce_s(dev, big) == pytest.approx(expected)
+            mid = (sizes[3] + sizes[4]) / 2
+            assert devices.allreduce_s(dev, mid) == pytest.approx((times[3] + times[4]) / 2)
+    # at a degree H100 was not measured at: one knot at H100's nearest degree's fastest call, then the ring
+    sixteen = serving.datasheet("b200", 16)
+    sizes, times, _ = sixteen.allreduce
+    assert len(sizes) == 1 and times[0] == pytest.approx(min(devices.allreduce_table("h100_sxm", 8)[1]))
+    assert devices.allreduce_s(sixteen, 1e8) == pytest.approx(times[0] + (1e8 - sizes[0]) * 2 * 15 / 16 / (740e9))
     # PCIe is far slower than NVLink for the same message: an L4 pair pays more than a B200 pair
     message = 4096 * 5120 * 2.0
     assert (devices.allreduce_s(serving.datasheet("l4", 2), message)

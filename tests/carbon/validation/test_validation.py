@@ -158,3 +158,4 @@ def test_in_sample_means_the_rows_the_committed_calibration_was_fitted_on():
     assert not report.calibrated_on(dataclasses.replace(shipped, model="qwen3_8b"), 1)  # another model
     assert not report.calibrated_on(dataclasses.replace(shipped, gpu="b200"), 1)  # taken by transfer
     assert not report.calibrated_on(dataclasses.replace(shipped, measurements="other.csv"), 1)
+    assert not report.calibrated_on(dataclasses.replace(shipped, calibration="none"), 1)  # the plain datasheet model
