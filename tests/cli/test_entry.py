@@ -104,9 +104,19 @@ def test_a_ctrl_c_python_swallowed_still_stops_the_sweep_before_its_next_point(t
 
     monkeypatch.setitem(tasks.TASKS, "measure", measure_then_lose_a_ctrl_c)
     monkeypatch.setattr(cli_main, "INTERRUPTED", False)
+    sweep = ["-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL]
     with pytest.raises(KeyboardInterrupt):
-        run_cli("-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL)
+        run_cli(*sweep)
     assert len(point_files(tmp_path)) == 1  # the point it finished, and none after
+    # The next run in this process is not the interrupted one: it resumes and measures the rest
+    assert cli_main.INTERRUPTED
+    monkeypatch.setitem(tasks.TASKS, "measure", measure)
+    try:
+        resumed = run_cli(*sweep)
+    except KeyboardInterrupt:  # the old interrupt taken for this run's: a failure, not a stop of the suite
+        pytest.fail("a run after an interrupted one stopped as interrupted")
+    assert resumed.code == 0, resumed.stderr[-2000:]
+    assert len(point_files(tmp_path)) == 4
 
 
 def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):

@@ -29,7 +29,8 @@ always completes; such a replica is slow, and the SLO shows it.
 Running sums keep each step O(1) plus heap operations, so tens of thousands of requests take
 seconds; stretches of decode-only steps (nothing to admit, finish or pass a window) run in a
 tight loop or as arrays, to the same bits (`FAST_FORWARD`). With `slo` and `abort_violations`, a
-run stops as soon as more requests have missed their TTFT than allowed (used to search capacity quickly); it is then marked `aborted`.
+run stops as soon as more requests have missed their TTFT than allowed (used to search capacity
+quickly); it is then marked `aborted`.
 """
 from __future__ import annotations
 
