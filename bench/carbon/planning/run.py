@@ -66,8 +66,8 @@ class PlanRun:
 
 
 def replica_gpus(model_weight_bytes: float, gpu: str) -> int:
-    """GPUs of a type one replica of the model spans (tensor parallel): a power of two that leaves at
-    least 20% of their memory for KV."""
+    """GPUs of a type one replica of the model spans (tensor parallel): the smallest power of two whose
+    memory holds 1.2x the weights (so at least a sixth of it is left for KV and activations)."""
     tp = max(1, math.ceil(model_weight_bytes * 1.2 / gpu_memory_bytes(gpu)))
     return 2 ** math.ceil(math.log2(tp))
 
