@@ -151,7 +151,7 @@ def main() -> None:
     env = (f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, Python "
            f"{platform.python_version()}, scipy {scipy.__version__} (HiGHS), torch {torch.__version__}, "
            f"{dt.date.today().isoformat()}")
-    md = ["# Planner benchmark", "", f"Machine: {env}. Command: `python scripts/planner_benchmark.py`.", "",
+    md = ["# Planner benchmark", "", f"Machine: {env}. Command: `python scripts/planner_benchmark.py{''.join(' ' + a for a in sys.argv[1:])}`.", "",
           "## Time bars (`task=plan`, wall clock of the whole process)", "",
           table_md(table), "",
           "## Week blocks against the whole-period MILP (240 h: a 168 h and a 72 h block; one solve each; the whole solve stops at its time limit, so compare `whole_gap`: an energy row with a large gap is no exact reference, `blocks_gap_vs_bound` is the bound-backed figure)", "",

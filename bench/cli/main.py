@@ -78,8 +78,8 @@ def entry() -> None:
     or key, an unparsable override) turned into one line and exit status 2."""
     # Hydra re-raises instead of printing its multi-line report, so we can word it ourselves;
     # errors that are not about the input still end in a full traceback, as bugs should.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
     global INTERRUPTED
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     INTERRUPTED = False  # a run in this process starts uninterrupted (an earlier one's Ctrl-C is not its)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)

@@ -68,7 +68,8 @@ ALLREDUCE_REFERENCE = "h100_sxm"
 
 
 @functools.cache
-def _measured_allreduce(gpu: str) -> pd.DataFrame:
+def measured_allreduce(gpu: str) -> pd.DataFrame:
+    """The rows of `data/allreduce.csv` measured on `gpu` (or the type whose links it shares), by degree and size."""
     a = pd.read_csv(ALLREDUCE)
     return a[a["gpu"] == ALLREDUCE_SAME_AS.get(gpu, gpu)].sort_values(["tp", "message_bytes"])
 
@@ -80,74 +81,78 @@ def tp_links() -> pd.DataFrame:
 
 
 @functools.cache
-def ring_model(gpu: str, tp: int) -> tuple[float, float, str] | None:
-    """(bus bandwidth B/s, per-call latency s, what it is) of the all-reduce model of `tp` GPUs of a type
-    with no measured table: its link's datasheet bandwidth at the share of its own link that the
-    reference GPU's measured NCCL bus bandwidth reaches, and the reference's fastest measured call at
-    the nearest measured degree as the latency (launch overhead included; NCCL over PCIe has a higher
-    latency, and PCIe all-reduces beyond two GPUs cross the host's root complex, so there both are
-    optimistic). None where the type has no link in `data/tp_links.csv`."""
-    links, ref = tp_links(), _measured_allreduce(ALLREDUCE_REFERENCE)
+def ring_model(gpu: str, tp: int) -> tuple[tuple, str] | None:
+    """(`DeviceModel.allreduce`, what it is) of `tp` GPUs of a type with no measured table, from its
+    link (`data/tp_links.csv`) and the reference GPU's measurement:
+    - at a degree the reference was measured at: the reference's curve up to its largest size, its
+      time above its floor (its fastest call, launch overhead included) scaled by the ratio of the
+      two links' bandwidths. The curve is first made non-decreasing (each size takes the fastest
+      time at or above it), since at small sizes the rise above the floor is launch jitter, not bytes;
+    - at another degree: one knot at the smallest size, at the floor of the nearest measured degree;
+    - beyond: the link's datasheet bandwidth at the share of its own link that the reference's
+      measured NCCL bus bandwidth reaches.
+    NCCL over PCIe has a higher latency, and PCIe all-reduces beyond two GPUs cross the host's root
+    complex, so on PCIe it is optimistic. None where the type has no link, or where the replica has
+    more GPUs than a node holds (`gpus.csv` `gpus_per_node`: a network all-reduce, not modelled)."""
+    links, ref = tp_links(), measured_allreduce(ALLREDUCE_REFERENCE)
     if gpu not in links.index or ALLREDUCE_REFERENCE not in links.index or ref.empty:
+        return None
+    if tp > int(embodied.gpus().loc[gpu, "gpus_per_node"]):
         return None
     ref_link = float(links.loc[ALLREDUCE_REFERENCE, "gb_per_s_per_direction"])
     link = float(links.loc[gpu, "gb_per_s_per_direction"])
     efficiency = float(ref["tail_bus_gb_per_s"].iloc[-1]) / ref_link
-    near = min(ref["tp"].unique(), key=lambda d: (abs(int(d) - tp), -int(d)))
-    latency_s = float(ref.loc[ref["tp"] == near, "time_us"].min()) * 1e-6
-    shape = (f"{ALLREDUCE_REFERENCE}'s measured times at {tp} GPUs above its fastest call scaled by "
-             f"{ref_link:g}/{link:g}" if int(near) == tp else "one knot, then the ring's bandwidth")
-    what = (f"model on {links.loc[gpu, 'link']} ({link * efficiency:.0f} GB/s bus bandwidth: the datasheet "
-            f"{link:g} GB/s per direction x {efficiency:.2f}, the share {ALLREDUCE_REFERENCE}'s measured NCCL "
-            f"reaches; {latency_s * 1e6:.1f} us per call, {ALLREDUCE_REFERENCE}'s fastest measured call at "
-            f"{int(near)} GPUs; {shape}; optimistic over PCIe; data/tp_links.csv)")
-    return link * efficiency * 1e9, latency_s, what
+    ring = 2.0 * (tp - 1) / tp  # bytes each GPU sends per byte reduced
+    tail_bytes_per_s = link * efficiency * 1e9 / ring
+    near = int(min(ref["tp"].unique(), key=lambda d: (abs(int(d) - tp), -int(d))))
+    at = ref[ref["tp"] == near]
+    floor_s = float(at["time_us"].min()) * 1e-6
+    if near == tp:
+        rising = np.minimum.accumulate(at["time_us"].to_numpy(float)[::-1])[::-1] * 1e-6
+        table = (tuple(at["message_bytes"].astype(float)),
+                 tuple(float(t) for t in floor_s + (rising - floor_s) * ref_link / link), tail_bytes_per_s)
+        shape = (f"{ALLREDUCE_REFERENCE}'s measured curve at {tp} GPUs to {float(at['message_bytes'].max()) / 2**20:g} "
+                 f"MiB, its time above its {floor_s * 1e6:.1f} us floor scaled by {ref_link:g}/{link:g}")
+    else:
+        table = ((float(ref["message_bytes"].min()),), (floor_s,), tail_bytes_per_s)
+        shape = f"{floor_s * 1e6:.1f} us per call ({ALLREDUCE_REFERENCE}'s floor at {near} GPUs)"
+    what = (f"model on {links.loc[gpu, 'link']}: {shape}; beyond, {link * efficiency:.0f} GB/s bus bandwidth (the "
+            f"datasheet {link:g} GB/s per direction x {efficiency:.2f}, the share {ALLREDUCE_REFERENCE}'s measured "
+            f"NCCL reaches; data/tp_links.csv)" + ("; optimistic over PCIe" if "pcie" in str(links.loc[gpu, "link"]).lower()
+                                                  else ""))
+    return table, what
 
 
 @functools.cache
 def allreduce_table(gpu: str, tp: int) -> tuple:
     """`DeviceModel.allreduce` of `tp` GPUs of a type: from `data/allreduce.csv` (a public measurement
     of vLLM's all-reduce for messages up to 4 MiB; beyond, NCCL's ring at its bus bandwidth moves
-    2(tp-1)/tp of each further byte per GPU) where it was measured at this degree; else `ring_model`:
-    the reference GPU's measured curve at this degree, its time above the fastest call (the part
-    that moves bytes) scaled by the ratio of the two links' bandwidths, or, at a degree the reference
-    was not measured at, one knot at the smallest size and the ring's bandwidth beyond; () where the
-    type has neither: then a step of a tensor-parallel replica has no communication term, and its
-    method says so."""
+    2(tp-1)/tp of each further byte per GPU) where it was measured at this degree, else `ring_model`;
+    () where neither applies: then a step of a tensor-parallel replica has no communication term,
+    and its method says so."""
     if tp <= 1:
         return ()
-    a = _measured_allreduce(gpu)
+    a = measured_allreduce(gpu)
     a = a[a["tp"] == tp]
-    ring = 2.0 * (tp - 1) / tp  # bytes each GPU sends per byte reduced
     if not a.empty:
-        tail_bytes_per_s = float(a["tail_bus_gb_per_s"].iloc[-1]) * 1e9 / ring
+        tail_bytes_per_s = float(a["tail_bus_gb_per_s"].iloc[-1]) * 1e9 / (2.0 * (tp - 1) / tp)
         return (tuple(a["message_bytes"].astype(float)), tuple(a["time_us"].astype(float) * 1e-6), tail_bytes_per_s)
     model = ring_model(gpu, tp)
-    if model is None:
-        return ()
-    bus_bytes_per_s, latency_s, _ = model
-    ref = _measured_allreduce(ALLREDUCE_REFERENCE)
-    same_tp = ref[ref["tp"] == tp]
-    if same_tp.empty:
-        return ((float(ref["message_bytes"].min()),), (latency_s,), bus_bytes_per_s / ring)
-    links = tp_links()
-    scale = (float(links.loc[ALLREDUCE_REFERENCE, "gb_per_s_per_direction"])
-             / float(links.loc[gpu, "gb_per_s_per_direction"]))
-    times = same_tp["time_us"].to_numpy(float) * 1e-6
-    return (tuple(same_tp["message_bytes"].astype(float)), tuple(float(t) for t in latency_s + (times - latency_s) * scale),
-            bus_bytes_per_s / ring)
+    return model[0] if model is not None else ()
 
 
 def allreduce_method(gpu: str, tp: int) -> str:
     """What a tensor-parallel replica's method says of its all-reduce ('' for one GPU)."""
     if tp <= 1:
         return ""
-    if not _measured_allreduce(gpu)[lambda a: a["tp"] == tp].empty:
+    if not measured_allreduce(gpu)[lambda a: a["tp"] == tp].empty:
         return (f"; TP all-reduce: model at static power from a table of {ALLREDUCE_SAME_AS.get(gpu, gpu)} to 4 MiB, "
                 "NCCL's 370 GB/s bus bandwidth beyond (data/allreduce.csv)")
     model = ring_model(gpu, tp)
     if model is not None:
-        return f"; TP all-reduce: at static power, {model[2]}"
+        return f"; TP all-reduce: at static power, {model[1]}"
+    if gpu in tp_links().index and tp > int(embodied.gpus().loc[gpu, "gpus_per_node"]):
+        return f"; TP all-reduce not modelled ({tp} GPUs span more than one node: no network model)"
     return f"; TP all-reduce not modelled (no table or link for {gpu} at {tp} GPUs)"
 
 
