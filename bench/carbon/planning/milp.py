@@ -128,14 +128,33 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
     if not caps:
         raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
-    H = len(s.intensity_g_per_kwh)
-    if block is None and H > LONG_H:
+    period_h = len(s.intensity_g_per_kwh)
+    deadline = s.deadline_h if levers.offline_within_deadline else 1
+    decoupled = block is None and deadline <= 1
+    if block is None and not decoupled and period_h > LONG_H:
         return solve_long(s, objective, pillars, econ, name, derate, time_limit_s)
-    caps = block.caps if block is not None else merge_near(undominated(caps, H, derate), H, derate)
+    caps = block.caps if block is not None else merge_near(undominated(caps, period_h, derate), period_h, derate)
     C = len(caps)
     types = sorted({c.candidate.hardware for c in caps})
+    online, offline = _per_hour(s.online_per_hour, period_h), _per_hour(s.offline_per_hour, period_h)
+    rate = np.array([c.requests_per_hour for c in caps])
+    scale = np.ones((period_h, C))
+    for j, c in enumerate(caps):
+        if derate and c.candidate.name in derate:
+            scale[:, j] = derate[c.candidate.name]
+    per_j = {"carbon": s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0,
+             "energy": np.full(period_h, s.pue / J_PER_KWH),
+             "cost": np.full(period_h, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
+    hour_type = None
+    if decoupled:
+        # No offline work waits past its hour, so given the replicas provisioned each hour's best
+        # choice depends only on its demand and derating (every cost of the hour scales with its
+        # weight): hours alike are one variable set, weighted by their summed weight. Exact.
+        hour_type, first = hour_types(online, offline, scale)
+        online, offline, scale = online[first], offline[first], scale[first]
+        per_j = np.bincount(hour_type, weights=per_j, minlength=len(first))
+    H = len(online)  # hours (or hour types) of the MILP; embodied terms count the whole period
     L = _Layout(H, C, len(types))
-    online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
     reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
 
     gpus_tab = embodied.gpus()
@@ -147,26 +166,18 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     price = np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
     e_req = np.array([c.dynamic_j_per_request for c in caps])
     p_act = np.array([c.active_w for c in caps])
-    rate = np.array([c.requests_per_hour for c in caps])
-    scale = np.ones((H, C))
-    for j, c in enumerate(caps):
-        if derate and c.candidate.name in derate:
-            scale[:, j] = derate[c.candidate.name]
     e_cpu = econ.host_cpu_capacity.dynamic_j_per_request if reuse else 0.0
 
     # Objective: a weight per joule of each hour (carbon: its intensity), then embodied / price terms.
-    per_j = {"carbon": s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0,
-             "energy": np.full(H, s.pue / J_PER_KWH),
-             "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
     cost = np.zeros(L.size)
     cost[L.hc(L.u)] = per_j[:, None] * p_act[None, :] * 3600.0
     cost[L.hc(L.w)] = per_j[:, None] * e_req[None, :]
     cost[L.z:L.z + H] = per_j * e_cpu
     if objective == "carbon":
-        cost[L.n:L.n + C] = H * tp * kg_gpu_h
-        cost[L.m:L.m + L.T] = H * kg_host_h
+        cost[L.n:L.n + C] = period_h * tp * kg_gpu_h
+        cost[L.m:L.m + L.T] = period_h * kg_host_h
     elif objective == "cost":
-        cost[L.n:L.n + C] = H * tp * price
+        cost[L.n:L.n + C] = period_h * tp * price
 
     rows = _Rows()
     hours = np.arange(H)
@@ -178,7 +189,6 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     n_cols = np.broadcast_to(L.n + np.arange(C), (H, C))
     rows.add([(L.hc(L.u).ravel()[:, None], 1.0), (n_cols.ravel()[:, None], -1.0)], -np.inf, 0.0)
     # Offline backlog: b_h = b_{h-1} + arrivals_h - served_h; what arrived deadline hours ago is done.
-    deadline = s.deadline_h if levers.offline_within_deadline else 1
     prev_b = np.where(hours > 0, L.b + hours - 1, L.b + hours)  # hour 0 has no previous backlog
     prev_coef = np.where(hours > 0, -1.0, 0.0)
     inherited = np.zeros(H)
@@ -218,13 +228,15 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     base = rows.constraint(L.size)
 
     started = time.perf_counter()
-    plan_notes = [f"MILP over {C} undominated of {len(s.capacities)} candidates (near-copies within {NEAR:.0%} merged)"]
+    plan_notes = [f"MILP over {C} undominated of {len(s.capacities)} candidates (near-copies within {NEAR:.0%} merged)"
+                  + (f", {H} hour type(s) for the {period_h} h (no waiting: hours of the same demand and derating are "
+                     "one, weighted by their summed weight; exact)" if hour_type is not None and H < period_h else "")]
     # Blocks solve tighter: their bounds add up, and so do their gaps.
     first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else BLOCK_GAP)
     if block is not None:  # a block: its raw solution and bound, for solve_long to assemble
         return first, L, caps
     problem = _Problem(s, objective, pillars, econ, name, L, caps, types, cost, base, integrality, bounds, time_limit_s,
-                       first, time.perf_counter() - started, plan_notes)
+                       first, time.perf_counter() - started, plan_notes, hour_type)
     return break_ties(problem) if ties else _plan(problem, first.x)
 
 
@@ -248,6 +260,7 @@ class _Problem:
     first: "_Solved"
     first_s: float
     notes: list[str]
+    hour_type: np.ndarray | None = None  # hour -> its variables' hour type (None: one set per hour)
 
 
 def break_ties(problem: "_Problem | Plan") -> Plan:
@@ -299,17 +312,20 @@ def _plan(problem: _Problem, v: np.ndarray) -> Plan:
     s, L, caps, types = problem.s, problem.L, problem.caps, problem.types
     H, C = L.H, L.C
     levers = problem.pillars.levers()
-    online = _per_hour(s.online_per_hour, H)
+    period_h = len(s.intensity_g_per_kwh)
+    every = np.arange(period_h) if problem.hour_type is None else problem.hour_type  # hour -> its variables
+    online = _per_hour(s.online_per_hour, period_h)
     tp = np.array([c.candidate.device.devices for c in caps], float)
     type_of = np.array([types.index(c.candidate.hardware) for c in caps])
     per_node = np.array([float(embodied.gpus().loc[t, "gpus_per_node"]) for t in types])
-    u = np.round(v[L.u:L.u + H * C].reshape(H, C))
+    u = np.round(v[L.u:L.u + H * C].reshape(H, C))[every]
     # Nothing provisioned that carries no load in any hour: nodes for the GPUs provisioned (CPU work
     # runs only on hosts of active GPUs, so it needs no more).
     provisioned = u.max(axis=0)
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
-    plan = Plan(problem.name, problem.objective, problem.pillars, u, *_split(L, v, online), v[L.z:L.z + H],
+    w = np.maximum(v[L.w:L.w + H * C].reshape(H, C), 0.0)[every]
+    plan = Plan(problem.name, problem.objective, problem.pillars, u, *_split(w, online), v[L.z:L.z + H][every],
                 provisioned, node_count)
     plan.node_types = types
     plan.notes.extend(n for n in problem.notes if n)
@@ -390,7 +406,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         hit = hit or res.hit_limit
         v, k = res.x, h1 - h0  # only the block's own hours are kept
         u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:k])
-        xs, ys = _split(L, v, online[h0:end])
+        xs, ys = _split(_served(L, v), online[h0:end])
         x.append(xs[:k])
         y.append(ys[:k])
         z.append(v[L.z:L.z + L.H][:k])
@@ -407,10 +423,14 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
-def _split(L: _Layout, v: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(online, offline) requests per hour and candidate: each candidate's served requests split
-    in its hour's proportion of online work (any split serves the same; this one is stated)."""
-    w = np.maximum(v[L.w:L.w + L.H * L.C].reshape(L.H, L.C), 0.0)
+def _served(L: _Layout, v: np.ndarray) -> np.ndarray:
+    return np.maximum(v[L.w:L.w + L.H * L.C].reshape(L.H, L.C), 0.0)
+
+
+def _split(w: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(online, offline) requests per hour and candidate, from `w` served [H, C]: each candidate's
+    served requests split in its hour's proportion of online work (any split serves the same;
+    this one is stated)."""
     total = w.sum(axis=1, keepdims=True)
     share = np.divide(online[:, None], total, out=np.zeros_like(total), where=total > 0)
     x = w * np.minimum(share, 1.0)
@@ -476,6 +496,17 @@ def merge_near(caps: list[Capacity], H: int, derate: dict[str, np.ndarray] | Non
         if not any(covers(caps[k], caps[i]) for k in kept):
             kept.append(i)
     return [caps[i] for i in sorted(kept)]
+
+
+def hour_types(online: np.ndarray, offline: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hours with the same online and offline requests and capacity shares are one type: (type of
+    each hour, first hour of each type), types in order of first appearance."""
+    rows = np.column_stack([online, offline, scale])
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # types numbered by first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.ravel()], first[order]
 
 
 def waiting_bounds(offline: np.ndarray, deadline: int) -> np.ndarray:

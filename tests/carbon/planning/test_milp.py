@@ -197,3 +197,44 @@ def test_served_work_splits_into_each_hours_online_demand_and_its_offline_work()
     assert (plan.online >= -1e-9).all() and (plan.offline_gpu >= -1e-9).all()
     assert plan.offline_gpu.sum() + plan.offline_cpu.sum() == pytest.approx(4 * 150.0, abs=1e-6)
     assert (plan.active > 0).sum() >= 2  # both kinds of work, on more than one replica-hour
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hours_without_waiting_solve_as_hour_types_to_the_same_optimum(monkeypatch, seed):
+    # No shifting: each hour's choice depends only on its demand, so hours alike are one variable
+    # set weighted by their summed intensity. Against the MILP with one set per hour, both solved
+    # to optimality: the same objective, the same fleet, every hour's demand served.
+    from bench.carbon.planning import milp
+
+    rng = np.random.default_rng(seed)
+    H = 24
+    pattern = rng.integers(200, 2500, size=(3, 2)).astype(float)  # a 3-hour demand cycle
+    hour = np.arange(H) % 3
+    caps = [cap("h100_sxm:a", rate=900.0, j=120.0, watts=300.0), cap("h100_sxm:b", rate=400.0, j=60.0, watts=90.0),
+            cap("l4:a", hw="l4", rate=150.0, j=40.0, watts=30.0)]
+    s = setting(caps, rng.uniform(20, 700, H), online=pattern[hour, 0], offline=pattern[hour, 1])
+    host = Capacity(Candidate("host", "host_cpu", serving.datasheet("h100_sxm"), 64), 60.0, 400.0, 0.0, 1.0, 0, 1.0,
+                    0.1, 1.0)
+    pillars = Pillars(rightsize=True, reduce=False, reuse=True, recycle=False, shift=False)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    typed = solve(s, "carbon", pillars, Economics(host_cpu_capacity=host), "t")
+    assert any("3 hour type(s) for the 24 h" in n for n in typed.notes)
+    monkeypatch.setattr(milp, "hour_types", lambda online, offline, scale: (np.arange(len(online)), np.arange(len(online))))
+    hourly = solve(s, "carbon", pillars, Economics(host_cpu_capacity=host), "t")
+    assert not any("hour type" in n for n in hourly.notes)
+    assert typed.total_kg == pytest.approx(hourly.total_kg, rel=1e-7)
+    assert typed.gpus == hourly.gpus and typed.node_count == hourly.node_count
+    assert typed.online.sum(axis=1) == pytest.approx(pattern[hour, 0], abs=1e-6)
+    assert (typed.offline_gpu.sum(axis=1) + typed.offline_cpu) == pytest.approx(pattern[hour, 1], abs=1e-6)
+    for k in range(3):  # hours alike take one choice
+        assert (typed.active[hour == k] == typed.active[hour == k][0]).all()
+
+
+def test_a_long_period_without_waiting_is_one_small_exact_milp():
+    H = 8760
+    s = setting([cap(rate=1000.0), cap("l4:64", hw="l4", rate=300.0, j=50.0, watts=20.0)],
+                300 + 200 * np.sin(np.arange(H) * 2 * np.pi / 24), online=np.tile([900.0, 400.0], H // 2), offline=300.0)
+    plan = solve(s, "carbon", ALL_OFF, Economics(), "t")
+    assert any("2 hour type(s) for the 8760 h" in n for n in plan.notes) and not any("blocks" in n for n in plan.notes)
+    assert plan.active.shape == (H, 2) and plan.solver_gap <= 0.01
+    assert (plan.online.sum(axis=1) + plan.offline_gpu.sum(axis=1)) == pytest.approx(s.online_per_hour + 300.0, abs=1e-6)
