@@ -21,30 +21,48 @@ import numpy as np
 import pandas as pd
 
 from bench.carbon.inputs import embodied
+from bench.common import quantiles
 from bench.carbon.inputs.host_power import HostPower
 from bench.carbon.planning.setting import J_PER_KWH, Plan
 
 QUANTILES = (50, 90, 99)
 
 
+DIRECT_MAX = 2_000_000  # per-request values built and sorted directly up to this many (else from groups)
+
+
 def per_request(plan: Plan, intensity_g_per_kwh: np.ndarray, pue: float) -> pd.DataFrame:
-    """p50/p90/p99 per request of prefill J, decode J, total J, gCO2e, and J and gCO2e per 1,000 tokens."""
+    """p50/p90/p99 per request of prefill J, decode J, total J, gCO2e, and J and gCO2e per 1,000 tokens.
+
+    Hours that share one simulated result (a replayed trace) are one group: its requests' values,
+    once per hour, grams scaled by each hour's intensity (`bench.common.quantiles`); the same
+    figures as building every request of the period, which a year of a busy trace cannot afford."""
     v = plan.verification
     if v is None or not v.hours:
         return pd.DataFrame()
-    parts = {"prefill J": [], "decode J": [], "total J": [], "gCO2e": [], "J per 1k tokens": [], "gCO2e per 1k tokens": []}
+    shared: dict[int, tuple[object, list[int]]] = {}
     for h, hour in enumerate(v.hours):
+        shared.setdefault(id(hour), (hour, []))[1].append(h)
+    g_per_j = pue / J_PER_KWH * np.asarray(intensity_g_per_kwh, float)
+    metrics: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+        k: [] for k in ("prefill J", "decode J", "total J", "gCO2e", "J per 1k tokens", "gCO2e per 1k tokens")}
+    for hour, hours in shared.values():
         total = hour.prefill_j + hour.decode_j
-        grams = total * pue / J_PER_KWH * intensity_g_per_kwh[h]
-        per_k = 1000.0 / np.maximum(hour.tokens, 1.0)
-        for key, values in (("prefill J", hour.prefill_j), ("decode J", hour.decode_j), ("total J", total),
-                            ("gCO2e", grams), ("J per 1k tokens", total * per_k), ("gCO2e per 1k tokens", grams * per_k)):
-            parts[key].append(values)
+        per_k = total * 1000.0 / np.maximum(hour.tokens, 1.0)
+        once, grams = np.ones(len(hours)), g_per_j[hours]
+        for key, values, factors in (("prefill J", hour.prefill_j, once), ("decode J", hour.decode_j, once),
+                                     ("total J", total, once), ("gCO2e", total, grams),
+                                     ("J per 1k tokens", per_k, once), ("gCO2e per 1k tokens", per_k, grams)):
+            metrics[key].append((values, factors))
     rows = []
-    for key, chunks in parts.items():
-        values = np.concatenate(chunks)
-        rows.append({"per request": key, **{f"p{q}": float(np.percentile(values, q)) if len(values) else math.nan
-                                            for q in QUANTILES}, "mean": float(values.mean()) if len(values) else math.nan})
+    for key, groups in metrics.items():
+        if quantiles.size(groups) <= DIRECT_MAX:
+            values = np.concatenate([np.outer(vals, f).ravel() for vals, f in groups])
+            stats = [float(np.percentile(values, q)) if len(values) else math.nan for q in QUANTILES]
+            mean = float(values.mean()) if len(values) else math.nan
+        else:
+            stats, mean = quantiles.percentiles(groups, QUANTILES), quantiles.mean(groups)
+        rows.append({"per request": key, **{f"p{q}": x for q, x in zip(QUANTILES, stats)}, "mean": mean})
     return pd.DataFrame(rows)
 
 
