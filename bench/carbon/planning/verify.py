@@ -234,15 +234,20 @@ def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.nda
     offsets: dict[int, np.ndarray] = {}
     out = []
     for h, finish in enumerate(finish_s):
-        place = done[h] + 1 + np.arange(len(finish))  # 1-based places in the order
+        n = len(finish)
+        place = done[h] + 1 + np.arange(n)  # 1-based places in the order
         hour = np.minimum(np.searchsorted(due, place, side="left"), len(due) - 1)  # arrival hour of each
         j = (place - np.where(hour > 0, due[np.maximum(hour - 1, 0)], 0.0)).astype(int)  # 1-based within it
-        offset = np.zeros(len(finish))
-        for a in np.unique(hour):
-            if int(a) not in offsets:
-                offsets[int(a)] = np.asarray(offsets_s(int(a)), float)
-            known = (hour == a) & (j >= 1) & (j <= len(offsets[int(a)]))
-            offset[known] = offsets[int(a)][j[known] - 1]  # else no trace time: due from its hour's start
+        offset = np.zeros(n)
+        # Places are consecutive, so arrival hours do not decrease: each arrival hour is one slice.
+        cuts = np.flatnonzero(np.diff(hour)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]) if n else ():
+            a = int(hour[lo])
+            if a not in offsets:
+                offsets[a] = np.asarray(offsets_s(a), float)
+            jj, seg = j[lo:hi], offset[lo:hi]
+            known = (jj >= 1) & (jj <= len(offsets[a]))
+            seg[known] = offsets[a][jj[known] - 1]  # else no trace time: due from its hour's start
         out.append(h * S_PER_H + finish > (hour + deadline_h) * S_PER_H + offset)
     return out
 
@@ -273,7 +278,15 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
             latency[f"{name}_{label}_s"] = float(np.percentile(finite, q)) if len(finite) else math.nan
     _, arrived = demand.counts()
     served = np.asarray(plan.offline_gpu, float).sum(axis=1) + np.asarray(plan.offline_cpu, float)
-    late = late_offline([r.offline_finish_s for r in hours], served, arrived, deadline_h, lambda a: demand.offline_offsets_s(demand.trace_hour(a)))
+    by_trace_hour: dict[int, np.ndarray] = {}  # a replayed trace's hours share their arrival times
+
+    def offsets_s(a: int) -> np.ndarray:
+        k = demand.trace_hour(a)
+        if k not in by_trace_hour:
+            by_trace_hour[k] = demand.offline_offsets_s(k)
+        return by_trace_hour[k]
+
+    late = late_offline([r.offline_finish_s for r in hours], served, arrived, deadline_h, offsets_s)
     return Verification(hours, met / total if total else 1.0, worst.attainment,
                         min(r.worst_replica for r in hours), latency, np.array([float(m.sum()) for m in late]),
                         [set(r.offline_by[m]) for r, m in zip(hours, late)])
