@@ -347,7 +347,8 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     for later charged at the least it could cost then (the cheapest marginal energy of a request in
     the next deadline window); the global plan restricted to a block is one of its solutions, so
     the blocks' bounds add up to a bound on the whole. Plan: the blocks in order, replicas fixed at
-    the most any block chose, each inheriting the backlog the one before left and looking two
+    the fleet most blocks chose (and, where it differs, at the most any block chose: the better
+    plan is kept), each inheriting the backlog the one before left and looking two
     deadlines past its end (its hours alone are kept). Gap: (plan - bound)
     / plan on the objective; no tie-break solves (nothing idle is provisioned, as ever)."""
     levers = pillars.levers()
@@ -362,7 +363,11 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
              "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
     cheapest_j = min([c.dynamic_j_per_request for c in caps] + ([econ.host_cpu_capacity.dynamic_j_per_request]
                                                                  if reuse else []))
-    starts = list(range(0, H, BLOCK_H))
+    # Blocks of as nearly one length as the period allows (a short last block would choose its own
+    # fleet, and the plan provisions the most any block chose).
+    count = math.ceil(H / BLOCK_H)
+    edges = [round(k * H / count) for k in range(count + 1)]
+    starts, ends = edges[:-1], edges[1:]
 
     def sub(h0: int, h1: int) -> Setting:
         return replace(s, intensity_g_per_kwh=s.intensity_g_per_kwh[h0:h1], online_per_hour=online[h0:h1],
@@ -383,43 +388,60 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         return solved[key]
 
     started = time.perf_counter()
-    bound, fixed, hit = 0.0, np.zeros(len(caps)), False
-    for h0 in starts:
-        h1 = min(H, h0 + BLOCK_H)
+    bound, hit, chosen = 0.0, False, []
+    def defer_after(h1: int) -> float:
+        """The least a request left at hour h1 can cost later: the cheapest marginal energy at the
+        lowest weight of the next deadline window."""
         later = per_j[h1:h1 + max(deadline, 1)]
-        defer = cheapest_j * float(later.min()) if len(later) else 0.0
-        res, L, _ = part(h0, h1, end_free=h1 < H, defer_cost=defer)
+        return cheapest_j * float(later.min()) if len(later) else 0.0
+
+    for h0, h1 in zip(starts, ends):
+        res, L, _ = part(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1))
         bound += res.bound
         hit = hit or res.hit_limit
-        fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
-    u, x, y, z = [], [], [], []
-    backlog = 0.0
+        chosen.append(tuple(np.round(res.x[L.n:L.n + L.C])))
     ahead = 2 * max(deadline, 1)  # each block sees this far past its end, so it does not leave work at a bad time
-    for h0 in starts:
-        h1 = min(H, h0 + BLOCK_H)
-        end = min(H, h1 + ahead)
-        try:
-            res, L, _ = part(h0, end, backlog_in=backlog, end_free=end < H, fixed_n=fixed)
-        except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
-            res, L, _ = part(h0, end, backlog_in=backlog, end_free=end < H)
-            fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
-        hit = hit or res.hit_limit
-        v, k = res.x, h1 - h0  # only the block's own hours are kept
-        u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:k])
-        xs, ys = _split(_served(L, v), online[h0:end])
-        x.append(xs[:k])
-        y.append(ys[:k])
-        z.append(v[L.z:L.z + L.H][:k])
-        backlog = float(v[L.b + k - 1])
-    plan = _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
-                     np.concatenate(z))
+
+    def in_order(fixed: np.ndarray) -> tuple[Plan, bool]:
+        u, x, y, z = [], [], [], []
+        backlog, limit = 0.0, False
+        for h0, h1 in zip(starts, ends):
+            end = min(H, h1 + ahead)
+            # What the look-ahead leaves is charged as in the bound: free, it would pull work past the
+            # block's own hours into the hours after it, whatever their intensity.
+            kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
+            try:
+                res, L, _ = part(h0, end, fixed_n=fixed, **kw)
+            except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
+                res, L, _ = part(h0, end, **kw)
+                fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
+            limit = limit or res.hit_limit
+            v, k = res.x, h1 - h0  # only the block's own hours are kept
+            u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:k])
+            xs, ys = _split(_served(L, v), online[h0:end])
+            x.append(xs[:k])
+            y.append(ys[:k])
+            z.append(v[L.z:L.z + L.H][:k])
+            backlog = float(v[L.b + k - 1])
+        return _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
+                         np.concatenate(z)), limit
+
+    # The fleet: the one most blocks chose, and the most any block chose where that differs (one
+    # odd block, such as the last, which must clear its backlog, must not set the year's fleet
+    # unseen); the better plan on the objective is kept.
+    common = max(set(chosen), key=lambda n: (chosen.count(n), n))
+    fleets = [np.array(common)] + ([np.max(chosen, axis=0)] if np.any(np.max(chosen, axis=0) != common) else [])
+    metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
+    tried = [in_order(f) for f in fleets]
+    plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
+    hit = hit or limit  # the bound's solves and the kept plan's
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
     plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
     plan.solver_hit_time_limit = hit
     plan.solve_s = time.perf_counter() - started
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged), in {len(starts)} blocks "
-                      f"of {BLOCK_H} h; gap against the blocks' bound")
+                      f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; gap against the blocks' bound")
     return plan
 
 
