@@ -18,6 +18,11 @@ served requests split in the hour's proportion of online to offline work. Object
 embodied), energy or cost. Ties are broken lexicographically, each by a solve of its own under
 the previous optimum: fewest GPUs, then fewest nodes (never by a small weight, which would sit
 inside the solver's tolerance). The solver's gap and whether it hit its time limit are kept.
+
+Without waiting (shift off, or a one-hour deadline) the hours are independent given the fleet,
+and hours of the same demand and derating are one variable set weighted by their summed
+intensity (`hour_types`): exact, and a year of a replayed trace is one hour's MILP. With waiting,
+a period longer than `LONG_H` is solved in blocks (`solve_long`).
 """
 from __future__ import annotations
 

@@ -379,3 +379,32 @@ def test_plans_solved_side_by_side_are_the_plans_solved_one_after_another(monkey
         assert (a.name, a.feasible, a.gpus) == (b.name, b.feasible, b.gpus)
         assert np.array_equal(a.active, b.active) and a.total_kg == pytest.approx(b.total_kg, rel=1e-12)
     assert [c.requests_per_hour for c in serial.capacities] == [c.requests_per_hour for c in side_by_side.capacities]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_late_offline_is_each_request_in_oldest_first_order_held_to_its_own_deadline(seed):
+    # Against the rule spelled out request by request: the period's offline requests in arrival
+    # order; each hour serves the next ones (its GPU batch first); the i-th of an hour's GPU batch is
+    # the request at that place, late if it ends after its arrival plus the deadline.
+    from bench.carbon.planning.verify import late_offline
+
+    rng = np.random.default_rng(seed)
+    H, deadline = 30, int(rng.integers(1, 6))
+    arrived = rng.integers(0, 12, H).astype(float)
+    times = {a: np.sort(rng.uniform(0, 3600, int(n))) for a, n in enumerate(arrived)}
+    order = [(a, t) for a in range(H) for t in times[a]]  # oldest first
+    served, gpu, finish, taken = np.zeros(H), [], [], 0
+    for h in range(H):
+        ready = int(arrived[:h + 1].sum()) - taken
+        n = int(rng.integers(0, ready + 1)) if h < H - 1 else ready
+        g = int(rng.integers(0, n + 1))
+        served[h], taken = n, taken + n
+        gpu.append(g)
+        finish.append(rng.uniform(0, 3 * 3600, g))
+    got = late_offline(finish, served, arrived, deadline, lambda a: times[a])
+    done = 0
+    for h in range(H):
+        expect = [h * 3600 + f > (order[done + i][0] + deadline) * 3600 + order[done + i][1]
+                  for i, f in enumerate(finish[h])]
+        assert got[h].tolist() == expect
+        done += int(served[h])
