@@ -47,6 +47,8 @@ def order_statistics(groups: Groups, ranks: np.ndarray) -> np.ndarray:
     """The `ranks`-th smallest products (0-based): for each, the smallest float threshold with more
     than `rank` products at or below it."""
     gs = [(np.sort(np.asarray(v, float)), np.asarray(f, float)) for v, f in groups if len(v) and len(f)]
+    if any(v[0] < 0 or f.min() < 0 for v, f in gs):  # the bisection's bounds and counts assume it
+        raise ValueError("quantiles of products: values and factors must be >= 0")
     ranks = np.asarray(ranks, np.int64)
     lo = np.full(len(ranks), min(float(v[0] * f.min()) for v, f in gs))
     hi = np.full(len(ranks), max(float(v[-1] * f.max()) for v, f in gs))

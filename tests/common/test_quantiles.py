@@ -37,3 +37,10 @@ def test_percentiles_and_mean_are_numpys_on_every_product(seed):
 def test_nothing_has_no_percentile():
     assert all(np.isnan(quantiles.percentiles([], [50, 99])))
     assert np.isnan(quantiles.mean([(np.zeros(0), np.ones(3))]))
+
+
+def test_negative_values_or_factors_are_refused():
+    with pytest.raises(ValueError, match=">= 0"):
+        quantiles.percentiles([(np.array([1.0, 2.0]), np.array([1.0, -1.0]))], [50])
+    with pytest.raises(ValueError, match=">= 0"):
+        quantiles.percentiles([(np.array([-1.0, 2.0]), np.array([1.0]))], [50])

@@ -32,11 +32,12 @@ TIME_LIMIT_S = 3.0  # the dual bound at a stop is still a bound (a weaker one)
 
 def bound(caps: list[Capacity], online: np.ndarray, offline: np.ndarray, scale: np.ndarray, weight: np.ndarray,
           fleet_cost: np.ndarray, node_cost: np.ndarray, type_of: np.ndarray, per_node: np.ndarray, tp: np.ndarray,
-          host: Capacity | None) -> float:
+          host: Capacity | None) -> tuple[float, bool]:
     """The relaxation's lower bound on the objective. `online`, `offline`, `weight` [H] (weight:
     objective per joule of the hour); `scale` [H, C] capacity shares; `fleet_cost` [C] per
     provisioned replica over the period, `node_cost` [T] per node; `host`: Reuse's host-CPU
-    capacity per node, or None. -inf where no bound was found."""
+    capacity per node, or None. Returns (bound, whether the solve stopped at its time limit);
+    -inf where no bound was found."""
     H, C = scale.shape
     T = len(node_cost)
     rows = np.column_stack([online, scale])
@@ -47,7 +48,14 @@ def bound(caps: list[Capacity], online: np.ndarray, offline: np.ndarray, scale: 
         hours = np.flatnonzero(kind == k)
         hours = hours[np.argsort(weight[hours], kind="stable")]
         parts = max(1, round(GROUPS * len(hours) / H))
-        groups += [g for g in np.array_split(hours, parts) if len(g)]
+        for g in np.array_split(hours, parts):
+            # Adjacent groups of one lowest weight are one: costed alike, apart they only make
+            # equal solutions (a flat objective's hundreds of them slow the solver for nothing).
+            if len(g) and groups and len(groups[-1]) and kind[groups[-1][0]] == k \
+                    and weight[g].min() == weight[groups[-1]].min():
+                groups[-1] = np.concatenate([groups[-1], g])
+            elif len(g):
+                groups.append(g)
     G = len(groups)
     size = np.array([len(g) for g in groups], float)
     w_min = np.array([weight[g].min() for g in groups])
@@ -113,6 +121,7 @@ def bound(caps: list[Capacity], online: np.ndarray, offline: np.ndarray, scale: 
                         bounds=optimize.Bounds(np.zeros(nvar), upper),
                         options={"time_limit": TIME_LIMIT_S, "mip_rel_gap": 1e-3})
     dual = getattr(res, "mip_dual_bound", None)
+    hit = res.status == 1
     if dual is None or not np.isfinite(dual):
-        return -math.inf
-    return float(dual)
+        return -math.inf, hit
+    return float(dual), hit
