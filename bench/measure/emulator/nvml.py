@@ -9,7 +9,10 @@ The total-energy counter (mJ, an integer, as NVML gives it) changes only at upda
   al., SC24), exact only while power is steady.
 Instant power (`nvmlDeviceGetPowerUsage`, field `NVML_FI_DEV_POWER_INSTANT`) is the average over
 what the last update sensed. Faults are injected per function (`Fault`), and the counter can be
-reset mid-run (`reset_at_s`), as a driver reload does.
+reset mid-run (`reset_at_s`), as a driver reload does: at the first read after that time that
+follows another read within `RESET_BETWEEN_READS_S`, so that it falls between two polls of one
+meter (on a real clock a busy machine may stretch the gaps between measuring windows past any fixed
+instant, and a reset in such a gap is never seen by anyone, nor harmful).
 
 GPU utilisation is sampled every `util_period_s`: each sample is the share of its period in which
 a kernel ran, of this device's work or of another tenant's (`other_tenant_busy`, seen in
@@ -31,6 +34,7 @@ COUNTER_MODES = ("exact", "sliced")
 MJ_PER_J = 1000.0
 US_PER_S = 1e6
 SAMPLES_KEPT = 100  # NVML keeps recent samples in a ring buffer
+RESET_BETWEEN_READS_S = 0.002  # a reset lands between two reads at most this far apart (one meter polling)
 
 
 class NVMLError(Exception):
@@ -123,6 +127,7 @@ class EmulatedNvml:
         self._counter_j = 0.0
         self._last_sensed_w = device.model.idle_w
         self._reset_offset_j: float | None = None
+        self._last_read_s: float | None = None
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
 
@@ -151,9 +156,12 @@ class EmulatedNvml:
             self._advance(now)
             value = self._base_j + self._counter_j
             if self.reset_at_s is not None and now >= self._t0 + self.reset_at_s:
-                if self._reset_offset_j is None:
+                polled = self._last_read_s is not None and now - self._last_read_s <= RESET_BETWEEN_READS_S
+                if self._reset_offset_j is None and polled:
                     self._reset_offset_j = value  # the counter restarts from zero
-                value -= self._reset_offset_j
+                if self._reset_offset_j is not None:
+                    value -= self._reset_offset_j
+            self._last_read_s = now
             return value
 
     # -- utilisation ----------------------------------------------------------------------
