@@ -354,8 +354,8 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     the blocks' bounds add up to a bound on the whole. Plan: the blocks in order, replicas fixed at
     the fleet most blocks chose (and, where it differs, at the most any block chose: the better
     plan is kept), each inheriting the backlog the one before left and looking two
-    deadlines past its end (its hours alone are kept). Gap: (plan - bound)
-    / plan on the objective; no tie-break solves (nothing idle is provisioned, as ever)."""
+    deadlines past its end (its hours alone are kept). Gap: (plan - bound) / plan on the objective,
+    the bound the better of the blocks' and `pooled.bound`'s; no tie-break solves (nothing idle is provisioned, as ever)."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
     caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
@@ -439,11 +439,11 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
     tried = [in_order(f) for f in fleets]
     plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
-    hit = hit or limit  # the bound's solves and the kept plan's
-    blocks_bound = bound
+    blocks_bound, blocks_hit = bound, hit
     pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
-    if pooled > bound:  # the tighter bound is the one reported, and only its solve's limit counts
-        bound, hit = pooled, hit or pooled_hit
+    if pooled > bound:  # the tighter bound is the one reported: its solve's limit counts, not the blocks'
+        bound = pooled
+    hit = limit or (pooled_hit if pooled > blocks_bound else blocks_hit)  # the kept plan's solves, and the bound's
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
     plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
     plan.solver_hit_time_limit = hit
