@@ -15,6 +15,7 @@ from kernels.layer import (
     random_weights,
     rope_tables,
 )
+from tests.conftest import TOL, rel_err
 from tests.kernels.reference import attention_ref
 
 TINY = ARCHS["tiny"]
@@ -66,28 +67,46 @@ def layer_inputs():
     return shape, w, x, layer_ref(x, w, shape)
 
 
-def test_prefill_layer_matches_the_reference(layer_inputs):
+# float32 on the CPU; on a GPU, bf16 as the sweeps run it (judged by relative error, METHOD.md's).
+PLACES = [pytest.param("cpu", torch.float32), pytest.param("cuda", torch.bfloat16, marks=pytest.mark.gpu)]
+
+
+def _on(w, device, dtype):
+    return dataclasses.replace(w, **{f.name: getattr(w, f.name).to(device, dtype) for f in dataclasses.fields(w)})
+
+
+def _close(got, want, dtype):
+    if dtype == torch.float32:
+        return torch.allclose(got.double().cpu(), want, atol=1e-4, rtol=1e-4)
+    return rel_err(got, want) < TOL[dtype]
+
+
+@pytest.mark.parametrize("device,dtype", PLACES)
+def test_prefill_layer_matches_the_reference(layer_inputs, device, dtype):
     shape, w, x, (want, _, _) = layer_inputs
-    cos, sin = rope_tables(torch.arange(6), shape.head_dim, torch.float32)
-    got = prefill_layer(x, w, shape, cos, sin)
-    assert torch.allclose(got.double(), want, atol=1e-4, rtol=1e-4)
+    cos, sin = rope_tables(torch.arange(6, device=device), shape.head_dim, dtype)
+    got = prefill_layer(x.to(device, dtype), _on(w, device, dtype), shape, cos, sin)
+    assert _close(got, want, dtype)
 
 
+@pytest.mark.parametrize("device,dtype", PLACES)
 @pytest.mark.parametrize("paged", [False, True])
-def test_decode_layer_of_the_last_token_matches_the_prompt_through_the_reference(layer_inputs, paged):
+def test_decode_layer_of_the_last_token_matches_the_prompt_through_the_reference(layer_inputs, paged, device, dtype):
     # The last prompt token decoded over a cache of the first five (its own slot holds random
     # data, which the layer must overwrite) gives the reference's last output.
     shape, w, x, (want, k_ref, v_ref) = layer_inputs
     k, v = k_ref.float().clone(), v_ref.float().clone()
     k[:, :, -1], v[:, :, -1] = torch.randn_like(k[:, :, -1]), torch.randn_like(v[:, :, -1])
     lens = torch.full((2,), 6, dtype=torch.int32)
+    k, v = k.to(device, dtype), v.to(device, dtype)
+    lens = lens.to(device)
     cache = DecodeCache(k, v, lens)
     if paged:
-        k_pages, v_pages, table = make_paged_cache(k, v, lens, 4, torch.Generator().manual_seed(1))
+        k_pages, v_pages, table = make_paged_cache(k, v, lens, 4, torch.Generator(device).manual_seed(1))
         cache = DecodeCache(k_pages, v_pages, lens, table)
-    cos, sin = rope_tables(lens - 1, shape.head_dim, torch.float32)
-    got = decode_layer(x[:, -1], w, shape, cache, cos, sin)
-    assert torch.allclose(got.double(), want[:, -1], atol=1e-4, rtol=1e-4)
+    cos, sin = rope_tables(lens - 1, shape.head_dim, dtype)
+    got = decode_layer(x[:, -1].to(device, dtype), _on(w, device, dtype), shape, cache, cos, sin)
+    assert _close(got, want[:, -1], dtype)
 
 
 def test_a_layer_counts_the_work_of_its_parts():

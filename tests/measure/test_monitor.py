@@ -4,7 +4,7 @@ import time
 
 from bench.measure.monitor import GpuTelemetry, throttle_names
 from bench.measure.recorder import Recorder
-from tests.measure.emulated import PERIOD_S, gpu, measure
+from tests.measure.emulated import PERIOD_S, fast, gpu, measure
 
 
 def test_every_edge_is_bracketed_by_the_polls_around_it():
@@ -35,7 +35,10 @@ def test_a_meter_error_is_recorded_and_the_thread_goes_on():
 
 def test_throttling_is_flagged_with_its_reasons():
     device, nvml, meter = gpu(reasons=0x20 | 0x1)  # thermal slowdown (and idle, which is not throttling)
-    result = measure(device, [meter], telemetry=GpuTelemetry(nvml, "h"))
+    # The emulated device keeps real time, so on a loaded machine its trials can also vary by more
+    # than the 2% that flags a point noisy (seen on CI): this test is about the throttle flag, so
+    # the CV threshold is set where scheduling jitter cannot reach it.
+    result = measure(device, [meter], fast(cv_threshold=0.5), telemetry=GpuTelemetry(nvml, "h"))
     assert result.quality == "throttled"
     assert result.telemetry["throttle_reasons"] == "sw_thermal_slowdown"
     assert result.telemetry["sm_mhz_mean"] == 1980
