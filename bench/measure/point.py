@@ -44,6 +44,7 @@ class DomainResult:
     rel_error_max: float = math.nan  # largest edge-timing error bound of a kept window
     crosscheck_energy_per_call_j: float = math.nan
     crosscheck_rel_diff: float = math.nan  # (cross-check - counter) / counter
+    power_limit_w: float = math.nan  # the limit the domain ran under, where its meter knows it (NVML's enforced limit)
 
     @property
     def measured(self) -> bool:
@@ -74,6 +75,10 @@ class PointResult:
     @property
     def throttled(self) -> bool:
         return any(w.throttled for w in self.windows)
+
+    @property
+    def power_capped(self) -> bool:
+        return any(w.power_capped for w in self.windows)
 
     def trials_sum_j(self, select: Callable[[DomainResult], bool], dynamic: bool = False) -> list[float]:
         """Per-trial sums of energy per call over the selected domains: a total and its CV are
@@ -108,6 +113,7 @@ class PointResult:
             "temp_c_max": max((max(w.temp_c_start, w.temp_c_end) for w in gpu), default=math.nan),
             "throttle_reasons": "+".join(throttle_names(reasons)),
             "throttled": self.throttled,
+            "power_capped": self.power_capped,
         }
 
 

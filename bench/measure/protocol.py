@@ -328,6 +328,7 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
     if protocol.thermal == "preheat":
         preheat_s = _pre_heat(protocol, runner, step, lead_s, base_target_s)
 
+    planned_s = base_target_s  # reported as window_s_target: what the settings ask (window_s: what ran)
     rng = random.Random(seed)
     n_windows = protocol.trials + (1 if protocol.discard_first else 0)
     kept: list[Window] = []
@@ -346,18 +347,39 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
                 break
             if attempt < protocol.max_retries:
                 rejections.append(problem + (f" ({window.faults[0]})" if window.faults else ""))
-                if problem in ("too-few-updates", "imprecise"):
-                    target_s *= 2
+                target_s *= _growth(problem, window, protocol)
                 continue
             if problem == "fault":
                 raise MeasurementError(f"meter fault in {protocol.max_retries + 1} tries of a window, last: "
                                        f"{window.faults[0]}")
             persisting.add(problem)  # kept, and flagged: nothing measured is silently dropped
+        # The next window starts at the length this one needed: the poll gaps that made it
+        # imprecise are the machine's, not the window's (on the lent H200 every window of a point
+        # was redone twice before this).
+        base_target_s = max(base_target_s, target_s)
         if i == 0 and protocol.discard_first:
             continue
         kept.append(window)
-    return _result(kept, meters, idle, base_target_s, protocol, persisting, rejections, n_windows, preheat_s,
+    return _result(kept, meters, idle, planned_s, protocol, persisting, rejections, n_windows, preheat_s,
                    cooldown_s, step, lead_s, clock() - t_begin)
+
+
+def _growth(problem: str, window: Window, protocol: Protocol) -> float:
+    """How much longer the retry of a rejected window runs: an edge's timing error does not shrink
+    with the window, so an imprecise one grows by the ratio its error bound missed by (with 10%
+    margin, at least 25%); a window with too few counter updates doubles."""
+    if problem == "imprecise":
+        worst = max((d.rel_error for d in window.domains if d is not None), default=math.nan)
+        if math.isfinite(worst) and worst > 0:
+            return max(1.25, 1.1 * worst / protocol.target_rel_error)
+        return 2.0
+    return 2.0 if problem == "too-few-updates" else 1.0
+
+
+def _limit_w(meter: Meter) -> float:
+    """A GPU meter's enforced power limit (NVML's); other meters' `max_power_w` is a plausibility bound, not a limit."""
+    limit = getattr(meter, "max_power_w", None) if meter.domain == "gpu" else None
+    return float(limit) if isinstance(limit, (int, float)) else math.nan
 
 
 def _result(kept: list[Window], meters: Sequence[Meter], idle: Idle, target_s: float, protocol: Protocol,
@@ -385,6 +407,7 @@ def _result(kept: list[Window], meters: Sequence[Meter], idle: Idle, target_s: f
             rel_error_max=max((w.domains[d].rel_error for w in usable), default=math.nan),
             crosscheck_energy_per_call_j=cross_e,
             crosscheck_rel_diff=(cross_e - med) / med if cross and med else math.nan,
+            power_limit_w=_limit_w(meter),
         ))
     result = PointResult(
         calls_per_window=int(statistics.median(w.calls for w in kept)),

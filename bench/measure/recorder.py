@@ -3,8 +3,9 @@ energy counter, RAPL) and timestamps every change, so the protocol can take ener
 observed edges instead of between two arbitrary reads.
 
 An edge is known to lie between the poll before it and the poll that saw it; the protocol uses
-the midpoint and carries half that gap as the edge's timing error. The thread also samples GPU
-telemetry (clocks, temperature, clock-event reasons, instant power) for every window.
+the midpoint and carries half that gap as the edge's timing error. A second thread samples GPU
+telemetry (clocks, temperature, clock-event reasons, instant power) for every window, so its
+slower calls never widen the gaps between the counter's polls.
 
 Nothing a meter raises ends the thread: an error is recorded with its time (a window that
 contains one is redone), and so is a counter that went backwards.
@@ -23,7 +24,7 @@ from bench.measure.meters.base import Meter
 from bench.measure.meters.nvml import integrate_trapezoid
 from bench.measure.monitor import GpuSample, GpuTelemetry, WindowStats
 
-TELEMETRY_EVERY_S = 0.01  # GPU telemetry is sampled this often (meters are polled every interval)
+TELEMETRY_EVERY_S = 0.01  # GPU telemetry is sampled this often, in its own thread (meters every interval)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Recorder:
         self._last: list[tuple[float, float] | None] = [None] * len(self.meters)  # (poll start, value)
         self._polls: list[float] = []
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def _poll_meters(self) -> None:
         for i, meter in enumerate(self.meters):
@@ -90,24 +91,33 @@ class Recorder:
             self.faults.append(Fault(self.clock(), "gpu_telemetry", f"{type(err).__name__}: {err}"))
 
     def _run(self) -> None:
-        next_sample = 0.0
         while not self._stop.is_set():
             self._poll_meters()
-            if self.clock() >= next_sample:
-                self._sample()
-                next_sample = self.clock() + TELEMETRY_EVERY_S
             self._stop.wait(self.interval_s)
+
+    def _run_telemetry(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(TELEMETRY_EVERY_S)
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edge-recorder", daemon=True)
-        self._thread.start()
+        # Telemetry has a thread of its own: a sample is five NVML calls, and on a virtualised GPU
+        # (the lent H200's Firecracker VM, 2026-12-04) they took long enough that, polled in the
+        # same loop, the counter was read only every 4.5-6.6 ms instead of every 1 ms. An edge's
+        # timing error is half the gap between the polls around it, so every window had to grow
+        # to 2 s before it met the precision target. ctypes releases the GIL during NVML calls.
+        self._threads = [threading.Thread(target=self._run, name="edge-recorder", daemon=True)]
+        if self.telemetry is not None:
+            self._threads.append(threading.Thread(target=self._run_telemetry, name="gpu-telemetry", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     # -- queries (from the measuring thread) ------------------------------------------------
     def edges_between(self, i: int, t0_s: float, t1_s: float) -> list[Edge]:

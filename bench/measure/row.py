@@ -95,6 +95,7 @@ def energy_columns(result: PointResult, tokens: float) -> dict[str, Any]:
         row.update({
             f"{p}_method": d.method, f"{p}_method_detail": d.detail, f"{p}_measured": d.measured,
             f"{p}_update_period_s": d.update_period_s, f"{p}_idle_power_w": d.idle_power_w,
+            f"{p}_power_limit_w": d.power_limit_w,
             f"{p}_energy_per_call_j": d.energy_per_call_j, f"{p}_energy_per_call_j_cv": d.energy_per_call_j_cv,
             f"{p}_dynamic_energy_per_call_j": d.dynamic_energy_per_call_j, f"{p}_power_w": d.power_w,
             f"{p}_energy_per_token_j": d.energy_per_call_j / tokens,
@@ -141,6 +142,7 @@ def telemetry_columns(result: PointResult) -> dict[str, Any]:
         "gpu_sm_mhz_mean": t["sm_mhz_mean"], "gpu_mem_mhz_mean": t["mem_mhz_mean"],
         "gpu_temp_c_start": t["temp_c_start"], "gpu_temp_c_end": t["temp_c_end"], "gpu_temp_c_max": t["temp_c_max"],
         "gpu_throttle_reasons": t["throttle_reasons"], "throttled": t["throttled"],
+        "gpu_power_capped": t["power_capped"],
         # Per kept window, in trial order (empty lists without a GPU monitor).
         "trials_gpu_sm_mhz_mean": json.dumps([round(w.sm_mhz_mean, 1) for w in result.windows if w.samples]),
         "trials_gpu_mem_mhz_mean": json.dumps([round(w.mem_mhz_mean, 1) for w in result.windows if w.samples]),

@@ -21,6 +21,19 @@ def test_every_edge_is_bracketed_by_the_polls_around_it():
     assert not recorder.faults
 
 
+def test_slow_telemetry_calls_do_not_widen_the_counter_polls():
+    # Five telemetry calls of 3 ms each every 10 ms (as NVML answered on the lent H200's VM):
+    # polled in the counter's loop they would leave a gap of 15 ms or more in every cycle.
+    device, nvml, meter = gpu(telemetry_call_s=0.003)
+    recorder = Recorder([meter], GpuTelemetry(nvml, "h"), interval_s=0.001)
+    recorder.start()
+    time.sleep(0.3)
+    recorder.close()
+    gaps = recorder.poll_gaps_s()
+    assert len(recorder.samples) >= 5 and len(gaps) > 50
+    assert sum(g > 0.010 for g in gaps) < 0.05 * len(gaps)
+
+
 def test_a_meter_error_is_recorded_and_the_thread_goes_on():
     from bench.measure.emulator import Fault
 
@@ -43,6 +56,19 @@ def test_throttling_is_flagged_with_its_reasons():
     assert result.telemetry["throttle_reasons"] == "sw_thermal_slowdown"
     assert result.telemetry["sm_mhz_mean"] == 1980
     assert throttle_names(0x1 | 0x2 | 0x100) == []
+
+
+def test_running_at_the_power_limit_is_labelled_not_dropped():
+    # sw_power_cap alone: the board ran at its limit (the steady state of a compute-bound kernel),
+    # so the point stays usable and says so; with a thermal slowdown beside it, it is throttled.
+    device, nvml, meter = gpu(reasons=0x4)
+    result = measure(device, [meter], fast(cv_threshold=0.5), telemetry=GpuTelemetry(nvml, "h"))
+    assert result.quality == "ok" and not result.throttled
+    assert result.telemetry["power_capped"] and result.telemetry["throttle_reasons"] == "sw_power_cap"
+    assert result.domains[0].power_limit_w == meter.max_power_w > 0
+    device, nvml, meter = gpu(reasons=0x4 | 0x40)
+    result = measure(device, [meter], fast(cv_threshold=0.5), telemetry=GpuTelemetry(nvml, "h"))
+    assert result.quality == "throttled" and result.telemetry["throttle_reasons"] == "sw_power_cap+hw_thermal_slowdown"
 
 
 def test_instant_power_cross_check_agrees_with_the_counter():

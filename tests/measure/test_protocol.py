@@ -86,6 +86,16 @@ def test_window_length_comes_from_the_target_error():
     assert result.domains[0].rel_error_max <= 0.01
 
 
+def test_an_imprecise_window_grows_by_what_it_missed_and_later_windows_start_there():
+    # Counter reads of 4 ms (a slow driver) put each edge's bound near 2-4 ms, so 80 ms windows miss
+    # a 5% target: the retry grows by the ratio it missed by, and every later window starts at
+    # that length instead of being redone too (before: each of the 3 windows redone at least once).
+    device, _, meter = gpu(counter_call_s=0.004)
+    result = measure(device, [meter], fast(target_rel_error=0.05, cv_threshold=0.5))
+    assert 1 <= result.windows_rejected <= 2 and set(result.rejections) == {"imprecise"}
+    assert "imprecise" not in result.quality and abs(rel_error(result, device)) < 0.05
+
+
 def test_trials_start_at_phases_spread_over_the_update_period(monkeypatch):
     starts = []
     real_run = WindowRunner.run

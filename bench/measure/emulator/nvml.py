@@ -103,7 +103,8 @@ class EmulatedNvml:
                  power_limit_w: float = 700.0, base_mj: int = 123_456_789, faults: tuple[Fault, ...] = (),
                  reset_at_s: float | None = None, name: str = "Emulated GPU", sm_mhz: int = 1980,
                  mem_mhz: int = 2619, temp_c: float = 40.0, reasons: int = 0, util_period_s: float = 1 / 6,
-                 samples_supported: bool = True, wall_start_s: float | None = None):
+                 samples_supported: bool = True, wall_start_s: float | None = None, telemetry_call_s: float = 0.0,
+                 counter_call_s: float = 0.0):
         if counter_mode not in COUNTER_MODES:
             raise ValueError(f"counter_mode must be one of {COUNTER_MODES}, got {counter_mode!r}")
         if not period_s > 0 or lag_s < 0 or not util_period_s > 0:
@@ -117,6 +118,9 @@ class EmulatedNvml:
         self.faults = [Fault(**vars(f)) for f in faults]  # copies: their call budgets are spent
         self.reset_at_s = reset_at_s
         self.util_period_s, self.samples_supported = util_period_s, samples_supported
+        # Wall time each telemetry call (clocks, temperature, reasons, power) takes, the GIL released
+        # as ctypes does: on a virtualised GPU these calls took milliseconds (the lent H200, 2026-12-04).
+        self.telemetry_call_s, self.counter_call_s = telemetry_call_s, counter_call_s  # the counter's read, likewise
         self._others: list[tuple[float, float]] = []  # other tenants' busy spans (device clock)
         # Device clock -> wall clock; now by default, so `wall_s` follows `time.time()` on a real clock.
         self._wall_offset_s = (time.time() if wall_start_s is None else wall_start_s) - device.clock()
@@ -232,6 +236,8 @@ class EmulatedNvml:
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         self._fault("nvmlDeviceGetTotalEnergyConsumption")
+        if self.counter_call_s > 0:
+            time.sleep(self.counter_call_s)
         return int(self.true_counter_j(self.device.clock()) * MJ_PER_J)
 
     def _sensed_power_w(self) -> float:
@@ -239,12 +245,18 @@ class EmulatedNvml:
             self._advance(self.device.clock())
             return self._last_sensed_w
 
+    def _slow(self) -> None:
+        if self.telemetry_call_s > 0:
+            time.sleep(self.telemetry_call_s)
+
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         self._fault("nvmlDeviceGetPowerUsage")
+        self._slow()
         return int(self._sensed_power_w() * 1000)
 
     def nvmlDeviceGetFieldValues(self, handle: Any, fields: list[int]) -> list[_FieldValue]:
         self._fault("nvmlDeviceGetFieldValues")
+        self._slow()
         return [_FieldValue(0, int(self._sensed_power_w() * 1000)) if f == self.NVML_FI_DEV_POWER_INSTANT
                 else _FieldValue(1, 0) for f in fields]
 
@@ -256,12 +268,15 @@ class EmulatedNvml:
 
     def nvmlDeviceGetClockInfo(self, handle: Any, which: int) -> int:
         self._fault("nvmlDeviceGetClockInfo")
+        self._slow()
         return self.sm_mhz if which == self.NVML_CLOCK_SM else self.mem_mhz
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+        self._slow()
         return int(self.temp_c)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
+        self._slow()
         return self.reasons
 
     def nvmlDeviceGetSamples(self, handle: Any, sampling_type: int, last_seen_us: int) -> tuple[int, list[_Sample]]:
