@@ -319,7 +319,12 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
     periods = idle.periods_s
     slowest_s = max(periods, default=0.0)
     slowest = periods.index(slowest_s) if periods else 0
-    poll_error_s = protocol.monitor_interval_s  # an edge's timing error: half a poll gap, twice for margin
+    # An edge's timing error is half the gap between the polls around it; a window's bound is the
+    # sum at its two ends, one gap, so the window is sized at twice the gap over the target. The
+    # gap is the one the idle phase saw when that is longer than asked for: on the lent H200's VM
+    # a counter read took ~5 ms (2026-12-04), so 1 ms-sized windows were all redone.
+    gaps = runner.recorder.poll_gaps_s() if runner.recorder is not None else []
+    poll_error_s = max(protocol.monitor_interval_s, statistics.median(gaps) if gaps else 0.0)
     base_target_s = max([protocol.min_window_s, protocol.min_updates * slowest_s]
                         + [2 * poll_error_s / protocol.target_rel_error for m in meters if kind(m) == "quantised"])
     lead_s = max(protocol.lead_in_s, slowest_s)

@@ -80,17 +80,27 @@ def test_power_above_the_device_limit_is_redone_then_flagged_implausible():
 def test_window_length_comes_from_the_target_error():
     device, _, meter = gpu()
     result = measure(device, [meter], fast(target_rel_error=0.01, min_window_s=0.01))
-    # Half a 0.5 ms poll gap at each end, twice for margin, over a 1% target: 0.1 s.
-    assert result.window_s_target == pytest.approx(2 * 0.0005 / 0.01)
+    # Half a poll gap at each end, twice for margin, over a 1% target: 0.1 s at the 0.5 ms asked
+    # for, more where the idle phase saw the thread poll slower (its wait plus the read itself).
+    assert 2 * 0.0005 / 0.01 <= result.window_s_target < 2 * 0.0015 / 0.01
     assert result.window_s >= result.window_s_target
     assert result.domains[0].rel_error_max <= 0.01
 
 
-def test_an_imprecise_window_grows_by_what_it_missed_and_later_windows_start_there():
-    # Counter reads of 4 ms (a slow driver) put each edge's bound near 2-4 ms, so 80 ms windows miss
-    # a 5% target: the retry grows by the ratio it missed by, and every later window starts at
-    # that length instead of being redone too (before: each of the 3 windows redone at least once).
+def test_windows_are_sized_from_the_poll_gaps_the_idle_phase_saw():
+    # Counter reads of 4 ms (a slow driver, as on the lent H200's VM): the idle phase sees ~5 ms
+    # between polls, so windows start long enough for a 5% target and none is redone.
     device, _, meter = gpu(counter_call_s=0.004)
+    result = measure(device, [meter], fast(target_rel_error=0.05, cv_threshold=0.5))
+    assert result.window_s_target >= 2 * 0.004 / 0.05
+    assert result.windows_rejected == 0 and "imprecise" not in result.quality
+
+
+def test_an_imprecise_window_grows_by_what_it_missed_and_later_windows_start_there():
+    # Reads turn slow only once the kernel runs (a host loaded by the work): 80 ms windows sized
+    # in a quick idle phase miss a 5% target, the retry grows by the ratio it missed by, and every
+    # later window starts at that length instead of being redone too (before: each of the 3).
+    device, _, meter = gpu(counter_call_s=0.004, counter_call_after_s=0.25)
     result = measure(device, [meter], fast(target_rel_error=0.05, cv_threshold=0.5))
     assert 1 <= result.windows_rejected <= 2 and set(result.rejections) == {"imprecise"}
     assert "imprecise" not in result.quality and abs(rel_error(result, device)) < 0.05

@@ -104,7 +104,7 @@ class EmulatedNvml:
                  reset_at_s: float | None = None, name: str = "Emulated GPU", sm_mhz: int = 1980,
                  mem_mhz: int = 2619, temp_c: float = 40.0, reasons: int = 0, util_period_s: float = 1 / 6,
                  samples_supported: bool = True, wall_start_s: float | None = None, telemetry_call_s: float = 0.0,
-                 counter_call_s: float = 0.0):
+                 counter_call_s: float = 0.0, counter_call_after_s: float = 0.0):
         if counter_mode not in COUNTER_MODES:
             raise ValueError(f"counter_mode must be one of {COUNTER_MODES}, got {counter_mode!r}")
         if not period_s > 0 or lag_s < 0 or not util_period_s > 0:
@@ -121,6 +121,7 @@ class EmulatedNvml:
         # Wall time each telemetry call (clocks, temperature, reasons, power) takes, the GIL released
         # as ctypes does: on a virtualised GPU these calls took milliseconds (the lent H200, 2026-12-04).
         self.telemetry_call_s, self.counter_call_s = telemetry_call_s, counter_call_s  # the counter's read, likewise
+        self.counter_call_after_s = counter_call_after_s  # ... from this device time on (a host loaded once work starts)
         self._others: list[tuple[float, float]] = []  # other tenants' busy spans (device clock)
         # Device clock -> wall clock; now by default, so `wall_s` follows `time.time()` on a real clock.
         self._wall_offset_s = (time.time() if wall_start_s is None else wall_start_s) - device.clock()
@@ -236,7 +237,7 @@ class EmulatedNvml:
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         self._fault("nvmlDeviceGetTotalEnergyConsumption")
-        if self.counter_call_s > 0:
+        if self.counter_call_s > 0 and self.device.clock() - self._t0 >= self.counter_call_after_s:
             time.sleep(self.counter_call_s)
         return int(self.true_counter_j(self.device.clock()) * MJ_PER_J)
 
