@@ -36,7 +36,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torc
 date -u +"date %Y-%m-%dT%H:%M:%SZ"
 
 # Decode first: its share is capped so prefill gets the rest (SWEEP_ARGS: extra overrides for both).
-step "decode sweep" ${DECODE_CAP_S:-200} python3 -m bench -m sweep=composition_gpu_decode results_dir=$R ${SWEEP_ARGS:-}
+step "decode sweep" ${DECODE_CAP_S:-260} python3 -m bench -m sweep=composition_gpu_decode results_dir=$R ${SWEEP_ARGS:-}
 cp $R/points.csv "$OUT/points.csv" 2>/dev/null  # kept even if the call is cut short later
 step "prefill sweep" $(( $(left) - ${RESERVE_S:-40} )) python3 -m bench -m sweep=composition_gpu_prefill results_dir=$R ${SWEEP_ARGS:-}
 cp $R/points.csv "$OUT/points.csv" 2>/dev/null
