@@ -231,24 +231,29 @@ def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.nda
     is due `deadline_h` hours after that."""
     done = np.concatenate([[0.0], np.round(np.cumsum(served))])  # served before each hour, oldest first
     due = np.round(np.cumsum(arrived))  # arrived by the end of each hour
+    before = np.concatenate([[0.0], due[:-1]])  # arrived before each hour
     offsets: dict[int, np.ndarray] = {}
     out = []
     for h, finish in enumerate(finish_s):
         n = len(finish)
-        place = done[h] + 1 + np.arange(n)  # 1-based places in the order
-        hour = np.minimum(np.searchsorted(due, place, side="left"), len(due) - 1)  # arrival hour of each
-        j = (place - np.where(hour > 0, due[np.maximum(hour - 1, 0)], 0.0)).astype(int)  # 1-based within it
-        offset = np.zeros(n)
-        # Places are consecutive, so arrival hours do not decrease: each arrival hour is one slice.
-        cuts = np.flatnonzero(np.diff(hour)) + 1
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]) if n else ():
-            a = int(hour[lo])
-            if a not in offsets:
-                offsets[a] = np.asarray(offsets_s(a), float)
-            jj, seg = j[lo:hi], offset[lo:hi]
-            known = (jj >= 1) & (jj <= len(offsets[a]))
-            seg[known] = offsets[a][jj[known] - 1]  # else no trace time: due from its hour's start
-        out.append(h * S_PER_H + finish > (hour + deadline_h) * S_PER_H + offset)
+        late = np.zeros(n, bool)
+        if n:
+            # Places done[h] + 1 .. done[h] + n are consecutive, so their arrival hours (the first
+            # hour a with due[a] >= place; past the last arrival, the last hour) are a run of
+            # slices: found from the run's two ends, not place by place.
+            first = done[h] + 1
+            a_lo, a_hi = (min(int(np.searchsorted(due, x, side="left")), len(due) - 1) for x in (first, done[h] + n))
+            for a in range(a_lo, a_hi + 1):
+                lo = 0 if a == a_lo else int(before[a] + 1 - first)
+                hi = n if a == a_hi else int(due[a] + 1 - first)
+                if a not in offsets:
+                    offsets[a] = np.asarray(offsets_s(a), float)
+                jj = (first - before[a] + np.arange(lo, hi)).astype(int)  # 1-based places within hour a
+                offset = np.zeros(hi - lo)
+                known = (jj >= 1) & (jj <= len(offsets[a]))
+                offset[known] = offsets[a][jj[known] - 1]  # else no trace time: due from its hour's start
+                late[lo:hi] = h * S_PER_H + finish[lo:hi] > (a + deadline_h) * S_PER_H + offset
+        out.append(late)
     return out
 
 
