@@ -457,6 +457,11 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     # unseen); the better plan on the objective is kept.
     common = max(set(chosen), key=lambda n: (chosen.count(n), n))
     fleets = [np.array(common)] + ([np.max(chosen, axis=0)] if np.any(np.max(chosen, axis=0) != common) else [])
+    # A fleet that cannot serve the period's work on average (each block alone chose it, leaving a
+    # little for the next) only grows block by block in the plan pass: where another fleet is on
+    # offer it is not tried (on a year, that pass was a fifth of the whole plan's time).
+    whole = [f for f in fleets if _serves_period(f, caps, online + offline, derate, econ.host_cpu_capacity if reuse else None)]
+    fleets = whole or fleets
     metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
     tried = [in_order(f) for f in fleets]
     plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
@@ -477,6 +482,22 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
                       + ("; the pooled bound's solve stopped at its time limit (a weaker bound)"
                          if pooled_hit and bound != blocks_bound else ""))
     return plan
+
+
+def _serves_period(fleet: np.ndarray, caps: list[Capacity], demand: np.ndarray, derate: dict[str, np.ndarray] | None,
+                   host: Capacity | None) -> bool:
+    """Whether `fleet` (replicas per candidate) has the capacity, over the whole period, for the
+    period's requests `demand` [H] (its GPUs, and its nodes' host CPUs where Reuse runs)."""
+    H = len(demand)
+    rate = sum(n * c.requests_per_hour * (derate.get(c.candidate.name, np.ones(H)) if derate else np.ones(H))
+               for n, c in zip(fleet, caps))
+    if host is not None:
+        types = sorted({c.candidate.hardware for c in caps})
+        gpus_tab = embodied.gpus()
+        for t in types:
+            gpus = sum(n * c.candidate.device.devices for n, c in zip(fleet, caps) if c.candidate.hardware == t)
+            rate = rate + math.ceil(gpus / float(gpus_tab.loc[t, "gpus_per_node"]) - 1e-9) * host.requests_per_hour
+    return float(np.sum(rate)) >= float(np.sum(demand)) * (1 - 1e-9)
 
 
 def _served(L: _Layout, v: np.ndarray) -> np.ndarray:

@@ -363,3 +363,20 @@ def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch,
     cut_lp, plain_lp = relaxations[:3], relaxations[3:]
     assert all(a >= b - 1e-9 for a, b in zip(cut_lp, plain_lp))
     assert cut_lp[0] > plain_lp[0] * 1.01  # carbon: the relaxation no longer runs a sliver of a replica
+
+
+def test_a_fleet_short_of_the_periods_work_is_told_from_one_that_serves_it():
+    # 1,000 requests an hour on average: one replica of 980/h is short; with a node's host CPUs
+    # (Reuse, 30/h) it serves them; derated by 15% in every third hour it is short again.
+    from bench.carbon.planning.milp import _serves_period
+
+    caps = [cap("a100_sxm:big", hw="a100_sxm", rate=980.0), cap("l4:small", hw="l4", rate=100.0)]
+    host = Capacity(Candidate("host", "host_cpu", serving.datasheet("h100_sxm"), 64), 30.0, 400.0, 0.0, 1.0, 0, 1.0,
+                    0.1, 1.0)
+    demand = np.full(48, 1000.0)
+    assert not _serves_period(np.array([1, 0]), caps, demand, None, None)
+    assert _serves_period(np.array([1, 1]), caps, demand, None, None)
+    assert _serves_period(np.array([1, 0]), caps, demand, None, host)
+    derate = {"a100_sxm:big": np.where(np.arange(48) % 3 == 0, 0.85, 1.0)}
+    assert not _serves_period(np.array([1, 0]), caps, demand, derate, host)
+    assert _serves_period(np.array([0, 10]), caps, demand, None, None)
