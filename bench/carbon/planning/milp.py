@@ -460,7 +460,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     # A fleet that cannot serve the period's work on average (each block alone chose it, leaving a
     # little for the next) only grows block by block in the plan pass: where another fleet is on
     # offer it is not tried (on a year, that pass was a fifth of the whole plan's time).
-    whole = [f for f in fleets if _serves_period(f, caps, online + offline, derate, econ.host_cpu_capacity if reuse else None)]
+    whole = [f for f in fleets if serves_period(f, caps, online + offline, derate, econ.host_cpu_capacity if reuse else None)]
     fleets = whole or fleets
     metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
     tried = [in_order(f) for f in fleets]
@@ -484,19 +484,17 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
-def _serves_period(fleet: np.ndarray, caps: list[Capacity], demand: np.ndarray, derate: dict[str, np.ndarray] | None,
+def serves_period(fleet: np.ndarray, caps: list[Capacity], demand: np.ndarray, derate: dict[str, np.ndarray] | None,
                    host: Capacity | None) -> bool:
     """Whether `fleet` (replicas per candidate) has the capacity, over the whole period, for the
     period's requests `demand` [H] (its GPUs, and its nodes' host CPUs where Reuse runs)."""
     H = len(demand)
     rate = sum(n * c.requests_per_hour * (derate.get(c.candidate.name, np.ones(H)) if derate else np.ones(H))
                for n, c in zip(fleet, caps))
-    if host is not None:
-        types = sorted({c.candidate.hardware for c in caps})
+    if host is not None:  # host CPUs run as a share of a node per active GPU (as in the MILP's rows)
         gpus_tab = embodied.gpus()
-        for t in types:
-            gpus = sum(n * c.candidate.device.devices for n, c in zip(fleet, caps) if c.candidate.hardware == t)
-            rate = rate + math.ceil(gpus / float(gpus_tab.loc[t, "gpus_per_node"]) - 1e-9) * host.requests_per_hour
+        rate = rate + sum(n * c.candidate.device.devices / float(gpus_tab.loc[c.candidate.hardware, "gpus_per_node"])
+                          for n, c in zip(fleet, caps)) * host.requests_per_hour
     return float(np.sum(rate)) >= float(np.sum(demand)) * (1 - 1e-9)
 
 

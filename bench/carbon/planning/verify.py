@@ -246,6 +246,8 @@ def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.nda
             for a in range(a_lo, a_hi + 1):
                 lo = 0 if a == a_lo else int(before[a] + 1 - first)
                 hi = n if a == a_hi else int(due[a] + 1 - first)
+                if hi <= lo:  # an hour without arrivals
+                    continue
                 if a not in offsets:
                     offsets[a] = np.asarray(offsets_s(a), float)
                 jj = (first - before[a] + np.arange(lo, hi)).astype(int)  # 1-based places within hour a

@@ -345,16 +345,23 @@ def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch,
     derate = {"h100_sxm:b": np.where(np.arange(H) % 3 == 0, 0.85, 1.0)}
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     relaxations = []
-    real_milp = milp._milp
+    real_milp = optimize.milp
 
-    def spy(cost, constraints, integrality, bounds, *args, **kw):
-        lp = optimize.milp(cost, constraints=constraints, integrality=np.zeros_like(integrality), bounds=bounds)
+    def spy(cost, constraints, integrality, bounds, **kw):  # the solver's own call, and its LP relaxation
+        lp = real_milp(cost, constraints=constraints, integrality=np.zeros_like(integrality), bounds=bounds)
         relaxations.append(lp.fun)
-        return real_milp(cost, constraints, integrality, bounds, *args, **kw)
+        return real_milp(cost, constraints=constraints, integrality=integrality, bounds=bounds, **kw)
 
-    monkeypatch.setattr(milp, "_milp", spy)
+    monkeypatch.setattr(milp.optimize, "milp", spy)
     with_cuts = {o: solve(s, o, pillars, Economics(host_cpu_capacity=host), "t", derate=derate, ties=False)
                  for o in ("carbon", "energy", "cost")}
+    def node_cut_only(rows, L, online, rate):
+        if (online > 0).any():
+            rows.add([(np.array([L.m + np.arange(L.T)]), 1.0)], 1.0, np.inf)
+
+    monkeypatch.setattr(milp, "_add_cover_cuts", node_cut_only)
+    solve(s, "carbon", pillars, Economics(host_cpu_capacity=host), "t", derate=derate, ties=False)
+    node_only_lp = relaxations.pop()
     monkeypatch.setattr(milp, "_add_cover_cuts", lambda *a: None)
     for objective, plan in with_cuts.items():
         plain = solve(s, objective, pillars, Economics(host_cpu_capacity=host), "t", derate=derate, ties=False)
@@ -362,21 +369,26 @@ def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch,
         assert getattr(plan, metric) == pytest.approx(getattr(plain, metric), rel=1e-6), objective
     cut_lp, plain_lp = relaxations[:3], relaxations[3:]
     assert all(a >= b - 1e-9 for a, b in zip(cut_lp, plain_lp))
-    assert cut_lp[0] > plain_lp[0] * 1.01  # carbon: the relaxation no longer runs a sliver of a replica
+    assert cut_lp[0] > plain_lp[0] * 1.01  # carbon: the relaxation no longer runs a sliver of a replica ...
+    assert cut_lp[0] > node_only_lp * 1.001  # ... and the online cover, not the node cut alone, does part of it
 
 
 def test_a_fleet_short_of_the_periods_work_is_told_from_one_that_serves_it():
-    # 1,000 requests an hour on average: one replica of 980/h is short; with a node's host CPUs
-    # (Reuse, 30/h) it serves them; derated by 15% in every third hour it is short again.
-    from bench.carbon.planning.milp import _serves_period
+    # 1,000 requests an hour on average: one replica of 980/h is short; with its share of a node's
+    # host CPUs (Reuse, 1 GPU of 8 at 200/h: 25/h) it serves them; derated by 15% in every third
+    # hour it is short again. A whole node's CPUs are not counted for one GPU (30/h: short).
+    from bench.carbon.planning.milp import serves_period
 
     caps = [cap("a100_sxm:big", hw="a100_sxm", rate=980.0), cap("l4:small", hw="l4", rate=100.0)]
-    host = Capacity(Candidate("host", "host_cpu", serving.datasheet("h100_sxm"), 64), 30.0, 400.0, 0.0, 1.0, 0, 1.0,
-                    0.1, 1.0)
+    def host_at(rate):
+        return Capacity(Candidate("host", "host_cpu", serving.datasheet("h100_sxm"), 64), rate, 400.0, 0.0, 1.0, 0,
+                        1.0, 0.1, 1.0)
+    host = host_at(200.0)
     demand = np.full(48, 1000.0)
-    assert not _serves_period(np.array([1, 0]), caps, demand, None, None)
-    assert _serves_period(np.array([1, 1]), caps, demand, None, None)
-    assert _serves_period(np.array([1, 0]), caps, demand, None, host)
+    assert not serves_period(np.array([1, 0]), caps, demand, None, host_at(30.0))
+    assert not serves_period(np.array([1, 0]), caps, demand, None, None)
+    assert serves_period(np.array([1, 1]), caps, demand, None, None)
+    assert serves_period(np.array([1, 0]), caps, demand, None, host)
     derate = {"a100_sxm:big": np.where(np.arange(48) % 3 == 0, 0.85, 1.0)}
-    assert not _serves_period(np.array([1, 0]), caps, demand, derate, host)
-    assert _serves_period(np.array([0, 10]), caps, demand, None, None)
+    assert not serves_period(np.array([1, 0]), caps, demand, derate, host)
+    assert serves_period(np.array([0, 10]), caps, demand, None, None)
