@@ -138,6 +138,9 @@ class Block:
     end_free: bool = False
     defer_cost: float = 0.0
     fixed_n: np.ndarray | None = None
+    rel_gap: float = 0.0  # the solver's stopping gap; 0: BLOCK_GAP
+    relax: bool = False  # the LP relaxation only (a quick lower bound)
+    cpu_unbounded: bool = False  # host CPUs (Reuse) without a capacity (a relaxation, for a bound)
 
 
 def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
@@ -226,7 +229,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
         waiting[-1] = 0.0  # everything is served by the end of the period
     else:
         cost[L.b + H - 1] = block.defer_cost
-    if reuse:  # host CPUs of every node ...
+    if reuse and not (block is not None and block.cpu_unbounded):  # host CPUs of every node ...
         rph = econ.host_cpu_capacity.requests_per_hour
         rows.add([((L.z + hours)[:, None], 1.0), (np.broadcast_to(L.m + np.arange(L.T), (H, L.T)), -rph)], -np.inf, 0.0)
         # ... and only of the hosts whose GPUs are active that hour (counted as a share of a node, so
@@ -247,6 +250,8 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     integrality = np.zeros(L.size)
     integrality[L.u:L.u + H * C] = 1
     integrality[L.n:] = 1
+    if block is not None and block.relax:
+        integrality[:] = 0
     lower = np.zeros(L.size)
     if block is not None and block.fixed_n is not None:
         lower[L.n:L.n + C] = upper[L.n:L.n + C] = block.fixed_n
@@ -258,7 +263,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
                   + (f", {H} hour type(s) for the {period_h} h (no waiting: hours of the same demand and derating are "
                      "one, weighted by their summed weight; exact)" if hour_type is not None and H < period_h else "")]
     # Blocks solve tighter: their bounds add up, and so do their gaps.
-    first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else BLOCK_GAP)
+    first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else (block.rel_gap or BLOCK_GAP))
     if block is not None:  # a block: its raw solution and bound, for solve_long to assemble
         return first, L, caps
     problem = _Problem(s, objective, pillars, econ, name, L, caps, types, cost, base, integrality, bounds, time_limit_s,
@@ -381,6 +386,9 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     H = len(s.intensity_g_per_kwh)
     caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
     caps = merge_near(undominated(caps, H, derate), H, derate)
+    searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps)
+    if searched is not None and searched[0].solver_gap <= MIP_GAP:
+        return searched[0]
     online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
     deadline = s.deadline_h if levers.offline_within_deadline else 1
     waiting = waiting_bounds(offline, deadline)
@@ -470,6 +478,16 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     if pooled > bound:  # the tighter bound is the one reported: its solve's limit counts, not the blocks'
         bound = pooled
     hit = limit or (pooled_hit if pooled > blocks_bound else blocks_hit)  # the kept plan's solves, and the bound's
+    fleet_note = ""
+    if searched is not None:  # the fleet search stopped short of the bar: the better plan, the tighter bound
+        fleet_plan, fleet_bound, fleet_hit, fleet_note = searched
+        if getattr(fleet_plan, metric) < getattr(plan, metric):
+            plan, limit = fleet_plan, fleet_hit
+            hit = fleet_hit or (pooled_hit if pooled > blocks_bound else blocks_hit)
+        if fleet_bound > bound:
+            bound = fleet_bound
+            hit = limit or fleet_hit
+        fleet_note = f"; fleet search: {fleet_note}"
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
     plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
     plan.solver_hit_time_limit = hit
@@ -478,24 +496,194 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
                       f"{NEAR:.0%} merged), in {len(starts)} blocks "
                       f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; gap against "
                       + ("the blocks' bound" if bound == blocks_bound else
+                         "the fleet search's bound" if searched is not None and bound == searched[1] else
                          "the pooled bound (offline work in any hour, one fleet; tighter here than the blocks')")
                       + ("; the pooled bound's solve stopped at its time limit (a weaker bound)"
-                         if pooled_hit and bound != blocks_bound else ""))
+                         if pooled_hit and bound == pooled else "") + fleet_note)
     return plan
 
 
+FLEET_SEARCH = True  # long carbon plans: the fleet search first (`search_fleets`), the blocks where it falls short
+FLEET_EVALS = 40  # whole-period solves one fleet search may make
+FLEET_POPS = 200_000  # fleets it may enumerate
+FLEET_GAP = 0.002  # each fixed-fleet solve's stopping gap
+FLEET_TARGET = MIP_GAP / 2  # fleets whose bound is within this share of the best plan are not solved
+FLEET_BUDGET_S = 40.0  # the whole search's time, after which the fleets left keep the floor's bound
+FLEET_LIMIT_S = 10.0  # each fixed-fleet solve's time limit (its dual bound then still bounds the fleet)
+
+
+def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+                  derate: dict[str, np.ndarray] | None, time_limit_s: float,
+                  caps: list[Capacity]) -> tuple[Plan, float, bool, str] | None:
+    """A long period solved whole for each of a few fleets, with a bound over every fleet.
+
+    With its fleet (replicas per candidate) fixed, a whole year is one MILP that closes in about a
+    second (the hard part of the full problem is choosing the fleet). Write F(n) for the optimum
+    with fleet n, E(n) for its fleet terms (embodied carbon or price of its GPUs and nodes) and
+    O(n) = F(n) - E(n). More replicas never cost more to run (parked ones draw nothing), and past
+    `top` (per candidate, enough to serve alone, on its GPUs and on its share of host CPUs, the
+    most work any hour can hold) none is ever needed, so O(n) >= O(top) for every fleet: the
+    solver's dual bound at `top`, less E(top), is a floor on every fleet's running cost, and
+    E(n) + floor bounds F(n) (raised to E(n) + O's bound of any solved fleet that holds n). Fleets
+    are taken in order of E (a heap over the lattice) and solved while that bound is under the
+    best plan found; every fleet not solved keeps its bound, so the least bound over all fleets is
+    a bound on the period's optimum. A fleet without the capacity for the period's work on average
+    (`serves_period`) has no plan and is skipped. Returns (plan, bound, whether a solve hit its
+    limit, a note), or None where the largest fleet gave no floor."""
+    import heapq
+
+    if objective != "carbon" or not FLEET_SEARCH:
+        # Energy and cost are nearly flat over the hours (energy has no fleet terms to order the
+        # fleets by), and a flat objective over a whole year is what HiGHS solves worst: on the
+        # year's case 10 s for a 46% gap (energy) and 17% (cost) per fleet. Their week blocks are
+        # alike and solved once, and their bounds hold: the blocks do better there.
+        return None
+    levers = pillars.levers()
+    H = len(s.intensity_g_per_kwh)
+    C = len(caps)
+    online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
+    deadline = s.deadline_h if levers.offline_within_deadline else 1
+    waiting = waiting_bounds(offline, deadline)
+    reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
+    host = econ.host_cpu_capacity if reuse else None
+    types = sorted({c.candidate.hardware for c in caps})
+    gpus_tab = embodied.gpus()
+    tp = np.array([c.candidate.device.devices for c in caps], float)
+    type_of = np.array([types.index(c.candidate.hardware) for c in caps])
+    per_node = np.array([float(gpus_tab.loc[t, "gpus_per_node"]) for t in types])
+    fleet_cost, node_cost = np.zeros(C), np.zeros(len(types))
+    if objective == "carbon":
+        fleet_cost = H * tp * np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
+        node_cost = H * np.array([_embodied(s, t, levers)[1] for t in types])
+    elif objective == "cost":
+        fleet_cost = H * tp * np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
+
+    def fleet_terms(n: np.ndarray) -> float:
+        gpus = np.bincount(type_of, weights=n * tp, minlength=len(types))
+        return float(fleet_cost @ n + node_cost @ np.ceil(gpus / per_node - 1e-9))
+
+    rate = np.array([c.requests_per_hour for c in caps])[None, :] * np.ones((H, C))
+    for j, c in enumerate(caps):
+        if derate and c.candidate.name in derate:
+            rate[:, j] = rate[:, j] * derate[c.candidate.name]
+    most = float(np.max(online + offline + np.concatenate([[0.0], waiting[:-1]])))  # work one hour can hold
+    slowest = rate.min(axis=0)
+    if not (slowest > 0).all() or most <= 0:
+        return None
+    top = np.ceil(most / slowest - 1e-9)
+    capacity = period_capacity(caps, rate, host)  # requests per replica over the period
+    work = float((online + offline).sum())
+
+    def solve_fleet(n: np.ndarray, relax: bool = False, cpu_unbounded: bool = False):
+        try:
+            return solve(s, objective, pillars, econ, name, derate, min(time_limit_s, FLEET_LIMIT_S),
+                         Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax, cpu_unbounded=cpu_unbounded))
+        except PlanError as err:
+            return "infeasible" if "nfeasible" in str(err) else None
+
+    started = time.perf_counter()
+    # Host CPUs (Reuse) are left without a capacity here: a fleet past `top` could otherwise still
+    # gain their cores; relaxed, `top` serves every hour's work alone and bounds every fleet.
+    at_top = solve_fleet(top, cpu_unbounded=True)
+    if not isinstance(at_top, tuple) or not np.isfinite(at_top[0].bound):
+        return None
+    hit = at_top[0].hit_limit
+    floor = at_top[0].bound - fleet_terms(top)
+    solved: list[tuple[np.ndarray, float]] = [(top, floor)]  # fleet, bound on its running cost
+    best = (math.inf, None)  # the best plan found (the relaxed `top` is none)
+    lowest = math.inf  # the least bound over the fleets taken so far
+    zero = tuple([0] * C)
+    heap = [(fleet_terms(np.zeros(C)), zero)]
+    seen = {zero}
+    pops = evals = 0
+    complete = False
+    while True:
+        if not heap:
+            complete = True
+            break
+        terms, key = heap[0]
+        cut = best[0] * (1 - FLEET_TARGET)  # inf until a plan is found
+        if terms + floor >= cut:  # every fleet left costs at least nearly as much as the best plan
+            lowest = min(lowest, terms + floor)
+            complete = True
+            break
+        if pops >= FLEET_POPS or evals >= FLEET_EVALS or time.perf_counter() - started > FLEET_BUDGET_S:
+            lowest = min(lowest, terms + floor)  # the fleets left are bounded by the floor alone
+            break
+        heapq.heappop(heap)
+        pops += 1
+        n = np.array(key, float)
+        for j in range(C):
+            if n[j] < top[j]:
+                nxt = key[:j] + (key[j] + 1,) + key[j + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (fleet_terms(np.array(nxt, float)), nxt))
+        if float(n @ capacity) < work * (1 - 1e-9):
+            continue  # cannot serve the period's work: no plan
+        running = max(b for m, b in solved if (m >= n).all())  # `top` holds every fleet taken
+        if terms + running >= cut:
+            lowest = min(lowest, terms + running)
+            continue
+        lp = solve_fleet(n, relax=True)  # its LP relaxation first (a second or less): a bound that often prunes it
+        if lp == "infeasible":
+            continue
+        if isinstance(lp, tuple) and lp[0].fun >= cut:
+            lowest = min(lowest, lp[0].fun)
+            continue
+        res = solve_fleet(n)
+        evals += 1
+        if res == "infeasible":
+            continue
+        if res is None:  # stopped without a plan: bounded as if not solved
+            lowest = min(lowest, terms + running)
+            hit = True
+            continue
+        hit = hit or res[0].hit_limit
+        solved.append((n, res[0].bound - terms))
+        lowest = min(lowest, res[0].bound)
+        if res[0].fun < best[0]:
+            best = (res[0].fun, res)
+    if best[1] is None:  # no fleet solved to a plan within the limits
+        return None
+    res, L, _ = best[1]
+    v = res.x
+    u = np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))
+    x, y = _split(_served(L, v), online)
+    plan = _assemble(name, objective, pillars, s, econ, caps, u, x, y, v[L.z:L.z + L.H])
+    value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
+    plan.solver_gap = max(0.0, (value - lowest) / value) if value > 0 else 0.0
+    plan.solver_hit_time_limit = hit
+    plan.solve_s = time.perf_counter() - started
+    note = (f"the period solved whole for {evals + 1} fleet(s), fleets taken in order of their "
+            + "embodied carbon; gap against the least bound over every fleet (the largest useful fleet's running-cost floor "
+            "where a fleet was not solved)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {FLEET_BUDGET_S:.0f} s)"))
+    plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
+                      f"{NEAR:.0%} merged); {note}")
+    return plan, lowest, hit, note
+
+
+def period_capacity(caps: list[Capacity], rate: np.ndarray, host: Capacity | None) -> np.ndarray:
+    """Requests one replica of each candidate can serve over the period [C]: its GPUs' `rate`
+    [H, C] summed, and, where Reuse runs, its share of a node's host CPUs (a share of a node per
+    GPU, as the MILP's rows count it)."""
+    total = rate.sum(axis=0)
+    if host is not None:
+        gpus_tab = embodied.gpus()
+        share = np.array([c.candidate.device.devices / float(gpus_tab.loc[c.candidate.hardware, "gpus_per_node"])
+                          for c in caps])
+        total = total + share * host.requests_per_hour * rate.shape[0]
+    return total
+
+
 def serves_period(fleet: np.ndarray, caps: list[Capacity], demand: np.ndarray, derate: dict[str, np.ndarray] | None,
-                   host: Capacity | None) -> bool:
+                  host: Capacity | None) -> bool:
     """Whether `fleet` (replicas per candidate) has the capacity, over the whole period, for the
     period's requests `demand` [H] (its GPUs, and its nodes' host CPUs where Reuse runs)."""
     H = len(demand)
-    rate = sum(n * c.requests_per_hour * (derate.get(c.candidate.name, np.ones(H)) if derate else np.ones(H))
-               for n, c in zip(fleet, caps))
-    if host is not None:  # host CPUs run as a share of a node per active GPU (as in the MILP's rows)
-        gpus_tab = embodied.gpus()
-        rate = rate + sum(n * c.candidate.device.devices / float(gpus_tab.loc[c.candidate.hardware, "gpus_per_node"])
-                          for n, c in zip(fleet, caps)) * host.requests_per_hour
-    return float(np.sum(rate)) >= float(np.sum(demand)) * (1 - 1e-9)
+    rate = np.array([c.requests_per_hour * (derate.get(c.candidate.name, np.ones(H)) if derate else np.ones(H))
+                     for c in caps]).T
+    return float(np.asarray(fleet, float) @ period_capacity(caps, rate, host)) >= float(np.sum(demand)) * (1 - 1e-9)
 
 
 def _served(L: _Layout, v: np.ndarray) -> np.ndarray:

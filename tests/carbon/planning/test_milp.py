@@ -151,6 +151,8 @@ def test_a_long_period_is_one_sparse_backlog_and_its_deadlines_hold():
 def test_a_long_period_in_blocks_stays_within_its_reported_gap_of_the_whole_solve(monkeypatch):
     from bench.carbon.planning import milp
 
+    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
+
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
     H = 350
     intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 50 * np.sin(np.arange(H) * 2 * np.pi / 170)
@@ -240,7 +242,10 @@ def test_a_long_period_without_waiting_is_one_small_exact_milp():
     assert (plan.online.sum(axis=1) + plan.offline_gpu.sum(axis=1)) == pytest.approx(s.online_per_hour + 300.0, abs=1e-6)
 
 
-def test_a_long_period_whose_blocks_disagree_on_the_fleet_is_still_a_whole_plan():
+def test_a_long_period_whose_blocks_disagree_on_the_fleet_is_still_a_whole_plan(monkeypatch):
+    from bench.carbon.planning import milp
+
+    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
     # 400 h in three blocks of 133-134 h; a load spike in the last block only needs a second
     # replica there. The fleet most blocks chose (one replica) cannot serve the spike: that block
     # chooses more, and the kept plan serves every hour, meets every deadline, idles nothing.
@@ -305,7 +310,10 @@ def test_a_fleet_just_short_of_the_load_is_bounded_by_the_pooled_period():
     assert plan.solver_gap <= 0.01
 
 
-def test_a_long_period_keeps_the_fleet_most_blocks_chose_when_it_is_better():
+def test_a_long_period_keeps_the_fleet_most_blocks_chose_when_it_is_better(monkeypatch):
+    from bench.carbon.planning import milp
+
+    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
     # 400 h in three blocks: only the last has a two-hour clean window a day, and alone it buys four
     # replicas to move its offline work there. Over the whole period those replicas cost more than
     # they save: the plan provisions the one replica the other blocks chose (the most any block
@@ -392,3 +400,38 @@ def test_a_fleet_short_of_the_periods_work_is_told_from_one_that_serves_it():
     derate = {"a100_sxm:big": np.where(np.arange(48) % 3 == 0, 0.85, 1.0)}
     assert not serves_period(np.array([1, 0]), caps, demand, derate, host)
     assert serves_period(np.array([0, 10]), caps, demand, None, None)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_fleet_search_plans_a_long_period_within_its_gap_of_the_exact_optimum(monkeypatch, seed):
+    # A long carbon period (here 120 h, made "long"): each fleet solved whole, fleets taken in order
+    # of their embodied carbon, the rest bounded by the largest useful fleet's running-cost floor.
+    # Against the exact whole-period MILP (gap 0) with two GPU types, Reuse, derating and a daily
+    # clean window: the plan is a real one (never below the optimum, every deadline met, nothing
+    # idle), its bound is never above the optimum, and its gap is within the bar.
+    from bench.carbon.planning import milp
+
+    rng = np.random.default_rng(seed)
+    H = 120
+    shifting = Pillars(rightsize=True, reduce=False, reuse=True, recycle=False, shift=True)
+    caps = [cap("h100_sxm:a", rate=900.0, j=120.0, watts=300.0), cap("l4:a", hw="l4", rate=250.0, j=40.0, watts=30.0)]
+    intensity = 300 + 200 * np.sin(np.arange(H) * 2 * np.pi / 24) + rng.uniform(0, 60, H)
+    s = setting(caps, intensity, online=rng.choice([300.0, 700.0], H), offline=rng.integers(100, 500, H).astype(float),
+                deadline=12)
+    host = Capacity(Candidate("host", "host_cpu", serving.datasheet("h100_sxm"), 64), 60.0, 400.0, 0.0, 1.0, 0, 1.0,
+                    0.1, 1.0)
+    econ = Economics(host_cpu_capacity=host)
+    derate = {"l4:a": np.where(np.arange(H) % 5 == 0, 0.85, 1.0)}
+    monkeypatch.setattr(milp, "LONG_H", 48)
+    searched = solve(s, "carbon", shifting, econ, "t", derate=derate, ties=False)
+    assert any("the period solved whole for" in n for n in searched.notes) and not any("blocks" in n for n in searched.notes)
+    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    exact = solve(s, "carbon", shifting, econ, "t", derate=derate, ties=False)
+    assert searched.total_kg >= exact.total_kg * (1 - 1e-6)
+    assert searched.total_kg * (1 - searched.solver_gap) <= exact.total_kg * (1 + 1e-6)
+    assert searched.solver_gap <= 0.01 and not searched.solver_hit_time_limit
+    served = np.cumsum(searched.offline_gpu.sum(axis=1) + searched.offline_cpu)
+    arrived = np.cumsum(s.offline_per_hour)
+    assert (served >= np.concatenate([np.zeros(11), arrived[:-11]]) - 1e-3).all() and served[-1] == pytest.approx(arrived[-1])
+    assert (searched.provisioned == searched.active.max(axis=0)).all()
