@@ -587,7 +587,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     at_top = solve_fleet(top, cpu_unbounded=True)
     if not isinstance(at_top, tuple) or not np.isfinite(at_top[0].bound):
         return None
-    hit = at_top[0].hit_limit
+    hit = at_top[0].hit_limit  # its dual bound at a stop is still a floor, a weaker one (its LP's was too weak)
     floor = at_top[0].bound - fleet_terms(top)
     solved: list[tuple[np.ndarray, float]] = [(top, floor)]  # fleet, bound on its running cost
     best = (math.inf, None)  # the best plan found (the relaxed `top` is none)
