@@ -331,7 +331,7 @@ def test_a_long_period_keeps_the_fleet_most_blocks_chose_when_it_is_better(monke
     assert (served >= np.concatenate([np.zeros(23), arrived[:-23]]) - 1e-3).all() and served[-1] == pytest.approx(arrived[-1])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch, seed):
     # The online-cover and node cuts are valid: solved to optimality with and without them, random
     # periods with waiting, Reuse, derating and replicas both larger and smaller than an hour's
