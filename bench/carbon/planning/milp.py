@@ -571,6 +571,8 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     if not (slowest > 0).all() or most <= 0:
         return None
     top = np.ceil(most / slowest - 1e-9)
+    if host is not None:  # a node's share of host CPUs per active GPU serves work too: enough of them as well
+        top = np.maximum(top, np.ceil(most / (host.requests_per_hour * tp / per_node[type_of]) - 1e-9))
     capacity = period_capacity(caps, rate, host)  # requests per replica over the period
     work = float((online + offline).sum())
 
@@ -578,8 +580,10 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         try:
             return solve(s, objective, pillars, econ, name, derate, min(time_limit_s, FLEET_LIMIT_S),
                          Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax, cpu_unbounded=cpu_unbounded))
-        except PlanError as err:
-            return "infeasible" if "nfeasible" in str(err) else None
+        except Infeasible:
+            return "infeasible"
+        except PlanError:  # stopped at its limit without a plan
+            return None
 
     started = time.perf_counter()
     # Host CPUs (Reuse) are left without a capacity here: a fleet past `top` could otherwise still
@@ -628,7 +632,11 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         lp = solve_fleet(n, relax=True)  # its LP relaxation first (a second or less): a bound that often prunes it
         if lp == "infeasible":
             continue
-        if isinstance(lp, tuple) and lp[0].fun >= cut:
+        if lp is None:  # the LP stopped at its limit: the fleet is bounded by what holds it
+            lowest = min(lowest, terms + running)
+            hit = True
+            continue
+        if lp[0].fun >= cut:
             lowest = min(lowest, lp[0].fun)
             continue
         res = solve_fleet(n)
@@ -640,8 +648,9 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
             hit = True
             continue
         hit = hit or res[0].hit_limit
-        solved.append((n, res[0].bound - terms))
-        lowest = min(lowest, res[0].bound)
+        bound = res[0].bound if np.isfinite(res[0].bound) else terms + running  # no dual bound: what holds it
+        solved.append((n, bound - terms))
+        lowest = min(lowest, bound)
         if res[0].fun < best[0]:
             best = (res[0].fun, res)
     if best[1] is None:  # no fleet solved to a plan within the limits
@@ -811,6 +820,10 @@ def waiting_bounds(offline: np.ndarray, deadline: int) -> np.ndarray:
     return c[h + 1] - c[np.maximum(0, h - deadline + 2)]
 
 
+class Infeasible(PlanError):
+    """The solver proved that no plan meets the constraints (not a stop at a limit)."""
+
+
 @dataclass
 class _Solved:
     x: np.ndarray
@@ -851,7 +864,7 @@ def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str
     if res.x is None:
         if not required:
             return None
-        raise PlanError(f"plan {name}: the MILP found no feasible plan ({res.message})")
+        raise (Infeasible if res.status == 2 else PlanError)(f"plan {name}: the MILP found no feasible plan ({res.message})")
     gap = getattr(res, "mip_gap", None)
     bound = getattr(res, "mip_dual_bound", None)
     return _Solved(res.x, float(res.fun), float(gap) if gap is not None else math.nan,

@@ -262,20 +262,41 @@ def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.nda
 def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict,
            deadline_h: int = 24, quick: bool = False) -> Verification:
     """Every hour of `plan` (`verify_hour`, cached by what an hour's simulation depends on). `quick`
-    (for an SLO judged per hour): a failing hour may be cut short (`verify_hour`); a verification
-    whose hours all pass is complete either way (`Verification.partial` is False)."""
-    hours = []
-    for h in range(plan.active.shape[0]):
+    (for an SLO judged per hour, in a round that re-plans what fails): a failing hour may be cut
+    short (`verify_hour`), and the hours are simulated busiest first until every GPU type the plan
+    uses has a candidate to blame; the rest are not simulated (`HourResult.partial`), since a
+    re-plan derates every candidate of a blamed type in every hour and they could blame no other.
+    A verification whose hours all pass is complete either way (`Verification.partial` is False)."""
+    H = plan.active.shape[0]
+    hours: list[HourResult | None] = [None] * H
+    todo = []
+    for h in range(H):
         key = _key(plan, h, demand)
         if key in cache:
-            hours.append(cache[key])
-            continue
-        if quick and ("quick", key) in cache:
-            hours.append(cache[("quick", key)])
+            hours[h] = cache[key]
+        elif quick and ("quick", key) in cache:
+            hours[h] = cache[("quick", key)]
+        else:
+            todo.append((h, key))
+    hardware = {c.candidate.name: c.candidate.hardware for c in plan.candidates}
+    used = {c.candidate.hardware for j, c in enumerate(plan.candidates) if np.asarray(plan.active)[:, j].any()}
+
+    def blame(r: HourResult) -> set[str]:
+        return {hardware[n] for n in r.missed if n in hardware} if r.attainment < slo.attainment else set()
+
+    blamed = set().union(*(blame(r) for r in hours if r is not None))
+    if quick:  # the busiest hours first (load per active replica), where a miss is likeliest
+        load = (np.asarray(plan.online).sum(axis=1) + np.asarray(plan.offline_gpu).sum(axis=1)) \
+            / np.maximum(np.asarray(plan.active).sum(axis=1), 1)
+        todo.sort(key=lambda t: -load[t[0]])
+    for h, key in todo:
+        if quick and used and blamed >= used:
+            hours[h] = HourResult(0, 0, 1.0, set(), partial=True)  # not simulated: the re-plan is decided
             continue
         r = verify_hour(demand, h, plan, model, slo, policy, quick)
         cache[("quick", key) if r.partial else key] = r
-        hours.append(r)
+        hours[h] = r
+        blamed |= blame(r)
     met, total = sum(r.met for r in hours), sum(r.online for r in hours)
     worst = min(hours, key=lambda r: r.attainment)
     latency = {}
