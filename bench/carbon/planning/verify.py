@@ -290,6 +290,9 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
             / np.maximum(np.asarray(plan.active).sum(axis=1), 1)
         todo.sort(key=lambda t: -load[t[0]])
     for h, key in todo:
+        if key in cache or (quick and ("quick", key) in cache):  # an hour alike simulated in this loop
+            hours[h] = cache[key] if key in cache else cache[("quick", key)]
+            continue
         if quick and used and blamed >= used:
             hours[h] = HourResult(0, 0, 1.0, set(), partial=True)  # not simulated: the re-plan is decided
             continue

@@ -111,7 +111,6 @@ def test_a_fleet_too_small_for_an_hour_is_caught_by_the_whole_fleet_simulation(r
     failing = quick.failing_hours(run.inputs.slo, "hour")
     assert failing and set(failing) <= set(v.failing_hours(run.inputs.slo, "hour"))
     assert all(quick.missed_in(h) == v.missed_in(h) for h in failing)
-    assert any(h.partial and not h.online for h in quick.hours)  # hours left unsimulated
     # and on a plan that meets the SLO it is the full verification, figure for figure
     fine = verify(p, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=True)
     full = verify(p, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {})
@@ -412,3 +411,42 @@ def test_late_offline_is_each_request_in_oldest_first_order_held_to_its_own_dead
                   for i, f in enumerate(finish[h])]
         assert got[h].tolist() == expect
         done += int(served[h])
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_hours_alike_are_simulated_once_per_verification(run, monkeypatch, quick):
+    # Hours with one cache key (a replayed trace hour in the same state) share one simulation, also
+    # within a single verification's loop (a year of them was simulated hour by hour once).
+    from bench.carbon.planning import verify as verification
+
+    calls = []
+    real = verification.verify_hour
+    monkeypatch.setattr(verification, "verify_hour", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(verification, "_key", lambda plan, h, demand: ("one hour",))
+    verification.verify(run.plans[0], run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=quick)
+    assert len(calls) == 1
+
+
+def test_a_quick_check_stops_once_every_gpu_type_it_uses_is_blamed(run, monkeypatch):
+    # One L4 for every online request: the first (busiest) hour fails and blames it; it is the only
+    # GPU type of the plan, so a quick check simulates no other hour (the re-plan derates it in every
+    # hour whatever they show); the full check simulates them all.
+    from bench.carbon.planning import verify as verification
+
+    p = run.plans[0]
+    small = dataclasses.replace(p, offline_gpu=p.offline_gpu * 0)
+    weak = [j for j, c in enumerate(p.candidates) if c.candidate.hardware == "l4"][0]
+    small.active = np.zeros_like(p.active)
+    small.active[:, weak] = 1
+    small.online = np.zeros_like(p.online)
+    small.online[:, weak] = p.online.sum(axis=1)
+    calls = []
+    real = verification.verify_hour
+    monkeypatch.setattr(verification, "verify_hour", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(verification, "_key", lambda plan, h, demand: ("hour", h))  # every hour its own
+    quick = verification.verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=True)
+    busiest = int(np.argmax(small.online.sum(axis=1)))
+    assert calls == [busiest] and quick.partial and quick.failing_hours(run.inputs.slo, "hour") == [busiest]
+    calls.clear()
+    verification.verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {})
+    assert sorted(calls) == list(range(len(small.active)))
