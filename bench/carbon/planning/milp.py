@@ -551,12 +551,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     tp = np.array([c.candidate.device.devices for c in caps], float)
     type_of = np.array([types.index(c.candidate.hardware) for c in caps])
     per_node = np.array([float(gpus_tab.loc[t, "gpus_per_node"]) for t in types])
-    fleet_cost, node_cost = np.zeros(C), np.zeros(len(types))
-    if objective == "carbon":
-        fleet_cost = H * tp * np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
-        node_cost = H * np.array([_embodied(s, t, levers)[1] for t in types])
-    elif objective == "cost":
-        fleet_cost = H * tp * np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
+    fleet_cost, node_cost = _fleet_costs(s, objective, levers, caps, types)
 
     def fleet_terms(n: np.ndarray) -> float:
         gpus = np.bincount(type_of, weights=n * tp, minlength=len(types))
@@ -715,17 +710,27 @@ def pooled_bound(s: Setting, objective: str, levers, econ: Economics, caps: list
     for j, c in enumerate(caps):
         if derate and c.candidate.name in derate:
             scale[:, j] = derate[c.candidate.name]
-    fleet, nodes = np.zeros(C), np.zeros(len(types))
-    if objective == "carbon":
-        fleet = H * tp * np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
-        nodes = H * np.array([_embodied(s, t, levers)[1] for t in types])
-    elif objective == "cost":
-        fleet = H * tp * np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
+    fleet, nodes = _fleet_costs(s, objective, levers, caps, types)
     reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
     parallel.threads_started = True  # HiGHS runs here: no fork after this (parallel.py)
     with _quiet_stdout():
         return pooled_relaxation.bound(caps, _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H), scale, per_j,
                             fleet, nodes, type_of, per_node, tp, econ.host_cpu_capacity if reuse else None)
+
+
+def _fleet_costs(s: Setting, objective: str, levers, caps: list[Capacity], types: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The objective's fleet terms over the period: per replica of each candidate [C] and per node
+    of each GPU type [T] (carbon: embodied; cost: GPU price; energy: none)."""
+    H = len(s.intensity_g_per_kwh)
+    tp = np.array([c.candidate.device.devices for c in caps], float)
+    fleet, nodes = np.zeros(len(caps)), np.zeros(len(types))
+    if objective == "carbon":
+        fleet = H * tp * np.array([_embodied(s, c.candidate.hardware, levers)[0] for c in caps])
+        nodes = H * np.array([_embodied(s, t, levers)[1] for t in types])
+    elif objective == "cost":
+        gpus_tab = embodied.gpus()
+        fleet = H * tp * np.array([float(gpus_tab.loc[c.candidate.hardware, "price_usd_per_gpu_hour"]) for c in caps])
+    return fleet, nodes
 
 
 def _split(w: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
