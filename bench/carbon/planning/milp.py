@@ -140,7 +140,6 @@ class Block:
     fixed_n: np.ndarray | None = None
     rel_gap: float = 0.0  # the solver's stopping gap; 0: BLOCK_GAP
     relax: bool = False  # the LP relaxation only (a quick lower bound)
-    cpu_unbounded: bool = False  # host CPUs (Reuse) without a capacity (a relaxation, for a bound)
 
 
 def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
@@ -229,7 +228,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
         waiting[-1] = 0.0  # everything is served by the end of the period
     else:
         cost[L.b + H - 1] = block.defer_cost
-    if reuse and not (block is not None and block.cpu_unbounded):  # host CPUs of every node ...
+    if reuse:  # host CPUs of every node ...
         rph = econ.host_cpu_capacity.requests_per_hour
         rows.add([((L.z + hours)[:, None], 1.0), (np.broadcast_to(L.m + np.arange(L.T), (H, L.T)), -rph)], -np.inf, 0.0)
         # ... and only of the hosts whose GPUs are active that hour (counted as a share of a node, so
@@ -386,6 +385,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     H = len(s.intensity_g_per_kwh)
     caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
     caps = merge_near(undominated(caps, H, derate), H, derate)
+    started = time.perf_counter()  # the search's time counts in the plan's, where the blocks follow it
     searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps)
     if searched is not None and searched[0].solver_gap <= MIP_GAP:
         return searched[0]
@@ -421,7 +421,6 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
                                 Block(caps, waiting[h0:h1], **kw))
         return solved[key]
 
-    started = time.perf_counter()
     bound, hit, chosen = 0.0, False, []
     def defer_after(h1: int) -> float:
         """The least a request left at hour h1 can cost later: the cheapest marginal energy at the
@@ -571,19 +570,18 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     capacity = period_capacity(caps, rate, host)  # requests per replica over the period
     work = float((online + offline).sum())
 
-    def solve_fleet(n: np.ndarray, relax: bool = False, cpu_unbounded: bool = False):
+    def solve_fleet(n: np.ndarray, relax: bool = False):
         try:
             return solve(s, objective, pillars, econ, name, derate, min(time_limit_s, FLEET_LIMIT_S),
-                         Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax, cpu_unbounded=cpu_unbounded))
+                         Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax))
         except Infeasible:
             return "infeasible"
         except PlanError:  # stopped at its limit without a plan
             return None
 
     started = time.perf_counter()
-    # Host CPUs (Reuse) are left without a capacity here: a fleet past `top` could otherwise still
-    # gain their cores; relaxed, `top` serves every hour's work alone and bounds every fleet.
-    at_top = solve_fleet(top, cpu_unbounded=True)
+    # `top` counts host CPUs too, so no larger fleet gains cores: its solve bounds every fleet.
+    at_top = solve_fleet(top)
     if not isinstance(at_top, tuple) or not np.isfinite(at_top[0].bound):
         return None
     hit = at_top[0].hit_limit  # its dual bound at a stop is still a floor, a weaker one (its LP's was too weak)
@@ -627,7 +625,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         lp = solve_fleet(n, relax=True)  # its LP relaxation first (a second or less): a bound that often prunes it
         if lp == "infeasible":
             continue
-        if lp is None:  # the LP stopped at its limit: the fleet is bounded by what holds it
+        if lp is None or lp[0].hit_limit:  # the LP stopped at its limit: the fleet is bounded by what holds it
             lowest = min(lowest, terms + running)
             hit = True
             continue
@@ -659,7 +657,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     plan.solver_gap = max(0.0, (value - lowest) / value) if value > 0 else 0.0
     plan.solver_hit_time_limit = hit
     plan.solve_s = time.perf_counter() - started
-    note = (f"the period solved whole for {evals + 1} fleet(s), fleets taken in order of their "
+    note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
             + "embodied carbon; gap against the least bound over every fleet (the largest useful fleet's running-cost floor "
             "where a fleet was not solved)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {FLEET_BUDGET_S:.0f} s)"))
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "

