@@ -212,13 +212,14 @@ class Context:
     demand: Demand
     cache: dict
 
-    def check(self, plan: Plan, econ: Economics, quick: bool = False) -> Verification:
+    def check(self, plan: Plan, econ: Economics, quick: bool = False, first: tuple[int, ...] = ()) -> Verification:
         """Verify `plan` on the whole fleet and set its figures. `quick`: a plan that fails may be
-        judged from hours cut short (`verify.verify_hour`), for a round that re-plans it; a plan that
-        passes is always verified in full. Only with the SLO judged per hour."""
+        judged from hours cut short (`verify.verify`), for a round that re-plans it, simulating the
+        hours `first` first; a plan that passes is always verified in full. Only with the SLO judged
+        per hour."""
         i = self.inputs
         quick = quick and i.slo_scope == "hour"
-        v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h, quick)
+        v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h, quick, first)
         if v.partial and not v.failing_hours(i.slo, i.slo_scope):  # cannot happen (a cut hour fails): stay exact
             v = verify(plan, self.demand, i.model, i.slo, i.routing, self.cache, i.deadline_h)
         plan.attainment, plan.worst_hour_attainment, plan.worst_replica_attainment = \
@@ -236,14 +237,16 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     H = len(ctx.setting.intensity_g_per_kwh)
     derate: dict[str, np.ndarray] = {}
     gaps, limit, solve_s = [], False, 0.0
+    failed: list[int] = []  # hours that failed in earlier rounds, the latest first: a quick check tries them first
     for round_ in range(1, MAX_ROUNDS + 1):
         # Ties are broken only once a plan meets the SLO: a round that fails needs none.
         plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
         # A round that fails is re-planned: its hours may be cut short once they fail (not the last round's).
-        v = ctx.check(plan, econ, quick=round_ < MAX_ROUNDS)
+        v = ctx.check(plan, econ, quick=round_ < MAX_ROUNDS, first=tuple(failed))
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
+        failed = failing + [h for h in failed if h not in failing]
         if not failing:
             tied = break_ties(plan)
             solve_s += tied.solve_s - plan.solve_s
@@ -325,9 +328,10 @@ def run(inputs: PlanInputs) -> PlanRun:
             for k, a in first.items()}
     jobs["performance"] = lambda: performance_optimal(ctx, economics_for(inputs, hosts, none))
     # The longest first, so the last to start are short: flat objectives (energy, cost) are the
-    # MILP's hardest, then the carbon plan with every lever.
+    # MILP's hardest, then the carbon plan with every lever; the performance baseline solves nothing
+    # but simulates a fleet sized for the peak in every hour, as long as a plan's rounds.
     order = sorted(jobs, key=lambda k: (0 if k[0] == "energy" else 1 if k == key("carbon", inputs.pillars)
-                                        else 2 if k[0] == "cost" else 3))
+                                        else 2 if k[0] == "cost" or k == "performance" else 3))
     done = dict(zip(order, parallel.run_all([jobs[k] for k in order], inputs.workers)))
 
     def planned(objective: str, pillars: Pillars, name: str, kind: str) -> Plan:

@@ -260,12 +260,14 @@ def late_offline(finish_s: list[np.ndarray], served: np.ndarray, arrived: np.nda
 
 
 def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache: dict,
-           deadline_h: int = 24, quick: bool = False) -> Verification:
+           deadline_h: int = 24, quick: bool = False, first: tuple[int, ...] = ()) -> Verification:
     """Every hour of `plan` (`verify_hour`, cached by what an hour's simulation depends on). `quick`
     (for an SLO judged per hour, in a round that re-plans what fails): a failing hour may be cut
-    short (`verify_hour`), and the hours are simulated busiest first until every GPU type the plan
-    uses has a candidate to blame; the rest are not simulated (`HourResult.partial`), since a
-    re-plan derates every candidate of a blamed type in every hour and they could blame no other.
+    short (`verify_hour`), and the hours are simulated busiest first, skipping any whose active GPU
+    types all have a candidate to blame already: a re-plan derates every candidate of a blamed type
+    in every hour, so such an hour could blame no other type and cannot change the re-plan. Those
+    hours are not simulated (`HourResult.partial`). `first`: hours a quick check simulates before
+    the busiest (those that failed in earlier rounds, where a miss is likeliest again).
     A verification whose hours all pass is complete either way (`Verification.partial` is False)."""
     H = plan.active.shape[0]
     hours: list[HourResult | None] = [None] * H
@@ -279,7 +281,10 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
         else:
             todo.append((h, key))
     hardware = {c.candidate.name: c.candidate.hardware for c in plan.candidates}
-    used = {c.candidate.hardware for j, c in enumerate(plan.candidates) if np.asarray(plan.active)[:, j].any()}
+    active = np.asarray(plan.active)
+
+    def types_in(h: int) -> set[str]:
+        return {c.candidate.hardware for j, c in enumerate(plan.candidates) if active[h, j]}
 
     def blame(r: HourResult) -> set[str]:
         return {hardware[n] for n in r.missed if n in hardware} if r.attainment < slo.attainment else set()
@@ -288,13 +293,14 @@ def verify(plan, demand: Demand, model: ModelSpec, slo: Slo, policy: str, cache:
     if quick:  # the busiest hours first (load per active replica), where a miss is likeliest
         load = (np.asarray(plan.online).sum(axis=1) + np.asarray(plan.offline_gpu).sum(axis=1)) \
             / np.maximum(np.asarray(plan.active).sum(axis=1), 1)
-        todo.sort(key=lambda t: -load[t[0]])
+        rank = {h: i for i, h in enumerate(first)}
+        todo.sort(key=lambda t: (rank.get(t[0], len(rank)), -load[t[0]]))
     for h, key in todo:
         if key in cache or (quick and ("quick", key) in cache):  # an hour alike simulated in this loop
             hours[h] = cache[key] if key in cache else cache[("quick", key)]
             continue
-        if quick and used and blamed >= used:
-            hours[h] = HourResult(0, 0, 1.0, set(), partial=True)  # not simulated: the re-plan is decided
+        if quick and blamed and blamed >= types_in(h):
+            hours[h] = HourResult(0, 0, 1.0, set(), partial=True)  # not simulated: it cannot change the re-plan
             continue
         r = verify_hour(demand, h, plan, model, slo, policy, quick)
         cache[("quick", key) if r.partial else key] = r

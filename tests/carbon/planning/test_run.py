@@ -427,26 +427,41 @@ def test_hours_alike_are_simulated_once_per_verification(run, monkeypatch, quick
     assert len(calls) == 1
 
 
-def test_a_quick_check_stops_once_every_gpu_type_it_uses_is_blamed(run, monkeypatch):
-    # One L4 for every online request: the first (busiest) hour fails and blames it; it is the only
-    # GPU type of the plan, so a quick check simulates no other hour (the re-plan derates it in every
-    # hour whatever they show); the full check simulates them all.
+def test_a_quick_check_simulates_only_hours_that_could_blame_another_gpu_type(run, monkeypatch):
+    # One L4 for every online request: the busiest hour fails and blames it. The re-plan derates the
+    # L4 in every hour whatever they show, so a quick check skips every other hour with only L4s
+    # active; the one hour that also runs another GPU type could blame it, so it is simulated. An
+    # hour named in `first` (failed in an earlier round) goes before the busiest. The full check
+    # simulates them all.
     from bench.carbon.planning import verify as verification
 
     p = run.plans[0]
     small = dataclasses.replace(p, offline_gpu=p.offline_gpu * 0)
     weak = [j for j, c in enumerate(p.candidates) if c.candidate.hardware == "l4"][0]
+    other = [j for j, c in enumerate(p.candidates) if c.candidate.hardware != "l4"][0]
     small.active = np.zeros_like(p.active)
     small.active[:, weak] = 1
     small.online = np.zeros_like(p.online)
     small.online[:, weak] = p.online.sum(axis=1)
+    busiest = int(np.argmax(small.online.sum(axis=1)))
+    quiet = int(np.argmin(small.online.sum(axis=1)))
+    small.active[quiet, other] = 1
     calls = []
     real = verification.verify_hour
     monkeypatch.setattr(verification, "verify_hour", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     monkeypatch.setattr(verification, "_key", lambda plan, h, demand: ("hour", h))  # every hour its own
-    quick = verification.verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=True)
-    busiest = int(np.argmax(small.online.sum(axis=1)))
-    assert calls == [busiest] and quick.partial and quick.failing_hours(run.inputs.slo, "hour") == [busiest]
+    args = (small, run.demand, run.inputs.model, run.inputs.slo, "round_robin")
+    quick = verification.verify(*args, {}, quick=True)
+    assert calls == [busiest, quiet] and quick.partial
+    assert busiest in quick.failing_hours(run.inputs.slo, "hour")
     calls.clear()
-    verification.verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {})
+    second = (busiest + 1) % len(small.active)
+    verification.verify(*args, {}, quick=True, first=(second,))
+    assert calls[0] == second and len(calls) <= 3 and quiet in calls
+    calls.clear()
+    small.active[quiet, other] = 0  # only L4s: the busiest hour alone decides the re-plan
+    verification.verify(*args, {}, quick=True)
+    assert calls == [busiest]
+    calls.clear()
+    verification.verify(*args, {})
     assert sorted(calls) == list(range(len(small.active)))
