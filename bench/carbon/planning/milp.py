@@ -1,4 +1,4 @@
-"""Capacity planning over the hours of a period as a MILP (`scipy.optimize.milp`, HiGHS).
+"""Capacity planning over the hours of a period as a MILP (HiGHS, `highs.py`).
 
 Each hour h has its own online requests (served that hour by active replicas within their SLO
 capacity) and its own offline arrivals, which may wait up to `deadline_h` hours (carbon-aware
@@ -26,11 +26,8 @@ a period longer than `LONG_H` is solved in blocks (`solve_long`).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -38,6 +35,7 @@ import numpy as np
 from scipy import optimize, sparse
 
 from bench.carbon.inputs import embodied
+from bench.carbon.planning import highs
 from bench.carbon.planning.pillars import Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan, PlanError, Setting
 from bench.carbon.serving.capacity import Capacity
@@ -711,9 +709,8 @@ def pooled_bound(s: Setting, objective: str, levers, econ: Economics, caps: list
     fleet, nodes = _fleet_costs(s, objective, levers, caps, types)
     reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
     parallel.threads_started = True  # HiGHS runs here: no fork after this (parallel.py)
-    with _quiet_stdout():
-        return pooled_relaxation.bound(caps, _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H), scale, per_j,
-                            fleet, nodes, type_of, per_node, tp, econ.host_cpu_capacity if reuse else None)
+    return pooled_relaxation.bound(caps, _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H), scale, per_j,
+                                   fleet, nodes, type_of, per_node, tp, econ.host_cpu_capacity if reuse else None)
 
 
 def _fleet_costs(s: Setting, objective: str, levers, caps: list[Capacity], types: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -836,43 +833,18 @@ class _Solved:
     bound: float = math.nan  # the solver's dual bound (a lower bound on the optimum)
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """HiGHS prints internal notes to file descriptor 1 whatever its display option; the report
-    goes to stdout, so they are sent to /dev/null for the solve."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # captured stdout (tests): nothing to protect
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
-            yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
 def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str, required: bool = True,
           rel_gap: float = MIP_GAP) -> _Solved | None:
-    options = {"time_limit": time_limit_s, "mip_rel_gap": rel_gap}
     from bench.carbon.planning import parallel
 
     parallel.threads_started = True  # no fork after this (parallel.py)
-    with _quiet_stdout():
-        res = optimize.milp(cost, constraints=constraints, integrality=integrality, bounds=bounds, options=options)
+    res = highs.milp(cost, constraints, integrality, bounds, time_limit_s, rel_gap)
     if res.x is None:
         if not required:
             return None
-        raise (Infeasible if res.status == 2 else PlanError)(f"plan {name}: the MILP found no feasible plan ({res.message})")
-    gap = getattr(res, "mip_gap", None)
-    bound = getattr(res, "mip_dual_bound", None)
-    return _Solved(res.x, float(res.fun), float(gap) if gap is not None else math.nan,
-                   res.status == 1,  # 1: a time (or iteration) limit stopped it
-                   float(bound) if bound is not None else math.nan)  # no bound known: the gap is NaN
+        raise (Infeasible if res.status == "infeasible" else PlanError)(
+            f"plan {name}: the MILP found no feasible plan ({res.message})")
+    return _Solved(res.x, res.fun, res.gap, res.status == "limit", res.bound)  # no bound known: the gap is NaN
 
 
 def _embodied(s: Setting, hardware: str, levers) -> tuple[float, float]:

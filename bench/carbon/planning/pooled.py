@@ -24,6 +24,7 @@ import math
 import numpy as np
 from scipy import optimize, sparse
 
+from bench.carbon.planning import highs
 from bench.carbon.serving.capacity import Capacity
 
 GROUPS = 240  # groups of hours per period (more: tighter, a larger MILP)
@@ -117,11 +118,9 @@ def bound(caps: list[Capacity], online: np.ndarray, offline: np.ndarray, scale: 
     integrality = np.zeros(nvar)
     integrality[U:U + G * C] = 1
     integrality[N:] = 1
-    res = optimize.milp(cost, constraints=[optimize.LinearConstraint(a, lo, hi)], integrality=integrality,
-                        bounds=optimize.Bounds(np.zeros(nvar), upper),
-                        options={"time_limit": TIME_LIMIT_S, "mip_rel_gap": 1e-3})
-    dual = getattr(res, "mip_dual_bound", None)
-    hit = res.status == 1
-    if dual is None or not np.isfinite(dual):
+    res = highs.milp(cost, [optimize.LinearConstraint(a, lo, hi)], integrality, optimize.Bounds(np.zeros(nvar), upper),
+                     TIME_LIMIT_S, 1e-3)
+    dual, hit = res.bound, res.status == "limit"
+    if not np.isfinite(dual):
         return -math.inf, hit
     return float(dual), hit

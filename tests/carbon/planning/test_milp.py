@@ -336,9 +336,7 @@ def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch,
     # The online-cover and node cuts are valid: solved to optimality with and without them, random
     # periods with waiting, Reuse, derating and replicas both larger and smaller than an hour's
     # online load give the same optimum; and the LP relaxation with them is no lower.
-    from scipy import optimize
-
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import highs, milp
 
     rng = np.random.default_rng(seed)
     H = 12
@@ -353,14 +351,14 @@ def test_the_cover_cuts_keep_the_optimum_and_tighten_the_relaxation(monkeypatch,
     derate = {"h100_sxm:b": np.where(np.arange(H) % 3 == 0, 0.85, 1.0)}
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     relaxations = []
-    real_milp = optimize.milp
+    real_milp = highs.milp
 
-    def spy(cost, constraints, integrality, bounds, **kw):  # the solver's own call, and its LP relaxation
-        lp = real_milp(cost, constraints=constraints, integrality=np.zeros_like(integrality), bounds=bounds)
+    def spy(cost, constraints, integrality, bounds, time_limit_s, rel_gap):  # the solver's call, and its LP relaxation
+        lp = real_milp(cost, constraints, np.zeros_like(integrality), bounds, time_limit_s, 0.0)
         relaxations.append(lp.fun)
-        return real_milp(cost, constraints=constraints, integrality=integrality, bounds=bounds, **kw)
+        return real_milp(cost, constraints, integrality, bounds, time_limit_s, rel_gap)
 
-    monkeypatch.setattr(milp.optimize, "milp", spy)
+    monkeypatch.setattr(milp.highs, "milp", spy)
     with_cuts = {o: solve(s, o, pillars, Economics(host_cpu_capacity=host), "t", derate=derate, ties=False)
                  for o in ("carbon", "energy", "cost")}
     def node_cut_only(rows, L, online, rate):
