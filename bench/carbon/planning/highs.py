@@ -64,6 +64,8 @@ def milp(cost: np.ndarray, constraints: list[optimize.LinearConstraint], integra
     `bounds`, and `integrality` (1: integer), stopping at `rel_gap` or `time_limit_s`."""
     n = len(cost)
     a = sparse.vstack([sparse.csr_array(c.A) for c in constraints]).tocsc() if constraints else sparse.csc_array((0, n))
+    a.sum_duplicates()  # one entry per row and column, as HiGHS expects
+    a.eliminate_zeros()
     lo = np.concatenate([np.broadcast_to(np.asarray(c.lb, float), (c.A.shape[0],)) for c in constraints]) \
         if constraints else np.zeros(0)
     hi = np.concatenate([np.broadcast_to(np.asarray(c.ub, float), (c.A.shape[0],)) for c in constraints]) \

@@ -62,7 +62,8 @@ class _Layout:
         self.z, self.b = 2 * H * C + H, 2 * H * C + 2 * H
         self.n = 2 * H * C + 3 * H
         self.m = self.n + C
-        self.size = self.m + self.T
+        self.i = self.m + self.T  # the offline backlog the hours inherit (one column)
+        self.size = self.i + 1
 
     def hc(self, base: int) -> np.ndarray:
         """Column indices [H, C] of an hour x candidate block."""
@@ -133,6 +134,11 @@ class Block:
     caps: list[Capacity]
     waiting: np.ndarray
     backlog_in: float = 0.0
+    # None: the inherited backlog is `backlog_in`, fixed. A price: it is a variable in [0,
+    # `inherit_max`], each request of it earning that price (a block of a Lagrangian bound,
+    # `solve_long`).
+    inherit_price: float | None = None
+    inherit_max: float = 0.0
     end_free: bool = False
     defer_cost: float = 0.0
     fixed_n: np.ndarray | None = None
@@ -217,10 +223,10 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     # Offline backlog: b_h = b_{h-1} + arrivals_h - served_h; what arrived deadline hours ago is done.
     prev_b = np.where(hours > 0, L.b + hours - 1, L.b + hours)  # hour 0 has no previous backlog
     prev_coef = np.where(hours > 0, -1.0, 0.0)
-    inherited = np.zeros(H)
-    inherited[0] = block.backlog_in if block is not None else 0.0
+    inherited = np.where(hours == 0, L.i, prev_b)  # hour 0 takes the inherited backlog (a column)
     rows.add([((L.b + hours)[:, None], 1.0), (prev_b[:, None], prev_coef[:, None]), ((L.y + hours)[:, None], 1.0),
-              ((L.z + hours)[:, None], 1.0)], offline + inherited, offline + inherited)
+              ((L.z + hours)[:, None], 1.0), (inherited[:, None], np.where(hours == 0, -1.0, 0.0)[:, None])],
+             offline, offline)
     waiting = waiting_bounds(offline, deadline) if block is None else block.waiting.copy()
     if block is None or not block.end_free:
         waiting[-1] = 0.0  # everything is served by the end of the period
@@ -242,14 +248,19 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
                  per_node[t] - 1.0)
     upper = np.full(L.size, np.inf)
     upper[L.b:L.b + H] = waiting
+    upper[L.i] = block.backlog_in if block is not None else 0.0
     if not reuse:
         upper[L.z:L.z + H] = 0.0
     integrality = np.zeros(L.size)
     integrality[L.u:L.u + H * C] = 1
-    integrality[L.n:] = 1
+    integrality[L.n:L.i] = 1  # replicas and nodes (not the inherited backlog)
     if block is not None and block.relax:
         integrality[:] = 0
     lower = np.zeros(L.size)
+    lower[L.i] = upper[L.i]
+    if block is not None and block.inherit_price is not None:
+        lower[L.i], upper[L.i] = 0.0, block.inherit_max
+        cost[L.i] = -block.inherit_price
     if block is not None and block.fixed_n is not None:
         lower[L.n:L.n + C] = upper[L.n:L.n + C] = block.fixed_n
     bounds = optimize.Bounds(lower, upper)
@@ -420,11 +431,11 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         return solved[key]
 
     bound, hit, chosen = 0.0, False, []
-    def defer_after(h1: int) -> float:
-        """The least a request left at hour h1 can cost later: the cheapest marginal energy at the
-        lowest weight of the next deadline window."""
+    def defer_after(h1: int, j_per_request: float = cheapest_j) -> float:
+        """The price of a request left at hour h1 for later: `j_per_request` at the lowest weight of
+        the next deadline window (by default the cheapest marginal energy: the least it can cost then)."""
         later = per_j[h1:h1 + max(deadline, 1)]
-        return cheapest_j * float(later.min()) if len(later) else 0.0
+        return j_per_request * float(later.min()) if len(later) else 0.0
 
     for h0, h1 in zip(starts, ends):
         res, L, _ = part(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1))
@@ -470,34 +481,102 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
     tried = [in_order(f) for f in fleets]
     plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
-    blocks_bound, blocks_hit = bound, hit
+    # Every bound on the period's optimum at hand (value, whether a solve behind it hit its limit,
+    # its name); the tightest is reported.
+    bounds = [(bound, hit, "the blocks' bound")]
     pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
-    if pooled > bound:  # the tighter bound is the one reported: its solve's limit counts, not the blocks'
-        bound = pooled
-    hit = limit or (pooled_hit if pooled > blocks_bound else blocks_hit)  # the kept plan's solves, and the bound's
+    bounds.append((pooled, pooled_hit, "the pooled bound (offline work in any hour, one fleet; tighter here than the "
+                   "blocks')" + ("; the pooled bound's solve stopped at its time limit (a weaker bound)" if pooled_hit else "")))
     fleet_note = ""
     if searched is not None:  # the fleet search stopped short of the bar: the better plan, the tighter bound
         fleet_plan, fleet_bound, fleet_hit, fleet_note = searched
         if getattr(fleet_plan, metric) < getattr(plan, metric):
             plan, limit = fleet_plan, fleet_hit
-            hit = fleet_hit or (pooled_hit if pooled > blocks_bound else blocks_hit)
-        if fleet_bound > bound:
-            bound = fleet_bound
-            hit = limit or fleet_hit
+        bounds.append((fleet_bound, fleet_hit, "the fleet search's bound"))
         fleet_note = f"; fleet search: {fleet_note}"
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
+    best = max(bounds, key=lambda b: b[0])
+    if value > 0 and (value - best[0]) / value > LAGRANGE_TARGET:  # the blocks again, the backlog at their edges priced
+        priced = _lagrangian_bound(value, bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after, part)
+        if priced[2]:
+            bounds.append((priced[0], priced[1], f"the blocks' bound{priced[2]}"))
+            best = max(bounds, key=lambda b: b[0])
+    bound, bound_hit, label = best
     plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
-    plan.solver_hit_time_limit = hit
+    plan.solver_hit_time_limit = limit or bound_hit  # the kept plan's solves, and the bound's
     plan.solve_s = time.perf_counter() - started
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged), in {len(starts)} blocks "
                       f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; gap against "
-                      + ("the blocks' bound" if bound == blocks_bound else
-                         "the fleet search's bound" if searched is not None and bound == searched[1] else
-                         "the pooled bound (offline work in any hour, one fleet; tighter here than the blocks')")
-                      + ("; the pooled bound's solve stopped at its time limit (a weaker bound)"
-                         if pooled_hit and bound == pooled else "") + fleet_note)
+                      + label + fleet_note)
     return plan
+
+
+LAGRANGE_TARGET = MIP_GAP / 2  # a blocks' gap above this is narrowed by pricing the backlog at the blocks' edges
+LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)
+LAGRANGE_BUDGET_S = 30.0
+
+
+def _lagrangian_bound(value: float, bound: float, hit: bool, starts: list[int], ends: list[int], H: int,
+                      waiting: np.ndarray, cheapest_j: float, caps: list[Capacity], price_after, part) -> tuple[float, bool, str]:
+    """A tighter bound on a period solved in blocks: the backlog passed from block to block is
+    priced (Lagrangian relaxation of the backlog carried across each edge). For any price, every
+    block alone, paying it for the work it leaves and earning it for the work it inherits (at most
+    what may be waiting there), has an optimum whose sum is a lower bound on the period's, since
+    the period's plan restricted to each block is one of its solutions and the prices cancel
+    across each edge. At the cheapest marginal energy (the first bound) no block inherits, and
+    the bound undercounts what deferred work really costs (an active replica's idle power too);
+    the best price lies between that and the least a request costs on a replica at full load.
+    The bound is concave in the price, so a golden-section search over it finds the best, stopped
+    once the gap is under `LAGRANGE_TARGET`, after `LAGRANGE_EVALS` prices or `LAGRANGE_BUDGET_S`.
+    Returns (bound, whether a solve behind it hit its limit, a note)."""
+    started = time.perf_counter()
+    full_j = min(c.active_w * 3600.0 / c.requests_per_hour + c.dynamic_j_per_request for c in caps if c.requests_per_hour > 0)
+    lo, hi = cheapest_j, max(full_j, cheapest_j)
+    best = (bound, hit, cheapest_j)
+    seen: dict[float, float] = {}
+
+    def at(mu: float) -> float:
+        if mu in seen:
+            return seen[mu]
+        nonlocal best
+        total, limit = 0.0, False
+        for h0, h1 in zip(starts, ends):
+            kw = dict(end_free=h1 < H, defer_cost=price_after(h1, mu))
+            if h0 > 0:
+                kw.update(inherit_price=price_after(h0, mu), inherit_max=float(waiting[h0 - 1]))
+            res, _, _ = part(h0, h1, **kw)
+            total += res.bound  # a block's dual bound (NaN: none, and then no bound at this price)
+            limit = limit or res.hit_limit
+        total = total if np.isfinite(total) else -math.inf
+        seen[mu] = total
+        if total > best[0]:
+            best = (total, limit, mu)
+        return total
+
+    def done() -> bool:
+        return ((value - best[0]) / value <= LAGRANGE_TARGET or len(seen) >= LAGRANGE_EVALS
+                or time.perf_counter() - started > LAGRANGE_BUDGET_S)
+
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc = at(c)
+    fd = at(d) if not done() else -math.inf
+    while not done() and b - a > 1e-6 * max(1.0, b):
+        if fc >= fd:  # the best lies left of d
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = at(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = at(d)
+    bound_, hit_, mu = best
+    if mu == cheapest_j:
+        return bound, hit, ""
+    return bound_, hit_, (f" with the backlog at block edges priced at {mu:.3g} J per request at the next deadline "
+                          f"window's lowest weight (Lagrangian; {len(seen)} price(s) tried)")
 
 
 FLEET_SEARCH = True  # long carbon plans: the fleet search first (`search_fleets`), the blocks where it falls short

@@ -238,9 +238,11 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     derate: dict[str, np.ndarray] = {}
     gaps, limit, solve_s = [], False, 0.0
     failed: list[int] = []  # hours that failed in earlier rounds, the latest first: a quick check tries them first
+    streak: dict[str, int] = {}  # GPU type -> rounds in a row it was blamed
     for round_ in range(1, MAX_ROUNDS + 1):
         # Ties are broken only once a plan meets the SLO: a round that fails needs none.
         plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
+        planned_with = dict(derate)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
         # A round that fails is re-planned: its hours may be cut short once they fail (not the last round's).
@@ -263,14 +265,22 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
         # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
         # hour, since derating one candidate or one hour lets the solver move the load to another.
+        # A type blamed round after round is derated faster (DERATE to the power of its streak): a
+        # miss that persists is not a matter of a few percent (hours of a few dozen online requests
+        # may miss none at 99%), and the rounds are few.
         missed = set().union(*(v.missed_in(h) for h in failing))
         types = {c.candidate.hardware for c in ctx.setting.capacities if c.candidate.name in missed}
+        streak = {t: streak.get(t, 0) + 1 for t in types}
         for c in ctx.setting.capacities:
             if c.candidate.hardware in types:
-                derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE
+                derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE ** streak[c.candidate.hardware]
     plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
     plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = max(gaps), limit, solve_s
+    shares = sorted({(c.candidate.hardware, float(d.min())) for c in ctx.setting.capacities
+                     for n, d in planned_with.items() if n == c.candidate.name})
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
+                      (" (re-planned with " + ", ".join(f"{t} at {share:.0%}" for t, share in shares)
+                       + " of its simulated capacity)" if shares else "") +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
                        f"{_late(plan)}): infeasible, not ranked"))
     return plan

@@ -455,3 +455,53 @@ def test_the_fleet_search_counts_fleets_that_only_host_cpus_make_worth_more(monk
     exact = solve(s, "carbon", pillars, econ, "t", ties=False)
     assert searched.total_kg * (1 - searched.solver_gap) <= exact.total_kg * (1 + 1e-6)
     assert searched.total_kg <= exact.total_kg * 1.01
+
+
+def test_the_priced_blocks_bound_is_a_bound_and_tighter_than_the_unpriced_one(monkeypatch):
+    # A period in blocks with the backlog at their edges priced (a Lagrangian bound): whatever price
+    # the search lands on, the bound is never above the exact optimum of the whole period (solved to
+    # gap 0), never below the first, unpriced bound, and here (carbon) strictly above it.
+    from bench.carbon.planning import milp
+
+    rng = np.random.default_rng(6)
+    H = 30
+    caps = [cap("h100_sxm:a", rate=900.0, j=60.0, watts=300.0), cap("l4:a", hw="l4", rate=250.0, j=40.0, watts=30.0)]
+    s = setting(caps, rng.uniform(50, 700, H), online=rng.choice([100.0, 700.0, 1500.0], H),
+                offline=rng.integers(0, 1200, H).astype(float), deadline=int(rng.integers(4, 12)))
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    monkeypatch.setattr(milp, "FLEET_SEARCH", False)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    monkeypatch.setattr(milp, "BLOCK_GAP", 1e-4)
+    monkeypatch.setattr(milp, "LAGRANGE_EVALS", 5)
+    for objective, metric in (("energy", "energy_kwh"), ("carbon", "total_kg")):
+        monkeypatch.setattr(milp, "LONG_H", 10_000)
+        exact = getattr(solve(s, objective, shifting, Economics(), "t", ties=False), metric)
+        monkeypatch.setattr(milp, "LONG_H", 20)
+        monkeypatch.setattr(milp, "BLOCK_H", 14)
+        monkeypatch.setattr(milp, "LAGRANGE_TARGET", math.inf)  # the first, unpriced bound
+        plain = solve(s, objective, shifting, Economics(), "t")
+        plain_bound = getattr(plain, metric) * (1 - plain.solver_gap)
+        monkeypatch.setattr(milp, "LAGRANGE_TARGET", 0.0)  # search every price it may
+        priced = solve(s, objective, shifting, Economics(), "t")
+        bound = getattr(priced, metric) * (1 - priced.solver_gap)
+        assert plain_bound * (1 - 1e-9) <= bound <= exact * (1 + 1e-6), objective
+        if objective == "carbon":
+            assert any("priced at" in n for n in priced.notes) and bound > plain_bound * 1.01
+
+
+def test_a_block_inherits_backlog_only_when_paid_more_than_serving_it_costs():
+    # The inherited backlog as a priced variable: at a price below any request's cost the block
+    # takes none; far above it, all it may.
+    from bench.carbon.planning import milp
+
+    H = 6
+    s = setting([cap(rate=1000.0, j=100.0, watts=50.0)], np.full(H, 300.0), online=200.0, offline=100.0, deadline=4)
+    waiting = milp.waiting_bounds(np.full(H, 100.0), 4)
+    cheap = s.pue / milp.J_PER_KWH * 300.0 / 1000.0  # the carbon weight of a joule here
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    for price_j, expect in ((1.0, 0.0), (1e6, 250.0)):
+        res, L, _ = solve(s, "carbon", shifting, Economics(), "t", block=milp.Block(
+            s.capacities, waiting, inherit_price=price_j * cheap, inherit_max=250.0, rel_gap=1e-9))
+        assert res.x[L.i] == pytest.approx(expect, abs=1e-6)
+        served = res.x[L.y:L.y + H].sum()
+        assert served == pytest.approx(100.0 * H + expect, abs=1e-6)  # what it inherits it serves

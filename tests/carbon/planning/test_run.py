@@ -465,3 +465,40 @@ def test_a_quick_check_simulates_only_hours_that_could_blame_another_gpu_type(ru
     calls.clear()
     verification.verify(*args, {})
     assert sorted(calls) == list(range(len(small.active)))
+
+
+def test_a_gpu_type_blamed_round_after_round_is_derated_faster(run, monkeypatch):
+    # The re-planning loop: a type blamed in k rounds in a row is derated by DERATE^k in the k-th
+    # re-plan (0.85, then 0.85^3, then 0.85^6); a round that blames another type ends its streak.
+    # Verification is replaced by a script of which type each round blames (the loop is under test).
+    from bench.carbon.planning import run as planning
+    from bench.carbon.planning.verify import HourResult, Verification
+
+    ctx = planning.Context(run.inputs, run.setting, run.demand, {})
+    names = {c.candidate.hardware: c.candidate.name for c in run.setting.capacities}
+    script = iter(["l4", "l4", "h100_sxm", "l4", None, None])  # the last: the tie-broken plan
+    seen = []
+    real_solve = planning.solve
+
+    def solve(*a, **k):
+        derate = a[5]
+        seen.append({hw: float(derate[n][0]) if n in derate else 1.0 for hw, n in names.items()})
+        return real_solve(*a, **k)
+
+    def check(self, plan, econ, quick=False, first=()):
+        blamed = next(script)
+        ok = blamed is None
+        hour = HourResult(10 if ok else 5, 10, 1.0 if ok else 0.5, set() if ok else {names[blamed]})
+        v = Verification([hour], hour.attainment, hour.attainment, hour.worst_replica, {})
+        plan.feasible, plan.verification = ok, v
+        return v
+
+    monkeypatch.setattr(planning, "solve", solve)
+    monkeypatch.setattr(planning.Context, "check", check)
+    monkeypatch.setattr(planning, "break_ties", lambda plan: plan)
+    econ = planning.economics_for(run.inputs, run.host_capacity, run.inputs.pillars)
+    plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
+    d = planning.DERATE
+    assert [s["l4"] for s in seen] == pytest.approx([1.0, d, d ** 3, d ** 3, d ** 4])
+    assert [s["h100_sxm"] for s in seen] == pytest.approx([1.0, 1.0, 1.0, d, d])
+    assert any("l4 at 52%" in n for n in plan_.notes)  # 0.85^4, as planned in the round that passed
