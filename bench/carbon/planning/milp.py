@@ -512,7 +512,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
-LAGRANGE_TARGET = MIP_GAP / 2  # a blocks' gap above this is narrowed by pricing the backlog at the blocks' edges
+LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges
 LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)
 LAGRANGE_BUDGET_S = 30.0
 
