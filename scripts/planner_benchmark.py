@@ -156,12 +156,14 @@ def main() -> None:
         table.to_csv(out / "bench.csv", index=False)
     blocks = block_check()
     blocks.to_csv(out / "blocks.csv", index=False)
+    from importlib.metadata import version
+
     import scipy
     import torch
 
     from bench.common.markdown import table as table_md
     env = (f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, Python "
-           f"{platform.python_version()}, scipy {scipy.__version__} (HiGHS), torch {torch.__version__}, "
+           f"{platform.python_version()}, highspy {version('highspy')} (HiGHS), scipy {scipy.__version__}, torch {torch.__version__}, "
            f"{dt.date.today().isoformat()}")
     md = ["# Planner benchmark", "", f"Machine: {env}. Command: `python scripts/planner_benchmark.py{''.join(' ' + a for a in sys.argv[1:])}`.", "",
           "## Time bars (`task=plan`, wall clock of the whole process)", "",
