@@ -18,9 +18,9 @@ import highspy
 import numpy as np
 from scipy import optimize, sparse
 
-# Statuses with a usable solution or a proof (anything else: stopped without one).
+# Statuses of a solve stopped at a limit (its point, if any, is feasible; its bound still a bound).
 _LIMITS = {"kTimeLimit", "kIterationLimit", "kSolutionLimit", "kObjectiveBound", "kObjectiveTarget", "kInterrupt",
-           "kMemoryLimit"}
+           "kHighsInterrupt", "kMemoryLimit"}
 
 
 @dataclass
@@ -29,7 +29,8 @@ class Result:
     fun: float
     gap: float  # the solver's relative gap (NaN: no bound known)
     bound: float  # its dual bound, a lower bound on the optimum (NaN: none)
-    status: str  # "optimal", "infeasible", "limit" (a time or other limit stopped it), "unbounded", "error"
+    status: str  # "optimal", "infeasible", "limit" (a time or other limit stopped it), "unbounded",
+    # "infeasible_or_unbounded" (presolve could not tell), "error"
     message: str
 
 
@@ -93,7 +94,8 @@ def milp(cost: np.ndarray, constraints: list[optimize.LinearConstraint], integra
     status = h.getModelStatus()
     name = status.name if hasattr(status, "name") else str(status).split(".")[-1]
     info = h.getInfo()
-    has_x = info.primal_solution_status == 2  # a feasible point
+    # A feasible point, taken only from a solve that ended optimal or at a limit.
+    has_x = info.primal_solution_status == 2 and (name == "kOptimal" or name in _LIMITS)
     x = np.asarray(h.getSolution().col_value, float) if has_x else None
     mip = bool(np.any(integrality))
     fun = float(info.objective_function_value) if has_x else math.nan
@@ -111,8 +113,10 @@ def milp(cost: np.ndarray, constraints: list[optimize.LinearConstraint], integra
         kind = "infeasible"
     elif name in _LIMITS:
         kind = "limit"
-    elif name in ("kUnbounded", "kUnboundedOrInfeasible"):
+    elif name == "kUnbounded":
         kind = "unbounded"
+    elif name == "kUnboundedOrInfeasible":
+        kind = "infeasible_or_unbounded"
     else:
         kind = "error"
     return Result(x, fun, gap, bound, kind, h.modelStatusToString(status))

@@ -389,7 +389,9 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     the fleet most blocks chose (and, where it differs, at the most any block chose: the better
     plan is kept), each inheriting the backlog the one before left and looking two
     deadlines past its end (its hours alone are kept). Gap: (plan - bound) / plan on the objective,
-    the bound the better of the blocks' and `pooled.bound`'s; no tie-break solves (nothing idle is provisioned, as ever)."""
+    the bound the better of the blocks' and `pooled.bound`'s, and where that leaves the gap over the
+    bar, the blocks' again with the backlog at their edges priced (`_lagrangian_bound`); no
+    tie-break solves (nothing idle is provisioned, as ever)."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
     caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
@@ -418,7 +420,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
 
     solved: dict[tuple, tuple] = {}
 
-    def part(h0: int, h1: int, **kw) -> tuple:
+    def part(h0: int, h1: int, limit_s: float = time_limit_s, **kw) -> tuple:
         d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
         # Blocks that are the same problem (a replayed trace under a flat objective: energy, cost)
         # are solved once.
@@ -426,7 +428,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
                tuple(sorted((k, v.tobytes()) for k, v in d.items())) if d else (),
                tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(kw.items())))
         if key not in solved:
-            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, time_limit_s,
+            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, limit_s,
                                 Block(caps, waiting[h0:h1], **kw))
         return solved[key]
 
@@ -439,7 +441,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
 
     for h0, h1 in zip(starts, ends):
         res, L, _ = part(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1))
-        bound += res.bound
+        bound += res.bound if np.isfinite(res.bound) else -math.inf  # no bound known: none for the period
         hit = hit or res.hit_limit
         chosen.append(tuple(np.round(res.x[L.n:L.n + L.C])))
     ahead = 2 * max(deadline, 1)  # each block sees this far past its end, so it does not leave work at a bad time
@@ -495,6 +497,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         bounds.append((fleet_bound, fleet_hit, "the fleet search's bound"))
         fleet_note = f"; fleet search: {fleet_note}"
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
+    bounds = [b for b in bounds if np.isfinite(b[0])] or [(-math.inf, True, "no bound (a solve stopped without one)")]
     best = max(bounds, key=lambda b: b[0])
     if value > 0 and (value - best[0]) / value > LAGRANGE_TARGET:  # the blocks again, the backlog at their edges priced
         priced = _lagrangian_bound(value, bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after, part)
@@ -531,7 +534,8 @@ def _lagrangian_bound(value: float, bound: float, hit: bool, starts: list[int], 
     once the gap is under `LAGRANGE_TARGET`, after `LAGRANGE_EVALS` prices or `LAGRANGE_BUDGET_S`.
     Returns (bound, whether a solve behind it hit its limit, a note)."""
     started = time.perf_counter()
-    full_j = min(c.active_w * 3600.0 / c.requests_per_hour + c.dynamic_j_per_request for c in caps if c.requests_per_hour > 0)
+    full_j = min((c.active_w * 3600.0 / c.requests_per_hour + c.dynamic_j_per_request for c in caps
+                  if c.requests_per_hour > 0), default=cheapest_j)
     lo, hi = cheapest_j, max(full_j, cheapest_j)
     best = (bound, hit, cheapest_j)
     seen: dict[float, float] = {}
@@ -545,7 +549,16 @@ def _lagrangian_bound(value: float, bound: float, hit: bool, starts: list[int], 
             kw = dict(end_free=h1 < H, defer_cost=price_after(h1, mu))
             if h0 > 0:
                 kw.update(inherit_price=price_after(h0, mu), inherit_max=float(waiting[h0 - 1]))
-            res, _, _ = part(h0, h1, **kw)
+            # Within the budget: a block stopped at its limit still gives a (weaker) dual bound.
+            left_s = LAGRANGE_BUDGET_S - (time.perf_counter() - started)
+            if left_s <= 0:
+                total = -math.inf  # a partial sum is no bound
+                break
+            try:
+                res, _, _ = part(h0, h1, limit_s=left_s, **kw)
+            except PlanError:  # stopped without a plan: no bound at this price (the plan stands)
+                total = -math.inf
+                break
             total += res.bound  # a block's dual bound (NaN: none, and then no bound at this price)
             limit = limit or res.hit_limit
         total = total if np.isfinite(total) else -math.inf
@@ -573,7 +586,7 @@ def _lagrangian_bound(value: float, bound: float, hit: bool, starts: list[int], 
             d = a + ratio * (b - a)
             fd = at(d)
     bound_, hit_, mu = best
-    if mu == cheapest_j:
+    if not bound_ > bound:  # no price did better than the first bound
         return bound, hit, ""
     return bound_, hit_, (f" with the backlog at block edges priced at {mu:.3g} J per request at the next deadline "
                           f"window's lowest weight (Lagrangian; {len(seen)} price(s) tried)")
@@ -921,7 +934,9 @@ def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str
     if res.x is None:
         if not required:
             return None
-        raise (Infeasible if res.status == "infeasible" else PlanError)(
+        # The planner's models are bounded below (costs are non-negative, or on a bounded column):
+        # "infeasible or unbounded" is infeasible for them.
+        raise (Infeasible if res.status in ("infeasible", "infeasible_or_unbounded") else PlanError)(
             f"plan {name}: the MILP found no feasible plan ({res.message})")
     return _Solved(res.x, res.fun, res.gap, res.status == "limit", res.bound)  # no bound known: the gap is NaN
 

@@ -201,6 +201,7 @@ def economics_for(inputs: PlanInputs, hosts: dict[str, Capacity | None], pillars
 SLO_SCOPES = ("hour", "period")
 DERATE = 0.85  # a candidate whose replicas missed the SLO in an hour is re-planned at this share of its capacity
 MAX_ROUNDS = 8
+MAX_STREAK = 3  # the fastest derating: DERATE^3 (0.61) per round, so eight rounds end above 1% of a capacity
 
 
 @dataclass
@@ -248,7 +249,8 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         # A round that fails is re-planned: its hours may be cut short once they fail (not the last round's).
         v = ctx.check(plan, econ, quick=round_ < MAX_ROUNDS, first=tuple(failed))
         failing = v.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope)
-        failed = failing + [h for h in failed if h not in failing]
+        failing_set = set(failing)
+        failed = failing + [h for h in failed if h not in failing_set]
         if not failing:
             tied = break_ties(plan)
             solve_s += tied.solve_s - plan.solve_s
@@ -265,17 +267,21 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
         # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
         # hour, since derating one candidate or one hour lets the solver move the load to another.
-        # A type blamed round after round is derated faster (DERATE to the power of its streak): a
-        # miss that persists is not a matter of a few percent (hours of a few dozen online requests
-        # may miss none at 99%), and the rounds are few.
+        # A type blamed round after round is derated faster (DERATE to the power of its streak, at
+        # most MAX_STREAK): a miss that persists is not a matter of a few percent (hours of a few
+        # dozen online requests may miss none at 99%), and the rounds are few.
         missed = set().union(*(v.missed_in(h) for h in failing))
         types = {c.candidate.hardware for c in ctx.setting.capacities if c.candidate.name in missed}
+        if not types:  # nothing to derate (no GPU type blamed): a re-plan would be the same plan
+            break
         streak = {t: streak.get(t, 0) + 1 for t in types}
         for c in ctx.setting.capacities:
             if c.candidate.hardware in types:
-                derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE ** streak[c.candidate.hardware]
+                derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE ** min(streak[c.candidate.hardware], MAX_STREAK)
     plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
-    plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = max(gaps), limit, solve_s
+    # The worst round's gap; unknown (NaN) if any round's was.
+    gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps)
+    plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = gap, limit, solve_s
     shares = sorted({(c.candidate.hardware, float(d.min())) for c in ctx.setting.capacities
                      for n, d in planned_with.items() if n == c.candidate.name})
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
