@@ -121,6 +121,11 @@ def _add_cover_cuts(rows: _Rows, L: _Layout, online: np.ndarray, rate: np.ndarra
     rows.add([(np.array([L.m + np.arange(L.T)]), 1.0)], 1.0, np.inf)
 
 
+def _excluded(c: Capacity, derate: dict[str, np.ndarray] | None) -> bool:
+    """Derated to nothing in every hour: taken out of the plan (`run.solve_verified`)."""
+    return bool(derate) and c.candidate.name in derate and not np.any(derate[c.candidate.name] > 0)
+
+
 def _per_hour(values, H: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(values, float), (H,)).astype(float)
 
@@ -156,7 +161,8 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
     levers = pillars.levers()
-    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
+    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)
+            and not _excluded(c, derate)]
     if not caps:
         raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
     period_h = len(s.intensity_g_per_kwh)
@@ -394,7 +400,8 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     tie-break solves (nothing idle is provisioned, as ever)."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
-    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)]
+    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)
+            and not _excluded(c, derate)]
     caps = merge_near(undominated(caps, H, derate), H, derate)
     started = time.perf_counter()  # the search's time counts in the plan's, where the blocks follow it
     searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps)

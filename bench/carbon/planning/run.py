@@ -201,7 +201,7 @@ def economics_for(inputs: PlanInputs, hosts: dict[str, Capacity | None], pillars
 SLO_SCOPES = ("hour", "period")
 DERATE = 0.85  # a candidate whose replicas missed the SLO in an hour is re-planned at this share of its capacity
 MAX_ROUNDS = 8
-MAX_STREAK = 3  # the fastest derating: DERATE^3 (0.61) per round, so eight rounds end above 1% of a capacity
+EXCLUDE_BELOW = 0.1  # a type derated below this share of its capacity is taken out of the plan
 
 
 @dataclass
@@ -242,7 +242,13 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     streak: dict[str, int] = {}  # GPU type -> rounds in a row it was blamed
     for round_ in range(1, MAX_ROUNDS + 1):
         # Ties are broken only once a plan meets the SLO: a round that fails needs none.
-        plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
+        try:
+            plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
+        except PlanError:
+            if round_ == 1:
+                raise
+            round_ -= 1
+            break  # every candidate its levers allow is taken out: the last plan stands, infeasible
         planned_with = dict(derate)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
@@ -267,9 +273,11 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         # The capacity estimates of the GPU type that missed were too high (the trace's bursts and
         # long prompts weigh on all its batch caps alike): all its candidates are derated, in every
         # hour, since derating one candidate or one hour lets the solver move the load to another.
-        # A type blamed round after round is derated faster (DERATE to the power of its streak, at
-        # most MAX_STREAK): a miss that persists is not a matter of a few percent (hours of a few
-        # dozen online requests may miss none at 99%), and the rounds are few.
+        # A type blamed round after round is derated faster (DERATE to the power of its streak): a
+        # miss that persists is not a matter of a few percent (hours of a few dozen online requests
+        # may miss none at 99%), and the rounds are few. Below EXCLUDE_BELOW of its capacity it is
+        # taken out: what it still misses there is not load (a request's latency on it sits at the
+        # SLO), and more replicas of it would only multiply idle power.
         missed = set().union(*(v.missed_in(h) for h in failing))
         types = {c.candidate.hardware for c in ctx.setting.capacities if c.candidate.name in missed}
         if not types:  # nothing to derate (no GPU type blamed): a re-plan would be the same plan
@@ -277,16 +285,19 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         streak = {t: streak.get(t, 0) + 1 for t in types}
         for c in ctx.setting.capacities:
             if c.candidate.hardware in types:
-                derate[c.candidate.name] = derate.get(c.candidate.name, np.ones(H)) * DERATE ** min(streak[c.candidate.hardware], MAX_STREAK)
+                share = derate.get(c.candidate.name, np.ones(H)) * DERATE ** streak[c.candidate.hardware]
+                derate[c.candidate.name] = share if share.max() >= EXCLUDE_BELOW else np.zeros(H)
     plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
     # The worst round's gap; unknown (NaN) if any round's was.
     gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps)
     plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = gap, limit, solve_s
-    shares = sorted({(c.candidate.hardware, float(d.min())) for c in ctx.setting.capacities
+    shares = sorted({(c.candidate.hardware, float(d.max())) for c in ctx.setting.capacities
                      for n, d in planned_with.items() if n == c.candidate.name})
+    said = [f"{t} at {share:.0%} of its simulated capacity" if share > 0 else
+            f"{t} taken out (it still missed the SLO below {EXCLUDE_BELOW:.0%} of its simulated capacity)"
+            for t, share in shares]
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
-                      (" (re-planned with " + ", ".join(f"{t} at {share:.0%}" for t, share in shares)
-                       + " of its simulated capacity)" if shares else "") +
+                      (" (re-planned with " + "; ".join(said) + ")" if said else "") +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
                        f"{_late(plan)}): infeasible, not ranked"))
     return plan

@@ -502,3 +502,28 @@ def test_a_gpu_type_blamed_round_after_round_is_derated_faster(run, monkeypatch)
     assert [s["l4"] for s in seen] == pytest.approx([1.0, d, d ** 3, d ** 3, d ** 4])
     assert [s["h100_sxm"] for s in seen] == pytest.approx([1.0, 1.0, 1.0, d, d])
     assert any("l4 at 52%" in n for n in plan_.notes)  # 0.85^4, as planned in the round that passed
+
+
+def test_a_gpu_type_still_missing_below_a_tenth_of_its_capacity_is_taken_out(run, monkeypatch):
+    # Blamed five rounds in a row, an L4 is derated to 0.85^15 (9%) of its capacity: under the 10%
+    # floor it is taken out, so the sixth solve plans without it (not ten times its replicas).
+    from bench.carbon.planning import run as planning
+    from bench.carbon.planning.verify import HourResult, Verification
+
+    ctx = planning.Context(run.inputs, run.setting, run.demand, {})
+    l4 = [c.candidate.name for c in run.setting.capacities if c.candidate.hardware == "l4"][0]
+    script = iter(["l4"] * 5 + [None, None])
+
+    def check(self, plan, econ, quick=False, first=()):
+        ok = next(script) is None
+        hour = HourResult(10 if ok else 5, 10, 1.0 if ok else 0.5, set() if ok else {l4})
+        v = Verification([hour], hour.attainment, hour.attainment, hour.worst_replica, {})
+        plan.feasible, plan.verification = ok, v
+        return v
+
+    monkeypatch.setattr(planning.Context, "check", check)
+    monkeypatch.setattr(planning, "break_ties", lambda plan: plan)
+    econ = planning.economics_for(run.inputs, run.host_capacity, run.inputs.pillars)
+    plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
+    assert plan_.feasible and all(c.candidate.hardware != "l4" for c in plan_.candidates)
+    assert any("in 6 round(s)" in n and "l4 taken out" in n for n in plan_.notes)
