@@ -396,7 +396,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     plan is kept), each inheriting the backlog the one before left and looking two
     deadlines past its end (its hours alone are kept). Gap: (plan - bound) / plan on the objective,
     the bound the better of the blocks' and `pooled.bound`'s, and where that leaves the gap over the
-    bar, the blocks' again with the backlog at their edges priced (`_lagrangian_bound`); no
+    bar, the blocks' again with the backlog at their edges priced (`priced_bound`); no
     tie-break solves (nothing idle is provisioned, as ever)."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
@@ -507,7 +507,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     bounds = [b for b in bounds if np.isfinite(b[0])] or [(-math.inf, True, "no bound (a solve stopped without one)")]
     best = max(bounds, key=lambda b: b[0])
     if value > 0 and (value - best[0]) / value > LAGRANGE_TARGET:  # the blocks again, the backlog at their edges priced
-        priced = _lagrangian_bound(value, bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after, part)
+        priced = priced_bound(value, bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after, part)
         if priced[2]:
             bounds.append((priced[0], priced[1], f"the blocks' bound{priced[2]}"))
             best = max(bounds, key=lambda b: b[0])
@@ -527,7 +527,7 @@ LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)
 LAGRANGE_BUDGET_S = 30.0
 
 
-def _lagrangian_bound(value: float, bound: float, hit: bool, starts: list[int], ends: list[int], H: int,
+def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends: list[int], H: int,
                       waiting: np.ndarray, cheapest_j: float, caps: list[Capacity], price_after, part) -> tuple[float, bool, str]:
     """A tighter bound on a period solved in blocks: the backlog passed from block to block is
     priced (Lagrangian relaxation of the backlog carried across each edge). For any price, every
