@@ -103,9 +103,9 @@ def test_a_fleet_too_small_for_an_hour_is_caught_by_the_whole_fleet_simulation(r
     v = verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {})
     assert v.worst_hour < run.inputs.slo.attainment and v.failing_hours(run.inputs.slo, "hour")
     assert all(p.candidates[weak[0]].candidate.name in h.missed for h in v.hours)
-    # A quick check cuts the failing hours short, and stops once every GPU type the plan uses has a
-    # candidate to blame (the busiest hour first): some of the same failing hours, the same candidates
-    # to blame in each, so the same re-plan; the hours it did not simulate are marked partial
+    # A quick check cuts the failing hours short, and skips hours whose GPU types all have a
+    # candidate to blame already (the busiest hour first): some of the same failing hours, the same
+    # candidates to blame in each, so the same re-plan; the hours it did not simulate are marked partial
     quick = verify(small, run.demand, run.inputs.model, run.inputs.slo, "round_robin", {}, quick=True)
     assert quick.partial and not v.partial
     failing = quick.failing_hours(run.inputs.slo, "hour")
