@@ -446,24 +446,43 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         later = per_j[h1:h1 + max(deadline, 1)]
         return j_per_request * float(later.min()) if len(later) else 0.0
 
-    for h0, h1 in zip(starts, ends):
-        res, L, _ = part(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1))
+    # The blocks' bound pass keeps to BLOCKS_BUDGET_S: each block gets its share of what is left (at
+    # least BLOCK_MIN_S). A block stopped at its limit still gives a dual bound (a weaker one) and a
+    # fleet; one stopped without a plan gives neither (no bound for the period, said by its gap).
+    pass_started = time.perf_counter()
+    for k, (h0, h1) in enumerate(zip(starts, ends)):
+        left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
+        limit_s = min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k)))
+        try:
+            res, L, _ = part(h0, h1, limit_s=limit_s, end_free=h1 < H, defer_cost=defer_after(h1))
+        except Infeasible:
+            raise
+        except PlanError:
+            bound, hit = -math.inf, True
+            continue
         bound += res.bound if np.isfinite(res.bound) else -math.inf  # no bound known: none for the period
         hit = hit or res.hit_limit
         chosen.append(tuple(np.round(res.x[L.n:L.n + L.C])))
+    if not chosen:
+        raise PlanError(f"plan {name}: no block of the period found a plan within its time limit")
     ahead = 2 * max(deadline, 1)  # each block sees this far past its end, so it does not leave work at a bad time
 
     def in_order(fixed: np.ndarray) -> tuple[Plan, bool]:
         u, x, y, z = [], [], [], []
         backlog, limit = 0.0, False
-        for h0, h1 in zip(starts, ends):
+        pass_started = time.perf_counter()  # each plan pass keeps to BLOCKS_BUDGET_S, as the bound pass
+        for k, (h0, h1) in enumerate(zip(starts, ends)):
             end = min(H, h1 + ahead)
             # What the look-ahead leaves is charged as in the bound: free, it would pull work past the
             # block's own hours into the hours after it, whatever their intensity.
             kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
+            left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
             try:
-                res, L, _ = part(h0, end, fixed_n=fixed, **kw)
-            except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
+                res, L, _ = part(h0, end, limit_s=min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k))),
+                                 fixed_n=fixed, **kw)
+            except PlanError:
+                # The inherited backlog needs more replicas here, or no plan was found in the block's
+                # share of the budget: chosen, at least those fixed, with the full time limit.
                 res, L, _ = part(h0, end, **kw)
                 fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
             limit = limit or res.hit_limit
@@ -522,6 +541,8 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
+BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, all blocks together
+BLOCK_MIN_S = 2.0  # the least time a block of it gets
 LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges
 LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)
 LAGRANGE_BUDGET_S = 30.0
