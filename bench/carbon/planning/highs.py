@@ -87,6 +87,10 @@ def milp(cost: np.ndarray, constraints: list[optimize.LinearConstraint], integra
     with quiet_stdout():
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
+        # One thread: HiGHS otherwise starts a pool of worker threads that outlive the solve and spin
+        # for a while after it, taking cores from whatever runs next in the process (real-time
+        # measurements among them); the planner runs its plans side by side in processes instead.
+        h.setOptionValue("threads", 1)
         h.setOptionValue("time_limit", float(time_limit_s))
         h.setOptionValue("mip_rel_gap", float(rel_gap))
         h.passModel(lp)
