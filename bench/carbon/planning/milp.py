@@ -126,6 +126,12 @@ def _excluded(c: Capacity, derate: dict[str, np.ndarray] | None) -> bool:
     return bool(derate) and c.candidate.name in derate and not np.any(derate[c.candidate.name] > 0)
 
 
+def allowed_candidates(s: Setting, levers, derate: dict[str, np.ndarray] | None) -> list[Capacity]:
+    """The candidates a plan may use: feasible, open to its levers, and not taken out."""
+    return [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)
+            and not _excluded(c, derate)]
+
+
 def _per_hour(values, H: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(values, float), (H,)).astype(float)
 
@@ -161,8 +167,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
     levers = pillars.levers()
-    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)
-            and not _excluded(c, derate)]
+    caps = allowed_candidates(s, levers, derate)
     if not caps:
         raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
     period_h = len(s.intensity_g_per_kwh)
@@ -400,8 +405,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     tie-break solves (nothing idle is provisioned, as ever)."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
-    caps = [c for c in s.capacities if c.feasible and (levers.any_candidate or c.candidate.name == s.reference)
-            and not _excluded(c, derate)]
+    caps = allowed_candidates(s, levers, derate)
     caps = merge_near(undominated(caps, H, derate), H, derate)
     started = time.perf_counter()  # the search's time counts in the plan's, where the blocks follow it
     searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps)
@@ -478,21 +482,24 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
             kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
             left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
             try:
-                res, L, _ = part(h0, end, limit_s=min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k))),
-                                 fixed_n=fixed, **kw)
-            except PlanError:
-                # The inherited backlog needs more replicas here, or no plan was found in the block's
-                # share of the budget: chosen, at least those fixed, with the full time limit.
+                try:
+                    res, L, _ = part(h0, end, limit_s=min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k))),
+                                     fixed_n=fixed, **kw)
+                except Infeasible:
+                    raise
+                except PlanError:  # no plan in the block's share of the budget: the fleet again, the full limit
+                    res, L, _ = part(h0, end, fixed_n=fixed, **kw)
+            except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
                 res, L, _ = part(h0, end, **kw)
                 fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
             limit = limit or res.hit_limit
-            v, k = res.x, h1 - h0  # only the block's own hours are kept
-            u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:k])
+            v, own = res.x, h1 - h0  # only the block's own hours are kept
+            u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:own])
             xs, ys = _split(_served(L, v), online[h0:end])
-            x.append(xs[:k])
-            y.append(ys[:k])
-            z.append(v[L.z:L.z + L.H][:k])
-            backlog = float(v[L.b + k - 1])
+            x.append(xs[:own])
+            y.append(ys[:own])
+            z.append(v[L.z:L.z + L.H][:own])
+            backlog = float(v[L.b + own - 1])
         return _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
                          np.concatenate(z)), limit
 
@@ -541,7 +548,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
-BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, all blocks together
+BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, and each plan pass (or 2 s a block, if more)
 BLOCK_MIN_S = 2.0  # the least time a block of it gets
 LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges
 LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)

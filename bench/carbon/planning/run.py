@@ -16,7 +16,7 @@ from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
 from bench.carbon.planning.demand import Demand
-from bench.carbon.planning.milp import account, break_ties, solve
+from bench.carbon.planning.milp import account, allowed_candidates, break_ties, solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
@@ -240,15 +240,17 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     gaps, limit, solve_s = [], False, 0.0
     failed: list[int] = []  # hours that failed in earlier rounds, the latest first: a quick check tries them first
     streak: dict[str, int] = {}  # GPU type -> rounds in a row it was blamed
+    stopped = ""
     for round_ in range(1, MAX_ROUNDS + 1):
-        # Ties are broken only once a plan meets the SLO: a round that fails needs none.
-        try:
-            plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
-        except PlanError:
-            if round_ == 1:
-                raise
+        if round_ > 1 and not allowed_candidates(ctx.setting, pillars.levers(), derate):
+            # Every candidate its levers allow is taken out: the last plan stands, infeasible, and is
+            # verified in full (its round's check may have been cut short).
+            ctx.check(plan, econ)
+            stopped = "; re-planning stopped: every candidate its levers allow was taken out"
             round_ -= 1
-            break  # every candidate its levers allow is taken out: the last plan stands, infeasible
+            break
+        # Ties are broken only once a plan meets the SLO: a round that fails needs none.
+        plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
         planned_with = dict(derate)
         gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
@@ -299,7 +301,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
                       (" (re-planned with " + "; ".join(said) + ")" if said else "") +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
-                       f"{_late(plan)}): infeasible, not ranked"))
+                       f"{_late(plan)}): infeasible, not ranked") + stopped)
     return plan
 
 

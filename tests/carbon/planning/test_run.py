@@ -527,3 +527,30 @@ def test_a_gpu_type_still_missing_below_a_tenth_of_its_capacity_is_taken_out(run
     plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
     assert plan_.feasible and all(c.candidate.hardware != "l4" for c in plan_.candidates)
     assert any("in 6 round(s)" in n and "l4 taken out" in n for n in plan_.notes)
+
+
+def test_re_planning_stops_when_every_allowed_candidate_is_taken_out(run, monkeypatch):
+    # Rightsize off: only the reference H100 candidate is open. Blamed five rounds in a row it is
+    # taken out, so no sixth solve is possible: the fifth plan stands, infeasible, verified in full
+    # (its own round's check was a quick one), and the note says why re-planning stopped.
+    from bench.carbon.planning import run as planning
+    from bench.carbon.planning.pillars import Pillars
+    from bench.carbon.planning.verify import HourResult, Verification
+
+    ctx = planning.Context(run.inputs, run.setting, run.demand, {})
+    ref = run.setting.reference
+    calls = []
+
+    def check(self, plan, econ, quick=False, first=()):
+        calls.append(quick)
+        hour = HourResult(5, 10, 0.5, {ref})
+        v = Verification([hour], 0.5, 0.5, 0.5, {})
+        plan.feasible, plan.verification = False, v
+        return v
+
+    monkeypatch.setattr(planning.Context, "check", check)
+    pillars = Pillars.none()
+    econ = planning.economics_for(run.inputs, run.host_capacity, pillars)
+    plan_ = planning.solve_verified(ctx, "carbon", pillars, econ, "t", "ablation")
+    assert not plan_.feasible and calls == [True] * 5 + [False]
+    assert any("in 5 round(s)" in n and "taken out" in n and "re-planning stopped" in n for n in plan_.notes)
