@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.draw,power
 python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 date -u +"date %Y-%m-%dT%H:%M:%SZ"
 
-step "GPU tests" 90 python3 -m pytest -q -x -m gpu tests/kernels/test_attention.py -k "d128 or decode" -p no:cacheprovider
+step "GPU tests" 90 python3 -m pytest -q -o addopts=-ra -x -m gpu tests/kernels/test_attention.py -k "d128 or decode" -p no:cacheprovider
 step "attention sweep" 200 python3 -m bench -m sweep=device_check results_dir=$R
 step "fidelity on this GPU" 30 python3 -m bench.fidelity.gpu --results $R --out "$OUT/gpu_fidelity.md"
 step "profile" 40 python3 -m bench task=fit results=$R profiles_dir=profiles

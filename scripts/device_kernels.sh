@@ -10,6 +10,6 @@ export PYTHONUNBUFFERED=1
 PHASES=${PHASES:-prefill decode}
 HEAD_DIMS=${HEAD_DIMS:-128 64}
 NAME="kernels_${PHASES// /_}_d${HEAD_DIMS// /_}"
-[ "${SKIP_TESTS:-0}" = 1 ] || timeout 200 python3 -m pytest -q -m gpu tests/kernels 2>&1 | tee $OUT/pytest_gpu.log | tail -6
+[ "${SKIP_TESTS:-0}" = 1 ] || timeout 200 python3 -m pytest -q -o addopts=-ra -m gpu tests/kernels 2>&1 | tee $OUT/pytest_gpu.log | tail -6
 # shellcheck disable=SC2086  # PHASES and HEAD_DIMS are word lists
 python3 -m bench.perf --out $OUT --name "$NAME" --phases $PHASES --head-dims $HEAD_DIMS 2>&1 | tee $OUT/perf_$NAME.log | tail -80

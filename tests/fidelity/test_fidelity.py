@@ -8,6 +8,8 @@ from bench.fidelity.gpu import counter_period, report, three_shapes
 from bench.fidelity.report import write
 from tests.measure.emulated import fast, gpu
 
+pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
+
 
 def test_a_small_grid_writes_the_table_the_summary_and_the_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(fidelity, "Protocol", lambda: fast(min_window_s=0.05, lead_in_s=0.1))  # the emulation ramps 30 ms, lags 10

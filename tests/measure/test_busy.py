@@ -9,6 +9,8 @@ from bench.measure.protocol import MeasurementError
 from bench.measure.session import check_gpu_idle
 from tests.fakes import FakeClock, FakeNvml
 
+pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
+
 WALL_START_S = 1.7e9  # the emulator's start on the wall clock
 
 

@@ -7,6 +7,8 @@ import torch
 import bench
 from bench.measure.meters import MeterConf
 
+pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
+
 
 def test_a_callable_is_measured_with_its_method_and_quality(tmp_path):
     from bench.measure.lock import LockConf

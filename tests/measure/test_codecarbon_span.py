@@ -7,6 +7,8 @@ pytest.importorskip("codecarbon")
 
 from bench.measure.codecarbon_span import J_PER_KWH, codecarbon_span  # noqa: E402
 
+pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
+
 
 def test_codecarbon_span_reports_its_own_figures():
     with codecarbon_span("FRA", None) as out:

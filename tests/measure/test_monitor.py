@@ -2,9 +2,13 @@
 import math
 import time
 
+import pytest
+
 from bench.measure.monitor import GpuTelemetry, throttle_names
 from bench.measure.recorder import Recorder
 from tests.measure.emulated import PERIOD_S, fast, gpu, measure
+
+pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
 
 
 def test_every_edge_is_bracketed_by_the_polls_around_it():

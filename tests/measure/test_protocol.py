@@ -12,6 +12,8 @@ from bench.measure.windows import WindowRunner
 from tests.fakes import FakeClock
 from tests.measure.emulated import PERIOD_S, fast, gpu, measure, rel_error
 
+pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
+
 
 @pytest.mark.parametrize("mode", ["exact", "sliced"])
 def test_windows_on_update_edges_measure_the_true_energy(mode):
