@@ -411,6 +411,54 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps)
     if searched is not None and searched[0].solver_gap <= MIP_GAP:
         return searched[0]
+    # With the search's plan to hand, the blocks only try to better it or its bound: they stop at
+    # LONG_BUDGET_S from the start (the search's plan then stands, its gap as found). Without one,
+    # they must find the plan, and each pass keeps to BLOCKS_BUDGET_S as below.
+    budget_end = started + LONG_BUDGET_S if searched is not None else math.inf
+
+    def budget_left_s() -> float:
+        if time.perf_counter() >= budget_end:
+            raise _OutOfTime
+        return budget_end - time.perf_counter()
+
+    try:
+        return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started, searched, budget_left_s)
+    except _OutOfTime:
+        plan = searched[0]
+        plan.solver_hit_time_limit = True
+        plan.solve_s = time.perf_counter() - started
+        plan.notes[-1] += (f"; the blocks that followed, to narrow that gap, stopped at the long solve's budget "
+                           f"({LONG_BUDGET_S:.0f} s)")
+        return plan
+
+
+def block_edges(series: list[np.ndarray], H: int) -> list[int]:
+    """Where a long period's blocks start and end. Where every per-hour input repeats with some
+    period P of at most BLOCK_H hours (a replayed day-long trace under a flat objective), blocks are
+    whole multiples of P near BLOCK_H long, the last taking what is left over, so the blocks inside
+    are one problem, solved once. Otherwise blocks of as nearly one length as the period allows.
+    Either way no block is short: it would choose its own fleet, and the plan provisions the most
+    any block chose."""
+    for P in range(1, min(BLOCK_H, H // 2) + 1):
+        if all(np.array_equal(a[P:], a[:-P]) for a in series):
+            length = P * max(1, round(BLOCK_H / P))
+            count = max(1, H // length)
+            return [k * length for k in range(count)] + [H]
+    count = math.ceil(H / BLOCK_H)
+    return [round(k * H / count) for k in range(count + 1)]
+
+
+class _OutOfTime(Exception):
+    """The blocks of a long solve ran past its budget while the fleet search's plan was to hand."""
+
+
+def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+            derate: dict[str, np.ndarray] | None, time_limit_s: float, caps: list[Capacity], started: float,
+            searched, budget_left_s) -> Plan:
+    """`solve_long`'s blocks (its docstring says how); `budget_left_s()`: the time left of its budget
+    (raises `_OutOfTime` once none is)."""
+    levers = pillars.levers()
+    H = len(s.intensity_g_per_kwh)
     online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
     deadline = s.deadline_h if levers.offline_within_deadline else 1
     waiting = waiting_bounds(offline, deadline)
@@ -419,10 +467,8 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
              "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
     cheapest_j = min([c.dynamic_j_per_request for c in caps] + ([econ.host_cpu_capacity.dynamic_j_per_request]
                                                                  if reuse else []))
-    # Blocks of as nearly one length as the period allows (a short last block would choose its own
-    # fleet, and the plan provisions the most any block chose).
-    count = math.ceil(H / BLOCK_H)
-    edges = [round(k * H / count) for k in range(count + 1)]
+    # (`waiting` follows from `offline`: it repeats too, past the first deadline.)
+    edges = block_edges([online, offline, per_j] + list((derate or {}).values()), H)
     starts, ends = edges[:-1], edges[1:]
 
     def sub(h0: int, h1: int) -> Setting:
@@ -431,15 +477,18 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
 
     solved: dict[tuple, tuple] = {}
 
+    def key_of(h0: int, h1: int, **kw) -> tuple:
+        """What a block's solve depends on: blocks that are the same problem (a replayed trace
+        under a flat objective: energy, cost) are solved once."""
+        return (online[h0:h1].tobytes(), offline[h0:h1].tobytes(), per_j[h0:h1].tobytes(), waiting[h0:h1].tobytes(),
+                tuple(sorted((k, v[h0:h1].tobytes()) for k, v in derate.items())) if derate else (),
+                tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(kw.items())))
+
     def part(h0: int, h1: int, limit_s: float = time_limit_s, **kw) -> tuple:
         d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
-        # Blocks that are the same problem (a replayed trace under a flat objective: energy, cost)
-        # are solved once.
-        key = (online[h0:h1].tobytes(), offline[h0:h1].tobytes(), per_j[h0:h1].tobytes(), waiting[h0:h1].tobytes(),
-               tuple(sorted((k, v.tobytes()) for k, v in d.items())) if d else (),
-               tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(kw.items())))
+        key = key_of(h0, h1, **kw)
         if key not in solved:
-            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, limit_s,
+            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, min(limit_s, budget_left_s()),
                                 Block(caps, waiting[h0:h1], **kw))
         return solved[key]
 
@@ -453,10 +502,12 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     # The blocks' bound pass keeps to BLOCKS_BUDGET_S: each block gets its share of what is left (at
     # least BLOCK_MIN_S). A block stopped at its limit still gives a dual bound (a weaker one) and a
     # fleet; one stopped without a plan gives neither (no bound for the period, said by its gap).
+    # The budget is shared among the blocks still to solve that are distinct problems.
     pass_started = time.perf_counter()
+    keys = [key_of(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1)) for h0, h1 in zip(starts, ends)]
     for k, (h0, h1) in enumerate(zip(starts, ends)):
         left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
-        limit_s = min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k)))
+        limit_s = min(time_limit_s, max(BLOCK_MIN_S, left_s / max(1, len(set(keys[k:]) - solved.keys()))))
         try:
             res, L, _ = part(h0, h1, limit_s=limit_s, end_free=h1 < H, defer_cost=defer_after(h1))
         except Infeasible:
@@ -499,7 +550,9 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
             x.append(xs[:own])
             y.append(ys[:own])
             z.append(v[L.z:L.z + L.H][:own])
-            backlog = float(v[L.b + own - 1])
+            # Whole requests (up: none is lost), so a steady backlog at a repeating edge repeats
+            # exactly and the blocks after it are the same problem, solved once.
+            backlog = float(math.ceil(v[L.b + own - 1] - 1e-6))
         return _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
                          np.concatenate(z)), limit
 
@@ -514,12 +567,23 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     whole = [f for f in fleets if serves_period(f, caps, online + offline, derate, econ.host_cpu_capacity if reuse else None)]
     fleets = whole or fleets
     metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
-    tried = [in_order(f) for f in fleets]
+    tried = []
+    for f in fleets:
+        try:
+            tried.append(in_order(f))
+        except _OutOfTime:  # the search's plan stands, unless a pass already gave one
+            if not tried:
+                raise
+            break
     plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
     # Every bound on the period's optimum at hand (value, whether a solve behind it hit its limit,
     # its name); the tightest is reported.
     bounds = [(bound, hit, "the blocks' bound")]
-    pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
+    try:
+        budget_left_s()
+        pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
+    except _OutOfTime:
+        pooled, pooled_hit = -math.inf, True
     bounds.append((pooled, pooled_hit, "the pooled bound (offline work in any hour, one fleet; tighter here than the "
                    "blocks')" + ("; the pooled bound's solve stopped at its time limit (a weaker bound)" if pooled_hit else "")))
     fleet_note = ""
@@ -548,6 +612,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     return plan
 
 
+LONG_BUDGET_S = 90.0  # a long solve's whole time when the fleet search found a plan over the bar (the blocks try to better it)
 BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, and each plan pass (or 2 s a block, if more)
 BLOCK_MIN_S = 2.0  # the least time a block of it gets
 LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges
@@ -591,7 +656,7 @@ def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends:
                 break
             try:
                 res, _, _ = part(h0, h1, limit_s=left_s, **kw)
-            except PlanError:  # stopped without a plan: no bound at this price (the plan stands)
+            except (PlanError, _OutOfTime):  # stopped without a plan: no bound at this price (the plan stands)
                 total = -math.inf
                 break
             total += res.bound  # a block's dual bound (NaN: none, and then no bound at this price)
@@ -712,8 +777,53 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     hit = at_top[0].hit_limit  # its dual bound at a stop is still a floor, a weaker one (its LP's was too weak)
     floor = at_top[0].bound - fleet_terms(top)
     solved: list[tuple[np.ndarray, float]] = [(top, floor)]  # fleet, bound on its running cost
+    # Floors per support (the candidates a fleet has any of, as a bit mask): every fleet within a
+    # support S is at most `top` on S, so its running cost is at least the LP relaxation's at `top`
+    # on S (less that fleet's terms). One LP bounds every fleet of those candidates at once: the
+    # year's floor at `top` is the running cost with every candidate to hand, far below what a fleet
+    # of H100s alone or L4s alone can reach (on a diurnal year, 40 s of fleet LPs and MILPs left a
+    # 9.6% gap where these floors pruned all but a few). Infinite: no fleet within S serves the period.
+    full = (1 << C) - 1
+    floors: dict[int, float] = {full: floor}
+
+    def mask_of(n: np.ndarray) -> int:
+        return sum(1 << j for j in range(C) if n[j] > 0)
+
+    def support_floor(mask: int) -> float:
+        """The best floor known for fleets within `mask`: the largest over the supports holding it."""
+        return max(f for m, f in floors.items() if m & mask == mask)
+
+    def learn_floor(mask: int) -> None:
+        nonlocal hit
+        cap_n = np.where([(mask >> j) & 1 for j in range(C)], top, 0.0)
+        if float(cap_n @ capacity) < work * (1 - 1e-9):
+            floors[mask] = math.inf  # not even all of them serve the period's work
+            return
+        lp = solve_fleet(cap_n, relax=True)
+        if lp == "infeasible":
+            floors[mask] = math.inf
+        elif lp is not None and not lp[0].hit_limit:
+            floors[mask] = max(floor, lp[0].fun - fleet_terms(cap_n))
+        else:  # no LP optimum in its time: the support keeps the floors that hold it
+            hit = True
+            floors[mask] = support_floor(mask)
     best = (math.inf, None)  # the best plan found (the relaxed `top` is none)
     lowest = math.inf  # the least bound over the fleets taken so far
+    def left_bound(heap: list) -> float:
+        """A bound on every fleet not yet taken. Each is a heap fleet n or holds one (successors are
+        pushed before a fleet is judged); one that holds n with support S holds max(n, one of each
+        candidate of S), so its fleet terms are at least that fleet's and its running cost at least
+        S's floor. The least of these over the heap's fleets and the supports holding theirs."""
+        least = math.inf
+        for terms_, key_ in heap:
+            n = np.array(key_, float)
+            m = mask_of(n)
+            for s_ in range(full + 1):
+                if s_ & m == m:
+                    ones = np.array([(s_ >> j) & 1 for j in range(C)], float)
+                    least = min(least, fleet_terms(np.maximum(n, ones)) + support_floor(s_))
+        return least
+
     zero = tuple([0] * C)
     heap = [(fleet_terms(np.zeros(C)), zero)]
     seen = {zero}
@@ -730,7 +840,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
             complete = True
             break
         if pops >= FLEET_POPS or evals >= FLEET_EVALS or time.perf_counter() - started > FLEET_BUDGET_S:
-            lowest = min(lowest, terms + floor)  # the fleets left are bounded by the floor alone
+            lowest = min(lowest, left_bound(heap))
             break
         heapq.heappop(heap)
         pops += 1
@@ -744,6 +854,13 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         if float(n @ capacity) < work * (1 - 1e-9):
             continue  # cannot serve the period's work: no plan
         running = max(b for m, b in solved if (m >= n).all())  # `top` holds every fleet taken
+        if terms + running >= cut:
+            lowest = min(lowest, terms + running)
+            continue
+        mask = mask_of(n)
+        if mask not in floors:
+            learn_floor(mask)
+        running = max(running, support_floor(mask))
         if terms + running >= cut:
             lowest = min(lowest, terms + running)
             continue

@@ -171,6 +171,47 @@ def test_a_long_period_in_blocks_stays_within_its_reported_gap_of_the_whole_solv
     assert (blocked.provisioned == blocked.active.max(axis=0)).all()
 
 
+def test_blocks_of_a_repeating_period_are_whole_repeats_and_each_distinct_block_is_solved_once(monkeypatch):
+    # A day-long trace replayed over 20 days under a flat objective (energy): every input repeats
+    # daily, so the blocks are whole days (here 2 of them a block, the last taking what is left) and
+    # the blocks inside are one problem. The plan passes carry whole requests of backlog, so once it
+    # is steady they repeat too: far fewer solves than blocks times passes. The plan is still a real
+    # one within its reported gap of the whole period's optimum.
+    from bench.carbon.planning import milp
+
+    monkeypatch.setattr(milp, "BLOCK_H", 48)
+    monkeypatch.setattr(milp, "LONG_H", 100)
+    day = np.array([200.0] * 8 + [900.0] * 10 + [400.0] * 6)
+    H = 24 * 20 + 12  # not a whole number of blocks
+    online, offline = np.resize(day, H), np.resize(day[::-1], H)
+    assert milp.block_edges([online, offline], H) == [0, 48, 96, 144, 192, 240, 288, 336, 384, 432, H]
+    aperiodic = online + np.arange(H) % 7
+    edges = milp.block_edges([aperiodic, offline], H)
+    assert len(edges) == 12 and max(np.diff(edges)) - min(np.diff(edges)) <= 1  # as nearly one length as it allows
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    s = setting([cap("h100_sxm:a", rate=900.0, j=120.0, watts=300.0), cap("l4:a", hw="l4", rate=250.0, j=40.0, watts=30.0)],
+                np.full(H, 300.0), online=online, offline=offline, deadline=6)
+    calls = []
+    real_solve = milp.solve
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real_solve(*a, **kw)
+
+    monkeypatch.setattr(milp, "solve", counting)
+    blocked = real_solve(s, "energy", shifting, Economics(), "t", ties=False)
+    assert any("in 10 blocks of 48-60 h" in n for n in blocked.notes)
+    assert len(calls) < 10 * 2  # against a bound pass and a plan pass of 10 blocks each, before any were shared
+    monkeypatch.setattr(milp, "solve", real_solve)
+    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    whole = real_solve(s, "energy", shifting, Economics(), "t", ties=False)
+    assert blocked.energy_kwh >= whole.energy_kwh * (1 - milp.MIP_GAP) - 1e-9
+    assert whole.energy_kwh >= blocked.energy_kwh * (1 - blocked.solver_gap) * (1 - milp.MIP_GAP) - 1e-9
+    served = np.cumsum(blocked.offline_gpu.sum(axis=1))
+    assert (served >= np.concatenate([np.zeros(5), np.cumsum(offline)[:-5]]) - 1e-3).all()
+    assert served[-1] == pytest.approx(offline.sum())
+
+
 def test_ties_broken_after_the_solve_give_the_plan_broken_in_it():
     # solve_verified breaks ties only once a plan meets the SLO: the deferred tie-break must give
     # the plan the solve gives with them, and the plan in between must keep the GPU-heavy tie.
@@ -432,6 +473,65 @@ def test_the_fleet_search_plans_a_long_period_within_its_gap_of_the_exact_optimu
     arrived = np.cumsum(s.offline_per_hour)
     assert (served >= np.concatenate([np.zeros(11), arrived[:-11]]) - 1e-3).all() and served[-1] == pytest.approx(arrived[-1])
     assert (searched.provisioned == searched.active.max(axis=0)).all()
+
+
+def _three_type_period(seed: int):
+    """A long carbon period where one GPU type alone is far worse than a mix (a support's floor
+    prunes its fleets), with a daily clean window and deadlines: (setting, pillars, economics)."""
+    rng = np.random.default_rng(seed)
+    H = 48
+    caps = [cap("h100_sxm:a", rate=900.0, j=120.0, watts=300.0), cap("a100_sxm:a", hw="a100_sxm", rate=500.0, j=90.0,
+                                                                       watts=200.0),
+            cap("l4:a", hw="l4", rate=250.0, j=40.0, watts=30.0)]
+    intensity = 300 + 200 * np.sin(np.arange(H) * 2 * np.pi / 24) + rng.uniform(0, 60, H)
+    s = setting(caps, intensity, online=rng.choice([200.0, 900.0], H), offline=rng.integers(100, 700, H).astype(float),
+                deadline=8)
+    return s, Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True), Economics()
+
+
+@pytest.mark.parametrize("evals", [1, 40])
+def test_a_fleet_search_stopped_at_any_limit_still_bounds_the_exact_optimum(monkeypatch, evals):
+    # Stopped after `evals` whole-period solves, the fleets it did not take are bounded through the
+    # heap (each fleet left holds one of its fleets: their terms, with one of each candidate of a
+    # larger support, plus that support's floor). The bound stays under the exact optimum, and the
+    # plan is a real one, never below it.
+    from bench.carbon.planning import milp
+
+    s, pillars, econ = _three_type_period(evals)
+    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    exact = solve(s, "carbon", pillars, econ, "t", ties=False)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.01)
+    monkeypatch.setattr(milp, "FLEET_EVALS", evals)
+    caps = milp.merge_near(milp.undominated(s.capacities, len(s.intensity_g_per_kwh), None), len(s.intensity_g_per_kwh), None)
+    plan, bound, _, note = milp.search_fleets(s, "carbon", pillars, econ, "t", None, 60.0, caps)
+    assert bound <= exact.total_kg * (1 + 1e-6)
+    assert plan.total_kg >= exact.total_kg * (1 - 1e-6)
+    assert ("stopped at its limit" in note) == (evals == 1)  # the heap's bound was used
+
+
+def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypatch):
+    # The search stops after one fleet, short of the bar (a bar of 0.01% here); with no time left of
+    # the long solve's budget the blocks give up at once and the search's plan stands, its gap the
+    # search's bound's, flagged as stopped at a limit and saying why.
+    from bench.carbon.planning import milp
+
+    s, pillars, econ = _three_type_period(3)
+    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    exact = solve(s, "carbon", pillars, econ, "t", ties=False)
+    monkeypatch.setattr(milp, "MIP_GAP", 1e-4)
+    monkeypatch.setattr(milp, "LONG_H", 24)
+    monkeypatch.setattr(milp, "FLEET_EVALS", 1)
+    monkeypatch.setattr(milp, "LONG_BUDGET_S", 0.0)
+    plan = solve(s, "carbon", pillars, econ, "t", ties=False)
+    assert plan.solver_gap > 1e-4 and plan.solver_hit_time_limit
+    assert "stopped at the long solve's budget" in plan.notes[-1] and "blocks of" not in plan.notes[-1]
+    assert plan.total_kg * (1 - plan.solver_gap) <= exact.total_kg * (1 + 1e-6) <= plan.total_kg * (1 + 1e-6)
+    monkeypatch.setattr(milp, "LONG_BUDGET_S", 600.0)  # with time, the blocks run and their bounds count
+    plan = solve(s, "carbon", pillars, econ, "t", ties=False)
+    assert "blocks of" in plan.notes[-1] and "budget" not in plan.notes[-1]
+    assert plan.total_kg * (1 - plan.solver_gap) <= exact.total_kg * (1 + 1e-6)
 
 
 def test_the_fleet_search_counts_fleets_that_only_host_cpus_make_worth_more(monkeypatch):
