@@ -20,20 +20,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _realtime_tests_run_alone(request):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
     """The suite runs in two pytest-xdist workers (`-n 2` in pyproject's addopts). Tests marked
     `realtime` poll an emulated GPU against the wall clock with 10 ms counter periods: a busy
     neighbour on a 2-core machine delays their polls and fails them (it did: HiGHS threads that
-    outlived a solve). Each such test holds a lock the other worker's tests share, so it runs with
-    no other test beside it. Writer-preferring (a turnstile before the shared lock): a waiting
-    realtime test is not starved by the other worker's stream of short tests."""
+    outlived a solve). Each such test holds, through its whole protocol (setup of every fixture it
+    needs, whatever its scope, the call and teardown), a lock the other worker's tests share in
+    theirs, so nothing runs beside it. Writer-preferring (a turnstile before the shared lock): a
+    waiting realtime test is not starved by the other worker's stream of short tests."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:  # one process: nothing runs beside any test
         yield
         return
     base = os.path.join(tempfile.gettempdir(), f"bench-tests-{run}")
-    alone = request.node.get_closest_marker("realtime") is not None
+    alone = item.get_closest_marker("realtime") is not None
     with open(base + ".turnstile", "a") as turnstile, open(base + ".lock", "a") as shared:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         fcntl.flock(shared, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)

@@ -32,6 +32,7 @@ def cfg(tmp_path):
             "measure.warmup_s=0", f"results_dir={tmp_path / 'results'}", f"lock.dir={tmp_path / 'locks'}"]))
 
 
+@pytest.mark.realtime  # a 0.5 s sleep stands for "the waiter got to the lock"
 def test_a_point_measured_while_this_job_waited_for_the_device_is_not_measured_again(cfg, monkeypatch):
     key = point_key(measure.identity_of(cfg))
     store = ResultsStore(cfg.results_dir)

@@ -391,7 +391,10 @@ def _plan(problem: _Problem, v: np.ndarray) -> Plan:
 
 def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
                derate: dict[str, np.ndarray] | None, time_limit_s: float) -> Plan:
-    """A long period in blocks of about `BLOCK_H` hours (as nearly one length as the period allows).
+    """A long carbon period first by the fleet search (`search_fleets`); where that stops over the
+    bar, or for energy and cost, in blocks of about `BLOCK_H` hours (`block_edges`: as nearly one
+    length as the period allows, or whole multiples of a period every input repeats with). With the
+    search's plan to hand the blocks keep to `LONG_BUDGET_S` for the whole solve.
 
     Lower bound: each block alone, inheriting no backlog, its own replicas, and any work it leaves
     for later charged at the least it could cost then (the cheapest marginal energy of a request in
@@ -423,12 +426,20 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
 
     try:
         return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started, searched, budget_left_s)
-    except _OutOfTime:
-        plan = searched[0]
+    except (_OutOfTime, PlanError) as stop:
+        if searched is None:  # the blocks alone had to find the plan
+            raise
+        # The search's plan stands; a bound the blocks finished (their bound pass) still counts.
+        plan, fleet_bound = searched[0], searched[1]
+        bound = max(fleet_bound, getattr(stop, "bound", -math.inf))
+        value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
+        plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 and np.isfinite(bound) else plan.solver_gap
         plan.solver_hit_time_limit = True
         plan.solve_s = time.perf_counter() - started
-        plan.notes[-1] += (f"; the blocks that followed, to narrow that gap, stopped at the long solve's budget "
-                           f"({LONG_BUDGET_S:.0f} s)")
+        why = (f"stopped at the long solve's budget ({LONG_BUDGET_S:.0f} s)" if isinstance(stop, _OutOfTime)
+               else f"found no plan ({stop})")
+        plan.notes[-1] += (f"; the blocks that followed, to narrow that gap, {why}"
+                           + ("; gap against their bound pass" if bound > fleet_bound else ""))
         return plan
 
 
@@ -449,7 +460,10 @@ def block_edges(series: list[np.ndarray], H: int) -> list[int]:
 
 
 class _OutOfTime(Exception):
-    """The blocks of a long solve ran past its budget while the fleet search's plan was to hand."""
+    """The blocks of a long solve ran past its budget while the fleet search's plan was to hand;
+    `bound`: the blocks' bound on the period where their bound pass had finished."""
+
+    bound = -math.inf
 
 
 def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
@@ -538,7 +552,7 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
                                      fixed_n=fixed, **kw)
                 except Infeasible:
                     raise
-                except PlanError:  # no plan in the block's share of the budget: the fleet again, the full limit
+                except PlanError:  # no plan in the block's share of the budget: the fleet again, the full limit (within the long solve's budget)
                     res, L, _ = part(h0, end, fixed_n=fixed, **kw)
             except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
                 res, L, _ = part(h0, end, **kw)
@@ -550,9 +564,11 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
             x.append(xs[:own])
             y.append(ys[:own])
             z.append(v[L.z:L.z + L.H][:own])
-            # Whole requests (up: none is lost), so a steady backlog at a repeating edge repeats
-            # exactly and the blocks after it are the same problem, solved once.
-            backlog = float(math.ceil(v[L.b + own - 1] - 1e-6))
+            # Snapped to whole requests where the solver left it within rounding of one (never
+            # moved further: that would add or drop work), so a steady backlog at a repeating edge
+            # repeats exactly and the blocks after it are the same problem, solved once.
+            left = float(v[L.b + own - 1])
+            backlog = float(round(left)) if abs(left - round(left)) < 1e-6 else left
         return _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
                          np.concatenate(z)), limit
 
@@ -568,12 +584,15 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     fleets = whole or fleets
     metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
     tried = []
+    cut = ""  # what the long solve's budget left undone
     for f in fleets:
         try:
             tried.append(in_order(f))
-        except _OutOfTime:  # the search's plan stands, unless a pass already gave one
+        except _OutOfTime as stop:  # the search's plan stands, unless a pass already gave one
             if not tried:
+                stop.bound = bound if np.isfinite(bound) else -math.inf
                 raise
+            cut = "the plan pass with the most any block chose"
             break
     plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
     # Every bound on the period's optimum at hand (value, whether a solve behind it hit its limit,
@@ -584,6 +603,7 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
         pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
     except _OutOfTime:
         pooled, pooled_hit = -math.inf, True
+        cut = cut + (", " if cut else "") + "the pooled bound"
     bounds.append((pooled, pooled_hit, "the pooled bound (offline work in any hour, one fleet; tighter here than the "
                    "blocks')" + ("; the pooled bound's solve stopped at its time limit (a weaker bound)" if pooled_hit else "")))
     fleet_note = ""
@@ -603,12 +623,17 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
             best = max(bounds, key=lambda b: b[0])
     bound, bound_hit, label = best
     plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
-    plan.solver_hit_time_limit = limit or bound_hit  # the kept plan's solves, and the bound's
+    try:
+        budget_left_s()
+    except _OutOfTime:
+        if plan.solver_gap > LAGRANGE_TARGET:  # the priced bound may have been cut short too
+            cut = cut + (", " if cut else "") + "the priced bound"
+    plan.solver_hit_time_limit = limit or bound_hit or bool(cut)  # the kept plan's solves, and the bound's
     plan.solve_s = time.perf_counter() - started
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged), in {len(starts)} blocks "
                       f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; gap against "
-                      + label + fleet_note)
+                      + label + fleet_note + (f"; the long solve's budget ({LONG_BUDGET_S:.0f} s) cut short: {cut}" if cut else ""))
     return plan
 
 
@@ -811,18 +836,17 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     lowest = math.inf  # the least bound over the fleets taken so far
     def left_bound(heap: list) -> float:
         """A bound on every fleet not yet taken. Each is a heap fleet n or holds one (successors are
-        pushed before a fleet is judged); one that holds n with support S holds max(n, one of each
-        candidate of S), so its fleet terms are at least that fleet's and its running cost at least
-        S's floor. The least of these over the heap's fleets and the supports holding theirs."""
-        least = math.inf
+        pushed before a fleet is judged); one that holds n with support S holds n plus one of each
+        candidate of S it lacks, so its fleet terms are at least n's plus those replicas' own (node
+        terms only grow), and its running cost at least S's floor. Per support m of the heap's
+        fleets, the least over the supports S holding it of those replicas' terms plus S's floor."""
+        least: dict[int, float] = {}
         for terms_, key_ in heap:
-            n = np.array(key_, float)
-            m = mask_of(n)
-            for s_ in range(full + 1):
-                if s_ & m == m:
-                    ones = np.array([(s_ >> j) & 1 for j in range(C)], float)
-                    least = min(least, fleet_terms(np.maximum(n, ones)) + support_floor(s_))
-        return least
+            m = mask_of(np.array(key_, float))
+            least[m] = min(least.get(m, math.inf), terms_)
+        add = {m: min(float(sum(fleet_cost[j] for j in range(C) if (s_ >> j) & 1 and not (m >> j) & 1))
+                      + support_floor(s_) for s_ in range(full + 1) if s_ & m == m) for m in least}
+        return min((t + add[m] for m, t in least.items()), default=math.inf)
 
     zero = tuple([0] * C)
     heap = [(fleet_terms(np.zeros(C)), zero)]
@@ -900,8 +924,8 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     plan.solver_hit_time_limit = hit
     plan.solve_s = time.perf_counter() - started
     note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
-            + "embodied carbon; gap against the least bound over every fleet (the largest useful fleet's running-cost floor "
-            "where a fleet was not solved)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {FLEET_BUDGET_S:.0f} s)"))
+            + "embodied carbon; gap against the least bound over every fleet (where a fleet was not solved: its "
+            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {FLEET_BUDGET_S:.0f} s)"))
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged); {note}")
     return plan, lowest, hit, note

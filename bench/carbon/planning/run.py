@@ -414,13 +414,15 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
     # The gap is this problem's, not the other plan's (whose fewer levers it was solved under): the
     # adopted value against this plan's own bound, its value less its gap. Unknown (NaN) where this
-    # plan never met the SLO or its gap is unknown.
+    # plan never met the SLO or its gap is unknown, and where the adopted value is under that bound:
+    # the bound was of a model (its last round's derating, modelled energy) the adopted plan's
+    # verified figures do not answer to, so it bounds nothing here.
     own = getattr(plan, metric)
-    gap = (max(0.0, (best_value - own * (1 - plan.solver_gap)) / best_value)
-           if plan.feasible and math.isfinite(plan.solver_gap) and best_value > 0 else math.nan)
+    own_bound = own * (1 - plan.solver_gap) if plan.feasible and math.isfinite(plan.solver_gap) else math.nan
+    gap = (best_value - own_bound) / best_value if best_value > 0 and best_value >= own_bound else math.nan
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
-        solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
+        solver_hit_time_limit=plan.solver_hit_time_limit,
         notes=counted.notes + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on "
                                f"{metric} ({best_value:.6g}) than this objective's own MILP plan ({why}): adopted"])
 

@@ -331,8 +331,11 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     own = dataclasses.replace(run.plans[0], operational_kg=run.plans[0].operational_kg + donor.total_kg, solver_gap=0.9)
     adopted = plan.adopt_better(own, [donor], ctx, econ_of)
     assert "adopted" in adopted.notes[-1] and adopted.total_kg < own.total_kg
-    assert adopted.solver_gap == pytest.approx(max(0.0, (adopted.total_kg - own.total_kg * 0.1) / adopted.total_kg))
+    assert adopted.solver_gap == pytest.approx((adopted.total_kg - own.total_kg * 0.1) / adopted.total_kg)
     assert adopted.solver_gap > 0  # here its own bound is under the adopted plan: not the donor's gap of 0
+    # Its own bound above the adopted plan's verified figure bounds nothing: unknown, never 0.
+    tight = dataclasses.replace(own, solver_gap=0.0)
+    assert math.isnan(plan.adopt_better(tight, [donor], ctx, econ_of).solver_gap)
     # A plan using a pillar the target lacks is not open to it.
     none = next(p for p in run.ablation if p.name == "none")
     only = [p for p in run.ablation if p.name == "+shift"]
