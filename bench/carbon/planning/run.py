@@ -412,17 +412,19 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         return plan
     other, counted = best
     why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
-    # The gap is this problem's, not the other plan's (whose fewer levers it was solved under): the
-    # adopted value against this plan's own bound, its value less its gap. Unknown (NaN) where this
-    # plan never met the SLO or its gap is unknown, and where the adopted value is under that bound:
-    # the bound was of a model (its last round's derating, modelled energy) the adopted plan's
-    # verified figures do not answer to, so it bounds nothing here.
+    # The gap: the solve that made the adopted plan (the other one's, under fewer levers), and, where
+    # this plan's own bound (its value less its gap) sits under the adopted figure, that distance
+    # too: the adopted plan is no nearer this problem's optimum than to that bound. A bound above
+    # the adopted figure is of another model (its last round's derating, modelled energy) and
+    # says nothing here.
     own = getattr(plan, metric)
     own_bound = own * (1 - plan.solver_gap) if plan.feasible and math.isfinite(plan.solver_gap) else math.nan
-    gap = (best_value - own_bound) / best_value if best_value > 0 and best_value >= own_bound else math.nan
+    gap = counted.solver_gap
+    if best_value > 0 and best_value >= own_bound:
+        gap = max(gap, (best_value - own_bound) / best_value)
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
-        solver_hit_time_limit=plan.solver_hit_time_limit,
+        solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
         notes=counted.notes + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on "
                                f"{metric} ({best_value:.6g}) than this objective's own MILP plan ({why}): adopted"])
 
