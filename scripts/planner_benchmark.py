@@ -174,7 +174,7 @@ def main() -> None:
     md = ["# Planner benchmark", "", f"Machine: {env}. Command: `python scripts/planner_benchmark.py{''.join(' ' + a for a in sys.argv[1:])}`.", "",
           "## Time bars (`task=plan`, wall clock of the whole process)", "",
           table_md(table), "",
-          "## Long-period methods against the whole-period MILP (240 h: week blocks, two of 120 h, one solve each; and for carbon the fleet search, each fleet solved whole; a whole solve can stop at its time limit, so compare `whole_gap`; `long_gap_vs_bound` is the bound-backed figure)", "",
+          "## Long-period methods against the whole-period MILP (240 h: week blocks, two of 120 h, or for energy and cost, whose inputs repeat hourly, one of 240 h (`block_edges`); and for carbon the fleet search, each fleet solved whole; a whole solve can stop at its time limit, so compare `whole_gap`; `long_gap_vs_bound` is the bound-backed figure)", "",
           table_md(blocks), ""]
     (out / "README.md").write_text("\n".join(md))
     print("\n".join(md))
