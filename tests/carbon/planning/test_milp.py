@@ -504,10 +504,22 @@ def test_a_fleet_search_stopped_at_any_limit_still_bounds_the_exact_optimum(monk
     monkeypatch.setattr(milp, "MIP_GAP", 0.01)
     monkeypatch.setattr(milp, "FLEET_EVALS", evals)
     caps = milp.merge_near(milp.undominated(s.capacities, len(s.intensity_g_per_kwh), None), len(s.intensity_g_per_kwh), None)
+    fleets = []
+    real_solve = milp.solve
+
+    def recording(*a, **kw):
+        block = a[7] if len(a) > 7 else kw["block"]
+        fleets.append((block.fixed_n.copy(), block.relax))
+        return real_solve(*a, **kw)
+
+    monkeypatch.setattr(milp, "solve", recording)
     plan, bound, _, note = milp.search_fleets(s, "carbon", pillars, econ, "t", None, 60.0, caps)
     assert bound <= exact.total_kg * (1 + 1e-6)
     assert plan.total_kg >= exact.total_kg * (1 - 1e-6)
     assert ("stopped at its limit" in note) == (evals == 1)  # the heap's bound was used
+    # A support's floor was learned: the LP at the largest useful fleet of only some candidates.
+    top = fleets[0][0]
+    assert any(relax and 0 < (n > 0).sum() < len(caps) and np.array_equal(n[n > 0], top[n > 0]) for n, relax in fleets)
 
 
 def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypatch):
