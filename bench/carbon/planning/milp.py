@@ -567,7 +567,7 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
             # Snapped to whole requests where the solver left it within rounding of one (never
             # moved further: that would add or drop work), so a steady backlog at a repeating edge
             # repeats exactly and the blocks after it are the same problem, solved once.
-            left = float(v[L.b + own - 1])
+            left = max(0.0, float(v[L.b + own - 1]))  # (a solver's -1e-9 is none)
             backlog = float(round(left)) if abs(left - round(left)) < 1e-6 else left
         return _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
                          np.concatenate(z)), limit
@@ -627,7 +627,7 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
         budget_left_s()
     except _OutOfTime:
         if plan.solver_gap > LAGRANGE_TARGET:  # the priced bound may have been cut short too
-            cut = cut + (", " if cut else "") + "the priced bound"
+            cut = cut + (", " if cut else "") + "possibly the priced bound"
     plan.solver_hit_time_limit = limit or bound_hit or bool(cut)  # the kept plan's solves, and the bound's
     plan.solve_s = time.perf_counter() - started
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "

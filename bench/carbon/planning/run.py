@@ -412,16 +412,17 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         return plan
     other, counted = best
     why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
-    # The gap: the solve that made the adopted plan (the other one's, under fewer levers), and, where
-    # this plan's own bound (its value less its gap) sits under the adopted figure, that distance
-    # too: the adopted plan is no nearer this problem's optimum than to that bound. A bound above
-    # the adopted figure is of another model (its last round's derating, modelled energy) and
-    # says nothing here.
+    # The gap: where this plan's own bound (its value less its gap) sits under the adopted figure,
+    # the distance to it (the adopted plan is no farther from this problem's optimum than that),
+    # and at least the gap of the solve that made the adopted plan when that solve had this
+    # objective. Otherwise unknown (NaN): a bound above the adopted figure is of another model (its
+    # last round's derating, modelled energy), and a gap on another objective says nothing here.
     own = getattr(plan, metric)
     own_bound = own * (1 - plan.solver_gap) if plan.feasible and math.isfinite(plan.solver_gap) else math.nan
-    gap = counted.solver_gap
+    gap = counted.solver_gap if other.objective == plan.objective else math.nan
     if best_value > 0 and best_value >= own_bound:
-        gap = max(gap, (best_value - own_bound) / best_value)
+        distance = (best_value - own_bound) / best_value
+        gap = distance if math.isnan(gap) else max(gap, distance)
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
         solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
