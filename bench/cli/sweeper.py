@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+from bench.measure.results import StoredRow
+
 
 @dataclass
 class ValidatingSweeperConf:
@@ -23,27 +25,19 @@ ORDERS = ("random", "grid")
 
 
 class Progress:
-    """The sweep's progress line. A job that returns a stored row created before the sweep
-    began was resumed, not measured: it took no time, so it does not count in the estimate."""
+    """The sweep's progress line. A job that returns a `StoredRow` (found stored when it began)
+    was resumed, not measured: it took no time, so it does not count in the estimate."""
 
     def __init__(self, total: int, clock=time.monotonic) -> None:
         self.total, self.clock = total, clock
         self.done = self.resumed = 0
-        # Rows carry created_utc to the second: a row of this sweep may bear its starting second.
-        self.start, self.started_utc = clock(), dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self.start = clock()
         self.measured_s = 0.0
         self._last = self.start
 
-    def _was_resumed(self, row: Any) -> bool:
-        created = row.get("created_utc") if isinstance(row, dict) else None
-        try:
-            return created is not None and dt.datetime.fromisoformat(str(created)) < self.started_utc
-        except ValueError:
-            return False
-
     def finished(self, rows: List[Any]) -> str:
         now = self.clock()
-        resumed = sum(self._was_resumed(r) for r in rows)
+        resumed = sum(isinstance(r, StoredRow) for r in rows)
         self.done += len(rows)
         self.resumed += resumed
         if resumed < len(rows):

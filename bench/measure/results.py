@@ -53,6 +53,12 @@ def check_writable(root: Path | str) -> None:
         raise NotWritable(f"cannot write in {existing}: {err.strerror or err}") from err
 
 
+class StoredRow(dict):
+    """A row a job found stored when it began, so returned without measuring: a sweep's progress
+    counts it as resumed (it took no time). Its `created_utc`, kept to the second, cannot tell:
+    a rerun within the same second as the first run's last point looked fresh."""
+
+
 class ResultsStore:
     def __init__(self, root: Path | str):
         self.root = Path(root)

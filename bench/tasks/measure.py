@@ -8,7 +8,7 @@ import torch
 
 from bench.measure import environment
 from bench.measure.environment import resolve_device, resolve_dtype
-from bench.measure.results import ResultsStore, point_key
+from bench.measure.results import ResultsStore, StoredRow, point_key
 from bench.measure.row import identity, point_row
 from bench.measure.session import Setup, measure_on_device, say_once
 from kernels import REGISTRY, Case, Shape
@@ -65,7 +65,7 @@ def run(cfg: BenchConf) -> dict[str, Any]:
     store = ResultsStore(cfg.results_dir)
     if store.has(key):
         log.info("%s %s: already measured in %s (key %s), skipped", case.name, case.shape_fields(shape), store.root, key)
-        return store.read(key)
+        return StoredRow(store.read(key))
     # Asked again under the device lock: a job that waited for it may find the point measured meanwhile.
     # The row is stored before the lock is released, so that job cannot slip in between.
     rows: list[dict[str, Any]] = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from bench.measure.results import StoredRow
 from hydra_plugins.bench_sweeper.validating_sweeper import Progress
 
 
@@ -17,7 +18,7 @@ class Clock:
 def test_resumed_points_do_not_shorten_the_estimate(capsys):
     clock = Clock()
     progress = Progress(10, clock=clock)
-    old = {"created_utc": "2020-01-01T00:00:00+00:00"}
+    old = StoredRow({"created_utc": "2020-01-01T00:00:00+00:00"})
     for _ in range(4):  # resumed: stored rows from an earlier run, each back in 50 ms
         clock.t += 0.05
         progress.finished([old])
