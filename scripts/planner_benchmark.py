@@ -152,6 +152,10 @@ def main() -> None:
         path = out / "traces" / "poisson_20k_1h.csv"
         rows.append({**run_plan(out, "poisson_20k_1h/8760h", f"workload.path={path}", "plan.hours=8760",
                                 "grid.start=2022-01-01"), "bar_s": BAR_YEAR_S})
+        for kind in ("long_prompts_1h", "bursts_1h"):  # one-hour traces of other shapes, held to the same bar
+            path = out / "traces" / f"{kind}.csv"
+            rows.append({**run_plan(out, f"{kind}/8760h", f"workload.path={path}", "plan.hours=8760",
+                                    "grid.start=2022-01-01"), "bar_s": BAR_YEAR_S})
         # Beyond the bar's case: a multi-hour trace (a diurnal day) replayed over the year, held to the same bar.
         path = out / "traces" / "diurnal_24h.csv"
         rows.append({**run_plan(out, "diurnal_24h/8760h", f"workload.path={path}", "plan.hours=8760",

@@ -36,6 +36,7 @@ def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
         cpu_profile=store.load(p.cpu_profile, cfg.profiles_dir) if p.cpu_profile else None,
         host_spare_share=p.host_spare_share, dram_gb_per_s_per_socket=p.dram_gb_per_s_per_socket,
         embodied_level=p.embodied, slo_scope=p.slo_scope, routing=p.routing, workers=p.workers,
+        solve_budget_s=float(p.solve_budget_s),
         gpu_profiles=measured_gpu_profiles(list(p.gpus), cfg.profiles_dir),
     )
 

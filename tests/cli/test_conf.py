@@ -148,6 +148,7 @@ def test_offload_group_sets_the_mode(composer, mode):
         (["kernel=prefill.triton", "device=cpu", "seq_len=4096"], "kernel", "Triton's CPU interpreter"),
         (["kernel=decode.torch_paged", "offload=split"], "offload", "contiguous"),
         (["task=plan", "plan.workers=-1"], "plan.workers", ">= 0"),
+        (["task=plan", "plan.solve_budget_s=0"], "plan.solve_budget_s", "> 0"),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_values(composer, overrides, field, hint, tmp_path):

@@ -41,6 +41,7 @@ from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan
 from bench.carbon.serving.capacity import Capacity
 
 TIME_LIMIT_S = 60.0  # per solve; a plan says when a solve stopped at it
+MIN_SOLVE_S = 3.0  # the least a solve gets once its plan's budget (`solve_by`) is spent: it must still give a plan
 LONG_H = 336  # a longer period with waiting is solved in blocks of about BLOCK_H hours, with a bound on the optimum
 TIE_MIN_S = 5.0
 BLOCK_H = 168
@@ -153,17 +154,22 @@ class Block:
     end_free: bool = False
     defer_cost: float = 0.0
     fixed_n: np.ndarray | None = None
+    hold_at: int = -1  # >= 0: the backlog at this hour of the block is `backlog_in` (it repeats)
     rel_gap: float = 0.0  # the solver's stopping gap; 0: BLOCK_GAP
     relax: bool = False  # the LP relaxation only (a quick lower bound)
 
 
 def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
           derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S,
-          block: Block | None = None, ties: bool = True) -> Plan:
+          block: Block | None = None, ties: bool = True, solve_by: float = math.inf, narrow: bool = True) -> Plan:
     """The plan minimising `objective`; `derate`: candidate -> per-hour share of its capacity the
     plan may use (re-planning after a verification found the hour's replicas overloaded). A period
     longer than `LONG_H` hours is solved in blocks (`solve_long`). `ties=False` leaves the
-    tie-break solves for `break_ties` (a plan that fails its verification needs none)."""
+    tie-break solves for `break_ties` (a plan that fails its verification needs none).
+    `solve_by` (`time.monotonic()`): the plan's solving budget ends there; past it a solve still
+    gets `MIN_SOLVE_S` (it must give a plan), and work that only narrows a bound is left undone.
+    `narrow=False` (a re-planning round): a long period's plan comes without the work that only
+    narrows its gap, left in `solver_state` for `break_ties` once the plan meets its SLO."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
     levers = pillars.levers()
@@ -174,7 +180,9 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     deadline = s.deadline_h if levers.offline_within_deadline else 1
     decoupled = block is None and deadline <= 1
     if block is None and not decoupled and period_h > LONG_H:
-        return solve_long(s, objective, pillars, econ, name, derate, time_limit_s)
+        return solve_long(s, objective, pillars, econ, name, derate, time_limit_s, solve_by, narrow)
+    if block is None:
+        time_limit_s = within(time_limit_s, solve_by)
     caps = block.caps if block is not None else merge_near(undominated(caps, period_h, derate), period_h, derate)
     C = len(caps)
     types = sorted({c.candidate.hardware for c in caps})
@@ -274,6 +282,10 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
         cost[L.i] = -block.inherit_price
     if block is not None and block.fixed_n is not None:
         lower[L.n:L.n + C] = upper[L.n:L.n + C] = block.fixed_n
+    if block is not None and block.hold_at >= 0:
+        if block.backlog_in > upper[L.b + block.hold_at] + 1e-9:
+            raise Infeasible(f"plan {name}: a backlog of {block.backlog_in:.6g} cannot wait at hour {block.hold_at}")
+        lower[L.b + block.hold_at] = upper[L.b + block.hold_at] = block.backlog_in
     bounds = optimize.Bounds(lower, upper)
     base = rows.constraint(L.size)
 
@@ -288,6 +300,11 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
     problem = _Problem(s, objective, pillars, econ, name, L, caps, types, cost, base, integrality, bounds, time_limit_s,
                        first, time.perf_counter() - started, plan_notes, hour_type)
     return break_ties(problem) if ties else _plan(problem, first.x)
+
+
+def within(limit_s: float, solve_by: float, least_s: float = MIN_SOLVE_S) -> float:
+    """A solve's time limit inside its plan's budget: what is left before `solve_by`, at least `least_s`."""
+    return min(limit_s, max(least_s, solve_by - time.monotonic()))
 
 
 @dataclass
@@ -320,6 +337,12 @@ def break_ties(problem: "_Problem | Plan") -> Plan:
     if isinstance(problem, Plan):
         if problem.solver_state is None:  # solved in blocks, or already broken
             return problem
+        if isinstance(problem.solver_state, Narrowing):  # a long period: no ties to break, a bound to narrow
+            started, before, state, problem.solver_state = time.perf_counter(), problem.solve_s, problem.solver_state, None
+            narrowed = state()
+            narrowed.solver_state = None
+            narrowed.solve_s = before + time.perf_counter() - started
+            return narrowed
         problem = problem.solver_state
     L, cost, base, integrality, bounds, first = (problem.L, problem.cost, problem.base, problem.integrality,
                                                  problem.bounds, problem.first)
@@ -390,7 +413,8 @@ def _plan(problem: _Problem, v: np.ndarray) -> Plan:
 
 
 def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-               derate: dict[str, np.ndarray] | None, time_limit_s: float) -> Plan:
+               derate: dict[str, np.ndarray] | None, time_limit_s: float, solve_by: float = math.inf,
+               narrow: bool = True) -> Plan:
     """A long carbon period first by the fleet search (`search_fleets`); where that stops over the
     bar, or for energy and cost, in blocks of about `BLOCK_H` hours (`block_edges`: as nearly one
     length as the period allows, or whole multiples of a period every input repeats with). With the
@@ -405,19 +429,47 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     deadlines past its end (its hours alone are kept). Gap: (plan - bound) / plan on the objective,
     the bound the better of the blocks' and `pooled.bound`'s, and where that leaves the gap over the
     bar, the blocks' again with the backlog at their edges priced (`priced_bound`); no
-    tie-break solves (nothing idle is provisioned, as ever)."""
+    tie-break solves (nothing idle is provisioned, as ever).
+
+    Within the plan's budget (`solve_by`): the search keeps to what is left of it (at least
+    `FLEET_MIN_S`); past it the blocks' passes that find the plan keep to `BLOCK_MIN_S` a block, and
+    what only narrows the bound (the blocks after a search, the second fleet's pass, the pooled and
+    priced bounds) is left undone, said in the plan's note and flagged."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
     caps = allowed_candidates(s, levers, derate)
     caps = merge_near(undominated(caps, H, derate), H, derate)
     started = time.perf_counter()  # the search's time counts in the plan's, where the blocks follow it
-    searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps)
+    searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps,
+                             budget_s=within(FLEET_BUDGET_S, solve_by, FLEET_MIN_S))
     if searched is not None and searched[0].solver_gap <= MIP_GAP:
         return searched[0]
-    # With the search's plan to hand, the blocks only try to better it or its bound: they stop at
-    # LONG_BUDGET_S from the start (the search's plan then stands, its gap as found). Without one,
-    # they must find the plan, and each pass keeps to BLOCKS_BUDGET_S as below.
-    budget_end = started + LONG_BUDGET_S if searched is not None else math.inf
+    search_s = time.perf_counter() - started
+    if searched is not None and not narrow:  # the blocks after it only narrow: once the plan meets its SLO
+        searched[0].solver_state = Narrowing(lambda: _after_search(s, objective, pillars, econ, name, derate,
+                                                                   time_limit_s, caps, searched, search_s, solve_by))
+        searched[0].notes[-1] += _BLOCKS_NOT_TRIED
+        return searched[0]
+    if searched is not None:
+        return _after_search(s, objective, pillars, econ, name, derate, time_limit_s, caps, searched, search_s, solve_by)
+    return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started, None, lambda: math.inf,
+                   solve_by, narrow)
+
+
+_BLOCKS_NOT_TRIED = "; the blocks that would narrow that gap not tried (a re-planning round)"
+
+
+def _after_search(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+                  derate: dict[str, np.ndarray] | None, time_limit_s: float, caps: list[Capacity], searched,
+                  search_s: float, solve_by: float) -> Plan:
+    """The blocks after a fleet search short of the bar: they only try to better its plan or its
+    bound, within what is left of `LONG_BUDGET_S` after the search and of the plan's budget (the
+    search's plan then stands, its gap as found, flagged)."""
+    started = time.perf_counter()
+    budget_end = started + min(LONG_BUDGET_S - search_s, solve_by - time.monotonic())
+    plan = searched[0]
+    if plan.notes and plan.notes[-1].endswith(_BLOCKS_NOT_TRIED):  # they are now
+        plan.notes[-1] = plan.notes[-1][:-len(_BLOCKS_NOT_TRIED)]
 
     def budget_left_s() -> float:
         if time.perf_counter() >= budget_end:
@@ -425,18 +477,17 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         return budget_end - time.perf_counter()
 
     try:
-        return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started, searched, budget_left_s)
+        return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started - search_s, searched,
+                       budget_left_s, solve_by)
     except (_OutOfTime, PlanError) as stop:
-        if searched is None:  # the blocks alone had to find the plan
-            raise
         # The search's plan stands; a bound the blocks finished (their bound pass) still counts.
         plan, fleet_bound = searched[0], searched[1]
         bound = max(fleet_bound, getattr(stop, "bound", -math.inf))
         value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
         plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 and np.isfinite(bound) else plan.solver_gap
         plan.solver_hit_time_limit = True
-        plan.solve_s = time.perf_counter() - started
-        why = (f"stopped at the long solve's budget ({LONG_BUDGET_S:.0f} s)" if isinstance(stop, _OutOfTime)
+        plan.solve_s = time.perf_counter() - started + search_s
+        why = (f"stopped at {_which_budget(solve_by)}" if isinstance(stop, _OutOfTime)
                else f"found no plan ({stop})")
         plan.notes[-1] += (f"; the blocks that followed, to narrow that gap, {why}"
                            + ("; gap against their bound pass" if bound > fleet_bound else ""))
@@ -459,6 +510,13 @@ def block_edges(series: list[np.ndarray], H: int) -> list[int]:
     return [round(k * H / count) for k in range(count + 1)]
 
 
+def _which_budget(solve_by: float) -> str:
+    """The budget that stopped a long solve's work: the plan's, or the long solve's own."""
+    if time.monotonic() >= solve_by:
+        return "the plan's solving budget (plan.solve_budget_s)"
+    return f"the long solve's budget ({LONG_BUDGET_S:.0f} s)"
+
+
 class _OutOfTime(Exception):
     """The blocks of a long solve ran past its budget while the fleet search's plan was to hand;
     `bound`: the blocks' bound on the period where their bound pass had finished."""
@@ -468,9 +526,9 @@ class _OutOfTime(Exception):
 
 def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
             derate: dict[str, np.ndarray] | None, time_limit_s: float, caps: list[Capacity], started: float,
-            searched, budget_left_s) -> Plan:
+            searched, budget_left_s, solve_by: float = math.inf, narrow: bool = True) -> Plan:
     """`solve_long`'s blocks (its docstring says how); `budget_left_s()`: the time left of its budget
-    (raises `_OutOfTime` once none is)."""
+    (raises `_OutOfTime` once none is); `solve_by`: the plan's budget (`time.monotonic()`)."""
     levers = pillars.levers()
     H = len(s.intensity_g_per_kwh)
     online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
@@ -498,12 +556,14 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
                 tuple(sorted((k, v[h0:h1].tobytes()) for k, v in derate.items())) if derate else (),
                 tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(kw.items())))
 
-    def part(h0: int, h1: int, limit_s: float = time_limit_s, **kw) -> tuple:
+    def part(h0: int, h1: int, limit_s: float = time_limit_s, least_s: float = BLOCK_MIN_S, **kw) -> tuple:
+        """Block h0..h1 solved (once per distinct problem), within the budgets; past the plan's
+        budget it still gets `least_s` (a block the plan needs must be solved)."""
         d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
         key = key_of(h0, h1, **kw)
         if key not in solved:
-            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, min(limit_s, budget_left_s()),
-                                Block(caps, waiting[h0:h1], **kw))
+            limit_s = within(min(limit_s, budget_left_s()), solve_by, min(least_s, limit_s))
+            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, limit_s, Block(caps, waiting[h0:h1], **kw))
         return solved[key]
 
     bound, hit, chosen = 0.0, False, []
@@ -535,6 +595,8 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     if not chosen:
         raise PlanError(f"plan {name}: no block of the period found a plan within its time limit")
     ahead = 2 * max(deadline, 1)  # each block sees this far past its end, so it does not leave work at a bad time
+    # The blocks between the first and the last are one problem (`block_edges` found a period).
+    repeating = len(starts) > 3 and len(set(keys[1:-1])) == 1
 
     def in_order(fixed: np.ndarray) -> tuple[Plan, bool]:
         u, x, y, z = [], [], [], []
@@ -546,16 +608,27 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
             # block's own hours into the hours after it, whatever their intensity.
             kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
             left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
+            share_s = min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k)))
+            res = None
+            if repeating and 0 < k < len(starts) - 1:
+                # Inside a repeating run the block ends with the backlog it began with, so the next
+                # is the same problem, solved once (left free, a flat objective's backlog at the edge
+                # is whatever the solver stopped at, and each block was a solve of its own: 52 of
+                # about a second each on a year). Where it cannot repeat, solved as any block.
+                try:
+                    res, L, _ = part(h0, end, limit_s=share_s, fixed_n=fixed, hold_at=h1 - h0 - 1, **kw)
+                except PlanError:  # (proven infeasible too)
+                    res = None
             try:
                 try:
-                    res, L, _ = part(h0, end, limit_s=min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k))),
-                                     fixed_n=fixed, **kw)
+                    if res is None:
+                        res, L, _ = part(h0, end, limit_s=share_s, fixed_n=fixed, **kw)
                 except Infeasible:
                     raise
                 except PlanError:  # no plan in the block's share of the budget: the fleet again, the full limit (within the long solve's budget)
-                    res, L, _ = part(h0, end, fixed_n=fixed, **kw)
+                    res, L, _ = part(h0, end, least_s=MIN_SOLVE_S * 3, fixed_n=fixed, **kw)
             except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
-                res, L, _ = part(h0, end, **kw)
+                res, L, _ = part(h0, end, least_s=MIN_SOLVE_S * 3, **kw)
                 fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
             limit = limit or res.hit_limit
             v, own = res.x, h1 - h0  # only the block's own hours are kept
@@ -586,6 +659,9 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     tried = []
     cut = ""  # what the long solve's budget left undone
     for f in fleets:
+        if tried and time.monotonic() >= solve_by:
+            cut = "the plan pass with the most any block chose"
+            break
         try:
             tried.append(in_order(f))
         except _OutOfTime as stop:  # the search's plan stands, unless a pass already gave one
@@ -598,14 +674,6 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     # Every bound on the period's optimum at hand (value, whether a solve behind it hit its limit,
     # its name); the tightest is reported.
     bounds = [(bound, hit, "the blocks' bound")]
-    try:
-        budget_left_s()
-        pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
-    except _OutOfTime:
-        pooled, pooled_hit = -math.inf, True
-        cut = cut + (", " if cut else "") + "the pooled bound"
-    bounds.append((pooled, pooled_hit, "the pooled bound (offline work in any hour, one fleet; tighter here than the "
-                   "blocks')" + ("; the pooled bound's solve stopped at its time limit (a weaker bound)" if pooled_hit else "")))
     fleet_note = ""
     if searched is not None:  # the fleet search stopped short of the bar: the better plan, the tighter bound
         fleet_plan, fleet_bound, fleet_hit, fleet_note = searched
@@ -614,27 +682,78 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
         bounds.append((fleet_bound, fleet_hit, "the fleet search's bound"))
         fleet_note = f"; fleet search: {fleet_note}"
     value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
-    bounds = [b for b in bounds if np.isfinite(b[0])] or [(-math.inf, True, "no bound (a solve stopped without one)")]
-    best = max(bounds, key=lambda b: b[0])
-    if value > 0 and (value - best[0]) / value > LAGRANGE_TARGET:  # the blocks again, the backlog at their edges priced
-        priced = priced_bound(value, bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after, part)
-        if priced[2]:
-            bounds.append((priced[0], priced[1], f"the blocks' bound{priced[2]}"))
-            best = max(bounds, key=lambda b: b[0])
-    bound, bound_hit, label = best
-    plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 else 0.0
-    try:
-        budget_left_s()
-    except _OutOfTime:
-        if plan.solver_gap > LAGRANGE_TARGET:  # the priced bound may have been cut short too
-            cut = cut + (", " if cut else "") + "possibly the priced bound"
-    plan.solver_hit_time_limit = limit or bound_hit or bool(cut)  # the kept plan's solves, and the bound's
-    plan.solve_s = time.perf_counter() - started
-    plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
-                      f"{NEAR:.0%} merged), in {len(starts)} blocks "
-                      f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; gap against "
-                      + label + fleet_note + (f"; the long solve's budget ({LONG_BUDGET_S:.0f} s) cut short: {cut}" if cut else ""))
+    blocks_bound = bound
+
+    def out_of_budget() -> bool:
+        try:
+            budget_left_s()
+        except _OutOfTime:
+            return True
+        return time.monotonic() >= solve_by
+
+    def finish(narrowed: bool, cut: str) -> Plan:
+        """The plan's gap against the tightest bound, and its note; `narrowed`: with the pooled and
+        priced bounds (for a plan that met its SLO: a round re-planned needs neither)."""
+        found = list(bounds)
+        if narrowed:
+            try:
+                budget_left_s()
+                if time.monotonic() >= solve_by:
+                    raise _OutOfTime
+                pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
+            except _OutOfTime:
+                pooled, pooled_hit = -math.inf, True
+                cut = cut + (", " if cut else "") + "the pooled bound"
+            found.append((pooled, pooled_hit, "the pooled bound (offline work in any hour, one fleet; tighter here than "
+                          "the blocks')" + ("; the pooled bound's solve stopped at its time limit (a weaker bound)"
+                                            if pooled_hit else "")))
+        found = [b for b in found if np.isfinite(b[0])] or [(-math.inf, True, "no bound (a solve stopped without one)")]
+        best = max(found, key=lambda b: b[0])
+        over = value > 0 and (value - best[0]) / value > LAGRANGE_TARGET
+        priced_s = min(LAGRANGE_BUDGET_S, solve_by - time.monotonic())
+        if narrowed and over and priced_s <= 0:
+            cut = cut + (", " if cut else "") + "the priced bound"
+        elif narrowed and over:  # the blocks again, the backlog at their edges priced
+            priced = priced_bound(value, blocks_bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after,
+                                  part, priced_s)
+            if priced[2]:
+                found.append((priced[0], priced[1], f"the blocks' bound{priced[2]}"))
+                best = max(found, key=lambda b: b[0])
+        bound_, bound_hit, label = best
+        plan.solver_gap = max(0.0, (value - bound_) / value) if value > 0 else 0.0
+        if narrowed and "priced" not in cut and plan.solver_gap > LAGRANGE_TARGET and out_of_budget():
+            cut = cut + (", " if cut else "") + "possibly the priced bound"  # it may have been cut short too
+        plan.solver_hit_time_limit = limit or bound_hit or bool(cut)  # the kept plan's solves, and the bound's
+        plan.solve_s = time.perf_counter() - started
+        plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
+                          f"{NEAR:.0%} merged), in {len(starts)} blocks "
+                          f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; "
+                          "gap against " + label + fleet_note
+                          + ("" if narrowed else "; the pooled and priced bounds not tried (a re-planning round)")
+                          + (f"; {_which_budget(solve_by)} cut short: {cut}" if cut else ""))
+        return plan
+
+    if narrow:
+        return finish(True, cut)
+    plan = finish(False, cut)
+
+    def narrowed() -> Plan:
+        plan.notes.pop()
+        return finish(True, cut)
+    plan.solver_state = Narrowing(narrowed)
     return plan
+
+
+class Narrowing:
+    """What a long solve left undone to narrow its plan's bound (`solve(narrow=False)`: a round that
+    may be re-planned); `break_ties` does it once the plan has met its SLO. Called, it returns the
+    plan with its gap against the tighter bound (the same plan, or a better one the work found)."""
+
+    def __init__(self, work) -> None:
+        self.work = work
+
+    def __call__(self) -> Plan:
+        return self.work()
 
 
 LONG_BUDGET_S = 90.0  # a long solve's whole time when the fleet search found a plan over the bar (the blocks try to better it)
@@ -646,7 +765,8 @@ LAGRANGE_BUDGET_S = 30.0
 
 
 def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends: list[int], H: int,
-                      waiting: np.ndarray, cheapest_j: float, caps: list[Capacity], price_after, part) -> tuple[float, bool, str]:
+                      waiting: np.ndarray, cheapest_j: float, caps: list[Capacity], price_after, part,
+                      budget_s: float = LAGRANGE_BUDGET_S) -> tuple[float, bool, str]:
     """A tighter bound on a period solved in blocks: the backlog passed from block to block is
     priced (Lagrangian relaxation of the backlog carried across each edge). For any price, every
     block alone, paying it for the work it leaves and earning it for the work it inherits (at most
@@ -656,7 +776,7 @@ def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends:
     the bound undercounts what deferred work really costs (an active replica's idle power too);
     the best price lies between that and the least a request costs on a replica at full load.
     The bound is concave in the price, so a golden-section search over it finds the best, stopped
-    once the gap is under `LAGRANGE_TARGET`, after `LAGRANGE_EVALS` prices or `LAGRANGE_BUDGET_S`.
+    once the gap is under `LAGRANGE_TARGET`, after `LAGRANGE_EVALS` prices or `budget_s`.
     Returns (bound, whether a solve behind it hit its limit, a note)."""
     started = time.perf_counter()
     full_j = min((c.active_w * 3600.0 / c.requests_per_hour + c.dynamic_j_per_request for c in caps
@@ -675,7 +795,7 @@ def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends:
             if h0 > 0:
                 kw.update(inherit_price=price_after(h0, mu), inherit_max=float(waiting[h0 - 1]))
             # Within the budget: a block stopped at its limit still gives a (weaker) dual bound.
-            left_s = LAGRANGE_BUDGET_S - (time.perf_counter() - started)
+            left_s = budget_s - (time.perf_counter() - started)
             if left_s <= 0:
                 total = -math.inf  # a partial sum is no bound
                 break
@@ -694,7 +814,7 @@ def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends:
 
     def done() -> bool:
         return ((value - best[0]) / value <= LAGRANGE_TARGET or len(seen) >= LAGRANGE_EVALS
-                or time.perf_counter() - started > LAGRANGE_BUDGET_S)
+                or time.perf_counter() - started > budget_s)
 
     ratio = (math.sqrt(5) - 1) / 2
     a, b = lo, hi
@@ -723,12 +843,13 @@ FLEET_POPS = 200_000  # fleets it may enumerate
 FLEET_GAP = 0.002  # each fixed-fleet solve's stopping gap
 FLEET_TARGET = MIP_GAP / 2  # fleets whose bound is within this share of the best plan are not solved
 FLEET_BUDGET_S = 40.0  # the whole search's time, after which the fleets left keep the floor's bound
+FLEET_MIN_S = 5.0  # the least it gets where its plan's budget is spent (it must find a plan)
 FLEET_LIMIT_S = 10.0  # each fixed-fleet solve's time limit (its dual bound then still bounds the fleet)
 
 
 def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
                   derate: dict[str, np.ndarray] | None, time_limit_s: float,
-                  caps: list[Capacity]) -> tuple[Plan, float, bool, str] | None:
+                  caps: list[Capacity], budget_s: float = FLEET_BUDGET_S) -> tuple[Plan, float, bool, str] | None:
     """A long period solved whole for each of a few fleets, with a bound over every fleet.
 
     With its fleet (replicas per candidate) fixed, a whole year is one MILP that closes in about a
@@ -786,8 +907,11 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     work = float((online + offline).sum())
 
     def solve_fleet(n: np.ndarray, relax: bool = False):
+        # Within what is left of the search's budget (a fleet's solve stopped at its limit still
+        # bounds that fleet), so the search ends near it, not a whole fleet's limit past it.
+        limit_s = min(time_limit_s, FLEET_LIMIT_S, max(BLOCK_MIN_S, budget_s - (time.perf_counter() - started)))
         try:
-            return solve(s, objective, pillars, econ, name, derate, min(time_limit_s, FLEET_LIMIT_S),
+            return solve(s, objective, pillars, econ, name, derate, limit_s,
                          Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax))
         except Infeasible:
             return "infeasible"
@@ -863,7 +987,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
             lowest = min(lowest, terms + floor)
             complete = True
             break
-        if pops >= FLEET_POPS or evals >= FLEET_EVALS or time.perf_counter() - started > FLEET_BUDGET_S:
+        if pops >= FLEET_POPS or evals >= FLEET_EVALS or time.perf_counter() - started > budget_s:
             lowest = min(lowest, left_bound(heap))
             break
         heapq.heappop(heap)
@@ -925,7 +1049,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     plan.solve_s = time.perf_counter() - started
     note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
             + "embodied carbon; gap against the least bound over every fleet (where a fleet was not solved: its "
-            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {FLEET_BUDGET_S:.0f} s)"))
+            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {budget_s:.0f} s)"))
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged); {note}")
     return plan, lowest, hit, note

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
 from bench.carbon.planning.demand import Demand
-from bench.carbon.planning.milp import account, allowed_candidates, break_ties, solve
+from bench.carbon.planning.milp import Narrowing, account, allowed_candidates, break_ties, solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
@@ -51,6 +52,7 @@ class PlanInputs:
     slo_scope: str = "hour"  # hour: the SLO holds in every hour; period: over the whole period
     routing: str = "round_robin"  # how an hour's requests are spread over the replicas (verify.py)
     workers: int = 0  # processes solving plans side by side (parallel.py): 0 one per core, 1 serially
+    solve_budget_s: float = 45.0  # MILP seconds per plan, its rounds together (`solve_verified`)
 
 
 @dataclass
@@ -237,10 +239,12 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     of the candidates that missed it there derated; a plan that never meets it is infeasible."""
     H = len(ctx.setting.intensity_g_per_kwh)
     derate: dict[str, np.ndarray] = {}
-    gaps, limit, solve_s = [], False, 0.0
+    limit, solve_s = False, 0.0
     failed: list[int] = []  # hours that failed in earlier rounds, the latest first: a quick check tries them first
     streak: dict[str, int] = {}  # GPU type -> rounds in a row it was blamed
     stopped = ""
+    # The plan's solving budget, its rounds together: past it each solve still gets a few seconds.
+    solve_by = time.monotonic() + ctx.inputs.solve_budget_s
     for round_ in range(1, MAX_ROUNDS + 1):
         if round_ > 1 and not allowed_candidates(ctx.setting, pillars.levers(), derate):
             # Every candidate its levers allow is taken out: the last plan stands, infeasible, and is
@@ -250,9 +254,10 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
             round_ -= 1
             break
         # Ties are broken only once a plan meets the SLO: a round that fails needs none.
-        plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False)
+        # Nor is a long period's bound narrowed (`milp.Narrowing`) before the plan meets the SLO.
+        plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False, solve_by=solve_by, narrow=False)
+        modelled = getattr(plan, METRIC[objective])  # the figure its gap is of (the check replaces it)
         planned_with = dict(derate)
-        gaps.append(plan.solver_gap)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
         # A round that fails is re-planned: its hours may be cut short once they fail (not the last round's).
         v = ctx.check(plan, econ, quick=round_ < MAX_ROUNDS, first=tuple(failed))
@@ -260,13 +265,23 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         failing_set = set(failing)
         failed = failing + [h for h in failed if h not in failing_set]
         if not failing:
-            tied = break_ties(plan)
-            solve_s += tied.solve_s - plan.solve_s
+            narrowing = isinstance(plan.solver_state, Narrowing)
+            before_s, before_gap = plan.solve_s, plan.solver_gap
+            tied = break_ties(plan)  # ties broken, or a long period's bound narrowed
+            tied_bound = getattr(tied, METRIC[objective]) * (1 - tied.solver_gap)  # (before its check)
+            solve_s += tied.solve_s - before_s
             # Another fleet at the same optimum is verified anew (the same fleet hits the cache);
             # if it misses the SLO, the verified fleet of the solve stands.
             vt = ctx.check(tied, econ, quick=True)  # kept only if it passes, and then verified in full
             if not vt.failing_hours(ctx.inputs.slo, ctx.inputs.slo_scope):
                 plan = tied
+            elif narrowing:  # a better plan the narrowing found missed: the round's plan, with the tighter bound
+                if modelled > 0 and math.isfinite(tied_bound):
+                    plan.solver_gap = min(before_gap, max(0.0, (modelled - tied_bound) / modelled))
+                plan.solver_state = None
+                ctx.check(plan, econ)
+                plan.notes.append("the plan the blocks found while narrowing its gap missed the SLO in the whole-fleet "
+                                  "simulation: the round's own verified plan is kept, with their bound")
             else:
                 ctx.check(plan, econ)  # its own figures back (a cache hit)
                 plan.notes.append("the fewest-GPUs/nodes fleet at the same optimum missed the SLO in the "
@@ -290,9 +305,10 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
                 share = derate.get(c.candidate.name, np.ones(H)) * DERATE ** streak[c.candidate.hardware]
                 derate[c.candidate.name] = share if share.max() >= EXCLUDE_BELOW else np.zeros(H)
     plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
-    # The worst round's gap; unknown (NaN) if any round's was.
-    gap = math.nan if any(math.isnan(g) for g in gaps) else max(gaps)
-    plan.solver_gap, plan.solver_hit_time_limit, plan.solve_s = gap, limit, solve_s
+    # The gap is the reported plan's own solve's (its round's problem, derated as planned; its bound
+    # narrowed once it met the SLO): earlier rounds' plans were re-planned, and their gaps, before
+    # any narrowing, say nothing of it. The time-limit flag is any round's.
+    plan.solver_hit_time_limit, plan.solve_s = limit or plan.solver_hit_time_limit, solve_s
     shares = sorted({(c.candidate.hardware, float(d.max())) for c in ctx.setting.capacities
                      for n, d in planned_with.items() if n == c.candidate.name})
     said = [f"{t} at {share:.0%} of its simulated capacity" if share > 0 else
@@ -301,7 +317,9 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
                       (" (re-planned with " + "; ".join(said) + ")" if said else "") +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
-                       f"{_late(plan)}): infeasible, not ranked") + stopped)
+                       f"{_late(plan)}): infeasible, not ranked") + stopped
+                      + (f"; its solving budget (plan.solve_budget_s={ctx.inputs.solve_budget_s:g}) ran out"
+                         if time.monotonic() > solve_by else ""))
     return plan
 
 
@@ -426,8 +444,11 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
         solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
-        notes=counted.notes + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on "
-                               f"{metric} ({best_value:.6g}) than this objective's own MILP plan ({why}): adopted"])
+        # Its own solve's notes, then what it adopted (the adopted plan's solve is in that plan's row;
+        # carried here, its notes read as this plan's: a cost plan "taken in order of embodied carbon").
+        notes=list(plan.notes) + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on "
+                                  f"{metric} ({best_value:.6g}) than this objective's own MILP plan ({why}): adopted "
+                                  f"(how it was solved: the {other.name} row)"])
 
 
 def embodied_spread(plan: Plan, setting: Setting, inputs: PlanInputs) -> dict[str, float]:

@@ -321,6 +321,7 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     econ_of = lambda pillars: plan.economics_for(run.inputs, hosts, pillars)  # noqa: E731
     adopted = plan.adopt_better(failed, run.plans[1:] + run.ablation, ctx, econ_of)
     assert adopted.feasible and adopted.name == "carbon-optimal" and "adopted" in adopted.notes[-1]
+    assert adopted.notes[:-1] == failed.notes  # its own solve's notes, not the adopted plan's read as its own
     feasible = [p for p in run.plans[1:] + run.ablation if p.feasible]
     assert adopted.total_kg <= min(p.total_kg for p in feasible) + 1e-9  # counted with all pillars on, never worse
     donor_of = {p.name: p for p in run.plans[1:] + run.ablation}
@@ -573,3 +574,43 @@ def test_re_planning_stops_when_every_allowed_candidate_is_taken_out(run, monkey
     plan_ = planning.solve_verified(ctx, "carbon", pillars, econ, "t", "ablation")
     assert not plan_.feasible and calls == [True] * 5 + [False]
     assert any("in 5 round(s)" in n and "taken out" in n and "re-planning stopped" in n for n in plan_.notes)
+
+
+def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran_out(run, monkeypatch):
+    # Three rounds (two fail their check) under a budget already spent after the first solve: every
+    # solve is handed the same end of the plan's budget, each still gives a plan, and the note says
+    # the budget ran out.
+    import time
+
+    from bench.carbon.planning import run as planning
+    from bench.carbon.planning.verify import HourResult, Verification
+
+    inputs = dataclasses.replace(run.inputs, solve_budget_s=1e-3)
+    ctx = planning.Context(inputs, run.setting, run.demand, {})
+    l4 = [c.candidate.name for c in run.setting.capacities if c.candidate.hardware == "l4"][0]
+    script = iter(["l4", "l4", None, None])
+    ends, real_solve = [], planning.solve
+
+    def solve(*a, **k):
+        ends.append(k["solve_by"])
+        return real_solve(*a, **k)
+
+    def check(self, plan, econ, quick=False, first=()):
+        ok = next(script) is None
+        hour = HourResult(10 if ok else 5, 10, 1.0 if ok else 0.5, set() if ok else {l4})
+        v = Verification([hour], hour.attainment, hour.attainment, hour.worst_replica, {})
+        plan.feasible, plan.verification = ok, v
+        return v
+
+    monkeypatch.setattr(planning, "solve", solve)
+    monkeypatch.setattr(planning.Context, "check", check)
+    monkeypatch.setattr(planning, "break_ties", lambda plan: plan)
+    econ = planning.economics_for(inputs, run.host_capacity, inputs.pillars)
+    started = time.monotonic()
+    plan_ = planning.solve_verified(ctx, "carbon", inputs.pillars, econ, "t", "chosen")
+    assert len(ends) == 3 and len(set(ends)) == 1 and started <= ends[0] <= started + 1e-3 + 0.5
+    assert plan_.feasible and "solving budget (plan.solve_budget_s=0.001) ran out" in plan_.notes[-1]
+    ctx = planning.Context(run.inputs, run.setting, run.demand, {})  # the default budget: not run out here
+    script = iter([None, None])
+    plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
+    assert "budget" not in plan_.notes[-1]
