@@ -432,12 +432,15 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
     # The gap: where this plan's own bound (its value less its gap) sits under the adopted figure,
     # the distance to it (the adopted plan is no farther from this problem's optimum than that),
-    # and at least the gap of the solve that made the adopted plan when that solve had this
-    # objective. Otherwise unknown (NaN): a bound above the adopted figure is of another model (its
-    # last round's derating, modelled energy), and a gap on another objective says nothing here.
+    # and at least the gap of the solve that made the adopted plan when that solve was this very
+    # problem (objective and pillars). Otherwise unknown (NaN): a bound above the adopted figure is
+    # of another model (its last round's derating, modelled energy); a gap on another objective
+    # says nothing here, nor one of fewer levers (a plan without Shift, exact for its own problem,
+    # is not shown optimal for one with Shift by it: the carbon plan of a diurnal year read 0.00%).
     own = getattr(plan, metric)
     own_bound = own * (1 - plan.solver_gap) if plan.feasible and math.isfinite(plan.solver_gap) else math.nan
-    gap = counted.solver_gap if other.objective == plan.objective else math.nan
+    same_problem = other.objective == plan.objective and other.pillars == plan.pillars
+    gap = counted.solver_gap if same_problem else math.nan
     if best_value > 0 and best_value >= own_bound:
         distance = (best_value - own_bound) / best_value
         gap = distance if math.isnan(gap) else max(gap, distance)
