@@ -330,16 +330,18 @@ class _Problem:
     hour_type: np.ndarray | None = None  # hour -> its variables' hour type (None: one set per hour)
 
 
-def break_ties(problem: "_Problem | Plan") -> Plan:
+def break_ties(problem: "_Problem | Plan", solve_by: float | None = None) -> Plan:
     """The plan of a solved MILP with its ties broken lexicographically: fewest GPUs, then fewest
     nodes, among plans no worse than the optimum found (each a solve of its own). Takes the
-    problem, or a plan solved with `ties=False` (its problem kept in `solver_state`)."""
+    problem, or a plan solved with `ties=False` (its problem kept in `solver_state`). A long
+    period's plan (no ties to break) gets the bound narrowing it was solved without (`Narrowing`),
+    within `solve_by` (default: the budget it was solved with)."""
     if isinstance(problem, Plan):
         if problem.solver_state is None:  # solved in blocks, or already broken
             return problem
         if isinstance(problem.solver_state, Narrowing):  # a long period: no ties to break, a bound to narrow
             started, before, state, problem.solver_state = time.perf_counter(), problem.solve_s, problem.solver_state, None
-            narrowed = state()
+            narrowed = state(solve_by)
             narrowed.solver_state = None
             narrowed.solve_s = before + time.perf_counter() - started
             return narrowed
@@ -446,8 +448,12 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         return searched[0]
     search_s = time.perf_counter() - started
     if searched is not None and not narrow:  # the blocks after it only narrow: once the plan meets its SLO
-        searched[0].solver_state = Narrowing(lambda: _after_search(s, objective, pillars, econ, name, derate,
-                                                                   time_limit_s, caps, searched, search_s, solve_by))
+        # A copy as solved: the verification replaces the plan's figures with simulated ones, and the
+        # blocks compare and bound modelled figures.
+        as_solved = (dataclasses.replace(searched[0], notes=list(searched[0].notes)), *searched[1:])
+        searched[0].solver_state = Narrowing(lambda until: _after_search(s, objective, pillars, econ, name, derate,
+                                                                         time_limit_s, caps, as_solved, search_s, until),
+                                             solve_by)
         searched[0].notes[-1] += _BLOCKS_NOT_TRIED
         return searched[0]
     if searched is not None:
@@ -466,10 +472,13 @@ def _after_search(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     bound, within what is left of `LONG_BUDGET_S` after the search and of the plan's budget (the
     search's plan then stands, its gap as found, flagged)."""
     started = time.perf_counter()
-    budget_end = started + min(LONG_BUDGET_S - search_s, solve_by - time.monotonic())
+    left_s = min(LONG_BUDGET_S - search_s, solve_by - time.monotonic())
+    budget_end = started + left_s
     plan = searched[0]
-    if plan.notes and plan.notes[-1].endswith(_BLOCKS_NOT_TRIED):  # they are now
-        plan.notes[-1] = plan.notes[-1][:-len(_BLOCKS_NOT_TRIED)]
+    if left_s <= 0:  # nothing left to try them in: the search's plan stands, its gap as found
+        plan.solver_hit_time_limit = True
+        plan.notes[-1] += f"; the blocks that would narrow that gap not tried: {_which_budget(solve_by)} was spent"
+        return plan
 
     def budget_left_s() -> float:
         if time.perf_counter() >= budget_end:
@@ -484,8 +493,10 @@ def _after_search(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         plan, fleet_bound = searched[0], searched[1]
         bound = max(fleet_bound, getattr(stop, "bound", -math.inf))
         value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
-        plan.solver_gap = max(0.0, (value - bound) / value) if value > 0 and np.isfinite(bound) else plan.solver_gap
-        plan.solver_hit_time_limit = True
+        if bound > fleet_bound and value > 0:
+            plan.solver_gap = max(0.0, (value - bound) / value)
+        # Stopped by a budget or a solve's limit; a block proven infeasible is no time limit.
+        plan.solver_hit_time_limit = plan.solver_hit_time_limit or not isinstance(stop, Infeasible)
         plan.solve_s = time.perf_counter() - started + search_s
         why = (f"stopped at {_which_budget(solve_by)}" if isinstance(stop, _OutOfTime)
                else f"found no plan ({stop})")
@@ -693,7 +704,8 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
 
     def finish(narrowed: bool, cut: str) -> Plan:
         """The plan's gap against the tightest bound, and its note; `narrowed`: with the pooled and
-        priced bounds (for a plan that met its SLO: a round re-planned needs neither)."""
+        priced bounds (for a plan that met its SLO: a round re-planned needs neither). `value` is
+        the plan's modelled figure, taken before any verification replaced it."""
         found = list(bounds)
         if narrowed:
             try:
@@ -737,23 +749,26 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
         return finish(True, cut)
     plan = finish(False, cut)
 
-    def narrowed() -> Plan:
+    def narrow_later(until: float) -> Plan:
+        nonlocal solve_by  # the budget left when it runs (`part` and `finish` read it)
+        solve_by = until
         plan.notes.pop()
         return finish(True, cut)
-    plan.solver_state = Narrowing(narrowed)
+    plan.solver_state = Narrowing(narrow_later, solve_by)
     return plan
 
 
 class Narrowing:
     """What a long solve left undone to narrow its plan's bound (`solve(narrow=False)`: a round that
     may be re-planned); `break_ties` does it once the plan has met its SLO. Called, it returns the
-    plan with its gap against the tighter bound (the same plan, or a better one the work found)."""
+    plan with its gap against the tighter bound (the same plan, or a better one the work found),
+    within `solve_by` (what is left of the plan's budget then; by default the solve's own)."""
 
-    def __init__(self, work) -> None:
-        self.work = work
+    def __init__(self, work, solve_by: float) -> None:
+        self.work, self.solve_by = work, solve_by
 
-    def __call__(self) -> Plan:
-        return self.work()
+    def __call__(self, solve_by: float | None = None) -> Plan:
+        return self.work(self.solve_by if solve_by is None else solve_by)
 
 
 LONG_BUDGET_S = 90.0  # a long solve's whole time when the fleet search found a plan over the bar (the blocks try to better it)

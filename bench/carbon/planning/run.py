@@ -243,8 +243,9 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     failed: list[int] = []  # hours that failed in earlier rounds, the latest first: a quick check tries them first
     streak: dict[str, int] = {}  # GPU type -> rounds in a row it was blamed
     stopped = ""
-    # The plan's solving budget, its rounds together: past it each solve still gets a few seconds.
-    solve_by = time.monotonic() + ctx.inputs.solve_budget_s
+    # The plan's solving budget, its rounds' solves together (not their verification): each solve
+    # gets what is left of it; past it each still gets a few seconds.
+    budget_s = ctx.inputs.solve_budget_s
     for round_ in range(1, MAX_ROUNDS + 1):
         if round_ > 1 and not allowed_candidates(ctx.setting, pillars.levers(), derate):
             # Every candidate its levers allow is taken out: the last plan stands, infeasible, and is
@@ -255,6 +256,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
             break
         # Ties are broken only once a plan meets the SLO: a round that fails needs none.
         # Nor is a long period's bound narrowed (`milp.Narrowing`) before the plan meets the SLO.
+        solve_by = time.monotonic() + max(0.0, budget_s - solve_s)
         plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False, solve_by=solve_by, narrow=False)
         modelled = getattr(plan, METRIC[objective])  # the figure its gap is of (the check replaces it)
         planned_with = dict(derate)
@@ -267,8 +269,9 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         if not failing:
             narrowing = isinstance(plan.solver_state, Narrowing)
             before_s, before_gap = plan.solve_s, plan.solver_gap
-            tied = break_ties(plan)  # ties broken, or a long period's bound narrowed
-            tied_bound = getattr(tied, METRIC[objective]) * (1 - tied.solver_gap)  # (before its check)
+            tied = break_ties(plan, time.monotonic() + max(0.0, budget_s - solve_s))  # ties, or a long period's bound
+            # A different plan's modelled figure and bound (before its check replaces the figure).
+            tied_bound = getattr(tied, METRIC[objective]) * (1 - tied.solver_gap) if tied is not plan else math.nan
             solve_s += tied.solve_s - before_s
             # Another fleet at the same optimum is verified anew (the same fleet hits the cache);
             # if it misses the SLO, the verified fleet of the solve stands.
@@ -318,8 +321,8 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
                       (" (re-planned with " + "; ".join(said) + ")" if said else "") +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
                        f"{_late(plan)}): infeasible, not ranked") + stopped
-                      + (f"; its solving budget (plan.solve_budget_s={ctx.inputs.solve_budget_s:g}) ran out"
-                         if time.monotonic() > solve_by else ""))
+                      + (f"; its solves took the whole solving budget (plan.solve_budget_s={budget_s:g}): what came "
+                         "after kept to the least each needs" if solve_s >= budget_s else ""))
     return plan
 
 
@@ -447,11 +450,14 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
         solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
-        # Its own solve's notes, then what it adopted (the adopted plan's solve is in that plan's row;
-        # carried here, its notes read as this plan's: a cost plan "taken in order of embodied carbon").
-        notes=list(plan.notes) + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on "
-                                  f"{metric} ({best_value:.6g}) than this objective's own MILP plan ({why}): adopted "
-                                  f"(how it was solved: the {other.name} row)"])
+        solve_s=plan.solve_s,
+        # Its own solve's notes, said to be of the plan it replaced, then what it adopted (the adopted
+        # plan's solve is in that plan's row; carried here, its notes read as this plan's: a cost plan
+        # "taken in order of embodied carbon").
+        notes=[f"its own MILP plan, not the one reported: {'; '.join(plan.notes)}"]
+        + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on {metric} "
+           f"({best_value:.6g}) than this objective's own MILP plan ({why}): adopted (how it was solved: the "
+           f"{other.name} row)"])
 
 
 def embodied_spread(plan: Plan, setting: Setting, inputs: PlanInputs) -> dict[str, float]:
