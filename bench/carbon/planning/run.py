@@ -312,6 +312,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     # narrowed once it met the SLO): earlier rounds' plans were re-planned, and their gaps, before
     # any narrowing, say nothing of it. The time-limit flag is any round's.
     plan.solver_hit_time_limit, plan.solve_s = limit or plan.solver_hit_time_limit, solve_s
+    plan.derated = bool(planned_with)
     shares = sorted({(c.candidate.hardware, float(d.max())) for c in ctx.setting.capacities
                      for n, d in planned_with.items() if n == c.candidate.name})
     said = [f"{t} at {share:.0%} of its simulated capacity" if share > 0 else
@@ -433,20 +434,22 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         return plan
     other, counted = best
     why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
-    # The gap: where this plan's own bound (its value less its gap) sits under the adopted figure,
-    # the distance to it (the adopted plan is no farther from this problem's optimum than that),
-    # and at least the gap of the solve that made the adopted plan when that solve was this very
-    # problem (objective and pillars). Otherwise unknown (NaN): a bound above the adopted figure is
-    # of another model (its last round's derating, modelled energy); a gap on another objective
-    # says nothing here, nor one of fewer levers (a plan without Shift, exact for its own problem,
+    # The gap, on the MILP's model as every gap is: the adopted plan's modelled figure against this
+    # plan's own bound (its modelled figure less its gap), a bound on every plan open to its levers
+    # where its solve was not derated (the adopted plan keeps to every candidate's full capacity).
+    # Otherwise unknown (NaN): a derated solve's bound is of a narrower problem; and the adopted
+    # plan's own gap is of its objective and levers (a plan without Shift, exact for its own problem,
     # is not shown optimal for one with Shift by it: the carbon plan of a diurnal year read 0.00%).
-    own = getattr(plan, metric)
-    own_bound = own * (1 - plan.solver_gap) if plan.feasible and math.isfinite(plan.solver_gap) else math.nan
-    same_problem = other.objective == plan.objective and other.pillars == plan.pillars
-    gap = counted.solver_gap if same_problem else math.nan
-    if best_value > 0 and best_value >= own_bound:
-        distance = (best_value - own_bound) / best_value
-        gap = distance if math.isnan(gap) else max(gap, distance)
+    # (Comparing the verified figure with a modelled bound had mixed the two.)
+    def modelled(p: Plan) -> float:
+        q = dataclasses.replace(p, pillars=plan.pillars, verification=None, notes=[])
+        account(q, q.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
+        return getattr(q, metric)
+    gap = math.nan
+    if not plan.derated and math.isfinite(plan.solver_gap):
+        own_bound = modelled(plan) * (1 - plan.solver_gap)
+        adopted_model = modelled(other)
+        gap = max(0.0, (adopted_model - own_bound) / adopted_model) if adopted_model > 0 else 0.0
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
         solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
@@ -457,7 +460,8 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         notes=[f"its own MILP plan, not the one reported: {'; '.join(plan.notes)}"]
         + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on {metric} "
            f"({best_value:.6g}) than this objective's own MILP plan ({why}): adopted (how it was solved: the "
-           f"{other.name} row)"])
+           f"{other.name} row; " + ("its gap: its modelled figure against this plan's own bound)" if math.isfinite(gap)
+                                    else "its gap unknown: this plan's own solve was derated, or gave no bound)")])
 
 
 def embodied_spread(plan: Plan, setting: Setting, inputs: PlanInputs) -> dict[str, float]:

@@ -53,6 +53,9 @@ class Plan:
     worst_replica_attainment: float = math.nan  # the worst single replica in any hour
     solver_gap: float = math.nan  # relative MILP gap reached (NaN: not solved by the MILP)
     solver_hit_time_limit: bool = False
+    # Planned with some candidate's capacity derated (`run.solve_verified`): its bound is of that
+    # narrower problem, not a bound on plans that load those candidates more.
+    derated: bool = False
     solve_s: float = 0.0
     energy_method: str = ""  # where its GPU energy comes from (model before verification, simulation after)
     verification: object = None  # the whole-fleet simulation that judged it (`verify.Verification`)
