@@ -343,15 +343,19 @@ def test_the_pooled_bound_is_never_above_the_optimum(monkeypatch, seed):
         assert np.isfinite(bound) and not hit and bound <= value * (1 + 1e-6) + 1e-9, objective
 
 
+def _just_short_period() -> tuple[Setting, Pillars]:
+    """500 h where the main candidate serves 98% of the load (a second GPU is needed), with Shift."""
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    caps = [cap("a100_sxm:big", hw="a100_sxm", rate=980.0, j=20.0, watts=280.0),
+            cap("l4:small", hw="l4", rate=100.0, j=11.0, watts=60.0)]
+    return setting(caps, np.full(500, 300.0), online=450.0, offline=550.0, deadline=24), shifting
+
+
 def test_a_fleet_just_short_of_the_load_is_bounded_by_the_pooled_period():
     # The main candidate serves 98% of the load: every week block alone leaves a little for the
     # next at no capacity cost, so the blocks' bound misses the second GPU the period needs; the
     # pooled bound keeps the period's capacity, and the cost plan's gap is small.
-    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
-    H = 500
-    caps = [cap("a100_sxm:big", hw="a100_sxm", rate=980.0, j=20.0, watts=280.0),
-            cap("l4:small", hw="l4", rate=100.0, j=11.0, watts=60.0)]
-    s = setting(caps, np.full(H, 300.0), online=450.0, offline=550.0, deadline=24)
+    s, shifting = _just_short_period()
     plan = solve(s, "cost", shifting, Economics(), "t")
     assert plan.gpus == 2 and any("pooled bound" in n for n in plan.notes)
     assert plan.solver_gap <= 0.01
@@ -662,11 +666,7 @@ def test_a_re_planning_round_leaves_the_bound_narrowing_until_its_plan_meets_the
     # full solve reports. Likewise the blocks after a fleet search short of its bar.
     from bench.carbon.planning import milp
 
-    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
-    H = 500
-    caps = [cap("a100_sxm:big", hw="a100_sxm", rate=980.0, j=20.0, watts=280.0),
-            cap("l4:small", hw="l4", rate=100.0, j=11.0, watts=60.0)]
-    s = setting(caps, np.full(H, 300.0), online=450.0, offline=550.0, deadline=24)
+    s, shifting = _just_short_period()
     full = solve(s, "cost", shifting, Economics(), "t")
     round_ = solve(s, "cost", shifting, Economics(), "t", ties=False, narrow=False)
     assert isinstance(round_.solver_state, milp.Narrowing) and "not tried (a re-planning round)" in round_.notes[-1]

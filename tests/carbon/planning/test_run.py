@@ -540,20 +540,10 @@ def test_a_gpu_type_still_missing_below_a_tenth_of_its_capacity_is_taken_out(run
     # Blamed five rounds in a row, an L4 is derated to 0.85^15 (9%) of its capacity: under the 10%
     # floor it is taken out, so the sixth solve plans without it (not ten times its replicas).
     from bench.carbon.planning import run as planning
-    from bench.carbon.planning.verify import HourResult, Verification
 
     ctx = planning.Context(run.inputs, run.setting, run.demand, {})
     l4 = [c.candidate.name for c in run.setting.capacities if c.candidate.hardware == "l4"][0]
-    script = iter(["l4"] * 5 + [None, None])
-
-    def check(self, plan, econ, quick=False, first=()):
-        ok = next(script) is None
-        hour = HourResult(10 if ok else 5, 10, 1.0 if ok else 0.5, set() if ok else {l4})
-        v = Verification([hour], hour.attainment, hour.attainment, hour.worst_replica, {})
-        plan.feasible, plan.verification = ok, v
-        return v
-
-    monkeypatch.setattr(planning.Context, "check", check)
+    monkeypatch.setattr(planning.Context, "check", _scripted_check(["l4"] * 5 + [None, None], l4))
     monkeypatch.setattr(planning, "break_ties", lambda plan, solve_by=None: plan)
     econ = planning.economics_for(run.inputs, run.host_capacity, run.inputs.pillars)
     plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
@@ -596,12 +586,11 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
 
     from bench.carbon.planning import milp
     from bench.carbon.planning import run as planning
-    from bench.carbon.planning.verify import HourResult, Verification
 
     inputs = dataclasses.replace(run.inputs, solve_budget_s=1e-3)
     ctx = planning.Context(inputs, run.setting, run.demand, {})
     l4 = [c.candidate.name for c in run.setting.capacities if c.candidate.hardware == "l4"][0]
-    script = iter(["l4", "l4", None, None])
+    check = _scripted_check(["l4", "l4", None, None], l4)
     ends, limits, real_solve, real_milp = [], [], planning.solve, milp.highs.milp
 
     def solve(*a, **k):
@@ -616,13 +605,6 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
         time.sleep(0.01)  # a check's time is not the solves'
         return check(self, plan, econ, quick, first)
 
-    def check(self, plan, econ, quick=False, first=()):
-        ok = next(script) is None
-        hour = HourResult(10 if ok else 5, 10, 1.0 if ok else 0.5, set() if ok else {l4})
-        v = Verification([hour], hour.attainment, hour.attainment, hour.worst_replica, {})
-        plan.feasible, plan.verification = ok, v
-        return v
-
     monkeypatch.setattr(planning, "solve", solve)
     monkeypatch.setattr(milp.highs, "milp", capped)
     monkeypatch.setattr(planning.Context, "check", slow_check)
@@ -633,6 +615,23 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
     assert len(limits) == 3 and all(lim == milp.MIN_SOLVE_S for lim in limits[1:])
     assert plan_.feasible and "took the whole solving budget (plan.solve_budget_s=0.001)" in plan_.notes[-1]
     ctx = planning.Context(run.inputs, run.setting, run.demand, {})  # the default budget: not spent here
-    script, ends, limits = iter([None, None]), [], []
+    check, ends, limits = _scripted_check([None, None], l4), [], []
     plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
     assert "budget" not in plan_.notes[-1] and limits[0] == pytest.approx(min(milp.TIME_LIMIT_S, 45.0), abs=0.5)
+
+
+def _scripted_check(script: list, blamed: str):
+    """A stand-in for `Context.check`: each call passes (None) or fails with `blamed` missing the
+    SLO in its one hour, in the order `script` gives."""
+    from bench.carbon.planning.verify import HourResult, Verification
+
+    steps = iter(script)
+
+    def check(self, plan, econ, quick=False, first=()):
+        ok = next(steps) is None
+        hour = HourResult(10 if ok else 5, 10, 1.0 if ok else 0.5, set() if ok else {blamed})
+        v = Verification([hour], hour.attainment, hour.attainment, hour.worst_replica, {})
+        plan.feasible, plan.verification = ok, v
+        return v
+
+    return check
