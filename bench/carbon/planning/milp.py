@@ -454,7 +454,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
         searched[0].solver_state = Narrowing(lambda until: _after_search(s, objective, pillars, econ, name, derate,
                                                                          time_limit_s, caps, as_solved, search_s, until),
                                              solve_by)
-        searched[0].notes[-1] += _BLOCKS_NOT_TRIED
+        searched[0].notes[-1] += BLOCKS_NOT_TRIED
         return searched[0]
     if searched is not None:
         return _after_search(s, objective, pillars, econ, name, derate, time_limit_s, caps, searched, search_s, solve_by)
@@ -462,7 +462,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
                    solve_by, narrow)
 
 
-_BLOCKS_NOT_TRIED = "; the blocks that would narrow that gap not tried (a re-planning round)"
+BLOCKS_NOT_TRIED = "; the blocks that would narrow that gap not tried (a re-planning round)"
 
 
 def _after_search(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,

@@ -17,7 +17,7 @@ from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
 from bench.carbon.planning.demand import Demand
-from bench.carbon.planning.milp import Narrowing, account, allowed_candidates, break_ties, solve
+from bench.carbon.planning.milp import BLOCKS_NOT_TRIED, Narrowing, account, allowed_candidates, break_ties, solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
@@ -282,6 +282,8 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
                 if modelled > 0 and math.isfinite(tied_bound):
                     plan.solver_gap = min(before_gap, max(0.0, (modelled - tied_bound) / modelled))
                 plan.solver_state = None
+                if plan.notes and plan.notes[-1].endswith(BLOCKS_NOT_TRIED):  # they were tried, on its copy
+                    plan.notes[-1] = plan.notes[-1][:-len(BLOCKS_NOT_TRIED)]
                 ctx.check(plan, econ)
                 plan.notes.append("the plan the blocks found while narrowing its gap missed the SLO in the whole-fleet "
                                   "simulation: the round's own verified plan is kept, with their bound")
@@ -322,8 +324,8 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
                       (" (re-planned with " + "; ".join(said) + ")" if said else "") +
                       ("" if plan.feasible else f"; still missing the SLO (worst hour {plan.worst_hour_attainment:.2%}"
                        f"{_late(plan)}): infeasible, not ranked") + stopped
-                      + (f"; its solves took the whole solving budget (plan.solve_budget_s={budget_s:g}): what came "
-                         "after kept to the least each needs" if solve_s >= budget_s else ""))
+                      + (f"; its solves took the whole solving budget (plan.solve_budget_s={budget_s:g})"
+                         if solve_s >= budget_s else ""))
     return plan
 
 
@@ -398,8 +400,19 @@ def run(inputs: PlanInputs) -> PlanRun:
     solved = [carbon] + baselines + ablation
     econ_of = lambda pillars: economics_for(inputs, hosts, pillars)  # noqa: E731
     carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)
-    baselines[1:] = [adopt_better(b, [o for o in [carbon] + solved if o is not b], ctx, econ_of) for b in baselines[1:]]
-    ablation = [adopt_better(a, [o for o in [carbon] + solved if o is not a], ctx, econ_of) for a in ablation]
+    rows = {solved[0].name: carbon}  # the row each plan's name now shows
+
+    def donors(target: Plan) -> list[Plan]:
+        """Every other verified plan; one whose row now shows an adopted plan is named as that
+        row's own MILP plan (a note naming the row would point at another fleet)."""
+        out = [] if carbon is solved[0] else [carbon]
+        for o in solved:
+            if o is not target:
+                out.append(o if rows.get(o.name, o) is o else dataclasses.replace(o, name=f"{o.name}'s own MILP plan"))
+        return out
+    baselines[1:] = [adopt_better(b, donors(b), ctx, econ_of) for b in baselines[1:]]
+    rows.update({b.name: b for b in baselines[1:]})
+    ablation = [adopt_better(a, donors(a), ctx, econ_of) for a in ablation]
     plans = [carbon] + baselines
     spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
     return PlanRun(inputs, caps, plans, ablation, hosts, spread, demand, setting)
@@ -434,6 +447,7 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         return plan
     other, counted = best
     why = "which never met the SLO" if not plan.feasible else f"{getattr(plan, metric):.6g}"
+    why += f"; its gap {plan.solver_gap:.2%}" if math.isfinite(plan.solver_gap) else ""
     # The gap, on the MILP's model as every gap is: the adopted plan's modelled figure against this
     # plan's own bound (its modelled figure less its gap), a bound on every plan open to its levers
     # where its solve was not derated (the adopted plan keeps to every candidate's full capacity).
@@ -445,13 +459,17 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         q = dataclasses.replace(p, pillars=plan.pillars, verification=None, notes=[])
         account(q, q.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
         return getattr(q, metric)
-    gap = math.nan
+    gap, below = math.nan, False
     if not plan.derated and math.isfinite(plan.solver_gap):
         own_bound = modelled(plan) * (1 - plan.solver_gap)
         adopted_model = modelled(other)
-        gap = max(0.0, (adopted_model - own_bound) / adopted_model) if adopted_model > 0 else 0.0
+        # Below the bound is impossible for a true one (near-copies merged within 1% make it one of
+        # the merged set): unknown, not a 0 that hides it.
+        below = adopted_model < own_bound * (1 - 1e-6)
+        if adopted_model > 0 and not below:
+            gap = (adopted_model - own_bound) / adopted_model
     return dataclasses.replace(
-        counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap,
+        counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap, derated=plan.derated,
         solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
         solve_s=plan.solve_s,
         # Its own solve's notes, said to be of the plan it replaced, then what it adopted (the adopted
@@ -461,6 +479,8 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on {metric} "
            f"({best_value:.6g}) than this objective's own MILP plan ({why}): adopted (how it was solved: the "
            f"{other.name} row; " + ("its gap: its modelled figure against this plan's own bound)" if math.isfinite(gap)
+                                    else "its gap unknown: its modelled figure is below this plan's own bound, of the "
+                                    "candidates merged within 1%)" if below
                                     else "its gap unknown: this plan's own solve was derated, or gave no bound)")])
 
 

@@ -314,7 +314,8 @@ def test_bad_slo_and_routing_settings_are_refused_before_work(args, field, tmp_p
 
 def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_levers(run):
     ctx = plan.Context(run.inputs, None, run.demand, {})
-    failed = dataclasses.replace(run.plans[0], feasible=False)
+    # (A solve's own plan: not derated, its gap known, as a round that gave up would leave it.)
+    failed = dataclasses.replace(run.plans[0], feasible=False, solver_gap=0.05, derated=False)
     # The setting is the one the run solved with: rebuilt from the run's capacities and demand.
     ctx.setting = plan.setting_of(run.inputs, run.capacities, run.demand)
     hosts = {k: v for k, v in run.host_capacity.items()}
@@ -337,10 +338,13 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
         if own.derated:  # a derated solve's bound is of a narrower problem
             return float("nan")
         bound = modelled(own) * (1 - own.solver_gap)
-        return max(0.0, (modelled(donor) - bound) / modelled(donor))
+        if modelled(donor) < bound * (1 - 1e-6):  # below a bound: not a true one here, unknown
+            return float("nan")
+        return (modelled(donor) - bound) / modelled(donor)
 
     # On the model, as every gap: never the source's own gap (another objective or fewer levers).
     assert adopted.solver_gap == pytest.approx(expected(failed, source), nan_ok=True)
+    assert not adopted.derated and "its gap 5.00%" in adopted.notes[-1]  # its own solve's, not the donor's
     # Adopted over a feasible plan of its own: its modelled figure against the own bound, whatever
     # the verified figures (a verified figure against a modelled bound mixed the two).
     donor = min(feasible, key=lambda p: p.total_kg)
@@ -605,8 +609,31 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
         time.sleep(0.01)  # a check's time is not the solves'
         return check(self, plan, econ, quick, first)
 
-    monkeypatch.setattr(planning, "solve", solve)
     monkeypatch.setattr(milp.highs, "milp", capped)
+    monkeypatch.setattr(planning, "break_ties", lambda plan, solve_by=None: plan)
+    econ = planning.economics_for(inputs, run.host_capacity, inputs.pillars)
+    # A budget of 5 s and checks of 0.4 s: each solve is handed the budget less the solves before it,
+    # not less the checks between them too.
+    spent = []
+
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return solve(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    def paused(self, plan, econ, quick=False, first=()):
+        time.sleep(0.4)
+        return check(self, plan, econ, quick, first)
+    monkeypatch.setattr(planning, "solve", timed)
+    monkeypatch.setattr(planning.Context, "check", paused)
+    five = planning.Context(dataclasses.replace(run.inputs, solve_budget_s=5.0), run.setting, run.demand, {})
+    planning.solve_verified(five, "carbon", inputs.pillars, econ, "t", "chosen")
+    assert len(ends) == 3 and ends[1] == pytest.approx(5.0 - spent[0], abs=0.15)
+    assert ends[2] == pytest.approx(5.0 - spent[0] - spent[1], abs=0.15)  # 0.8 s of checks not counted
+    check, ends, limits = _scripted_check(["l4", "l4", None, None], l4), [], []
+    monkeypatch.setattr(planning, "solve", solve)
     monkeypatch.setattr(planning.Context, "check", slow_check)
     monkeypatch.setattr(planning, "break_ties", lambda plan, solve_by=None: plan)
     econ = planning.economics_for(inputs, run.host_capacity, inputs.pillars)
