@@ -400,18 +400,14 @@ def run(inputs: PlanInputs) -> PlanRun:
     solved = [carbon] + baselines + ablation
     econ_of = lambda pillars: economics_for(inputs, hosts, pillars)  # noqa: E731
     carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)
-    rows = {solved[0].name: carbon}  # the row each plan's name now shows
 
     def donors(target: Plan) -> list[Plan]:
-        """Every other verified plan; one whose row now shows an adopted plan is named as that
-        row's own MILP plan (a note naming the row would point at another fleet)."""
+        """Every other verified plan: the carbon row where it adopted one, and each plan as its own
+        MILP solve made it, named so (its row may show an adopted plan by the end: naming the row
+        would point at another fleet)."""
         out = [] if carbon is solved[0] else [carbon]
-        for o in solved:
-            if o is not target:
-                out.append(o if rows.get(o.name, o) is o else dataclasses.replace(o, name=f"{o.name}'s own MILP plan"))
-        return out
+        return out + [dataclasses.replace(o, name=o.name + OWN_MILP) for o in solved if o is not target]
     baselines[1:] = [adopt_better(b, donors(b), ctx, econ_of) for b in baselines[1:]]
-    rows.update({b.name: b for b in baselines[1:]})
     ablation = [adopt_better(a, donors(a), ctx, econ_of) for a in ablation]
     plans = [carbon] + baselines
     spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
@@ -419,6 +415,7 @@ def run(inputs: PlanInputs) -> PlanRun:
 
 
 METRIC = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}
+OWN_MILP = "'s own MILP"  # a donor named as a plan's own MILP solve ("the none's own MILP plan")
 
 
 def _within_levers(other: Pillars, plan: Pillars) -> bool:
@@ -459,14 +456,21 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         q = dataclasses.replace(p, pillars=plan.pillars, verification=None, notes=[])
         account(q, q.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
         return getattr(q, metric)
-    gap, below = math.nan, False
-    if not plan.derated and math.isfinite(plan.solver_gap):
+    gap = math.nan
+    if plan.derated:
+        unknown = "this plan's own solve was derated"
+    elif not math.isfinite(plan.solver_gap):
+        unknown = "this plan's own solve gave no bound"
+    else:
         own_bound = modelled(plan) * (1 - plan.solver_gap)
         adopted_model = modelled(other)
         # Below the bound is impossible for a true one (near-copies merged within 1% make it one of
         # the merged set): unknown, not a 0 that hides it.
-        below = adopted_model < own_bound * (1 - 1e-6)
-        if adopted_model > 0 and not below:
+        if adopted_model < own_bound * (1 - 1e-6):
+            unknown = "its modelled figure is below this plan's own bound, of the candidates merged within 1%"
+        elif adopted_model <= 0:
+            unknown = "its modelled figure is zero"
+        else:
             gap = (adopted_model - own_bound) / adopted_model
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap, derated=plan.derated,
@@ -478,10 +482,8 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         notes=[f"its own MILP plan, not the one reported: {'; '.join(plan.notes)}"]
         + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on {metric} "
            f"({best_value:.6g}) than this objective's own MILP plan ({why}): adopted (how it was solved: the "
-           f"{other.name} row; " + ("its gap: its modelled figure against this plan's own bound)" if math.isfinite(gap)
-                                    else "its gap unknown: its modelled figure is below this plan's own bound, of the "
-                                    "candidates merged within 1%)" if below
-                                    else "its gap unknown: this plan's own solve was derated, or gave no bound)")])
+           f"{other.name.removesuffix(OWN_MILP)} row's notes; " + ("its gap: its modelled figure against this plan's own bound)" if math.isfinite(gap)
+                                    else f"its gap unknown: {unknown})")])
 
 
 def embodied_spread(plan: Plan, setting: Setting, inputs: PlanInputs) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The planning run end to end on a slice of the shipped trace: every plan's SLO attainment is
 simulated, an impossible SLO names the closest configuration, and `task=plan` prints a report."""
 import dataclasses
+import math
 from pathlib import Path
 
 import os
@@ -315,7 +316,7 @@ def test_bad_slo_and_routing_settings_are_refused_before_work(args, field, tmp_p
 def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_levers(run):
     ctx = plan.Context(run.inputs, None, run.demand, {})
     # (A solve's own plan: not derated, its gap known, as a round that gave up would leave it.)
-    failed = dataclasses.replace(run.plans[0], feasible=False, solver_gap=0.05, derated=False)
+    failed = dataclasses.replace(run.plans[0], feasible=False, solver_gap=0.5, derated=False)
     # The setting is the one the run solved with: rebuilt from the run's capacities and demand.
     ctx.setting = plan.setting_of(run.inputs, run.capacities, run.demand)
     hosts = {k: v for k, v in run.host_capacity.items()}
@@ -327,7 +328,7 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     feasible = [p for p in run.plans[1:] + run.ablation if p.feasible]
     assert adopted.total_kg <= min(p.total_kg for p in feasible) + 1e-9  # counted with all pillars on, never worse
     donor_of = {p.name: p for p in run.plans[1:] + run.ablation}
-    source = donor_of[adopted.notes[-1].split("the ")[1].split(" plan,")[0]]
+    source = donor_of[adopted.notes[-1].split("the ")[1].split(" plan,")[0].removesuffix(plan.OWN_MILP)]
 
     def modelled(p) -> float:  # the MILP's figure of a plan's schedule under the carbon plan's pillars
         q = dataclasses.replace(p, pillars=failed.pillars, verification=None, notes=[])
@@ -344,10 +345,11 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
 
     # On the model, as every gap: never the source's own gap (another objective or fewer levers).
     assert adopted.solver_gap == pytest.approx(expected(failed, source), nan_ok=True)
-    assert not adopted.derated and "its gap 5.00%" in adopted.notes[-1]  # its own solve's, not the donor's
+    assert math.isfinite(adopted.solver_gap) and "its gap 50.00%" in adopted.notes[-1]  # its own solve's figure
+    assert not adopted.derated and source.derated  # its own flag, not the donor's
     # Adopted over a feasible plan of its own: its modelled figure against the own bound, whatever
     # the verified figures (a verified figure against a modelled bound mixed the two).
-    donor = min(feasible, key=lambda p: p.total_kg)
+    donor = dataclasses.replace(min(feasible, key=lambda p: p.total_kg), derated=True)
     own = dataclasses.replace(run.plans[0], operational_kg=run.plans[0].operational_kg + donor.total_kg,
                               solver_gap=0.9, derated=False)
     adopted = plan.adopt_better(own, [donor], ctx, econ_of)
@@ -358,7 +360,7 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     assert plan.adopt_better(tight, [donor], ctx, econ_of).solver_gap == pytest.approx(expected(tight, donor))
     derated = dataclasses.replace(own, derated=True)  # its bound is not one on the donor's plan
     adopted = plan.adopt_better(derated, [donor], ctx, econ_of)
-    assert np.isnan(adopted.solver_gap) and "its gap unknown" in adopted.notes[-1]
+    assert np.isnan(adopted.solver_gap) and "its gap unknown: this plan's own solve was derated" in adopted.notes[-1]
     # A plan using a pillar the target lacks is not open to it.
     none = next(p for p in run.ablation if p.name == "none")
     only = [p for p in run.ablation if p.name == "+shift"]
@@ -630,8 +632,10 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
     monkeypatch.setattr(planning.Context, "check", paused)
     five = planning.Context(dataclasses.replace(run.inputs, solve_budget_s=5.0), run.setting, run.demand, {})
     planning.solve_verified(five, "carbon", inputs.pillars, econ, "t", "chosen")
-    assert len(ends) == 3 and ends[1] == pytest.approx(5.0 - spent[0], abs=0.15)
-    assert ends[2] == pytest.approx(5.0 - spent[0] - spent[1], abs=0.15)  # 0.8 s of checks not counted
+    # (A solve's own time is at most its wall time here, so what is left is at least the budget less
+    # that; counting the 0.4 s checks would leave 0.4 s and 0.8 s less.)
+    assert len(ends) == 3 and 5.0 - spent[0] - 0.2 <= ends[1] <= 5.0
+    assert 5.0 - spent[0] - spent[1] - 0.2 <= ends[2] <= ends[1]
     check, ends, limits = _scripted_check(["l4", "l4", None, None], l4), [], []
     monkeypatch.setattr(planning, "solve", solve)
     monkeypatch.setattr(planning.Context, "check", slow_check)
