@@ -4,6 +4,7 @@ input (one line naming the field, exit 2, before any work), a refusal at run tim
 exit 3), Ctrl-C (one line saying what was kept, exit 130, handled by `bench.__main__`)."""
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
@@ -73,6 +74,18 @@ def _on_sigint(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _on_unraisable(hook):
+    """A KeyboardInterrupt raised inside a callback Python cannot raise from (a weakref's, a
+    finaliser's) is swallowed, with an 'Exception ignored ... Traceback' report: instead, say nothing
+    and deliver the Ctrl-C again to the main thread, where it stops the run as usual."""
+    def unraisable(info) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) and INTERRUPTED:
+            _thread.interrupt_main(signal.SIGINT)
+            return
+        hook(info)
+    return unraisable
+
+
 def entry() -> None:
     """Run `hydra_main` with Hydra's input errors (a value of the wrong type, an unknown option
     or key, an unparsable override) turned into one line and exit status 2."""
@@ -83,6 +96,9 @@ def entry() -> None:
     INTERRUPTED = False  # a run in this process starts uninterrupted (an earlier one's Ctrl-C is not its)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
+        if not getattr(sys.unraisablehook, "bench_sigint", False):
+            sys.unraisablehook = _on_unraisable(sys.unraisablehook)
+            sys.unraisablehook.bench_sigint = True
     try:
         hydra_main()
         if INTERRUPTED:  # a Ctrl-C whose KeyboardInterrupt was swallowed on the way (see the sweeper) still stops

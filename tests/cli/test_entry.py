@@ -119,6 +119,27 @@ def test_a_ctrl_c_python_swallowed_still_stops_the_sweep_before_its_next_point(t
     assert len(point_files(tmp_path)) == 4
 
 
+def test_a_ctrl_c_swallowed_in_a_callback_is_silent_and_delivered_again(monkeypatch):
+    # Python reports a KeyboardInterrupt raised in a weakref callback as "Exception ignored ...
+    # Traceback" and goes on: the hook stays silent and sends the Ctrl-C to the main thread again.
+    import types
+
+    import bench.cli.main as cli_main
+
+    seen, sent = [], []
+    monkeypatch.setattr(cli_main._thread, "interrupt_main", lambda signum: sent.append(signum))
+    hook = cli_main._on_unraisable(seen.append)
+    monkeypatch.setattr(cli_main, "INTERRUPTED", True)
+    hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
+    assert sent == [cli_main.signal.SIGINT] and seen == []
+    other = types.SimpleNamespace(exc_value=ValueError("a real one"))
+    hook(other)  # any other error is reported as before
+    monkeypatch.setattr(cli_main, "INTERRUPTED", False)
+    stray = types.SimpleNamespace(exc_value=KeyboardInterrupt())
+    hook(stray)  # and so is one with no Ctrl-C of ours behind it
+    assert seen == [other, stray] and len(sent) == 1
+
+
 def test_a_device_held_by_another_job_is_a_clear_refusal(tmp_path):
     from bench.measure.lock import device_lock
 
