@@ -24,6 +24,7 @@ from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
 from bench.carbon.serving import ModelSpec, StepCost
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity
 from bench.carbon.serving.device import memory_bytes as gpu_memory_bytes
+from bench.carbon.serving import simulate_compiled
 from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
 
@@ -351,6 +352,8 @@ def _refuse_infeasible(inputs: PlanInputs, cands: list[Candidate], demand: Deman
 
 def run(inputs: PlanInputs) -> PlanRun:
     H = len(inputs.intensity.g_per_kwh)
+    # The compiled simulation loop, once, here: the workers forked below inherit it instead of each compiling it.
+    simulate_compiled.warm()
     demand = Demand.of(inputs.workload, H)
     cands = candidates(inputs)
     _refuse_infeasible(inputs, cands, demand)

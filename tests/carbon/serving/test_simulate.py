@@ -257,18 +257,20 @@ def _composed_cost():
 
 
 @pytest.mark.parametrize("kind", ["roofline", "calibrated", "capped", "tp_table", "tp_ring", "window", "memory",
-                                  "horizon", "composed"])
-def test_quiet_stretches_stepped_fast_are_the_full_loop_to_the_bit(kind, monkeypatch):
-    # Decode-only stretches run in a tight loop or as arrays (`FAST_FORWARD`); every result must be
-    # the full per-step loop's exactly, on every step-model path and with preemptions, windows and a horizon.
+                                  "window_memory", "horizon", "abort", "composed"])
+def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, monkeypatch):
+    # Decode-only stretches run in a tight loop or as arrays (`FAST_FORWARD`), and the whole loop runs
+    # compiled where numba is there (`COMPILED`); every result must be the full per-step Python loop's
+    # exactly, on every step-model path, with preemptions, windows, a horizon and an early abort.
     from bench.carbon.serving import simulate as sim
+    from bench.carbon.serving import simulate_compiled
 
-    model = serving.PRESETS["gemma3_12b" if kind == "window" else "llama3_8b"]
+    model = serving.PRESETS["gemma3_12b" if kind.startswith("window") else "llama3_8b"]
     gpu, tp = ("l4", 2) if kind == "tp_ring" else ("h100_sxm", 4 if kind == "tp_table" else 1)
     device = round_device() if kind == "roofline" else serving.datasheet(gpu, tp)
     if kind == "capped":
         device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
-    if kind == "memory":  # room for about 40k tokens of KV: preemptions
+    if kind.endswith("memory"):  # room for about 40k tokens of KV (full-attention layers): preemptions
         device = dataclasses.replace(device, memory_bytes=model.weight_bytes + 40_000 * model.kv_bytes_per_token)
     cost = _composed_cost() if kind == "composed" else serving.StepCost.of(model, device)
     rng = np.random.default_rng(7)
@@ -278,14 +280,40 @@ def test_quiet_stretches_stepped_fast_are_the_full_loop_to_the_bit(kind, monkeyp
     prompt = rng.integers(1, 3000, n)
     output = rng.integers(1, 900, n)
     args = dict(max_prefill_tokens=4096, horizon_s=60.0 if kind == "horizon" else None)
+    if kind == "abort":  # stops once more than 20 online requests missed a 1 s TTFT
+        args.update(online=rng.random(n) < 0.7, slo=Slo(ttft_s=1.0), abort_violations=20)
+    assert simulate_compiled.available()  # numba is a dependency; compiled (or loaded) before the spy below
+    ran = []
+    monkeypatch.setattr(simulate_compiled, "run", lambda *a, _run=simulate_compiled.run: ran.append(1) or _run(*a))
+    compiled = simulate(arrival, prompt, output, cost, 64, **args)
+    assert ran == ([] if kind == "composed" else [1])  # the compiled loop ran (a composed step: the Python one)
+    monkeypatch.setattr(sim, "COMPILED", False)
     fast = simulate(arrival, prompt, output, cost, 64, **args)
     monkeypatch.setattr(sim, "FAST_FORWARD", False)
     full = simulate(arrival, prompt, output, cost, 64, **args)
-    assert kind != "memory" or full.preemptions > 0
-    assert kind != "horizon" or full.aborted
-    for f in dataclasses.fields(full):
-        a, b = getattr(fast, f.name), getattr(full, f.name)
-        if isinstance(b, np.ndarray):
-            assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), f.name
-        elif f.compare:
-            assert a == b or (a != a and b != b), f.name
+    assert not kind.endswith("memory") or full.preemptions > 0
+    assert kind not in ("horizon", "abort") or full.aborted
+    for name, run in {"fast": fast, "compiled": compiled}.items():
+        for f in dataclasses.fields(full):
+            a, b = getattr(run, f.name), getattr(full, f.name)
+            if isinstance(b, np.ndarray):
+                assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), (name, f.name)
+            elif f.compare:
+                assert a == b or (a != a and b != b), (name, f.name)
+
+
+def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkeypatch, caplog):
+    import numba
+
+    from bench.carbon.serving import simulate_compiled as sc
+
+    for name in sc._PYTHON:  # restored after the test, compiled as they were
+        monkeypatch.setattr(sc, name, getattr(sc, name))
+
+    def broken(**_):
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(numba, "njit", broken)
+    assert sc.available.__wrapped__() is False
+    assert all(getattr(sc, name) is f for name, f in sc._PYTHON.items())
+    assert "simulating in Python" in caplog.text and "no LLVM here" in caplog.text
