@@ -74,7 +74,7 @@ def _on_sigint(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _on_unraisable(hook):
+def on_unraisable(hook):
     """A KeyboardInterrupt raised inside a callback Python cannot raise from (a weakref's, a
     finaliser's) is swallowed, with an 'Exception ignored ... Traceback' report: instead, say nothing
     and deliver the Ctrl-C again to the main thread, where it stops the run as usual."""
@@ -97,7 +97,7 @@ def entry() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
         if not getattr(sys.unraisablehook, "bench_sigint", False):
-            sys.unraisablehook = _on_unraisable(sys.unraisablehook)
+            sys.unraisablehook = on_unraisable(sys.unraisablehook)
             sys.unraisablehook.bench_sigint = True
     try:
         hydra_main()

@@ -122,13 +122,14 @@ def test_a_ctrl_c_python_swallowed_still_stops_the_sweep_before_its_next_point(t
 def test_a_ctrl_c_swallowed_in_a_callback_is_silent_and_delivered_again(monkeypatch):
     # Python reports a KeyboardInterrupt raised in a weakref callback as "Exception ignored ...
     # Traceback" and goes on: the hook stays silent and sends the Ctrl-C to the main thread again.
+    import _thread
     import types
 
     import bench.cli.main as cli_main
 
     seen, sent = [], []
-    monkeypatch.setattr(cli_main._thread, "interrupt_main", lambda signum: sent.append(signum))
-    hook = cli_main._on_unraisable(seen.append)
+    monkeypatch.setattr(_thread, "interrupt_main", lambda signum: sent.append(signum))
+    hook = cli_main.on_unraisable(seen.append)
     monkeypatch.setattr(cli_main, "INTERRUPTED", True)
     hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
     assert sent == [cli_main.signal.SIGINT] and seen == []

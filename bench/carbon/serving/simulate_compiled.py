@@ -41,12 +41,12 @@ def available() -> bool:
     g = globals()
     try:
         # Each helper becomes a compiled function under its own name, so `_loop` calls the compiled one.
-        for name, python in _PYTHON.items():
+        for name, python in PYTHON_LOOP.items():
             g[name] = njit(cache=True, error_model="numpy")(python)
         run(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1, bool), _probe_cost(), 1, 0, 16,
              math.inf, 1, 1, 0.0, 0, 16, 1, 1, None, None, None)
     except Exception as err:  # noqa: BLE001 - any compile failure: the Python loop, which is exact too
-        g.update(_PYTHON)
+        g.update(PYTHON_LOOP)
         log.warning("the compiled simulation loop is unavailable (%s: %s); simulating in Python, ~20x slower",
                     type(err).__name__, err)
         return False
@@ -421,4 +421,4 @@ def _probe_cost():
 
 
 # The Python functions `available()` compiles, kept to compile from and to fall back on.
-_PYTHON = {f.__name__: f for f in (_step, _pages_of, _grow_f, _grow_segs, _loop)}
+PYTHON_LOOP = {f.__name__: f for f in (_step, _pages_of, _grow_f, _grow_segs, _loop)}

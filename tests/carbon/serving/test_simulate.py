@@ -307,7 +307,7 @@ def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkey
 
     from bench.carbon.serving import simulate_compiled as sc
 
-    for name in sc._PYTHON:  # restored after the test, compiled as they were
+    for name in sc.PYTHON_LOOP:  # restored after the test, compiled as they were
         monkeypatch.setattr(sc, name, getattr(sc, name))
 
     def broken(**_):
@@ -315,5 +315,5 @@ def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkey
 
     monkeypatch.setattr(numba, "njit", broken)
     assert sc.available.__wrapped__() is False
-    assert all(getattr(sc, name) is f for name, f in sc._PYTHON.items())
+    assert all(getattr(sc, name) is f for name, f in sc.PYTHON_LOOP.items())
     assert "simulating in Python" in caplog.text and "no LLVM here" in caplog.text
