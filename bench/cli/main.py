@@ -4,7 +4,6 @@ input (one line naming the field, exit 2, before any work), a refusal at run tim
 exit 3), Ctrl-C (one line saying what was kept, exit 130, handled by `bench.__main__`)."""
 from __future__ import annotations
 
-import _thread
 import os
 import signal
 import sys
@@ -76,11 +75,12 @@ def _on_sigint(signum: int, frame: object) -> None:
 
 def on_unraisable(hook):
     """A KeyboardInterrupt raised inside a callback Python cannot raise from (a weakref's, a
-    finaliser's) is swallowed, with an 'Exception ignored ... Traceback' report: instead, say nothing
-    and deliver the Ctrl-C again to the main thread, where it stops the run as usual."""
+    finaliser's) is swallowed, with an 'Exception ignored ... Traceback' report: say nothing
+    instead. The handler has set INTERRUPTED, which stops the run where it is next checked (a sweep
+    before its next point, `entry` when the task returns). Re-sending the signal would not help:
+    its handler would run inside this hook, and that raise is swallowed too."""
     def unraisable(info) -> None:
         if isinstance(info.exc_value, KeyboardInterrupt) and INTERRUPTED:
-            _thread.interrupt_main(signal.SIGINT)
             return
         hook(info)
     return unraisable

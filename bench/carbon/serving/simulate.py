@@ -69,6 +69,12 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     prefilled in one step: a batch size per phase (a prompt longer than the cap runs alone)."""
     if page_tokens < 1:
         raise ValueError(f"page_tokens={page_tokens}: must be >= 1")
+    if not (max_batch >= 1 and (math.isinf(max_batch) or max_batch == int(max_batch))):
+        raise ValueError(f"max_batch={max_batch}: must be a whole number >= 1 (or inf: no cap)")
+    if not max_prefill_tokens >= 0:
+        raise ValueError(f"max_prefill_tokens={max_prefill_tokens}: must be >= 0 (0: no cap)")
+    if abort_violations is not None and not abort_violations >= 0:
+        raise ValueError(f"abort_violations={abort_violations}: must be >= 0 (or None)")
     n = len(arrival_s)
     order = np.argsort(arrival_s, kind="stable")
     arrivals = arrival_s[order].astype(float).tolist()
@@ -97,8 +103,13 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     held_cap_tokens = (-(-window_tokens // page_tokens) + 1) * page_tokens
     cap_pages = held_cap_tokens // page_tokens
     pages_total = math.floor(kv_room / page_bytes) * unit if page_bytes else math.inf
+    # More pages than any run can hold are no limit: one int64 figure for it keeps every path's arithmetic in range.
+    pages_total = min(pages_total, simulate_compiled.NO_PAGE_LIMIT)
     watermark = WATERMARK_PAGES * unit
-    if n and COMPILED and type(cost) is StepCost and cost.composed is None and simulate_compiled.available():
+    # Compiled where it gives the same results: the datasheet step model, and token counts whose causal pairs
+    # (b (b + 1) / 2) fit in int64, as every real request's do.
+    if (n and COMPILED and type(cost) is StepCost and cost.composed is None and simulate_compiled.fits(cost)
+            and max(prompts) + max(outputs) < 1 << 31 and simulate_compiled.available()):
         (ttft_a, first_a, finish_a, busy_energy, idle_energy, busy_s, span_s, aborted, preemptions, max_running,
          step_end_a, ept_a, segs) = simulate_compiled.run(
             arrivals, prompts, outputs, online, cost, max_batch, max_prefill_tokens, page_tokens, pages_total, unit,

@@ -41,8 +41,12 @@ def available() -> bool:
     g = globals()
     try:
         # Each helper becomes a compiled function under its own name, so `_loop` calls the compiled one.
-        for name, python in PYTHON_LOOP.items():
-            g[name] = njit(cache=True, error_model="numpy")(python)
+        # Cached on disk; where numba finds nowhere to write its cache, compiled in every process.
+        try:
+            compiled = {name: njit(cache=True, error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
+        except RuntimeError:
+            compiled = {name: njit(error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
+        g.update(compiled)
         run(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1, bool), _probe_cost(), 1, 0, 16,
              math.inf, 1, 1, 0.0, 0, 16, 1, 1, None, None, None)
     except Exception as err:  # noqa: BLE001 - any compile failure: the Python loop, which is exact too
@@ -51,6 +55,14 @@ def available() -> bool:
                     type(err).__name__, err)
         return False
     return True
+
+
+def fits(cost) -> bool:
+    """Whether the compiled loop gives the Python loop's results for this step model: not where a
+    division by zero raises in Python (no power headroom, an all-reduce tail of no bandwidth), which
+    compiled code would carry on with as inf."""
+    d = cost.device
+    return d.power_cap_w - d.p0_w > 0 and (not d.allreduce or d.allreduce[2] > 0)
 
 
 def warm() -> bool:
@@ -400,11 +412,20 @@ def run(arrivals: list, prompts: list, outputs: list, online: np.ndarray, cost, 
         comm = (np.asarray(sizes, float), np.asarray(times, float), float(tail))
     else:
         comm = (np.zeros(0), np.zeros(0), 1.0)
+    # Caps past what a run can reach are no caps: clamped into int64, the same run (a batch never holds
+    # more than the n requests, a step never prefills more than all their tokens, at most n can miss).
+    n = len(arrivals)
+    max_batch = min(max_batch, n + 1)
+    # (a fractional cap: a sum of whole prompts exceeds x exactly when it exceeds floor(x), or 1 below 1)
+    max_prefill_tokens = (0 if math.isinf(max_prefill_tokens) or not max_prefill_tokens
+                          else max(1, math.floor(min(max_prefill_tokens, 1 << 62))))
+    pages_total = min(pages_total, NO_PAGE_LIMIT)
+    abort_violations = None if abort_violations is None else math.floor(min(abort_violations, n + 1))
     return _loop(np.asarray(arrivals, np.float64), np.asarray(prompts, np.int64), np.asarray(outputs, np.int64),
                  np.asarray(online, np.bool_), coefficients(cost), comm[0], comm[1], comm[2],
                  int(cost.allreduces_per_step), float(cost.allreduce_bytes_per_token), float(d.idle_w), int(max_batch),
                  int(max_prefill_tokens), int(page_tokens),
-                 NO_PAGE_LIMIT if math.isinf(pages_total) else int(pages_total), int(unit), int(past_unit),
+                 int(pages_total), int(unit), int(past_unit),
                  float(share), int(window_tokens), int(held_cap_tokens), int(cap_pages), int(watermark),
                  float(slo.ttft_s) if slo is not None else math.inf, slo is not None,
                  -1 if abort_violations is None else int(abort_violations),

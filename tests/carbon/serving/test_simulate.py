@@ -317,3 +317,35 @@ def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkey
     assert sc.available.__wrapped__() is False
     assert all(getattr(sc, name) is f for name, f in sc.PYTHON_LOOP.items())
     assert "simulating in Python" in caplog.text and "no LLVM here" in caplog.text
+
+
+@pytest.mark.parametrize("field,value", [("max_batch", 0), ("max_batch", 2.5), ("max_prefill_tokens", -1),
+                                         ("abort_violations", -1)])
+def test_a_cap_no_run_can_have_is_refused_not_run(field, value):
+    cost = serving.StepCost.of(serving.PRESETS["llama3_8b"], serving.datasheet("h100_sxm", 1))
+    args = {"max_batch": 8, field: value}
+    with pytest.raises(ValueError, match=field):
+        simulate(np.zeros(3), np.full(3, 10), np.full(3, 5), cost, args.pop("max_batch"), slo=Slo(), **args)
+
+
+@pytest.mark.parametrize("caps", [dict(max_batch=math.inf, max_prefill_tokens=math.inf),
+                                  dict(max_batch=10 ** 30, max_prefill_tokens=0.5, abort_violations=10 ** 30),
+                                  dict(max_batch=2, max_prefill_tokens=1e40, memory_bytes=1e40)])
+def test_caps_past_what_a_run_reaches_give_the_python_loops_results(caps, monkeypatch):
+    # The compiled loop takes int64 caps: a cap no run can reach is clamped into range, to the same run.
+    from bench.carbon.serving import simulate as sim
+
+    caps = dict(caps)
+    device = serving.datasheet("h100_sxm", 1)
+    if "memory_bytes" in caps:
+        device = dataclasses.replace(device, memory_bytes=caps.pop("memory_bytes"))
+    cost = serving.StepCost.of(serving.PRESETS["llama3_8b"], device)
+    rng = np.random.default_rng(3)
+    arrival, prompt, output = np.sort(rng.uniform(0, 5, 60)), rng.integers(1, 2000, 60), rng.integers(1, 200, 60)
+    max_batch = caps.pop("max_batch")
+    compiled = simulate(arrival, prompt, output, cost, max_batch, slo=Slo(ttft_s=0.05), **caps)
+    monkeypatch.setattr(sim, "COMPILED", False)
+    python = simulate(arrival, prompt, output, cost, max_batch, slo=Slo(ttft_s=0.05), **caps)
+    assert np.array_equal(compiled.step_end_s, python.step_end_s)
+    assert np.array_equal(compiled.ttft_s, python.ttft_s, equal_nan=True)
+    assert compiled.max_running == python.max_running and compiled.aborted == python.aborted
