@@ -146,6 +146,33 @@ def _grow_segs(a, k):
     return b
 
 
+def _close(segs, k, r, first_step, last_step, prefilled):
+    """`simulate`'s close(): one segment row (request, first step, last step, tokens prefilled)."""
+    segs = _grow_segs(segs, k)
+    segs[0, k] = r
+    segs[1, k] = first_step
+    segs[2, k] = last_step
+    segs[3, k] = prefilled
+    return segs, k + 1
+
+
+def _leave_window(r, cc, past_pages, past_context, crossing, crossing_past, base, admitted_at, win_base, win_at,
+                  win_n):
+    """`simulate`'s leave_window(): request r (crossing class cc) out of the crossing counts and the
+    window sums; returns the sums."""
+    if past_pages[r]:
+        crossing_past[cc] -= 1
+        past_pages[r] = False
+    else:
+        crossing[cc] -= 1
+    if past_context[r]:
+        win_base -= base[r]
+        win_at -= admitted_at[r]
+        win_n -= 1
+        past_context[r] = False
+    return win_base, win_at, win_n
+
+
 def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_tail, comm_per_step,
           comm_bytes_per_token, idle_w, max_batch, max_prefill_tokens, page_tokens, pages_total, unit, past_unit,
           share, window_tokens, held_cap_tokens, cap_pages, watermark, slo_ttft_s, has_slo, abort_violations,
@@ -240,25 +267,12 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
             cc = (admitted_at[r] + 1 - base[r]) % page_tokens
             if cc == cls:
                 need -= past_unit if past_pages[r] else unit
-            if past_pages[r]:  # leave_window
-                crossing_past[cc] -= 1
-                past_pages[r] = False
-            else:
-                crossing[cc] -= 1
-            if past_context[r]:
-                win_base -= base[r]
-                win_at -= admitted_at[r]
-                win_n -= 1
-                past_context[r] = False
+            win_base, win_at, win_n = _leave_window(r, cc, past_pages, past_context, crossing, crossing_past, base,
+                                                    admitted_at, win_base, win_at, win_n)
             n_run -= 1
             sum_base -= base[r]
             sum_at -= admitted_at[r]
-            segs = _grow_segs(segs, k_segs)  # close(r, step - 1)
-            segs[0, k_segs] = r
-            segs[1, k_segs] = admitted_at[r]
-            segs[2, k_segs] = step - 1
-            segs[3, k_segs] = base[r]
-            k_segs += 1
+            segs, k_segs = _close(segs, k_segs, r, admitted_at[r], step - 1, base[r])  # close(r, step - 1)
             produced[r] += step - admitted_at[r]
             wait_head = (wait_head - 1) % cap_w
             wait_buf[wait_head] = r
@@ -328,12 +342,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
             if left == 1:
                 finish[r] = now
                 used -= _pages_of(base[r], page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages)
-                segs = _grow_segs(segs, k_segs)
-                segs[0, k_segs] = r
-                segs[1, k_segs] = admitted_at[r]
-                segs[2, k_segs] = step
-                segs[3, k_segs] = base[r]
-                k_segs += 1
+                segs, k_segs = _close(segs, k_segs, r, admitted_at[r], step, base[r])
             else:
                 heapq.heappush(running, (step + left - 1, r, epoch[r]))
                 recent.append((r, epoch[r]))
@@ -364,22 +373,9 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
             used -= _pages_of(base[r] + step - admitted_at[r], page_tokens, unit, past_unit, share, held_cap_tokens,
                               cap_pages)
             cc = (admitted_at[r] + 1 - base[r]) % page_tokens
-            if past_pages[r]:  # leave_window
-                crossing_past[cc] -= 1
-                past_pages[r] = False
-            else:
-                crossing[cc] -= 1
-            if past_context[r]:
-                win_base -= base[r]
-                win_at -= admitted_at[r]
-                win_n -= 1
-                past_context[r] = False
-            segs = _grow_segs(segs, k_segs)
-            segs[0, k_segs] = r
-            segs[1, k_segs] = admitted_at[r]
-            segs[2, k_segs] = step
-            segs[3, k_segs] = base[r]
-            k_segs += 1
+            win_base, win_at, win_n = _leave_window(r, cc, past_pages, past_context, crossing, crossing_past, base,
+                                                    admitted_at, win_base, win_at, win_n)
+            segs, k_segs = _close(segs, k_segs, r, admitted_at[r], step, base[r])
         step += 1
         if abort_violations >= 0 and violations > abort_violations:
             aborted = True
@@ -390,12 +386,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
     for item in running:  # cut short: what ran so far still counts
         r, ep = item[1], item[2]
         if ep == epoch[r]:
-            segs = _grow_segs(segs, k_segs)
-            segs[0, k_segs] = r
-            segs[1, k_segs] = admitted_at[r]
-            segs[2, k_segs] = step - 1
-            segs[3, k_segs] = base[r]
-            k_segs += 1
+            segs, k_segs = _close(segs, k_segs, r, admitted_at[r], step - 1, base[r])
     return (ttft, first, finish, busy_energy, idle_energy, busy_s, now - start, aborted, preemptions, max_running,
             step_end_s[:k_steps].copy(), ept[:k_steps].copy(), segs[:, :k_segs].copy())
 
@@ -442,4 +433,4 @@ def _probe_cost():
 
 
 # The Python functions `available()` compiles, kept to compile from and to fall back on.
-PYTHON_LOOP = {f.__name__: f for f in (_step, _pages_of, _grow_f, _grow_segs, _loop)}
+PYTHON_LOOP = {f.__name__: f for f in (_step, _pages_of, _grow_f, _grow_segs, _close, _leave_window, _loop)}
