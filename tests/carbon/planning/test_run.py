@@ -361,6 +361,17 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     derated = dataclasses.replace(own, derated=True)  # its bound is not one on the donor's plan
     adopted = plan.adopt_better(derated, [donor], ctx, econ_of)
     assert np.isnan(adopted.solver_gap) and "its gap unknown: this plan's own solve was derated" in adopted.notes[-1]
+    # A donor whose modelled figure is below the own plan's claimed bound (possible only through
+    # near-copies merged within 1%): the bound is not one on it, so the gap is unknown, not a clamped 0.
+    open_to_it = [p for p in feasible if not (p.offline_cpu.sum() > 0 and p.pillars.reduce != failed.pillars.reduce)]
+    high, low = max(open_to_it, key=modelled), min(open_to_it, key=modelled)
+    assert modelled(low) < modelled(high) * (1 - 1e-3)  # the fixture has such a pair
+    # (the worse schedule as the carbon plan's own, every pillar on, claimed optimal: gap 0)
+    exact = dataclasses.replace(high, pillars=failed.pillars, objective="carbon", solver_gap=0.0, derated=False,
+                                operational_kg=high.operational_kg + low.total_kg)
+    adopted = plan.adopt_better(exact, [low], ctx, econ_of)
+    assert "adopted" in adopted.notes[-1] and np.isnan(adopted.solver_gap)
+    assert "its gap unknown: its modelled figure is below this plan's own bound" in adopted.notes[-1]
     # A plan using a pillar the target lacks is not open to it.
     none = next(p for p in run.ablation if p.name == "none")
     only = [p for p in run.ablation if p.name == "+shift"]
