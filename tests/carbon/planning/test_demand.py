@@ -48,6 +48,21 @@ def test_round_robin_follows_the_planned_shares_and_least_loaded_the_capacity():
     # Candidate 0 planned 600 requests on one replica, candidate 1 300 on each of two... shares 2:1:1
     where = route(w, [(0, 600.0, 1000.0), (1, 300.0, 1000.0), (1, 300.0, 1000.0)], "round_robin")
     assert np.bincount(where).tolist() == [450, 225, 225]
+    # Smooth weighted round robin, request by request: the most credit first, ties to the first replica
+    # (spelt out here with numpy, as the planner once ran it), whatever the shares, zeros included.
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        shares = rng.choice([0.0, 1.0, 2.5, 300.0, 71.3], int(rng.integers(1, 7)))
+        n = int(rng.integers(0, 500))
+        share = shares / shares.sum() if shares.sum() > 0 else np.full(len(shares), 1.0 / len(shares))
+        credit, expected = np.zeros(len(shares)), []
+        for _ in range(n):
+            credit += share
+            expected.append(int(np.argmax(credit)))
+            credit[expected[-1]] -= 1.0
+        w_n = Workload(np.arange(n, dtype=float), np.ones(n, int), np.ones(n, int), np.zeros(n, bool), "n")
+        got = route(w_n, [(0, float(x), 1.0) for x in shares], "round_robin")
+        assert got.tolist() == expected
     # Least loaded: at a light load the faster replica finishes each request sooner and takes all;
     # near the fleet's capacity the slower one takes the overflow, about a fifth.
     assert np.bincount(route(w, [(0, 0.0, 4000.0), (1, 0.0, 1000.0)], "least_loaded"), minlength=2).tolist() == [900, 0]
