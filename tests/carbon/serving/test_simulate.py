@@ -317,6 +317,13 @@ def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkey
     assert sc.available.__wrapped__() is False
     assert all(getattr(sc, name) is f for name, f in sc.PYTHON_LOOP.items())
     assert "simulating in Python" in caplog.text and "no LLVM here" in caplog.text
+    # Without numba at all (the lent GPU machine has none): the Python loop, quietly.
+    import sys
+
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert sc.available.__wrapped__() is False and caplog.text == ""
+    assert all(getattr(sc, name) is f for name, f in sc.PYTHON_LOOP.items())
 
 
 @pytest.mark.parametrize("field,value", [("max_batch", 0), ("max_batch", 2.5), ("max_prefill_tokens", -1),
