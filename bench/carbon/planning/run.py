@@ -21,10 +21,9 @@ from bench.carbon.planning.milp import BLOCKS_NOT_TRIED, Narrowing, account, all
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
-from bench.carbon.serving import ModelSpec, StepCost
+from bench.carbon.serving import ModelSpec, StepCost, simulate_compiled
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity
 from bench.carbon.serving.device import memory_bytes as gpu_memory_bytes
-from bench.carbon.serving import simulate_compiled
 from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
 

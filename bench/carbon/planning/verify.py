@@ -100,7 +100,7 @@ def route(requests: Workload, replicas: list[tuple[int, float, float]], policy: 
     if not replicas or n == 0:
         return out
     if policy == "round_robin":  # the order depends on the shares and the count only: one per hour state
-        return _round_robin(tuple(float(r[1]) for r in replicas), n).copy()
+        return _round_robin(tuple(float(r[1]) for r in replicas), n).astype(int)  # a copy of the cached order
     if policy == "least_loaded":
         rate_per_s = np.array([max(r[2], 1e-9) / S_PER_H for r in replicas])
         backlog = np.zeros(len(replicas))
@@ -122,11 +122,11 @@ def _round_robin(shares: tuple[float, ...], n: int) -> np.ndarray:
     such, whose credit then drops by one. Plain floats: per request, numpy's call overhead on a few
     replicas cost more than the arithmetic (the same operations, so the same order)."""
     if len(shares) == 1:
-        return np.zeros(n, int)
+        return _frozen(np.zeros(n, np.int32))
     total = float(np.sum(np.array(shares, float)))
     share = [x / total for x in shares] if total > 0 else [1.0 / len(shares)] * len(shares)
     credit = [0.0] * len(shares)
-    out = np.empty(n, int)
+    out = np.empty(n, np.int32)  # cached: the smallest type, read-only
     replicas = range(len(shares))
     for i in range(n):
         for k in replicas:
@@ -137,7 +137,12 @@ def _round_robin(shares: tuple[float, ...], n: int) -> np.ndarray:
                 best = k
         credit[best] -= 1.0
         out[i] = best
-    return out
+    return _frozen(out)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def _hour_requests(demand: Demand, h: int, offline_count: int) -> Workload:

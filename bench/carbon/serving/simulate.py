@@ -30,7 +30,7 @@ Running sums keep each step O(1) plus heap operations, so tens of thousands of r
 seconds; stretches of decode-only steps (nothing to admit, finish or pass a window) run in a
 tight loop or as arrays, to the same bits (`FAST_FORWARD`). Where numba is installed and the step
 model is the datasheet one, the whole loop runs compiled instead (`simulate_compiled`, `COMPILED`),
-again to the same bits and some 20x faster. With `slo` and `abort_violations`, a
+again to the same bits and 15-17.5x faster (`results/simulate_bench/`). With `slo` and `abort_violations`, a
 run stops as soon as more requests have missed their TTFT than allowed (used to search capacity
 quickly); it is then marked `aborted`.
 """
@@ -58,7 +58,7 @@ FAST_FORWARD = True
 # of the per-step loop), at most this many at a time (a stretch cut short by an arrival wastes the rest).
 VECTOR_MIN_STEPS, VECTOR_MAX_STEPS = 96, 2048
 # Run the loop compiled (`simulate_compiled`, numba) where the step model allows it: the same results to
-# the bit (a test holds them equal), some 20x faster. False, or numba missing: the Python loop.
+# the bit (a test holds them equal), 15-17.5x faster (results/simulate_bench/). False, or numba missing: the Python loop.
 COMPILED = True
 
 
@@ -87,7 +87,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     fast_forward = FAST_FORWARD
     # Arrays only through the step model itself, not a composed step (floats only) nor a stand-in that
     # records each call (the validation's replay).
-    vector_steps = fast_forward and type(cost) is StepCost and cost.composed is None
+    datasheet = type(cost) is StepCost and cost.composed is None  # the step model itself, arrays and all
+    vector_steps = fast_forward and datasheet
     kv_room = max(0.0, cost.device.memory_bytes - cost.resident_bytes)
     page_bytes = cost.bytes_per_context_token * page_tokens
     # Sliding windows: `share` of the layers attend to at most `window_tokens` tokens and hold at most
@@ -107,9 +108,9 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     pages_total = min(pages_total, simulate_compiled.NO_PAGE_LIMIT)
     watermark = WATERMARK_PAGES * unit
     # Compiled where it gives the same results: the datasheet step model, and token counts whose causal pairs
-    # (b (b + 1) / 2) fit in int64, as every real request's do.
-    if (n and COMPILED and type(cost) is StepCost and cost.composed is None and simulate_compiled.fits(cost)
-            and max(prompts) + max(outputs) < 1 << 31 and simulate_compiled.available()):
+    # (b (b + 1) / 2), summed over the most requests one step admits, stay in int64, as every real trace's do.
+    if (n and COMPILED and datasheet and simulate_compiled.fits(cost)
+            and _pairs_fit(max(prompts) + max(outputs), min(n, max_batch)) and simulate_compiled.available()):
         (ttft_a, first_a, finish_a, busy_energy, idle_energy, busy_s, span_s, aborted, preemptions, max_running,
          step_end_a, ept_a, segs) = simulate_compiled.run(
             arrivals, prompts, outputs, online, cost, max_batch, max_prefill_tokens, page_tokens, pages_total, unit,
@@ -359,6 +360,11 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                    idle_energy, busy_s, now - start, aborted, preemptions, max_running, np.array(step_end_s),
                    np.array(energy_per_token_j),
                    np.array([seg_request, seg_first, seg_last, seg_prefill], dtype=int))
+
+
+def _pairs_fit(tokens: int, requests) -> bool:
+    """Whether `requests` prompts of `tokens` tokens each have their causal pairs summed within int64."""
+    return tokens * (tokens + 1) // 2 * int(requests) < 1 << 62
 
 
 def _decode_stretch(cost, step, until, n_run, used, pages_total, crossing, crossing_past, unit, past_unit, share,

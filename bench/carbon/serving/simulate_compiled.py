@@ -48,10 +48,10 @@ def available() -> bool:
             compiled = {name: njit(error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
         g.update(compiled)
         run(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1, bool), _probe_cost(), 1, 0, 16,
-             math.inf, 1, 1, 0.0, 0, 16, 1, 1, None, None, None)
+             NO_PAGE_LIMIT, 1, 1, 0.0, 0, 16, 1, 1, None, None, None)
     except Exception as err:  # noqa: BLE001 - any compile failure: the Python loop, which is exact too
         g.update(PYTHON_LOOP)
-        log.warning("the compiled simulation loop is unavailable (%s: %s); simulating in Python, ~20x slower",
+        log.warning("the compiled simulation loop is unavailable (%s: %s); simulating in Python, about 15x slower",
                     type(err).__name__, err)
         return False
     return True
@@ -62,7 +62,8 @@ def fits(cost) -> bool:
     division by zero raises in Python (no power headroom, an all-reduce tail of no bandwidth), which
     compiled code would carry on with as inf."""
     d = cost.device
-    return d.power_cap_w - d.p0_w > 0 and (not d.allreduce or d.allreduce[2] > 0)
+    return (d.power_cap_w - d.p0_w > 0 and d.flop_per_s > 0 and d.bytes_per_s > 0
+            and (not d.kv_bytes_per_s or d.kv_bytes_per_s > 0) and (not d.allreduce or d.allreduce[2] > 0))
 
 
 def warm() -> bool:
@@ -404,13 +405,13 @@ def run(arrivals: list, prompts: list, outputs: list, online: np.ndarray, cost, 
     else:
         comm = (np.zeros(0), np.zeros(0), 1.0)
     # Caps past what a run can reach are no caps: clamped into int64, the same run (a batch never holds
-    # more than the n requests, a step never prefills more than all their tokens, at most n can miss).
+    # more than the n requests, a step never prefills more than all their tokens, at most n can miss;
+    # `simulate` has clamped the pages already).
     n = len(arrivals)
     max_batch = min(max_batch, n + 1)
     # (a fractional cap: a sum of whole prompts exceeds x exactly when it exceeds floor(x), or 1 below 1)
     max_prefill_tokens = (0 if math.isinf(max_prefill_tokens) or not max_prefill_tokens
                           else max(1, math.floor(min(max_prefill_tokens, 1 << 62))))
-    pages_total = min(pages_total, NO_PAGE_LIMIT)
     abort_violations = None if abort_violations is None else math.floor(min(abort_violations, n + 1))
     return _loop(np.asarray(arrivals, np.float64), np.asarray(prompts, np.int64), np.asarray(outputs, np.int64),
                  np.asarray(online, np.bool_), coefficients(cost), comm[0], comm[1], comm[2],

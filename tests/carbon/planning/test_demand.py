@@ -63,6 +63,8 @@ def test_round_robin_follows_the_planned_shares_and_least_loaded_the_capacity():
         w_n = Workload(np.arange(n, dtype=float), np.ones(n, int), np.ones(n, int), np.zeros(n, bool), "n")
         got = route(w_n, [(0, float(x), 1.0) for x in shares], "round_robin")
         assert got.tolist() == expected
+        got[:] = -1  # each hour gets its own copy of the memoised order
+        assert route(w_n, [(0, float(x), 1.0) for x in shares], "round_robin").tolist() == expected
     # Least loaded: at a light load the faster replica finishes each request sooner and takes all;
     # near the fleet's capacity the slower one takes the overflow, about a fifth.
     assert np.bincount(route(w, [(0, 0.0, 4000.0), (1, 0.0, 1000.0)], "least_loaded"), minlength=2).tolist() == [900, 0]

@@ -221,6 +221,16 @@ def test_fast_simulation_matches_the_naive_one(requests, max_batch, page_tokens,
         assert np.allclose(res.itl_s(q), itl, equal_nan=True)
 
 
+def _assert_same(run, full, name: str) -> None:
+    """Every compared field of two simulation results equal, arrays to the bit."""
+    for f in dataclasses.fields(full):
+        a, b = getattr(run, f.name), getattr(full, f.name)
+        if isinstance(b, np.ndarray):
+            assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), (name, f.name)
+        elif f.compare:
+            assert a == b or (a != a and b != b), (name, f.name)
+
+
 @pytest.mark.parametrize("kind", ["roofline", "calibrated", "capped", "tensor_parallel"])
 def test_the_simulations_scalar_step_equals_the_step_model(kind):
     # The simulation's per-step closure must be the step model, term for term, on every path:
@@ -294,12 +304,7 @@ def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, mon
     assert not kind.endswith("memory") or full.preemptions > 0
     assert kind not in ("horizon", "abort") or full.aborted
     for name, run in {"fast": fast, "compiled": compiled}.items():
-        for f in dataclasses.fields(full):
-            a, b = getattr(run, f.name), getattr(full, f.name)
-            if isinstance(b, np.ndarray):
-                assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), (name, f.name)
-            elif f.compare:
-                assert a == b or (a != a and b != b), (name, f.name)
+        _assert_same(run, full, name)
 
 
 def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkeypatch, caplog):
@@ -337,10 +342,13 @@ def test_a_cap_no_run_can_have_is_refused_not_run(field, value):
 
 @pytest.mark.parametrize("caps", [dict(max_batch=math.inf, max_prefill_tokens=math.inf),
                                   dict(max_batch=10 ** 30, max_prefill_tokens=0.5, abort_violations=10 ** 30),
-                                  dict(max_batch=2, max_prefill_tokens=1e40, memory_bytes=1e40)])
+                                  dict(max_batch=2, max_prefill_tokens=1e40, memory_bytes=1e40),
+                                  dict(max_batch=16, memory_bytes=1e40, prompt=2 ** 31 - 10)])
 def test_caps_past_what_a_run_reaches_give_the_python_loops_results(caps, monkeypatch):
-    # The compiled loop takes int64 caps: a cap no run can reach is clamped into range, to the same run.
+    # The compiled loop takes int64 caps: a cap no run can reach is clamped into range, to the same run;
+    # prompts whose causal pairs, summed over a step's admissions, would overflow int64 run in Python.
     from bench.carbon.serving import simulate as sim
+    from bench.carbon.serving import simulate_compiled
 
     caps = dict(caps)
     device = serving.datasheet("h100_sxm", 1)
@@ -349,10 +357,15 @@ def test_caps_past_what_a_run_reaches_give_the_python_loops_results(caps, monkey
     cost = serving.StepCost.of(serving.PRESETS["llama3_8b"], device)
     rng = np.random.default_rng(3)
     arrival, prompt, output = np.sort(rng.uniform(0, 5, 60)), rng.integers(1, 2000, 60), rng.integers(1, 200, 60)
+    huge = "prompt" in caps
+    if huge:  # eight huge prompts at once
+        arrival, prompt, output = np.zeros(8), np.full(8, caps.pop("prompt")), np.full(8, 2)
     max_batch = caps.pop("max_batch")
+    assert simulate_compiled.available()
+    ran = []
+    monkeypatch.setattr(simulate_compiled, "run", lambda *a, _run=simulate_compiled.run: ran.append(1) or _run(*a))
     compiled = simulate(arrival, prompt, output, cost, max_batch, slo=Slo(ttft_s=0.05), **caps)
+    assert ran == ([] if huge else [1])
     monkeypatch.setattr(sim, "COMPILED", False)
     python = simulate(arrival, prompt, output, cost, max_batch, slo=Slo(ttft_s=0.05), **caps)
-    assert np.array_equal(compiled.step_end_s, python.step_end_s)
-    assert np.array_equal(compiled.ttft_s, python.ttft_s, equal_nan=True)
-    assert compiled.max_running == python.max_running and compiled.aborted == python.aborted
+    _assert_same(compiled, python, "compiled")
