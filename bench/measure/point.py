@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from bench.measure.monitor import WindowStats, throttle_names
 
 TIME_METHOD = "perf_counter between device-synchronised chunk boundaries"
-QUALITY_FLAGS = ("noisy", "throttled", "too-few-updates", "imprecise", "implausible", "single-trial")
+QUALITY_FLAGS = ("noisy", "throttled", "starved", "too-few-updates", "imprecise", "implausible", "single-trial")
 
 
 def cv(values: Sequence[float]) -> float:

@@ -17,7 +17,10 @@
    period: the ramp from idle and the counter's lag fall there), then takes energy between the
    first and last update edges inside the window and the calls between them (`windows.py`), so
    counter quantisation does not enter. A window is redone (up to `max_retries`) when a meter
-   raised or its counter went backwards (the point then fails if it persists), when it spanned
+   raised or its counter went backwards (the point then fails if it persists), when the device
+   ran dry inside it (all queued work done before the next chunk was queued: the host was
+   descheduled longer than the work queued ahead, or launches are slower than the calls; chunks
+   then grow, up to 16x, and `starved` is flagged if it persists), when it spanned
    fewer than `min_updates` updates or its error bound exceeds the target (redone twice as long;
    flagged `too-few-updates` / `imprecise` if it persists), or when a power is implausible:
    negative, below idle minus `plausible_tolerance`, or above the device's power limit
@@ -191,9 +194,16 @@ def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol
         need = protocol.period_samples + 1
         while True:
             now = clock()
-            counts = [len(recorder.edges_between(i, settled, now)) if recorder and k == "quantised" else need
-                      for i, k in enumerate(kinds)]
-            if min(counts, default=need) >= need and now - settled >= protocol.lead_in_s:
+            edges = [recorder.edges_between(i, settled, now) if recorder and k == "quantised" else None
+                     for i, k in enumerate(kinds)]
+            counts = [need if e is None else len(e) for e in edges]
+            enough = min(counts, default=need) >= need and now - settled >= protocol.lead_in_s
+            # Idle power is energy between two edges over their span: it runs on until the edges'
+            # timing error (half a poll gap each, longer on a loaded host) is within the target
+            # too, as a window does, or until the deadline.
+            if enough and (now > deadline or all(e is None or (e[0].error_s + e[-1].error_s)
+                                                 <= protocol.target_rel_error * (e[-1].time_s - e[0].time_s)
+                                                 for e in edges)):
                 break
             if now > deadline:
                 worst = counts.index(min(counts))
@@ -230,9 +240,11 @@ def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol
 
 def _problem(window: Window, protocol: Protocol, meters: Sequence[Meter], idle_w: list[float],
              max_power_w: list[float | None], target_s: float) -> str | None:
-    """Why a window must be redone: `fault`, `too-few-updates`, `imprecise`, `implausible`."""
+    """Why a window must be redone: `fault`, `starved`, `too-few-updates`, `imprecise`, `implausible`."""
     if window.faults:
         return "fault"
+    if window.starved:  # idle gaps inside the window: its energy per call is not the kernel's
+        return "starved"
     for d, m, idle, limit in zip(window.domains, meters, idle_w, max_power_w):
         if d is None or (kind(m) == "quantised" and d.updates < protocol.min_updates) or d.calls <= 0:
             return "too-few-updates"
@@ -258,6 +270,7 @@ def measure_point(
     graph: Callable[[int], Callable[[], object]] | None = None,
     mark: Callable[[], object] | None = None,
     wait: Callable[[object], None] | None = None,
+    done: Callable[[object], bool] | None = None,
     seed: int = 0,
     cv_threshold: float | None = None,
 ) -> PointResult:
@@ -266,7 +279,8 @@ def measure_point(
     `telemetry` (optional) is sampled in every window; `temperature_c` (optional) is what a
     cooldown waits on; `graph(n)` (optional) returns a callable that replays n calls of `fn`;
     `mark()` / `wait(mark)` (optional, e.g. CUDA events) let windows queue the next chunk of calls
-    before waiting for the previous one. `cv_threshold` replaces `protocol.cv_threshold` (the
+    before waiting for the previous one, and `done(mark)` (optional, the event's query) tells
+    whether the device ran dry before the next chunk was queued. `cv_threshold` replaces `protocol.cv_threshold` (the
     session passes `cpu_cv_threshold` for points on the host CPU).
     """
     problem = protocol_problem(protocol)
@@ -279,7 +293,7 @@ def measure_point(
     recorder = Recorder([m if kind(m) == "quantised" else _Silent(m) for m in meters],
                         telemetry if protocol.monitor else None, protocol.monitor_interval_s, clock) \
         if needs_recorder else None
-    runner = WindowRunner(meters, recorder, sync, clock, sleep, mark, wait)
+    runner = WindowRunner(meters, recorder, sync, clock, sleep, mark, wait, done)
     if recorder is not None:
         recorder.start()
     try:
@@ -372,7 +386,8 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
 def _growth(problem: str, window: Window, protocol: Protocol) -> float:
     """How much longer the retry of a rejected window runs: an edge's timing error does not shrink
     with the window, so an imprecise one grows by the ratio its error bound missed by (with 10%
-    margin, at least 25%); a window with too few counter updates doubles."""
+    margin, at least 25%); a window with too few counter updates doubles; a starved one keeps its
+    length (its chunks grew instead: the runner queues more ahead)."""
     if problem == "imprecise":
         worst = max((d.rel_error for d in window.domains if d is not None), default=math.nan)
         if math.isfinite(worst) and worst > 0:

@@ -167,6 +167,7 @@ def measure_on_device(build: Callable[[], Callable[[], object]], setup: Setup, g
                                        graph=cuda_graph_builder(fn) if cuda and graph_capturable else None,
                                        mark=cuda_event_mark if cuda else None,
                                        wait=(lambda event: event.synchronize()) if cuda else None,
+                                       done=(lambda event: event.query()) if cuda else None,
                                        cv_threshold=None if cuda else protocol.cpu_cv_threshold)
                 span_readings = [m.stop() for m in span.meters] if span else []
             measured = Measured(result, environment.describe(device), extra, span_columns(span_readings, codecarbon))

@@ -20,9 +20,9 @@ def fast(**kw) -> Protocol:
                        "period_samples": 3, "monitor_interval_s": 0.0005, "target_rel_error": 0.01, **kw})
 
 
-def measure(device, meters, protocol=None, graph=True, **kw):
+def measure(device, meters, protocol=None, graph=True, wait=None, **kw):
     return measure_point(device.call, meters, protocol or fast(), sync=device.sync, mark=device.mark,
-                         wait=device.wait, graph=(lambda n: (lambda: device.replay(n))) if graph else None,
+                         wait=wait or device.wait, done=device.done, graph=(lambda n: (lambda: device.replay(n))) if graph else None,
                          calibration_s=0.005, **kw)
 
 

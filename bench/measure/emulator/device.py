@@ -107,6 +107,10 @@ class EmulatedDevice:
         """Until the work queued before `mark` has finished (the event's synchronize)."""
         self._wait_until(mark)
 
+    def done(self, mark: float) -> bool:
+        """Whether the work queued before `mark` has finished (the event's query)."""
+        return self.clock() >= mark
+
     def energy_j(self, t_s: float) -> float:
         """True energy up to `t_s` (not after now)."""
         with self._lock:
