@@ -335,7 +335,8 @@ def break_ties(problem: "_Problem | Plan", solve_by: float | None = None) -> Pla
     nodes, among plans no worse than the optimum found (each a solve of its own). Takes the
     problem, or a plan solved with `ties=False` (its problem kept in `solver_state`). A long
     period's plan (no ties to break) gets the bound narrowing it was solved without (`Narrowing`),
-    within `solve_by` (default: the budget it was solved with)."""
+    within `solve_by` (default: the budget it was solved with); a short period's tie-breaks keep
+    to what is left before `solve_by` too, at least `MIN_SOLVE_S` each (ties are always broken)."""
     if isinstance(problem, Plan):
         if problem.solver_state is None:  # solved in blocks, or already broken
             return problem
@@ -362,6 +363,8 @@ def break_ties(problem: "_Problem | Plan", solve_by: float | None = None) -> Pla
     # least TIE_MIN_S), and where it stops short the better of the two stands, said in a note (the
     # objective's optimality is the first solve's, and its time-limit flag is that solve's).
     tie_limit_s = min(time_limit_s, max(TIE_MIN_S, 2.0 * problem.first_s))
+    if solve_by is not None:  # the plan's solving budget (`run.solve_verified`)
+        tie_limit_s = within(tie_limit_s, solve_by)
     for label, tie in (("GPUs", gpus), ("nodes", nodes)):
         # The counts are whole numbers: a gap under one of them proves the fewest (the first
         # solution's count bounds the optimum), so the solver stops as soon as it has that.
@@ -569,7 +572,11 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
 
     def part(h0: int, h1: int, limit_s: float = time_limit_s, least_s: float = BLOCK_MIN_S, **kw) -> tuple:
         """Block h0..h1 solved (once per distinct problem), within the budgets; past the plan's
-        budget it still gets `least_s` (a block the plan needs must be solved)."""
+        budget it still gets `least_s` (a block the plan needs must be solved). A block that hit
+        its limit is reused as it is, even by a call that would give it longer: in a repeating run
+        each block's share of the budget grows as the reused ones cost nothing, and re-solving at
+        every growth would spend on one block what the memo saves on fifty. Its `hit_limit` goes
+        with it, so the plan's time-limit flag and gap say so."""
         d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
         key = key_of(h0, h1, **kw)
         if key not in solved:

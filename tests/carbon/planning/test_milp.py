@@ -1,5 +1,6 @@
 """Hand-checkable accounting, an optimum known by construction, and deadlines kept under any grid."""
 import math
+import time
 
 import numpy as np
 import pytest
@@ -232,6 +233,32 @@ def test_ties_broken_after_the_solve_give_the_plan_broken_in_it():
     assert tied.gpus == direct.gpus == 1 and tied.solver_state is None
     assert np.array_equal(tied.active, direct.active) and tied.energy_kwh == pytest.approx(direct.energy_kwh)
     assert break_ties(tied) is tied  # nothing left to break
+
+
+def test_tie_breaks_keep_to_what_is_left_of_the_plans_budget(monkeypatch):
+    # A plan whose budget is spent gets its tie-breaks at the least a solve gets, not their own
+    # TIE_MIN_S or more (the leftover: they kept to their own limits).
+    from bench.carbon.planning import highs, milp
+
+    limits = []
+    real = highs.milp
+
+    def recording(cost, constraints, integrality, bounds, time_limit_s, rel_gap):
+        limits.append(time_limit_s)
+        return real(cost, constraints, integrality, bounds, time_limit_s, rel_gap)
+
+    one = cap("h100_sxm:1")
+    two = Capacity(Candidate("h100_sxm x2:1", "h100_sxm", serving.datasheet("h100_sxm", 2), 64), 1000.0, 100.0, 50.0,
+                   1.0, 1, 0.1, 0.01, 1.0)
+    s = setting([two, one], [100], online=900)
+    untied = solve(s, "energy", ALL_OFF, Economics(), "t", ties=False)
+    monkeypatch.setattr(highs, "milp", recording)
+    tied = break_ties(untied, solve_by=time.monotonic() - 1.0)
+    assert limits and all(t == milp.MIN_SOLVE_S for t in limits)
+    assert tied.gpus == 1  # the ties still broken
+    limits.clear()
+    break_ties(solve(s, "energy", ALL_OFF, Economics(), "t", ties=False))
+    assert limits and all(t >= milp.TIE_MIN_S for t in limits)  # no budget given: their own limits
 
 
 def test_served_work_splits_into_each_hours_online_demand_and_its_offline_work():
