@@ -403,14 +403,8 @@ def run(inputs: PlanInputs) -> PlanRun:
     econ_of = lambda pillars: economics_for(inputs, hosts, pillars)  # noqa: E731
     carbon = adopt_better(carbon, [o for o in solved if o is not carbon], ctx, econ_of)
 
-    def donors(target: Plan) -> list[Plan]:
-        """Every other verified plan: the carbon row where it adopted one, and each plan as its own
-        MILP solve made it, named so (its row may show an adopted plan by the end: naming the row
-        would point at another fleet)."""
-        out = [] if carbon is solved[0] else [carbon]
-        return out + [dataclasses.replace(o, name=o.name + OWN_MILP) for o in solved if o is not target]
-    baselines[1:] = [adopt_better(b, donors(b), ctx, econ_of) for b in baselines[1:]]
-    ablation = [adopt_better(a, donors(a), ctx, econ_of) for a in ablation]
+    baselines[1:] = [adopt_better(b, donors(b, carbon, solved), ctx, econ_of) for b in baselines[1:]]
+    ablation = [adopt_better(a, donors(a, carbon, solved), ctx, econ_of) for a in ablation]
     plans = [carbon] + baselines
     spread = {p.name: embodied_spread(p, setting, inputs) for p in plans}
     return PlanRun(inputs, caps, plans, ablation, hosts, spread, demand, setting)
@@ -418,6 +412,15 @@ def run(inputs: PlanInputs) -> PlanRun:
 
 METRIC = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}
 OWN_MILP = "'s own MILP"  # a donor named as a plan's own MILP solve ("the none's own MILP plan")
+
+
+def donors(target: Plan, carbon: Plan, solved: list[Plan]) -> list[Plan]:
+    """The plans `target` may adopt: the carbon row where it adopted one (`carbon` is not the first
+    of `solved`, the plans as their own solves made them), then every other solved plan as its own
+    MILP solve made it, named so (its row may show an adopted plan by the end: naming the row would
+    point at another fleet)."""
+    out = [] if carbon is solved[0] else [carbon]
+    return out + [dataclasses.replace(o, name=o.name + OWN_MILP) for o in solved if o is not target]
 
 
 def _within_levers(other: Pillars, plan: Pillars) -> bool:

@@ -583,6 +583,46 @@ def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypa
     assert plan.total_kg * (1 - plan.solver_gap) <= exact.total_kg * (1 + 1e-6)
 
 
+def test_blocks_started_after_a_search_then_stopped_mid_plan_pass_leave_the_search_plan(monkeypatch):
+    # The blocks start (time is left of the long budget), finish their bound pass, and the budget
+    # runs out inside the first plan pass: the search's plan stands, the note says the blocks that
+    # followed stopped at the long solve's budget, it is flagged, and its gap (the tighter of the
+    # search's and the finished bound pass's bounds) is still a bound on the exact optimum.
+    import types
+
+    from bench.carbon.planning import milp
+
+    s, pillars, econ = _three_type_period(3)
+    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    exact = solve(s, "carbon", pillars, econ, "t", ties=False)
+    monkeypatch.setattr(milp, "MIP_GAP", 1e-4)
+    monkeypatch.setattr(milp, "LONG_H", 24)
+    monkeypatch.setattr(milp, "FLEET_EVALS", 1)
+    monkeypatch.setattr(milp, "BLOCK_H", 24)  # two blocks
+    skew = [0.0]  # the long solve's clock jumps past its budget once the plan pass has begun
+    monkeypatch.setattr(milp, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0],
+                                                            monotonic=time.monotonic))
+    real_solve, calls = milp.solve, []
+
+    def solve_block(s_, objective, pillars_, econ_, name, derate, limit_s, block=None, **kw):
+        # The fleet search's whole-period solves fix a fleet, the bound pass's blocks do not, and
+        # the plan pass's blocks fix one again.
+        bound_pass = block is not None and block.fixed_n is None
+        calls.append("bound" if bound_pass else "plan" if "bound" in calls else "search")
+        out = real_solve(s_, objective, pillars_, econ_, name, derate, limit_s, block, **kw)
+        if calls[-1] == "plan":
+            skew[0] = 1e6
+        return out
+
+    monkeypatch.setattr(milp, "solve", solve_block)
+    plan = real_solve(s, "carbon", pillars, econ, "t", ties=False)
+    assert calls.count("bound") == 2 and calls.count("plan") == 1  # the bound pass, then one of two plan blocks
+    assert "the blocks that followed, to narrow that gap, stopped at the long solve's budget" in plan.notes[-1]
+    assert plan.solver_hit_time_limit and "blocks of" not in plan.notes[-1]
+    assert plan.total_kg * (1 - plan.solver_gap) <= exact.total_kg * (1 + 1e-6) <= plan.total_kg * (1 + 1e-6)
+
+
 def test_the_fleet_search_counts_fleets_that_only_host_cpus_make_worth_more(monkeypatch):
     # Reuse: host CPUs serve offline work at 1 J a request against a GPU's 800 J, a node's share per
     # active GPU, so the optimum activates more GPUs than their own rate needs, for their hosts'

@@ -313,6 +313,23 @@ def test_bad_slo_and_routing_settings_are_refused_before_work(args, field, tmp_p
     assert out.code == 2 and out.stderr.startswith(f"bench: invalid {field}="), out.stderr
 
 
+def test_donors_are_named_as_their_own_solves_and_the_adopted_carbon_row_as_itself(run):
+    solved = [run.plans[0]] + run.plans[2:] + run.ablation
+    target = run.plans[2]
+    own = plan.donors(target, solved[0], solved)
+    # The carbon plan kept its own solve: every other solved plan, the target left out, each named
+    # as its own MILP solve (its row may end up showing another fleet), its fleet that solve's.
+    assert [d.name for d in own] == [p.name + plan.OWN_MILP for p in solved if p is not target]
+    assert all(np.array_equal(d.provisioned, p.provisioned) for d, p in zip(own, [p for p in solved if p is not target]))
+    # The carbon row adopted another plan: that row comes first under its own name, then every
+    # solve as before (the carbon plan's own solve among them, named as such).
+    adopted = dataclasses.replace(run.plans[0], provisioned=run.plans[0].provisioned + 1)
+    with_row = plan.donors(target, adopted, solved)
+    assert with_row[0] is adopted and with_row[0].name == "carbon-optimal"
+    assert [d.name for d in with_row[1:]] == [d.name for d in own]
+    assert "carbon-optimal" + plan.OWN_MILP in [d.name for d in with_row]
+
+
 def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_levers(run):
     ctx = plan.Context(run.inputs, None, run.demand, {})
     # (A solve's own plan: not derated, its gap known, as a round that gave up would leave it.)
