@@ -259,6 +259,8 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         solve_by = time.monotonic() + max(0.0, budget_s - solve_s)
         plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False, solve_by=solve_by, narrow=False)
         modelled = getattr(plan, METRIC[objective])  # the figure its gap is of (the check replaces it)
+        if round_ == 1:  # at full capacities: a bound on every plan open to its levers, kept for `adopt_better`
+            first_bound = modelled * (1 - plan.solver_gap) if math.isfinite(plan.solver_gap) else math.nan
         planned_with = dict(derate)
         limit, solve_s = limit or plan.solver_hit_time_limit, solve_s + plan.solve_s
         # A round that fails is re-planned: its hours may be cut short once they fail (not the last round's).
@@ -314,7 +316,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     # narrowed once it met the SLO): earlier rounds' plans were re-planned, and their gaps, before
     # any narrowing, say nothing of it. The time-limit flag is any round's.
     plan.solver_hit_time_limit, plan.solve_s = limit or plan.solver_hit_time_limit, solve_s
-    plan.derated = bool(planned_with)
+    plan.derated, plan.first_bound = bool(planned_with), first_bound
     shares = sorted({(c.candidate.hardware, float(d.max())) for c in ctx.setting.capacities
                      for n, d in planned_with.items() if n == c.candidate.name})
     said = [f"{t} at {share:.0%} of its simulated capacity" if share > 0 else
@@ -453,32 +455,38 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     # The gap, on the MILP's model as every gap is: the adopted plan's modelled figure against this
     # plan's own bound (its modelled figure less its gap), a bound on every plan open to its levers
     # where its solve was not derated (the adopted plan keeps to every candidate's full capacity).
-    # Otherwise unknown (NaN): a derated solve's bound is of a narrower problem; and the adopted
-    # plan's own gap is of its objective and levers (a plan without Shift, exact for its own problem,
+    # A derated solve's bound is of a narrower problem: its first round's stands in (below). Never
+    # the adopted plan's own gap, which is of its objective and levers (a plan without Shift, exact for its own problem,
     # is not shown optimal for one with Shift by it: the carbon plan of a diurnal year read 0.00%).
     # (Comparing the verified figure with a modelled bound had mixed the two.)
     def modelled(p: Plan) -> float:
         q = dataclasses.replace(p, pillars=plan.pillars, verification=None, notes=[])
         account(q, q.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
         return getattr(q, metric)
-    gap = math.nan
-    if plan.derated:
-        unknown = "this plan's own solve was derated"
+    # Where its last solve was derated, its first round's (at full capacities) bounds every plan
+    # open to its levers instead: looser, maybe, but a bound (it was unknown before).
+    gap, own_bound, against = math.nan, math.nan, "this plan's own bound"
+    if plan.derated and math.isfinite(plan.first_bound):
+        own_bound, against = plan.first_bound, "this plan's first-round bound (its last solve was derated)"
+    elif plan.derated:
+        unknown = "this plan's own solve was derated, and its first round gave no bound"
     elif not math.isfinite(plan.solver_gap):
         unknown = "this plan's own solve gave no bound"
     else:
         own_bound = modelled(plan) * (1 - plan.solver_gap)
+    if math.isfinite(own_bound):
         adopted_model = modelled(other)
         # Below the bound is impossible for a true one (near-copies merged within 1% make it one of
         # the merged set): unknown, not a 0 that hides it.
         if adopted_model < own_bound * (1 - 1e-6):
-            unknown = "its modelled figure is below this plan's own bound, of the candidates merged within 1%"
+            unknown = f"its modelled figure is below {against}, of the candidates merged within 1%"
         elif adopted_model <= 0:
             unknown = "its modelled figure is zero"
         else:
             gap = (adopted_model - own_bound) / adopted_model
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap, derated=plan.derated,
+        first_bound=plan.first_bound,
         solver_hit_time_limit=plan.solver_hit_time_limit or counted.solver_hit_time_limit,
         solve_s=plan.solve_s,
         # Its own solve's notes, said to be of the plan it replaced, then what it adopted (the adopted
@@ -487,7 +495,7 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         notes=[f"its own MILP plan, not the one reported: {'; '.join(plan.notes)}"]
         + [f"the {other.name} plan, verified and counted with this plan's pillars, is better on {metric} "
            f"({best_value:.6g}) than this objective's own MILP plan ({why}): adopted (how it was solved: the "
-           f"{other.name.removesuffix(OWN_MILP)} row's notes; " + ("its gap: its modelled figure against this plan's own bound)" if math.isfinite(gap)
+           f"{other.name.removesuffix(OWN_MILP)} row's notes; " + (f"its gap: its modelled figure against {against})" if math.isfinite(gap)
                                     else f"its gap unknown: {unknown})")])
 
 

@@ -56,6 +56,9 @@ class Plan:
     # Planned with some candidate's capacity derated (`run.solve_verified`): its bound is of that
     # narrower problem, not a bound on plans that load those candidates more.
     derated: bool = False
+    # Its first round's solve (never derated: every candidate at its full capacity) gave this lower
+    # bound on its objective's modelled figure over every plan open to its levers (NaN: none).
+    first_bound: float = math.nan
     solve_s: float = 0.0
     energy_method: str = ""  # where its GPU energy comes from (model before verification, simulation after)
     verification: object = None  # the whole-fleet simulation that judged it (`verify.Verification`)

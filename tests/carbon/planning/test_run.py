@@ -353,9 +353,10 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
         return q.total_kg
 
     def expected(own, donor) -> float:  # the adopted plan's modelled figure against the own bound
-        if own.derated:  # a derated solve's bound is of a narrower problem
+        # A derated solve's bound is of a narrower problem: its first round's, at full capacities.
+        bound = own.first_bound if own.derated else modelled(own) * (1 - own.solver_gap)
+        if math.isnan(bound):
             return float("nan")
-        bound = modelled(own) * (1 - own.solver_gap)
         if modelled(donor) < bound * (1 - 1e-6):  # below a bound: not a true one here, unknown
             return float("nan")
         return (modelled(donor) - bound) / modelled(donor)
@@ -375,8 +376,14 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     assert "its gap: its modelled figure against this plan's own bound" in adopted.notes[-1]
     tight = dataclasses.replace(own, solver_gap=0.0)
     assert plan.adopt_better(tight, [donor], ctx, econ_of).solver_gap == pytest.approx(expected(tight, donor))
-    derated = dataclasses.replace(own, derated=True)  # its bound is not one on the donor's plan
+    # Its last solve derated: that bound is not one on the donor's plan; its first round's is.
+    derated = dataclasses.replace(own, derated=True, first_bound=modelled(own) * 0.5)
     adopted = plan.adopt_better(derated, [donor], ctx, econ_of)
+    assert adopted.solver_gap == pytest.approx(expected(derated, donor)) and adopted.first_bound == derated.first_bound
+    assert adopted.solver_gap == pytest.approx(1 - modelled(own) * 0.5 / modelled(donor))
+    assert "against this plan's first-round bound (its last solve was derated)" in adopted.notes[-1]
+    unbounded = dataclasses.replace(own, derated=True, first_bound=float("nan"))
+    adopted = plan.adopt_better(unbounded, [donor], ctx, econ_of)
     assert np.isnan(adopted.solver_gap) and "its gap unknown: this plan's own solve was derated" in adopted.notes[-1]
     # A donor whose modelled figure is below the own plan's claimed bound (possible only through
     # near-copies merged within 1%): the bound is not one on it, so the gap is unknown, not a clamped 0.
@@ -543,13 +550,14 @@ def test_a_gpu_type_blamed_round_after_round_is_derated_faster(run, monkeypatch)
     ctx = planning.Context(run.inputs, run.setting, run.demand, {})
     names = {c.candidate.hardware: c.candidate.name for c in run.setting.capacities}
     script = iter(["l4", "l4", "h100_sxm", "l4", None, None])  # the last: the tie-broken plan
-    seen = []
+    seen, solved = [], []
     real_solve = planning.solve
 
     def solve(*a, **k):
         derate = a[5]
         seen.append({hw: float(derate[n][0]) if n in derate else 1.0 for hw, n in names.items()})
-        return real_solve(*a, **k)
+        solved.append(real_solve(*a, **k))
+        return solved[-1]
 
     def check(self, plan, econ, quick=False, first=()):
         blamed = next(script)
@@ -568,6 +576,9 @@ def test_a_gpu_type_blamed_round_after_round_is_derated_faster(run, monkeypatch)
     assert [s["l4"] for s in seen] == pytest.approx([1.0, d, d ** 3, d ** 3, d ** 4])
     assert [s["h100_sxm"] for s in seen] == pytest.approx([1.0, 1.0, 1.0, d, d])
     assert any("l4 at 52%" in n for n in plan_.notes)  # 0.85^4, as planned in the round that passed
+    # Derated, it keeps its first round's bound (at full capacities) for an adoption's gap.
+    first = solved[0]
+    assert plan_.derated and plan_.first_bound == pytest.approx(first.total_kg * (1 - first.solver_gap))
 
 
 def test_a_gpu_type_still_missing_below_a_tenth_of_its_capacity_is_taken_out(run, monkeypatch):
