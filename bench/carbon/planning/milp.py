@@ -437,7 +437,8 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     tie-break solves (nothing idle is provisioned, as ever).
 
     Within the plan's budget (`solve_by`): the search keeps to what is left of it (at least
-    `FLEET_MIN_S`); past it the blocks' passes that find the plan keep to `BLOCK_MIN_S` a block, and
+    `FLEET_MIN_S`, its floor then the LP's at `top`); past it each of the blocks' passes that find
+    the plan keeps to `PAST_PASS_S` in all, and
     what only narrows the bound (the blocks after a search, the second fleet's pass, the pooled and
     priced bounds) is left undone, said in the plan's note and flagged."""
     levers = pillars.levers()
@@ -563,6 +564,15 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
 
     solved: dict[tuple, tuple] = {}
 
+    def pass_budget() -> tuple[float, float, bool]:
+        """A pass's time, each block's least, and whether the plan's budget is spent: within it
+        BLOCKS_BUDGET_S and BLOCK_MIN_S; past it PAST_PASS_S all told, PAST_BLOCK_MIN_S a block
+        (each block then gets its share of the pass: past the budget, `part` alone would give
+        every block only its least)."""
+        if time.monotonic() >= solve_by:
+            return PAST_PASS_S, PAST_BLOCK_MIN_S, True
+        return BLOCKS_BUDGET_S, BLOCK_MIN_S, False
+
     def key_of(h0: int, h1: int, **kw) -> tuple:
         """What a block's solve depends on: blocks that are the same problem (a replayed trace
         under a flat objective: energy, cost) are solved once."""
@@ -596,12 +606,14 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     # fleet; one stopped without a plan gives neither (no bound for the period, said by its gap).
     # The budget is shared among the blocks still to solve that are distinct problems.
     pass_started = time.perf_counter()
+    pass_s, least_s, past = pass_budget()
     keys = [key_of(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1)) for h0, h1 in zip(starts, ends)]
     for k, (h0, h1) in enumerate(zip(starts, ends)):
-        left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
-        limit_s = min(time_limit_s, max(BLOCK_MIN_S, left_s / max(1, len(set(keys[k:]) - solved.keys()))))
+        left_s = pass_s - (time.perf_counter() - pass_started)
+        limit_s = min(time_limit_s, max(least_s, left_s / max(1, len(set(keys[k:]) - solved.keys()))))
         try:
-            res, L, _ = part(h0, h1, limit_s=limit_s, end_free=h1 < H, defer_cost=defer_after(h1))
+            res, L, _ = part(h0, h1, limit_s=limit_s, least_s=limit_s if past else least_s, end_free=h1 < H,
+                             defer_cost=defer_after(h1))
         except Infeasible:
             raise
         except PlanError:
@@ -620,13 +632,15 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
         u, x, y, z = [], [], [], []
         backlog, limit = 0.0, False
         pass_started = time.perf_counter()  # each plan pass keeps to BLOCKS_BUDGET_S, as the bound pass
+        pass_s, least_s, past = pass_budget()
         for k, (h0, h1) in enumerate(zip(starts, ends)):
             end = min(H, h1 + ahead)
             # What the look-ahead leaves is charged as in the bound: free, it would pull work past the
             # block's own hours into the hours after it, whatever their intensity.
             kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
-            left_s = BLOCKS_BUDGET_S - (time.perf_counter() - pass_started)
-            share_s = min(time_limit_s, max(BLOCK_MIN_S, left_s / (len(starts) - k)))
+            left_s = pass_s - (time.perf_counter() - pass_started)
+            share_s = min(time_limit_s, max(least_s, left_s / (len(starts) - k)))
+            floor_s = share_s if past else least_s
             res = None
             if repeating and 0 < k < len(starts) - 1:
                 # Inside a repeating run the block ends with the backlog it began with, so the next
@@ -634,13 +648,13 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
                 # is whatever the solver stopped at, and each block was a solve of its own: 52 of
                 # about a second each on a year). Where it cannot repeat, solved as any block.
                 try:
-                    res, L, _ = part(h0, end, limit_s=share_s, fixed_n=fixed, hold_at=h1 - h0 - 1, **kw)
+                    res, L, _ = part(h0, end, limit_s=share_s, least_s=floor_s, fixed_n=fixed, hold_at=h1 - h0 - 1, **kw)
                 except PlanError:  # (proven infeasible too)
                     res = None
             try:
                 try:
                     if res is None:
-                        res, L, _ = part(h0, end, limit_s=share_s, fixed_n=fixed, **kw)
+                        res, L, _ = part(h0, end, limit_s=share_s, least_s=floor_s, fixed_n=fixed, **kw)
                 except Infeasible:
                     raise
                 except PlanError:  # no plan in the block's share of the budget: the fleet again, the full limit (within the long solve's budget)
@@ -781,6 +795,11 @@ class Narrowing:
 LONG_BUDGET_S = 90.0  # a long solve's whole time when the fleet search found a plan over the bar (the blocks try to better it)
 BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, and each plan pass (or 2 s a block, if more)
 BLOCK_MIN_S = 2.0  # the least time a block of it gets
+# Past the plan's solving budget a pass still solves every block it needs, but in this much time all
+# told (at least PAST_BLOCK_MIN_S a block): at BLOCK_MIN_S a block, a carbon year's 53 week blocks
+# took 110-118 s a round past a 45 s budget (a week-long trace replayed over a year, 366 s in all).
+PAST_PASS_S = 10.0
+PAST_BLOCK_MIN_S = 0.2
 LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges
 LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)
 LAGRANGE_BUDGET_S = 30.0
@@ -941,8 +960,12 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
             return None
 
     started = time.perf_counter()
-    # `top` counts host CPUs too, so no larger fleet gains cores: its solve bounds every fleet.
-    at_top = solve_fleet(top)
+    # `top` counts host CPUs too, so no larger fleet gains cores: its solve bounds every fleet. With
+    # no more than its least time (its plan's budget spent), its LP relaxation: the MILP there, the
+    # hardest of the search, overran a 5 s limit to 14 s (HiGHS checks its clock between phases),
+    # and each round of a re-planned year paid it; the LP took 3 s, and its bound holds as well.
+    top_relaxed = budget_s <= FLEET_MIN_S
+    at_top = solve_fleet(top, relax=top_relaxed)
     if not isinstance(at_top, tuple) or not np.isfinite(at_top[0].bound):
         return None
     hit = at_top[0].hit_limit  # its dual bound at a stop is still a floor, a weaker one (its LP's was too weak)
@@ -1071,7 +1094,10 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     plan.solve_s = time.perf_counter() - started
     note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
             + "embodied carbon; gap against the least bound over every fleet (where a fleet was not solved: its "
-            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)" + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {budget_s:.0f} s)"))
+            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)"
+            + ("; the floor of every fleet the LP at the largest (its plan's solving budget spent: a weaker bound)"
+               if top_relaxed else "")
+            + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {budget_s:.0f} s)"))
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged); {note}")
     return plan, lowest, hit, note

@@ -727,6 +727,71 @@ def test_a_long_period_past_its_plans_budget_still_gets_a_real_plan_and_a_true_b
     assert late.total_kg * (1 - late.solver_gap) <= whole.total_kg * (1 + 1e-6)
 
 
+def test_past_its_budget_a_pass_of_many_blocks_keeps_to_a_few_seconds_in_all(monkeypatch):
+    # Fifteen day-long blocks, the plan's budget spent, each block taking its whole limit (the
+    # long solve's clock moved on by it): a pass shares PAST_PASS_S among its blocks (each at least
+    # PAST_BLOCK_MIN_S), not BLOCK_MIN_S a block (a year's 53 week blocks took 110 s a round that
+    # way). The plan is still a whole one.
+    import types
+
+    from bench.carbon.planning import milp
+
+    monkeypatch.setattr(milp, "FLEET_SEARCH", False)
+    monkeypatch.setattr(milp, "BLOCK_H", 24)
+    shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
+    H = 360
+    intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 30 * np.sin(np.arange(H) * 2 * np.pi / 170)
+    s = setting([cap(rate=1000.0)], intensity, online=700, offline=900, deadline=24)
+    skew = [0.0]
+    monkeypatch.setattr(milp, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0],
+                                                            monotonic=lambda: time.monotonic() + skew[0]))
+    limits, real = [], milp.solve
+
+    def slow(s_, objective, pillars, econ, name, derate, limit_s, block=None, **kw):
+        out = real(s_, objective, pillars, econ, name, derate, limit_s, block, **kw)
+        if block is not None:
+            limits.append((block.fixed_n is not None, limit_s))
+            skew[0] += limit_s  # as if it ran to its limit
+        return out
+
+    monkeypatch.setattr(milp, "solve", slow)
+    late = real(s, "carbon", shifting, Economics(), "t", ties=False, solve_by=time.monotonic() - 1.0)
+    bound_pass = [t for fixed, t in limits if not fixed]
+    plan_pass = [t for fixed, t in limits if fixed][:15]
+    assert len(bound_pass) == 15 and len(plan_pass) == 15
+    for one in (bound_pass, plan_pass):
+        assert all(t >= milp.PAST_BLOCK_MIN_S for t in one)
+        assert sum(one) <= milp.PAST_PASS_S + len(one) * milp.PAST_BLOCK_MIN_S  # (BLOCK_MIN_S each: 30 s)
+    assert late.offline_gpu.sum() == pytest.approx(900.0 * H) and late.solver_hit_time_limit
+
+
+def test_past_its_budget_the_fleet_search_floors_every_fleet_by_the_lp_at_the_largest(monkeypatch):
+    # Its least time only: the search takes its floor from the LP relaxation at `top` (the MILP
+    # there overran a 5 s limit to 14 s on a year), says so, and still bounds the exact optimum.
+    from bench.carbon.planning import milp
+
+    s, pillars, econ = _three_type_period(5)
+    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
+    exact = solve(s, "carbon", pillars, econ, "t", ties=False)
+    monkeypatch.setattr(milp, "MIP_GAP", 0.01)
+    monkeypatch.setattr(milp, "LONG_H", 24)
+    relaxed, real = [], milp.solve
+
+    def recording(s_, objective, pillars_, econ_, name, derate, limit_s, block=None, **kw):
+        if block is not None and block.fixed_n is not None:
+            relaxed.append(block.relax)
+        return real(s_, objective, pillars_, econ_, name, derate, limit_s, block, **kw)
+
+    monkeypatch.setattr(milp, "solve", recording)
+    late = real(s, "carbon", pillars, econ, "t", ties=False, narrow=False, solve_by=time.monotonic() - 1.0)
+    assert relaxed[0] is True and "the LP at the largest (its plan's solving budget spent" in late.notes[-1]
+    assert late.total_kg * (1 - late.solver_gap) <= exact.total_kg * (1 + 1e-6) <= late.total_kg * (1 + 1e-6)
+    relaxed.clear()
+    timely = real(s, "carbon", pillars, econ, "t", ties=False, narrow=False)
+    assert relaxed[0] is False and "the LP at the largest (its plan" not in timely.notes[-1]
+
+
 def test_a_re_planning_round_leaves_the_bound_narrowing_until_its_plan_meets_the_slo(monkeypatch):
     # Solved as a round (`narrow=False`), a long period's plan comes with the blocks' bound only and
     # the narrowing left for later; done then (`break_ties`), it is the same plan with the gap the
