@@ -559,10 +559,9 @@ def test_a_fleet_search_stopped_at_any_limit_still_bounds_the_exact_optimum(monk
     assert any(relax and 0 < (n > 0).sum() < len(caps) and np.array_equal(n[n > 0], top[n > 0]) for n, relax in fleets)
 
 
-def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypatch):
-    # The search stops after one fleet, short of the bar (a bar of 0.01% here); with no time left of
-    # the long solve's budget the blocks give up at once and the search's plan stands, its gap the
-    # search's bound's, flagged as stopped at a limit and saying why.
+def _searched_short_of_the_bar(monkeypatch):
+    """`_three_type_period(3)` and its exact optimum, then set so that the fleet search stops after
+    one fleet short of its bar (0.01%): (setting, pillars, economics, exact plan)."""
     from bench.carbon.planning import milp
 
     s, pillars, econ = _three_type_period(3)
@@ -572,6 +571,16 @@ def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypa
     monkeypatch.setattr(milp, "MIP_GAP", 1e-4)
     monkeypatch.setattr(milp, "LONG_H", 24)
     monkeypatch.setattr(milp, "FLEET_EVALS", 1)
+    return s, pillars, econ, exact
+
+
+def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypatch):
+    # The search stops after one fleet, short of the bar (a bar of 0.01% here); with no time left of
+    # the long solve's budget the blocks give up at once and the search's plan stands, its gap the
+    # search's bound's, flagged as stopped at a limit and saying why.
+    from bench.carbon.planning import milp
+
+    s, pillars, econ, exact = _searched_short_of_the_bar(monkeypatch)
     monkeypatch.setattr(milp, "LONG_BUDGET_S", 0.0)
     plan = solve(s, "carbon", pillars, econ, "t", ties=False)
     assert plan.solver_gap > 1e-4 and plan.solver_hit_time_limit
@@ -592,13 +601,7 @@ def test_blocks_started_after_a_search_then_stopped_mid_plan_pass_leave_the_sear
 
     from bench.carbon.planning import milp
 
-    s, pillars, econ = _three_type_period(3)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
-    monkeypatch.setattr(milp, "MIP_GAP", 0.0)
-    exact = solve(s, "carbon", pillars, econ, "t", ties=False)
-    monkeypatch.setattr(milp, "MIP_GAP", 1e-4)
-    monkeypatch.setattr(milp, "LONG_H", 24)
-    monkeypatch.setattr(milp, "FLEET_EVALS", 1)
+    s, pillars, econ, exact = _searched_short_of_the_bar(monkeypatch)
     monkeypatch.setattr(milp, "BLOCK_H", 24)  # two blocks
     skew = [0.0]  # the long solve's clock jumps past its budget once the plan pass has begun
     monkeypatch.setattr(milp, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0],
