@@ -9,7 +9,10 @@ from typing import Callable, Sequence
 
 from bench.measure.monitor import WindowStats, throttle_names
 
-TIME_METHOD = "perf_counter between device-synchronised chunk boundaries"
+# Where chunks are queued ahead (CUDA events) the time per call is the device's rate over the
+# chunk boundaries (the median slope of every pair: a boundary the host saw late does not move it);
+# where each chunk is synchronised, the window's time over its calls.
+TIME_METHOD = "perf_counter at chunk boundaries (queued ahead: their median slope)"
 QUALITY_FLAGS = ("noisy", "throttled", "starved", "too-few-updates", "imprecise", "implausible", "single-trial")
 
 

@@ -26,7 +26,7 @@ from bench.measure.monitor import WindowStats
 from bench.measure.recorder import Recorder
 
 CHUNK_S = 0.05  # device synchronised this often inside a window (each sync costs an idle gap)
-MAX_AHEAD = 16  # chunks grow to at most this many times their planned length when the device runs dry
+MAX_AHEAD = 16  # chunks grow to at most this many times their planned length when the device runs dry (and a third of the window)
 
 
 def kind(meter: Meter) -> str:
@@ -100,7 +100,10 @@ def _busy_rate(boundaries: list[tuple[float, int]], a_s: float, b_s: float) -> f
     early. Interpolating between the two boundaries beside an edge carries a late one's whole
     delay into the calls at that edge (up to 1.5% per 80 ms window on a loaded 2-core host, where
     the edges' own timing error was a tenth of that); the median of all pairs is unmoved while
-    fewer than about three in ten boundaries are late. None with fewer than three boundaries."""
+    fewer than about three in ten boundaries are late. It takes the rate as steady over the window:
+    a clock that changes inside one (a power cap or throttling, reported beside the point) moves
+    the count by the change times the share of the window it spans. None with fewer than three
+    boundaries."""
     times = np.array([t for t, _ in boundaries])
     lo = max(int(np.searchsorted(times, a_s, side="right")) - 1, 0)
     hi = min(int(np.searchsorted(times, b_s, side="left")), len(times) - 1)
@@ -190,34 +193,38 @@ class WindowRunner:
         lead_at: int | None = None  # index of the first boundary after the lead-in
         started = False
         starts: list[Reading | None] = [None] * len(self.meters)
-        pending: tuple[object, int] | None = None  # the mark after the last chunk queued, and calls by then
+        # The mark after the last chunk queued, the calls by then, and whether it was queued at its
+        # sized length (a chunk queued before sizing is one step: found done, it says nothing).
+        pending: tuple[object, int, bool] | None = None
+        most_steps = 1 << 62  # a chunk is at most a third of the window: three boundaries in it
         while True:
             if step is None:
                 self.sleep(min(CHUNK_S, max(target_s / 20, 1e-4)))
                 done = 0
             else:
-                if pending is not None and self.done is not None and self.done(pending[0]):
+                if pending is not None and pending[2] and self.done is not None and self.done(pending[0]):
                     # Descheduled longer than the chunk queued ahead (or launches slower than
                     # the calls): queue more ahead from now on, in this window and the next.
                     starved += lead_at is not None
                     if self.ahead < MAX_AHEAD:  # launches slower than the calls stay dry: flagged
                         self.ahead *= 2
-                        chunk_steps *= 2 if sized else 1
+                        chunk_steps = min(2 * chunk_steps, most_steps)
                 t_chunk = self.clock()
                 for _ in range(chunk_steps):
                     step.run()
                 calls += chunk_steps * step.calls
-                queued = (self.mark(), calls)
+                queued = (self.mark(), calls, sized)
                 if self.pipelined and pending is None:
                     pending = queued  # first chunk: queue the next one before waiting on it
                     continue
-                mark, done = pending if self.pipelined else queued
+                mark, done, _ = pending if self.pipelined else queued
                 self.wait(mark)
                 pending = queued if self.pipelined else None
             now = self.clock()
-            if step is not None and not sized and now > t_chunk:
-                chunk_steps = max(1, round(self.ahead * min(CHUNK_S, target_s / 10) / (now - t_chunk)))
-                sized = chunk_steps > 1  # one call per chunk: sized again at the next boundary
+            if step is not None and chunk_steps == 1 and now > t_chunk:  # (one step: sized again next time)
+                most_steps = max(1, round(target_s / 3 / (now - t_chunk)))
+                chunk_steps = min(max(1, round(self.ahead * min(CHUNK_S, target_s / 10) / (now - t_chunk))), most_steps)
+                sized = True
             boundaries.append((now, done))
             if lead_at is None and now - t_start >= lead_s:
                 lead_at = len(boundaries) - 1
@@ -238,7 +245,7 @@ class WindowRunner:
         if lead_at is None:  # ended by a fault inside the lead-in: nothing to take
             lead_at = len(boundaries) - 1
         t_lead, calls_lead = boundaries[lead_at]
-        busy = self.pipelined and step is not None and not starved
+        busy = self.done is not None and step is not None and not starved  # (done: only where pipelined)
         rate = _busy_rate(boundaries, t_lead, now) if busy else None
         domains: list[DomainWindow | None] = []
         for i, k in enumerate(self.kinds):

@@ -44,11 +44,12 @@ def late_host(device, late_s: float, at):
 def test_a_host_late_to_see_chunks_finish_moves_neither_calls_nor_time():
     # Every third boundary is seen 2 ms late, less than the chunk queued ahead, so the device
     # never idles: the calls between edges and the time per call are the device's, not the
-    # host's. Interpolating between the boundaries beside each edge was off by up to 5% here.
+    # host's. Timed between boundaries and interpolated between those beside each edge, the
+    # time per call was off by 0.8-1.0% here and the energy by up to 0.6%.
     device, _, meter = gpu(call_s=1e-3)
     result = measure(device, [meter], wait=late_host(device, 0.002, lambda i: i % 3 == 1))
     assert abs(rel_error(result, device)) < 0.01
-    assert result.time_per_call_s == pytest.approx(1e-3, rel=0.01)
+    assert result.time_per_call_s == pytest.approx(1e-3, rel=3e-3)
     assert result.quality == "ok"
 
 

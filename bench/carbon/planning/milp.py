@@ -564,14 +564,22 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
 
     solved: dict[tuple, tuple] = {}
 
-    def pass_budget() -> tuple[float, float, bool]:
-        """A pass's time, each block's least, and whether the plan's budget is spent: within it
-        BLOCKS_BUDGET_S and BLOCK_MIN_S; past it PAST_PASS_S all told, PAST_BLOCK_MIN_S a block
-        (each block then gets its share of the pass: past the budget, `part` alone would give
-        every block only its least)."""
-        if time.monotonic() >= solve_by:
-            return PAST_PASS_S, PAST_BLOCK_MIN_S, True
-        return BLOCKS_BUDGET_S, BLOCK_MIN_S, False
+    class Pass:
+        """A pass's time: within the plan's budget BLOCKS_BUDGET_S, at least BLOCK_MIN_S a block;
+        from the block at which that budget is spent (at the start or part way), PAST_PASS_S for
+        the rest, at least PAST_BLOCK_MIN_S a block, each block then given its share outright
+        (past the budget `part` alone would give every block only its least)."""
+
+        def __init__(self):
+            self.past, self.started, self.time_s, self.least_s = False, time.perf_counter(), BLOCKS_BUDGET_S, BLOCK_MIN_S
+
+        def share(self, blocks_left: int) -> tuple[float, float]:
+            """(time limit, least) of the next block, `blocks_left` of the pass to solve with it."""
+            if not self.past and time.monotonic() >= solve_by:
+                self.past, self.started, self.time_s, self.least_s = True, time.perf_counter(), PAST_PASS_S, PAST_BLOCK_MIN_S
+            left_s = self.time_s - (time.perf_counter() - self.started)
+            limit_s = min(time_limit_s, max(self.least_s, left_s / max(1, blocks_left)))
+            return limit_s, limit_s if self.past else self.least_s
 
     def key_of(h0: int, h1: int, **kw) -> tuple:
         """What a block's solve depends on: blocks that are the same problem (a replayed trace
@@ -605,15 +613,12 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     # least BLOCK_MIN_S). A block stopped at its limit still gives a dual bound (a weaker one) and a
     # fleet; one stopped without a plan gives neither (no bound for the period, said by its gap).
     # The budget is shared among the blocks still to solve that are distinct problems.
-    pass_started = time.perf_counter()
-    pass_s, least_s, past = pass_budget()
+    bound_pass = Pass()
     keys = [key_of(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1)) for h0, h1 in zip(starts, ends)]
     for k, (h0, h1) in enumerate(zip(starts, ends)):
-        left_s = pass_s - (time.perf_counter() - pass_started)
-        limit_s = min(time_limit_s, max(least_s, left_s / max(1, len(set(keys[k:]) - solved.keys()))))
+        limit_s, floor_s = bound_pass.share(len(set(keys[k:]) - solved.keys()))
         try:
-            res, L, _ = part(h0, h1, limit_s=limit_s, least_s=limit_s if past else least_s, end_free=h1 < H,
-                             defer_cost=defer_after(h1))
+            res, L, _ = part(h0, h1, limit_s=limit_s, least_s=floor_s, end_free=h1 < H, defer_cost=defer_after(h1))
         except Infeasible:
             raise
         except PlanError:
@@ -631,16 +636,13 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
     def in_order(fixed: np.ndarray) -> tuple[Plan, bool]:
         u, x, y, z = [], [], [], []
         backlog, limit = 0.0, False
-        pass_started = time.perf_counter()  # each plan pass keeps to BLOCKS_BUDGET_S, as the bound pass
-        pass_s, least_s, past = pass_budget()
+        plan_pass = Pass()  # each plan pass keeps to its time, as the bound pass
         for k, (h0, h1) in enumerate(zip(starts, ends)):
             end = min(H, h1 + ahead)
             # What the look-ahead leaves is charged as in the bound: free, it would pull work past the
             # block's own hours into the hours after it, whatever their intensity.
             kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
-            left_s = pass_s - (time.perf_counter() - pass_started)
-            share_s = min(time_limit_s, max(least_s, left_s / (len(starts) - k)))
-            floor_s = share_s if past else least_s
+            share_s, floor_s = plan_pass.share(len(starts) - k)
             res = None
             if repeating and 0 < k < len(starts) - 1:
                 # Inside a repeating run the block ends with the backlog it began with, so the next
@@ -1095,7 +1097,8 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
             + "embodied carbon; gap against the least bound over every fleet (where a fleet was not solved: its "
             "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)"
-            + ("; the floor of every fleet the LP at the largest (its plan's solving budget spent: a weaker bound)"
+            + ("; the floor of every fleet the LP at the largest (no more than the search's least time left of its "
+               "plan's solving budget: a weaker bound)"
                if top_relaxed else "")
             + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {budget_s:.0f} s)"))
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
