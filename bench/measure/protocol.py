@@ -172,6 +172,7 @@ def choose_step(fn: Callable[[], object], call_s: float, protocol: Protocol,
 class Idle:
     power_w: list[float]
     intervals_s: list[list[float]]
+    precise: bool = True  # its edges' timing error within the target (else taken at the deadline)
 
     @property
     def periods_s(self) -> list[float]:
@@ -201,9 +202,9 @@ def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol
             # Idle power is energy between two edges over their span: it runs on until the edges'
             # timing error (half a poll gap each, longer on a loaded host) is within the target
             # too, as a window does, or until the deadline.
-            if enough and (now > deadline or all(e is None or (e[0].error_s + e[-1].error_s)
-                                                 <= protocol.target_rel_error * (e[-1].time_s - e[0].time_s)
-                                                 for e in edges)):
+            precise = all(e is None or (len(e) >= 2 and e[0].error_s + e[-1].error_s
+                                        <= protocol.target_rel_error * (e[-1].time_s - e[0].time_s)) for e in edges)
+            if enough and (precise or now > deadline):
                 break
             if now > deadline:
                 worst = counts.index(min(counts))
@@ -234,7 +235,7 @@ def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol
                 reading = stops[i]
                 intervals.append([])
                 power.append(reading.power_w if reading is not None and starts is not None else math.nan)
-        return Idle(power, intervals)
+        return Idle(power, intervals, precise)
     raise AssertionError("unreachable")
 
 
@@ -352,7 +353,9 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
     n_windows = protocol.trials + (1 if protocol.discard_first else 0)
     kept: list[Window] = []
     rejections: list[str] = []
-    persisting: set[str] = set()
+    # An idle power taken at its deadline, its edges' error bound still over the target, is kept
+    # (the windows need it) and flagged: it sets every dynamic energy of the point.
+    persisting: set[str] = set() if idle.precise else {"imprecise"}
     for i in range(n_windows):
         target_s = base_target_s
         for attempt in range(protocol.max_retries + 1):
