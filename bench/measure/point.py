@@ -11,8 +11,9 @@ from bench.measure.monitor import WindowStats, throttle_names
 
 # Where chunks are queued ahead (CUDA events) the time per call is the device's rate over the
 # chunk boundaries (the median slope of every pair: a boundary the host saw late does not move it);
-# where each chunk is synchronised, the window's time over its calls.
-TIME_METHOD = "perf_counter at chunk boundaries (queued ahead: their median slope)"
+# where each chunk is synchronised, the window's time over its calls. Each point says which.
+TIME_METHOD_RATE = "perf_counter at chunk boundaries queued ahead, their median slope"
+TIME_METHOD = "perf_counter between device-synchronised chunk boundaries"
 QUALITY_FLAGS = ("noisy", "throttled", "starved", "too-few-updates", "imprecise", "implausible", "single-trial")
 
 
@@ -74,6 +75,7 @@ class PointResult:
     launch: str = "eager"  # eager | cuda_graph(<n> calls)
     lead_in_s: float = 0.0
     measure_s: float = math.nan  # wall time the whole protocol took
+    time_method: str = TIME_METHOD  # TIME_METHOD_RATE where every kept window took the device's rate
 
     @property
     def throttled(self) -> bool:

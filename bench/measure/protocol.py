@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 
 from bench.measure.meters.base import Meter
 from bench.measure.monitor import GpuTelemetry
-from bench.measure.point import TIME_METHOD, DomainResult, PointResult, cv, quality_flag
+from bench.measure.point import TIME_METHOD, TIME_METHOD_RATE, DomainResult, PointResult, cv, quality_flag
 from bench.measure.recorder import Recorder
 from bench.measure.windows import Step, Window, WindowRunner, kind
 
@@ -450,6 +450,7 @@ def _result(kept: list[Window], meters: Sequence[Meter], idle: Idle, target_s: f
         launch=step.label,
         lead_in_s=lead_s,
         measure_s=measure_s,
+        time_method=TIME_METHOD_RATE if all(w.busy_s_per_call is not None for w in kept) else TIME_METHOD,
     )
     return dataclasses.replace(result, quality=quality_flag(result, protocol.cv_threshold, persisting, protocol.trials))
 

@@ -15,7 +15,7 @@ import torch
 from bench.measure.clocks import ClockRequest
 from bench.measure.meters import MeterConf
 from bench.measure.monitor import throttle_names
-from bench.measure.point import TIME_METHOD, DomainResult, PointResult, cv
+from bench.measure.point import DomainResult, PointResult, cv
 from bench.measure.protocol import Protocol
 from bench.measure.session import Measured
 from kernels import Case, Shape
@@ -68,7 +68,7 @@ def _work_and_time(ident: dict[str, Any], key: str, case: Case, shape: Shape, dt
         "flops_per_call": flops, "min_bytes_per_call": min_bytes, "tokens_per_call": tokens,
         "calls_per_window": result.calls_per_window, "trials_calls": json.dumps(result.trials_calls),
         "window_s_target": result.window_s_target, "window_s": result.window_s,
-        "time_per_call_s": t, "time_per_call_s_cv": result.time_per_call_s_cv, "time_method": TIME_METHOD,
+        "time_per_call_s": t, "time_per_call_s_cv": result.time_per_call_s_cv, "time_method": result.time_method,
         "trials_time_per_call_s": json.dumps(result.trials_time_per_call_s),
         "tokens_per_s": tokens / t, "tflop_per_s": flops / t / 1e12, "gb_per_s": min_bytes / t / 1e9,
     }

@@ -8,7 +8,7 @@ import pytest
 
 from bench.measure.emulator import Fault
 from bench.measure.meters.cpu_time_model import CorePower, CpuTimeModelMeter
-from bench.measure.point import cv
+from bench.measure.point import TIME_METHOD, TIME_METHOD_RATE, cv
 from bench.measure.protocol import MeasurementError, Protocol, cool_down, measure_point
 from bench.measure.windows import WindowRunner
 from tests.fakes import FakeClock
@@ -50,7 +50,7 @@ def test_a_host_late_to_see_chunks_finish_moves_neither_calls_nor_time():
     result = measure(device, [meter], wait=late_host(device, 0.002, lambda i: i % 3 == 1))
     assert abs(rel_error(result, device)) < 0.01
     assert result.time_per_call_s == pytest.approx(1e-3, rel=3e-3)
-    assert result.quality == "ok"
+    assert result.quality == "ok" and result.time_method == TIME_METHOD_RATE
 
 
 def test_a_device_run_dry_by_a_late_host_is_redone_with_more_queued_ahead():
@@ -69,6 +69,7 @@ def test_a_device_that_stays_dry_is_flagged_starved():
     device, _, meter = gpu(call_s=5e-6, launch_s=8e-6)
     result = measure(device, [meter], fast(trials=1, max_retries=1), graph=False)
     assert "starved" in result.quality and "starved" in result.rejections
+    assert result.time_method == TIME_METHOD  # dry windows: their time over their calls, said so
 
 
 def test_short_calls_are_replayed_from_a_graph_not_timed_by_their_launches():
