@@ -26,7 +26,9 @@ from bench.measure.monitor import WindowStats
 from bench.measure.recorder import Recorder
 
 CHUNK_S = 0.05  # device synchronised this often inside a window (each sync costs an idle gap)
-MAX_AHEAD = 16  # chunks grow to at most this many times their planned length when the device runs dry (and a third of the window)
+# Chunks grow to at most this many times their planned length when the device runs dry (and to
+# at most a third of the window).
+MAX_AHEAD = 16
 
 
 def kind(meter: Meter) -> str:
@@ -96,10 +98,11 @@ def _interp_calls(boundaries: list[tuple[float, int]], t_s: float) -> float:
 
 def _busy_rate(boundaries: list[tuple[float, int]], a_s: float, b_s: float) -> float | None:
     """Calls per second of a device kept busy (chunks queued ahead) between `a_s` and `b_s`: the
-    median of the slopes between every two chunk boundaries around them (Theil-Sen). A boundary is when the host saw a chunk finish: late by however long it was descheduled, never
-    early. Interpolating between the two boundaries beside an edge carries a late one's whole
-    delay into the calls at that edge (up to 1.5% per 80 ms window on a loaded 2-core host, where
-    the edges' own timing error was a tenth of that); the median of all pairs is unmoved while
+    median of the slopes between every two chunk boundaries around them (Theil-Sen). A boundary
+    is when the host saw a chunk finish: late by however long it was descheduled, never early.
+    Interpolating between the two boundaries beside an edge carries a late one's whole delay into
+    the calls at that edge (up to 1.5% per 80 ms window on a loaded 2-core host, in the emulator's
+    protocol tests); the median of all pairs is unmoved while
     fewer than about three in ten boundaries are late. It takes the rate as steady over the window:
     a clock that changes inside one (a power cap or throttling, reported beside the point) moves
     the count by the change times the share of the window it spans. None with fewer than three

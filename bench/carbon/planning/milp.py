@@ -576,7 +576,8 @@ def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name:
         def share(self, blocks_left: int) -> tuple[float, float]:
             """(time limit, least) of the next block, `blocks_left` of the pass to solve with it."""
             if not self.past and time.monotonic() >= solve_by:
-                self.past, self.started, self.time_s, self.least_s = True, time.perf_counter(), PAST_PASS_S, PAST_BLOCK_MIN_S
+                self.past, self.started = True, time.perf_counter()
+                self.time_s, self.least_s = PAST_PASS_S, PAST_BLOCK_MIN_S
             left_s = self.time_s - (time.perf_counter() - self.started)
             limit_s = min(time_limit_s, max(self.least_s, left_s / max(1, blocks_left)))
             return limit_s, limit_s if self.past else self.least_s
