@@ -9,11 +9,13 @@ from typing import Callable, Sequence
 
 from bench.measure.monitor import WindowStats, throttle_names
 
-# Where chunks are queued ahead (CUDA events) the time per call is the device's rate over the
-# chunk boundaries (the median slope of every pair: a boundary the host saw late does not move it);
-# where each chunk is synchronised, the window's time over its calls. Each point says which.
+# Where chunks are queued ahead (CUDA events) and the device never ran dry, a window's time per call
+# is the device's rate over the chunk boundaries (the median slope of every pair: a boundary the
+# host saw late does not move it); otherwise (chunks synchronised one by one, or a dry window kept
+# after its retries) the window's time over its calls. Each point says which its windows took.
 TIME_METHOD_RATE = "perf_counter at chunk boundaries queued ahead, their median slope"
 TIME_METHOD = "perf_counter between device-synchronised chunk boundaries"
+TIME_METHOD_MIXED = "per window: median slope of chunk boundaries queued ahead, or time over calls where it ran dry"
 QUALITY_FLAGS = ("noisy", "throttled", "starved", "too-few-updates", "imprecise", "implausible", "single-trial")
 
 
@@ -75,7 +77,7 @@ class PointResult:
     launch: str = "eager"  # eager | cuda_graph(<n> calls)
     lead_in_s: float = 0.0
     measure_s: float = math.nan  # wall time the whole protocol took
-    time_method: str = TIME_METHOD  # TIME_METHOD_RATE where every kept window took the device's rate
+    time_method: str = TIME_METHOD  # TIME_METHOD_RATE: every kept window took the rate; _MIXED: some did
 
     @property
     def throttled(self) -> bool:

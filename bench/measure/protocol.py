@@ -43,7 +43,8 @@ from typing import Callable, Sequence
 
 from bench.measure.meters.base import Meter
 from bench.measure.monitor import GpuTelemetry
-from bench.measure.point import TIME_METHOD, TIME_METHOD_RATE, DomainResult, PointResult, cv, quality_flag
+from bench.measure.point import (TIME_METHOD, TIME_METHOD_MIXED, TIME_METHOD_RATE, DomainResult, PointResult, cv,
+                                 quality_flag)
 from bench.measure.recorder import Recorder
 from bench.measure.windows import Step, Window, WindowRunner, kind
 
@@ -450,9 +451,14 @@ def _result(kept: list[Window], meters: Sequence[Meter], idle: Idle, target_s: f
         launch=step.label,
         lead_in_s=lead_s,
         measure_s=measure_s,
-        time_method=TIME_METHOD_RATE if all(w.busy_s_per_call is not None for w in kept) else TIME_METHOD,
+        time_method=_time_method([w.busy_s_per_call is not None for w in kept]),
     )
     return dataclasses.replace(result, quality=quality_flag(result, protocol.cv_threshold, persisting, protocol.trials))
+
+
+def _time_method(rated: list[bool]) -> str:
+    """The point's time method from which of its kept windows took the device's rate."""
+    return TIME_METHOD_RATE if all(rated) else TIME_METHOD if not any(rated) else TIME_METHOD_MIXED
 
 
 def cool_down(protocol: Protocol, clock: Callable[[], float], sleep: Callable[[float], None],

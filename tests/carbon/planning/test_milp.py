@@ -730,7 +730,7 @@ def test_a_long_period_past_its_plans_budget_still_gets_a_real_plan_and_a_true_b
     assert late.total_kg * (1 - late.solver_gap) <= whole.total_kg * (1 + 1e-6)
 
 
-@pytest.mark.parametrize("budget_left_s", [-1.0, 0.5])
+@pytest.mark.parametrize("budget_left_s", [-1.0, 1.5])  # (the first block's share, 2.7 s, spends 1.5 s)
 def test_past_its_budget_a_pass_of_many_blocks_keeps_to_a_few_seconds_in_all(monkeypatch, budget_left_s):
     # Fifteen day-long blocks, the plan's budget spent (before the solve, or by its first block),
     # each block taking its whole limit (the long solve's clock moved on by it): from there a pass
