@@ -3,13 +3,13 @@
 From a measured profile (its time and energy rooflines) or, for hardware no one here has
 measured, from a datasheet. `datasheet()` gives the calibrated datasheet model: the datasheet's
 peak rate and bandwidth times the achievable fractions this project measured (`data/ceilings.csv`),
-the board's TDP as a power cap, and six physical parameters (per-step overhead, the share of
-peak bandwidth attention's KV-cache reads achieve, static power while busy, energy per flop, per
-weight byte and per KV byte) calibrated against measured servers (`data/calibration_<gpu>_<source>.json`, made by
+the board's TDP as a power cap, and seven physical parameters (per-step overhead, the share of
+peak bandwidth attention's KV-cache reads achieve, static power while busy, energy per flop and per
+HBM byte, and the time and energy of each sampled position's per-request work) calibrated against measured servers (`data/calibration_<gpu>_<source>.json`, made by
 `bench.carbon.validation.calibrate`), labelled `model:datasheet+calibrated:<source>`. A GPU
 without its own calibration takes the reference GPU's (`transfer`): the same KV-bandwidth share
-and overhead, its own measured ceilings where the project has them (else the reference's), static
-power and per-flop / per-byte energies scaled so power at full rate scales with TDP; said in the
+and overheads, its own measured ceilings where the project has them (else the reference's), static
+power, per-sequence energy and per-flop / per-byte energies scaled so power at full rate scales with TDP; said in the
 label. `datasheet(..., calibrated=False)` is the old optimistic model (`model:datasheet`: peak
 rates, no overhead, the Splitwise H100 power model, idle 75 W / prefill 700 W / decode 380 W,
 scaled to the part's TDP and idle power).
@@ -54,6 +54,12 @@ class DeviceModel:
     kv_bytes_per_s: float = 0.0
     power_cap_w: float = math.inf  # board power limit of the replica; a step that would draw more runs slower
     e_kv_byte_j: float = 0.0  # energy per KV-cache byte read, where it differs from e_byte_j (0: the same)
+    # Work per sampled position (each decode token, each prompt's last position) beyond its flops and bytes:
+    # vLLM's per-request work in a step (sampling over the vocabulary, logits processing, the request's
+    # inputs and metadata, attention's per-sequence setup); time added to the step, energy beside the
+    # dynamic terms. 0 in models without it (the plain datasheet, measured profiles).
+    seq_s: float = 0.0
+    e_seq_j: float = 0.0
     # Tensor parallelism's all-reduce (`allreduce_s`): message sizes (bytes) and times (s) measured on this
     # GPU type at this TP degree, and the bytes per second a message beyond the largest one adds; (): none.
     allreduce: tuple = ()
@@ -168,8 +174,9 @@ def allreduce_s(device: DeviceModel, message_bytes):
 
 REFERENCE_GPU = "h100_sxm"  # the GPU whose calibration others take by transfer
 # What a calibration fits: per-step overhead, attention's share of peak bandwidth, static power while busy,
-# energy per flop, per weight byte streamed and per KV-cache byte read.
-PHYSICAL = ("overhead_s", "kv_bw_fraction", "p_static_w", "e_flop_pj", "e_byte_pj", "e_kv_byte_pj")
+# energy per flop and per byte (a weight streamed or a KV-cache byte read: one HBM byte), and the time and
+# energy of each sampled position's per-request work (`DeviceModel.seq_s`, `e_seq_j`).
+PHYSICAL = ("overhead_s", "kv_bw_fraction", "p_static_w", "e_flop_pj", "e_byte_pj", "seq_s", "e_seq_mj")
 
 
 MIB = 2.0 ** 20
@@ -219,19 +226,25 @@ def physical(gpu: str, params: dict, flop_fraction: float, bw_fraction: float, m
         overhead_s=params["overhead_s"], e_flop_j=params["e_flop_pj"] * 1e-12, e_byte_j=params["e_byte_pj"] * 1e-12,
         p0_w=params["p_static_w"] * tp, idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp,
         devices=tp, kv_bytes_per_s=bw * params["kv_bw_fraction"] * tp, power_cap_w=float(row.tdp_w) * tp,
-        e_kv_byte_j=params["e_kv_byte_pj"] * 1e-12, allreduce=comm)
+        # A calibration made before KV bytes were tied to streamed bytes keeps its own KV energy and has no
+        # per-sequence terms.
+        e_kv_byte_j=params.get("e_kv_byte_pj", params["e_byte_pj"]) * 1e-12, allreduce=comm,
+        seq_s=params.get("seq_s", 0.0), e_seq_j=params.get("e_seq_mj", 0.0) * 1e-3)
 
 
 def transfer(params: dict, source_gpu: str, gpu: str) -> dict:
-    """A calibration carried to another GPU type: overhead and KV-bandwidth share kept; static power
-    scaled by TDP, energy per flop and per byte so that power at full rate scales by TDP too."""
+    """A calibration carried to another GPU type: overhead, per-sequence time and KV-bandwidth share kept;
+    static power and per-sequence energy scaled by TDP, energy per flop and per byte so that power at
+    full rate scales by TDP too."""
     src, dst = embodied.gpus().loc[source_gpu], embodied.gpus().loc[gpu]
     tdp = float(dst.tdp_w) / float(src.tdp_w)
-    return {**params, "p_static_w": params["p_static_w"] * tdp,
+    per_seq = {"e_seq_mj": params["e_seq_mj"] * tdp} if "e_seq_mj" in params else {}
+    kv = ({"e_kv_byte_pj": params["e_kv_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s)}
+          if "e_kv_byte_pj" in params else {})
+    return {**params, **per_seq, **kv, "p_static_w": params["p_static_w"] * tdp,
             "e_flop_pj": (params["e_flop_pj"] * tdp * float(src.peak_bf16_tflop_per_s)
                           / float(dst.peak_bf16_tflop_per_s)),
-            "e_byte_pj": params["e_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s),
-            "e_kv_byte_pj": params["e_kv_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s)}
+            "e_byte_pj": params["e_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s)}
 
 
 def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
@@ -247,8 +260,8 @@ def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
         measured = fractions(gpu)
         flop_fraction, bw_fraction = measured[:2] if measured else (fixed["flop_fraction"], fixed["bw_fraction"])
         method = (f"model:datasheet+calibrated:{cal['source']} (transfer from {REFERENCE_GPU}: its KV-bandwidth share "
-                  f"and per-step overhead, {'this GPU' if measured else 'its'} measured achievable fractions, "
-                  "static power and per-op energies scaled by TDP)")
+                  f"and per-step and per-sequence times, {'this GPU' if measured else 'its'} measured achievable "
+                  "fractions, static power, per-sequence and per-op energies scaled by TDP)")
         return physical(gpu, transfer(cal["params"], REFERENCE_GPU, gpu), flop_fraction, bw_fraction, method, tp)
     row = embodied.gpus().loc[gpu]
     rate, bw = float(row.peak_bf16_tflop_per_s) * 1e12 * tp, float(row.memory_gb_per_s) * 1e9 * tp

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 NO_PAGE_LIMIT = 1 << 60
 # The step model's coefficients, in this order (`coefficients`).
 COEF = ("f_tok", "f_samp", "f_pair", "f_ctx", "b_step", "b_ctx", "b_new", "rate", "bw", "kv_bw", "overhead",
-        "e_flop", "e_byte", "p0", "e_kv_extra", "headroom_w")
+        "e_flop", "e_byte", "p0", "e_kv_extra", "headroom_w", "seq_s", "e_seq")
 
 
 @functools.cache
@@ -79,7 +79,7 @@ def coefficients(cost) -> np.ndarray:
                      cost.bytes_per_new_token, d.flop_per_s, d.bytes_per_s, d.kv_bytes_per_s or 0.0, d.overhead_s,
                      d.e_flop_j, d.e_byte_j, d.p0_w,
                      (d.e_kv_byte_j - d.e_byte_j) * cost.bytes_per_context_token if d.e_kv_byte_j else 0.0,
-                     d.power_cap_w - d.p0_w], float)
+                     d.power_cap_w - d.p0_w, d.seq_s, d.e_seq_j], float)
 
 
 def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs, c, comm_sizes, comm_times,
@@ -89,6 +89,7 @@ def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs
     b_step, b_ctx, b_new = c[4], c[5], c[6]
     rate, bw, kv_bw, overhead = c[7], c[8], c[9], c[10]
     e_flop, e_byte, p0, e_kv_extra, headroom_w = c[11], c[12], c[13], c[14], c[15]
+    seq_s, e_seq = c[16], c[17]
     tokens = new_tokens + decode_tokens
     sampled = decode_tokens + prefill_seqs
     flops = f_tok * tokens + f_samp * sampled + f_pair * prefill_pairs + f_ctx * context_tokens
@@ -101,9 +102,13 @@ def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs
     else:
         flop_s, byte_s = flops / rate, nbytes / bw
         t = (flop_s if flop_s > byte_s else byte_s) + overhead
+    if seq_s != 0.0:
+        t = t + seq_s * sampled
     dynamic_j = e_flop * flops + e_byte * nbytes
     if e_kv_extra != 0.0:
         dynamic_j = dynamic_j + e_kv_extra * context_tokens
+    if e_seq != 0.0:
+        dynamic_j = dynamic_j + e_seq * sampled
     capped_s = dynamic_j / headroom_w
     if capped_s > t:
         t = capped_s
@@ -427,7 +432,8 @@ def run(arrivals: list, prompts: list, outputs: list, online: np.ndarray, cost, 
 def _probe_cost():
     """A step model of ones: enough to compile the loop for `warm`."""
     device = SimpleNamespace(flop_per_s=1.0, bytes_per_s=1.0, kv_bytes_per_s=0.0, overhead_s=0.0, e_flop_j=0.0,
-                             e_byte_j=0.0, e_kv_byte_j=0.0, p0_w=0.0, power_cap_w=math.inf, idle_w=0.0, allreduce=())
+                             e_byte_j=0.0, e_kv_byte_j=0.0, p0_w=0.0, power_cap_w=math.inf, idle_w=0.0, allreduce=(),
+                             seq_s=0.0, e_seq_j=0.0)
     return SimpleNamespace(flop_per_token=1.0, flop_per_sampled_token=0.0, flop_per_prefill_pair=0.0,
                            flop_per_context_token=0.0, bytes_per_step=1.0, bytes_per_context_token=0.0,
                            bytes_per_new_token=0.0, allreduces_per_step=0, allreduce_bytes_per_token=0.0, device=device)

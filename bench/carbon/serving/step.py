@@ -9,7 +9,8 @@ attend to, and hold the KV of, at most their window, which the simulator counts 
 pairs it passes; a tensor-parallel replica adds two all-reduces of each token's hidden state per
 layer where its GPU type has a measured all-reduce table, `device.allreduce_s`);
 time = max(flops / rate, bytes / bandwidth) + overhead, energy = e_flop x flops + e_byte x bytes
-+ P_0 x time (the energy roofline of `bench.profile.curves`). A device model with measured parts
++ P_0 x time (the energy roofline of `bench.profile.curves`); a calibrated device adds each sampled
+position's per-request work (`DeviceModel.seq_s`, `e_seq_j`) to both. A device model with measured parts
 (`DeviceModel.parts`, `device.from_parts`) composes the step from them instead (`composed.py`). A
 device with a KV-cache bandwidth of its own (`DeviceModel.kv_bytes_per_s`, the calibrated datasheet
 models) times the linear layers and attention apart (`split_step_s`); a device with a power cap
@@ -84,14 +85,19 @@ class StepCost:
                  + self.flop_per_context_token * context_tokens)
         nbytes = (self.bytes_per_step + self.bytes_per_context_token * context_tokens
                   + self.bytes_per_new_token * (new_tokens + decode_tokens))
+        sampled = decode_tokens + prefill_seqs
         if d.kv_bytes_per_s:
             t = split_step_s(self, new_tokens + decode_tokens, prefill_pairs, context_tokens,
-                             decode_tokens + prefill_seqs) + d.overhead_s
+                             sampled) + d.overhead_s
         else:
             t = _max(flops / d.flop_per_s, nbytes / d.bytes_per_s) + d.overhead_s
+        if d.seq_s:  # each sampled position's per-request work
+            t = t + d.seq_s * sampled
         dynamic_j = d.e_flop_j * flops + d.e_byte_j * nbytes
         if d.e_kv_byte_j:  # KV-cache reads cost their own energy per byte
             dynamic_j = dynamic_j + (d.e_kv_byte_j - d.e_byte_j) * self.bytes_per_context_token * context_tokens
+        if d.e_seq_j:
+            dynamic_j = dynamic_j + d.e_seq_j * sampled
         # At the board's power limit the clocks drop and the step takes as long as the limit allows (no cap: 0 s);
         # then the replica's GPUs exchange each layer's activations twice (all-reduce), at static power.
         t = _max(t, dynamic_j / (d.power_cap_w - d.p0_w)) + comm_s
@@ -122,6 +128,7 @@ class StepCost:
         rate, bw, kv_bw, overhead = d.flop_per_s, d.bytes_per_s, d.kv_bytes_per_s, d.overhead_s
         e_flop, e_byte, p0 = d.e_flop_j, d.e_byte_j, d.p0_w
         e_kv_extra = (d.e_kv_byte_j - d.e_byte_j) * b_ctx if d.e_kv_byte_j else 0.0
+        seq_s, e_seq = d.seq_s, d.e_seq_j
         headroom_w = d.power_cap_w - d.p0_w
 
         def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
@@ -138,9 +145,13 @@ class StepCost:
             else:
                 flop_s, byte_s = flops / rate, nbytes / bw
                 t = (flop_s if flop_s > byte_s else byte_s) + overhead
+            if seq_s:
+                t = t + seq_s * sampled
             dynamic_j = e_flop * flops + e_byte * nbytes
             if e_kv_extra:
                 dynamic_j = dynamic_j + e_kv_extra * context_tokens
+            if e_seq:
+                dynamic_j = dynamic_j + e_seq * sampled
             capped_s = dynamic_j / headroom_w
             if capped_s > t:
                 t = capped_s

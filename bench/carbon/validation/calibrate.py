@@ -1,24 +1,29 @@
 """Calibration of a datasheet device model's physical parameters against measured servers.
 
-Six parameters per GPU type (`serving.device.PHYSICAL`), none per LLM: the per-step overhead (s),
-the share of peak HBM bandwidth attention's KV-cache reads achieve, static power while busy (W), and
-energy per flop, per weight byte streamed and per KV-cache byte read (pJ). Fixed, not fitted: the
+Seven parameters per GPU type (`serving.device.PHYSICAL`), none per LLM: the per-step overhead (s),
+the share of peak HBM bandwidth attention's KV-cache reads achieve, static power while busy (W),
+energy per flop and per HBM byte (pJ; a weight streamed and a KV-cache byte read cost the same), and
+the time (s) and energy (mJ) of each sampled position's per-request work. Fixed, not fitted: the
 achievable flop and weight-streaming fractions measured by this project (`data/ceilings.csv`) and
-the TDP as power cap. The fit
-(`scipy.optimize.least_squares`, bounded) minimises the log ratios of predicted to measured energy
-per output token and p90 inter-token latency, and of average power where the file has it (power
-and latency pin down how energy splits into time and watts), over the replayed schedules. It
-reports its residuals in-sample and leave-one-out (each row predicted by a fit without it).
+the TDP as power cap. The fit (`scipy.optimize.least_squares`, bounded) minimises the log ratios of
+predicted to measured energy per output token and p90 inter-token latency, and of average power where
+the file has it (power and latency pin down how energy splits into time and watts), over the replayed
+schedules. It reports its residuals in-sample and leave-one-out (each row predicted by a fit without it).
 
 Where this project has measured the GPU type's power on two kernels (`data/power_anchors.csv`: a
 compute-bound prefill and a bandwidth-bound decode, NVML energy counter), energy per flop and per
-streamed byte are not fitted but solved from them: given the static power, the two linear
-equations P = P_0 + e_flop x flop rate + e_byte x byte rate of the two kernels fix both (the decode
-kernel's contiguous KV read standing for streaming), and four parameters are fitted. The reason:
-one model's sweep cannot tell energy per flop from energy per KV byte (at every max batch its
-requests have about the same context, so flops and KV reads per step grow together); fitted freely
-on Llama-3.1-8B they came out 0.43 pJ and 519 pJ, and a model with longer outputs was overpredicted
-by up to 25%. Energy per KV byte stays fitted (vLLM's paged attention is not the anchor's kernel).
+byte are not fitted but solved from them: given the static power, the two linear equations
+P = P_0 + e_flop x flop rate + e_byte x byte rate of the two kernels fix both, and five parameters
+are fitted.
+
+Why KV bytes cost a streamed byte's energy and the rest of what grows with the batch is per
+sequence: one model's sweep cannot tell energy per KV byte from energy per running request (at every
+max batch its requests have about the same context, so KV reads and requests per step grow
+together). Fitted as a KV-byte energy on Llama-3.1-8B (422 pJ, three times a streamed byte's), it
+charged models with more KV per request (Gemma-3-12B: 3x Llama's bytes per token; Qwen3: longer
+outputs) for work they do not do: held against ML.ENERGY's servers of four other models on the same
+H100, Gemma-3-12B's energy was overpredicted by up to 29% and Qwen3-14B's by 22%; with the KV byte
+priced as an HBM byte and a per-sequence term, at most 15% (results/validate/README.md).
 """
 from __future__ import annotations
 
@@ -35,11 +40,11 @@ from bench.carbon.serving.step import StepCost
 from bench.carbon.validation.replay import Prediction, Schedule, predict
 
 X0 = {"overhead_s": 2e-3, "kv_bw_fraction": 0.55, "p_static_w": 250.0, "e_flop_pj": 1.0, "e_byte_pj": 100.0,
-      "e_kv_byte_pj": 100.0}
+      "seq_s": 1e-5, "e_seq_mj": 5.0}
 SCALE = {"overhead_s": 1e-3, "kv_bw_fraction": 0.1, "p_static_w": 100.0, "e_flop_pj": 1.0, "e_byte_pj": 30.0,
-         "e_kv_byte_pj": 30.0}
+         "seq_s": 1e-5, "e_seq_mj": 5.0}
 LOW = {"overhead_s": 0.0, "kv_bw_fraction": 0.05, "p_static_w": 0.0, "e_flop_pj": 0.0, "e_byte_pj": 0.0,
-       "e_kv_byte_pj": 0.0}
+       "seq_s": 0.0, "e_seq_mj": 0.0}
 
 
 ANCHORS = devices.embodied.DATA / "power_anchors.csv"
@@ -68,7 +73,7 @@ def anchored(params: dict, anchor: pd.DataFrame) -> dict:
 def high(gpu: str) -> dict:
     tdp = float(devices.embodied.gpus().loc[gpu, "tdp_w"])
     return {"overhead_s": 0.05, "kv_bw_fraction": 1.0, "p_static_w": 0.98 * tdp, "e_flop_pj": 20.0, "e_byte_pj": 2000.0,
-            "e_kv_byte_pj": 2000.0}
+            "seq_s": 1e-3, "e_seq_mj": 100.0}
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Calibration:
         return {"gpu": self.gpu, "source": self.source, "label": self.label, "params": self.params,
                 "fixed": {"flop_fraction": self.flop_fraction, "bw_fraction": self.bw_fraction,
                           "power_cap": "the GPU's TDP (data/gpus.csv)",
+                          "e_kv_byte": "a streamed byte's (e_byte_pj): one HBM byte",
                           "fractions_source": (devices.fractions(self.gpu) or (0, 0, "the reference GPU's"))[2]},
                 "fit": "scipy.optimize.least_squares, bounded, on log(predicted / measured) of energy per output "
                        "token, p90 ITL and average power per row",

@@ -338,13 +338,15 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     ctx.setting = plan.setting_of(run.inputs, run.capacities, run.demand)
     hosts = {k: v for k, v in run.host_capacity.items()}
     econ_of = lambda pillars: plan.economics_for(run.inputs, hosts, pillars)  # noqa: E731
-    adopted = plan.adopt_better(failed, run.plans[1:] + run.ablation, ctx, econ_of)
+    # Every donor derated, so the adopted plan's own flag is told from a copied one whatever the run solved.
+    donors = [dataclasses.replace(p, derated=True) for p in run.plans[1:] + run.ablation]
+    adopted = plan.adopt_better(failed, donors, ctx, econ_of)
     assert adopted.feasible and adopted.name == "carbon-optimal" and "adopted" in adopted.notes[-1]
     # Its own solve's notes, said to be of the plan it replaced (not the adopted plan's read as its own).
     assert adopted.notes[:-1] == ["its own MILP plan, not the one reported: " + "; ".join(failed.notes)]
     feasible = [p for p in run.plans[1:] + run.ablation if p.feasible]
     assert adopted.total_kg <= min(p.total_kg for p in feasible) + 1e-9  # counted with all pillars on, never worse
-    donor_of = {p.name: p for p in run.plans[1:] + run.ablation}
+    donor_of = {p.name: p for p in donors}
     source = donor_of[adopted.notes[-1].split("the ")[1].split(" plan,")[0].removesuffix(plan.OWN_MILP)]
 
     def modelled(p) -> float:  # the MILP's figure of a plan's schedule under the carbon plan's pillars

@@ -22,7 +22,7 @@ def test_a_small_batch_decode_step_takes_the_weights_it_streams_at_the_calibrate
     for key in ("qwen3_0_6b", "qwen3_8b", "qwen3_32b"):
         m = serving.PRESETS[key]
         t, _ = serving.StepCost.of(m, dev).time_energy(0.0, 0.0, 1.0, 1.0, 0.0)  # one request, one cached token
-        busy[key] = t - dev.overhead_s
+        busy[key] = t - dev.overhead_s - dev.seq_s  # less the step's and its one request's overheads
         assert busy[key] == pytest.approx(m.streamed_bytes_per_step / dev.bytes_per_s, rel=0.02), key
     # 32B streams 8.6x the bytes of 0.6B...: the busy time follows, the per-step overhead does not.
     assert busy["qwen3_32b"] / busy["qwen3_0_6b"] == pytest.approx(

@@ -17,8 +17,8 @@ MODEL = serving.PRESETS["llama3_8b"]
 CONF = measurements.ValidateConf(num_requests=96, prompt_mean_tokens=200.0)
 # On the H100's power anchors: at 220 W static, energy per flop and per streamed byte are what its two
 # measured kernels say (about 0.80 pJ and 118 pJ), as a calibration of the H100 has them.
-KNOWN = calibrate.anchored({"overhead_s": 2.5e-3, "kv_bw_fraction": 0.5, "p_static_w": 220.0, "e_kv_byte_pj": 300.0},
-                           calibrate.anchors("h100_sxm"))
+KNOWN = calibrate.anchored({"overhead_s": 2.5e-3, "kv_bw_fraction": 0.5, "p_static_w": 220.0, "seq_s": 2e-5,
+                            "e_seq_mj": 10.0}, calibrate.anchors("h100_sxm"))
 
 
 def known_device(tp: int = 1) -> serving.DeviceModel:
@@ -66,7 +66,7 @@ def test_a_synthetic_measurement_file_is_recovered_by_the_calibration(with_ancho
     cal = calibrate.fit(MODEL, "h100_sxm", rows, scheds, "synthetic")
     assert cal.anchored == with_anchors
     assert cal.residuals[["energy_rel_error", "p90_itl_rel_error"]].abs().max().max() < 0.01
-    for name in ("overhead_s", "kv_bw_fraction", "p_static_w"):
+    for name in ("overhead_s", "kv_bw_fraction", "p_static_w", "seq_s", "e_seq_mj"):
         assert cal.params[name] == pytest.approx(KNOWN[name], rel=0.1), name
     assert cal.label == "model:datasheet+calibrated:synthetic"
 
@@ -92,6 +92,26 @@ def test_a_transfer_keeps_overhead_and_scales_power_by_tdp():
     assert moved["p_static_w"] == pytest.approx(220.0 * 1000 / 700)
     # power at full rate scales with TDP: e_flop x peak rate
     assert moved["e_flop_pj"] * 2250 == pytest.approx(KNOWN["e_flop_pj"] * 989 * 1000 / 700)
+    # each request's work takes as long and draws power scaled by TDP
+    assert moved["seq_s"] == KNOWN["seq_s"] and moved["e_seq_mj"] == pytest.approx(10.0 * 1000 / 700)
+    assert "e_kv_byte_pj" not in moved  # a KV byte stays a streamed byte
+
+
+def test_a_sampled_position_adds_its_time_and_energy_and_a_kv_byte_costs_a_streamed_byte():
+    dev = known_device()
+    assert dev.e_kv_byte_j == dev.e_byte_j and dev.seq_s == 2e-5 and dev.e_seq_j == pytest.approx(0.01)
+    bare = dataclasses.replace(dev, seq_s=0.0, e_seq_j=0.0)
+    work = (512.0, 512 * 513 / 2, 24.0, 24 * 900.0, 2.0)  # two prompts prefilled, 24 decodes: 26 sampled
+    (t, e), (t0, e0) = (serving.StepCost.of(MODEL, d).time_energy(*work) for d in (dev, bare))
+    assert t - t0 == pytest.approx(26 * 2e-5) and e - e0 == pytest.approx(26 * (0.01 + dev.p0_w * 2e-5))
+
+
+def test_a_calibration_from_before_the_per_sequence_terms_keeps_its_kv_energy():
+    old = {k: v for k, v in KNOWN.items() if k not in ("seq_s", "e_seq_mj")} | {"e_kv_byte_pj": 300.0}
+    dev = devices.physical("h100_sxm", old, 0.71, 0.92, "old", 1)
+    assert dev.e_kv_byte_j == pytest.approx(300e-12) and dev.seq_s == 0.0 and dev.e_seq_j == 0.0
+    assert devices.transfer(old, "h100_sxm", "b200")["e_kv_byte_pj"] == pytest.approx(
+        300.0 * 1000 / 700 * 3350 / 8000)
 
 
 def test_the_shipped_h100_calibration_is_the_default_and_labelled():
