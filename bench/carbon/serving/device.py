@@ -226,9 +226,13 @@ def physical(gpu: str, params: dict, flop_fraction: float, bw_fraction: float, m
         overhead_s=params["overhead_s"], e_flop_j=params["e_flop_pj"] * 1e-12, e_byte_j=params["e_byte_pj"] * 1e-12,
         p0_w=params["p_static_w"] * tp, idle_w=float(row.idle_w) * tp, memory_bytes=memory_bytes(gpu) * tp,
         devices=tp, kv_bytes_per_s=bw * params["kv_bw_fraction"] * tp, power_cap_w=float(row.tdp_w) * tp,
-        # A calibration made before KV bytes were tied to streamed bytes keeps its own KV energy and has no
-        # per-sequence terms.
-        e_kv_byte_j=params.get("e_kv_byte_pj", params["e_byte_pj"]) * 1e-12, allreduce=comm,
+        # A KV byte costs a streamed byte's energy (0: the same); a calibration made before that keeps its
+        # own KV energy and has no per-sequence terms.
+        e_kv_byte_j=params["e_kv_byte_pj"] * 1e-12 if "e_kv_byte_pj" in params else 0.0, allreduce=comm,
+        # Per request, per replica: not multiplied by a tensor-parallel replica's GPUs (fitted on one GPU, it
+        # is not known how the work splits over them; counted on each GPU, it overpredicted ML.ENERGY's 4-GPU
+        # Llama-3.1-70B by up to 19% in energy and, through the power cap, 45% in ITL; per replica its 2-GPU
+        # servers read up to 18% low: README).
         seq_s=params.get("seq_s", 0.0), e_seq_j=params.get("e_seq_mj", 0.0) * 1e-3)
 
 
@@ -259,9 +263,11 @@ def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
                             f"model:datasheet+calibrated:{cal['source']}", tp)
         measured = fractions(gpu)
         flop_fraction, bw_fraction = measured[:2] if measured else (fixed["flop_fraction"], fixed["bw_fraction"])
+        per_seq = "seq_s" in cal["params"]  # (a calibration made before the per-sequence terms has none)
         method = (f"model:datasheet+calibrated:{cal['source']} (transfer from {REFERENCE_GPU}: its KV-bandwidth share "
-                  f"and per-step and per-sequence times, {'this GPU' if measured else 'its'} measured achievable "
-                  "fractions, static power, per-sequence and per-op energies scaled by TDP)")
+                  f"and per-step{' and per-sequence' if per_seq else ''} times, {'this GPU' if measured else 'its'} "
+                  f"measured achievable fractions, static power{', per-sequence' if per_seq else ''} and per-op "
+                  "energies scaled by TDP)")
         return physical(gpu, transfer(cal["params"], REFERENCE_GPU, gpu), flop_fraction, bw_fraction, method, tp)
     row = embodied.gpus().loc[gpu]
     rate, bw = float(row.peak_bf16_tflop_per_s) * 1e12 * tp, float(row.memory_gb_per_s) * 1e9 * tp

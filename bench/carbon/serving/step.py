@@ -94,7 +94,7 @@ class StepCost:
         if d.seq_s:  # each sampled position's per-request work
             t = t + d.seq_s * sampled
         dynamic_j = d.e_flop_j * flops + d.e_byte_j * nbytes
-        if d.e_kv_byte_j:  # KV-cache reads cost their own energy per byte
+        if d.e_kv_byte_j:  # KV-cache reads at their own energy per byte (a calibration from before they cost a streamed byte's)
             dynamic_j = dynamic_j + (d.e_kv_byte_j - d.e_byte_j) * self.bytes_per_context_token * context_tokens
         if d.e_seq_j:
             dynamic_j = dynamic_j + d.e_seq_j * sampled

@@ -231,7 +231,7 @@ def _assert_same(run, full, name: str) -> None:
             assert a == b or (a != a and b != b), (name, f.name)
 
 
-@pytest.mark.parametrize("kind", ["roofline", "calibrated", "capped", "tensor_parallel"])
+@pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tensor_parallel"])
 def test_the_simulations_scalar_step_equals_the_step_model(kind):
     # The simulation's per-step closure must be the step model, term for term, on every path:
     # one roofline; linear layers and attention apart with their own KV bandwidth and energy; a
@@ -241,6 +241,8 @@ def test_the_simulations_scalar_step_equals_the_step_model(kind):
         else round_device()
     if kind == "capped":
         device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
+    if kind == "old_kv":  # a calibration from before KV bytes cost a streamed byte's: its own KV energy
+        device = dataclasses.replace(device, e_kv_byte_j=3 * device.e_byte_j)
     cost = serving.StepCost.of(serving.PRESETS["llama3_8b"], device)
     step = cost.scalar()
     rng = np.random.default_rng(1)
@@ -266,8 +268,8 @@ def _composed_cost():
     return serving.StepCost.of(MODEL, serving.from_parts(synthetic_parts.profile(), "fake", memory_bytes=1e12))
 
 
-@pytest.mark.parametrize("kind", ["roofline", "calibrated", "capped", "tp_table", "tp_ring", "window", "memory",
-                                  "window_memory", "horizon", "abort", "composed"])
+@pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tp_table", "tp_ring", "window",
+                                  "memory", "window_memory", "horizon", "abort", "composed"])
 def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, monkeypatch):
     # Decode-only stretches run in a tight loop or as arrays (`FAST_FORWARD`), and the whole loop runs
     # compiled where numba is there (`COMPILED`); every result must be the full per-step Python loop's
@@ -280,6 +282,8 @@ def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, mon
     device = round_device() if kind == "roofline" else serving.datasheet(gpu, tp)
     if kind == "capped":
         device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
+    if kind == "old_kv":  # (as above)
+        device = dataclasses.replace(device, e_kv_byte_j=3 * device.e_byte_j)
     if kind.endswith("memory"):  # room for about 40k tokens of KV (full-attention layers): preemptions
         device = dataclasses.replace(device, memory_bytes=model.weight_bytes + 40_000 * model.kv_bytes_per_token)
     cost = _composed_cost() if kind == "composed" else serving.StepCost.of(model, device)

@@ -61,7 +61,7 @@ def test_the_plain_datasheet_model_keeps_its_one_roofline():
 @pytest.mark.parametrize("with_anchors", [True, False])
 def test_a_synthetic_measurement_file_is_recovered_by_the_calibration(with_anchors, monkeypatch):
     rows, scheds = synthetic_rows()
-    if not with_anchors:  # a GPU type this project has no kernel power for: all six parameters fitted
+    if not with_anchors:  # a GPU type this project has no kernel power for: all seven parameters fitted
         monkeypatch.setattr(calibrate, "anchors", lambda gpu: None)
     cal = calibrate.fit(MODEL, "h100_sxm", rows, scheds, "synthetic")
     assert cal.anchored == with_anchors
@@ -99,11 +99,14 @@ def test_a_transfer_keeps_overhead_and_scales_power_by_tdp():
 
 def test_a_sampled_position_adds_its_time_and_energy_and_a_kv_byte_costs_a_streamed_byte():
     dev = known_device()
-    assert dev.e_kv_byte_j == dev.e_byte_j and dev.seq_s == 2e-5 and dev.e_seq_j == pytest.approx(0.01)
+    assert dev.e_kv_byte_j == 0.0 and dev.seq_s == 2e-5 and dev.e_seq_j == pytest.approx(0.01)  # 0: a streamed byte's
     bare = dataclasses.replace(dev, seq_s=0.0, e_seq_j=0.0)
     work = (512.0, 512 * 513 / 2, 24.0, 24 * 900.0, 2.0)  # two prompts prefilled, 24 decodes: 26 sampled
     (t, e), (t0, e0) = (serving.StepCost.of(MODEL, d).time_energy(*work) for d in (dev, bare))
     assert t - t0 == pytest.approx(26 * 2e-5) and e - e0 == pytest.approx(26 * (0.01 + dev.p0_w * 2e-5))
+    # Per request and per replica, whatever its GPUs (device.physical says why).
+    pair = known_device(tp=2)
+    assert pair.seq_s == dev.seq_s and pair.e_seq_j == dev.e_seq_j
 
 
 def test_a_calibration_from_before_the_per_sequence_terms_keeps_its_kv_energy():
