@@ -52,7 +52,7 @@ class PlanInputs:
     slo_scope: str = "hour"  # hour: the SLO holds in every hour; period: over the whole period
     routing: str = "round_robin"  # how an hour's requests are spread over the replicas (verify.py)
     workers: int = 0  # processes solving plans side by side (parallel.py): 0 one per core, 1 serially
-    solve_budget_s: float = 45.0  # MILP seconds per plan, its rounds together (`solve_verified`)
+    solve_budget_s: float = 35.0  # MILP seconds per plan, its rounds together (`solve_verified`; why: cli/schema.py)
 
 
 @dataclass

@@ -689,7 +689,8 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
     ctx = planning.Context(run.inputs, run.setting, run.demand, {})  # the default budget: not spent here
     check, ends, limits = _scripted_check([None, None], l4), [], []
     plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
-    assert "budget" not in plan_.notes[-1] and limits[0] == pytest.approx(min(milp.TIME_LIMIT_S, 45.0), abs=0.5)
+    assert "budget" not in plan_.notes[-1] and limits[0] == pytest.approx(
+        min(milp.TIME_LIMIT_S, run.inputs.solve_budget_s), abs=0.5)
 
 
 def _scripted_check(script: list, blamed: str):
