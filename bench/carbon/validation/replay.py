@@ -50,6 +50,9 @@ class Schedule:
     gap_to: np.ndarray
     window: tuple[int, int]  # steps [first, last) of the steady-state window
     preemptions: int
+    # False where the backlog is no larger than max_num_seqs + 1: ML.ENERGY's window (below) does not
+    # exist, and the whole run stands in for it, drain included (its mean batch falls as requests finish).
+    steady: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,12 @@ def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: Valida
     np.maximum.at(finished, token_request, token_step)
     k0 = int(np.sort(first_token)[min(b, n) - 1])
     k1 = int(np.sort(finished)[max(n - b - 1, 0) - 1]) if n - b - 1 > 0 else len(steps) - 1
+    steady = n - b - 1 > 0 and k1 > k0
     if k1 <= k0:  # too few requests for a steady state: the whole run
         k0, k1 = -1, len(steps) - 1
     return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3], steps[:, 4],
                     np.bincount(token_step, minlength=len(steps)).astype(float),
-                    token_step[:-1][same], token_step[1:][same], (k0 + 1, k1 + 1), res.preemptions)
+                    token_step[:-1][same], token_step[1:][same], (k0 + 1, k1 + 1), res.preemptions, steady)
 
 
 def predict(s: Schedule, cost: StepCost) -> Prediction:

@@ -88,6 +88,7 @@ def validate(conf: ValidateConf) -> Validation:
         t["predicted_power_w"] = [p.power_w for p in preds]
     t["num_gpus"] = rows["num_gpus"]
     t["preemptions_predicted"] = [s.preemptions for s in scheds]
+    t["steady_state_replayed"] = [s.steady for s in scheds]
     if cal is not None and "loo_energy_rel_error" in cal.residuals:
         t["loo_energy_rel_error"] = cal.residuals["loo_energy_rel_error"].to_numpy()
         t["loo_p90_itl_rel_error"] = cal.residuals["loo_p90_itl_rel_error"].to_numpy()
@@ -151,6 +152,14 @@ def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str
         lines.append("- **in-sample**: the device model was calibrated on this same file"
                      + ("; the `loo_*` columns predict each row from a calibration without it (leave-one-out)"
                         if v.calibration is not None else "; `validate.calibration=refit` adds a leave-one-out check"))
+    unsteady = t.loc[~t["steady_state_replayed"].astype(bool), "max_num_seqs"].tolist() \
+        if "steady_state_replayed" in t else []
+    if unsteady:
+        lines.append(f"- **not comparable** at max batch {', '.join(map(str, unsteady))}: the replay's backlog "
+                     "(`validate.num_requests`, or ML.ENERGY's count for the sweeps it knows) is no larger than the "
+                     "batch + 1, so the measured steady-state window does not exist in it; the whole run, drain "
+                     "included, stands in (its mean batch falls as requests finish). Set `validate.num_requests` "
+                     "to the count the measurement ran")
     if v.calibration is not None:
         lines.append("- parameters: " + ", ".join(f"{k} {val:.4g}" for k, val in v.calibration.params.items()))
     lines += ["", table_md(shown), "", "## Energy-optimal max batch under the SLO", ""]

@@ -182,3 +182,17 @@ def test_in_sample_means_the_rows_the_committed_calibration_was_fitted_on():
     assert not report.calibrated_on(dataclasses.replace(shipped, gpu="b200"), 1)  # taken by transfer
     assert not report.calibrated_on(dataclasses.replace(shipped, measurements="other.csv"), 1)
     assert not report.calibrated_on(dataclasses.replace(shipped, calibration="none"), 1)  # the plain datasheet model
+
+
+def test_a_batch_as_large_as_the_backlog_is_said_not_comparable(tmp_path):
+    # 96 requests at max batch 96: ML.ENERGY's window (from the batch's last first token to all but
+    # batch + 1 finished) does not exist in the replay; at max batch 4 it does.
+    rows, scheds = synthetic_rows(batches=(4, 96))
+    assert [s.steady for s in scheds] == [True, False]
+    rows["model_id"], rows["gpu_model"] = "synthetic", "H100"
+    path = tmp_path / "m.csv"
+    rows.to_csv(path, index=False)
+    v = report.validate(dataclasses.replace(CONF, measurements=str(path), model="llama3_8b", gpu="h100_sxm"))
+    assert v.table["steady_state_replayed"].tolist() == [True, False]
+    md = report.markdown(v, [0.05])
+    assert "**not comparable** at max batch 96:" in md and "at max batch 4," not in md
