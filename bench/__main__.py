@@ -15,11 +15,15 @@ def _task(argv: list[str]) -> str:
     return "measure"
 
 
-def _interrupted_line(argv: list[str]) -> str:
+def interrupted_line(argv: list[str]) -> str:
     """What was kept, in the task's terms. Every file is written whole or not at all (a temporary
     file renamed into place), so nothing half-written is left either way."""
     task = _task(argv)
     if task == "plan":
+        written = getattr(sys.modules.get("bench.tasks.plan"), "WRITTEN", None)
+        if written is not None:  # after the files, while the report printed
+            return (f"bench: interrupted after the plan was written ({written}, plans.csv beside it); "
+                    "only its printout was cut short.")
         return "bench: interrupted; the plan was not finished and plan.md was not written (it is written last)."
     if task in ("fit", "report"):
         return (f"bench: interrupted; the {task} may be incomplete (each file it wrote is whole). "
@@ -35,7 +39,7 @@ def _interrupted_while_importing(signum: int, frame: object) -> None:
     # A KeyboardInterrupt raised inside numpy's or scipy's import machinery can surface as a
     # different error (a RecursionError was seen); nothing has been measured yet, so say so and
     # leave at once.
-    os.write(2, (_interrupted_line(sys.argv[1:]) + "\n").encode())
+    os.write(2, (interrupted_line(sys.argv[1:]) + "\n").encode())
     os._exit(130)
 
 
@@ -51,13 +55,13 @@ def main() -> None:
         if not getattr(sys.modules.get("bench.cli.main"), "INTERRUPTED", False):
             raise
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print(_interrupted_line(sys.argv[1:]), file=sys.stderr)
+        print(interrupted_line(sys.argv[1:]), file=sys.stderr)
         raise SystemExit(130) from None
     except KeyboardInterrupt:
         # Clocks are already reset and the lock released (both unwind in `finally`); finished
         # points are on disk and the one in progress is not, so a rerun measures exactly the rest.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
-        print(_interrupted_line(sys.argv[1:]), file=sys.stderr)
+        print(interrupted_line(sys.argv[1:]), file=sys.stderr)
         raise SystemExit(130) from None
 
 

@@ -116,3 +116,26 @@ def test_ctrl_c_in_a_plan_says_it_wrote_nothing(tmp_path):
     assert proc.returncode == 130, err
     assert "plan was not finished and plan.md was not written" in err and "Traceback" not in err, err
     assert not (tmp_path / "plan" / "plan.md").exists()
+
+
+def test_a_swallowed_ctrl_c_stops_a_plan_before_it_writes_and_a_late_one_says_what_was_written(tmp_path, monkeypatch):
+    # A Ctrl-C raised inside a finaliser is swallowed (Python cannot raise it there) and only sets the
+    # entry's flag: the plan must still stop before its files, as the interrupted line says.
+    import types
+
+    import bench.__main__ as entry_module
+    from bench.cli import main as cli_main
+    from bench.tasks import plan as plan_task
+
+    monkeypatch.setattr(plan_task, "inputs_of", lambda cfg: None)
+    monkeypatch.setattr(plan_task.plan, "run", lambda inputs: object())
+    cfg = types.SimpleNamespace(plan=types.SimpleNamespace(report_dir=str(tmp_path)), results_dir=str(tmp_path))
+    monkeypatch.setattr(cli_main, "INTERRUPTED", True)
+    with pytest.raises(KeyboardInterrupt):
+        plan_task.run(cfg)
+    assert not list(tmp_path.iterdir()) and plan_task.WRITTEN is None
+    assert "plan.md was not written" in entry_module.interrupted_line(["task=plan"])
+    # Interrupted while the report printed, after its files: the line says they were written.
+    monkeypatch.setattr(plan_task, "WRITTEN", tmp_path / "plan.md")
+    line = entry_module.interrupted_line(["task=plan"])
+    assert line.startswith("bench: interrupted after the plan was written") and str(tmp_path / "plan.md") in line

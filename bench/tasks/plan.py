@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +52,23 @@ def measured_gpu_profiles(gpus: list[str], root: str) -> dict[str, Profile]:
     return out
 
 
+# The plan.md this process wrote, once it has: a Ctrl-C after it (while the report prints) is told apart.
+WRITTEN: Path | None = None
+
+
+def stop_if_interrupted() -> None:
+    """A Ctrl-C whose KeyboardInterrupt was swallowed on the way (raised inside a finaliser, where Python
+    cannot raise it: `bench.cli.main.on_unraisable`) has set the entry's flag: the plan stops here, before
+    it writes a file, as the interrupted line promises. (Read, not imported: tasks sit below the CLI.)"""
+    if getattr(sys.modules.get("bench.cli.main"), "INTERRUPTED", False):
+        raise KeyboardInterrupt
+
+
 def run(cfg: "BenchConf") -> dict[str, Any]:
+    global WRITTEN
+    WRITTEN = None
     result = plan.run(inputs_of(cfg))  # a PlanError (no plan can meet the SLO) is a refusal: one line, exit 3
+    stop_if_interrupted()
     out = Path(cfg.plan.report_dir or Path(cfg.results_dir) / "plan")
     pngs = plan_report.plots(result, out)
     text = plan_report.markdown(result, [p.name for p in pngs])
@@ -60,8 +76,10 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
                                              cfg.validate.itl_slo_s, measured=list(result.inputs.gpu_profiles))
     if section:
         text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
+    stop_if_interrupted()
     atomic_write_text(out / "plans.csv", plan_report.plans_csv(result).to_csv(index=False))
     atomic_write_text(out / "plan.md", text)
+    WRITTEN = out / "plan.md"
     print(text)
     print(f"wrote {out / 'plan.md'}, {out / 'plans.csv'} and {len(pngs)} plots")
     carbon = result.plans[0]
