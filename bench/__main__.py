@@ -25,7 +25,7 @@ def interrupted_line(argv: list[str]) -> str:
             return (f"bench: interrupted after the plan was written ({written}, plans.csv beside it); "
                     "only its printout was cut short.")
         return "bench: interrupted; the plan was not finished and plan.md was not written (it is written last)."
-    if task in ("fit", "report"):
+    if task in ("fit", "report", "validate"):
         return (f"bench: interrupted; the {task} may be incomplete (each file it wrote is whole). "
                 "Rerun the same command to redo it.")
     entry = sys.modules.get("bench.cli.main")  # absent when interrupted while importing it

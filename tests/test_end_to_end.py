@@ -135,6 +135,25 @@ def test_a_swallowed_ctrl_c_stops_a_plan_before_it_writes_and_a_late_one_says_wh
         plan_task.run(cfg)
     assert not list(tmp_path.iterdir()) and plan_task.WRITTEN is None
     assert "plan.md was not written" in entry_module.interrupted_line(["task=plan"])
+    # Swallowed while the report was composed (after the solve's check): still nothing written.
+    monkeypatch.setattr(cli_main, "INTERRUPTED", False)
+
+    def composed_then_interrupted(result, pngs):
+        cli_main.INTERRUPTED = True  # (monkeypatch restores it)
+        return "report"
+
+    monkeypatch.setattr(plan_task.plan_report, "plots", lambda result, out: [])
+    monkeypatch.setattr(plan_task.plan_report, "markdown", composed_then_interrupted)
+    monkeypatch.setattr(plan_task.validation_report, "plan_section", lambda *a, **k: [])
+    cfg.plan.validation_measurements, cfg.plan.model, cfg.plan.gpus = None, "m", []
+    cfg.validate = types.SimpleNamespace(itl_slo_s=0.05)
+    monkeypatch.setattr(plan_task, "inputs_of", lambda cfg: None)
+    monkeypatch.setattr(plan_task.plan, "run", lambda inputs: types.SimpleNamespace(inputs=types.SimpleNamespace(
+        gpu_profiles={})))
+    with pytest.raises(KeyboardInterrupt):
+        plan_task.run(cfg)
+    assert not (tmp_path / "plan.md").exists() and not (tmp_path / "plans.csv").exists()
+    assert "validate may be incomplete" in entry_module.interrupted_line(["task=validate"])
     # Interrupted while the report printed, after its files: the line says they were written.
     monkeypatch.setattr(plan_task, "WRITTEN", tmp_path / "plan.md")
     line = entry_module.interrupted_line(["task=plan"])

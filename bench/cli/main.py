@@ -77,7 +77,8 @@ def on_unraisable(hook):
     """A KeyboardInterrupt raised inside a callback Python cannot raise from (a weakref's, a
     finaliser's) is swallowed, with an 'Exception ignored ... Traceback' report: say nothing
     instead. The handler has set INTERRUPTED, which stops the run where it is next checked (a sweep
-    before its next point, `entry` when the task returns). Re-sending the signal would not help:
+    before its next point, a plan or a validation before it writes its files:
+    `bench.common.interrupt`, `entry` when the task returns). Re-sending the signal would not help:
     its handler would run inside this hook, and that raise is swallowed too."""
     def unraisable(info) -> None:
         if isinstance(info.exc_value, KeyboardInterrupt) and INTERRUPTED:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from bench.carbon.planning.pillars import Pillars
 from bench.carbon.serving.simulate import Slo
 from bench.carbon.validation import report as validation_report
 from bench.common.files import atomic_write_text
+from bench.common.interrupt import stop_if_interrupted
 from bench.profile import store
 from bench.profile.build import Profile
 
@@ -54,14 +54,6 @@ def measured_gpu_profiles(gpus: list[str], root: str) -> dict[str, Profile]:
 
 # The plan.md this process wrote, once it has: a Ctrl-C after it (while the report prints) is told apart.
 WRITTEN: Path | None = None
-
-
-def stop_if_interrupted() -> None:
-    """A Ctrl-C whose KeyboardInterrupt was swallowed on the way (raised inside a finaliser, where Python
-    cannot raise it: `bench.cli.main.on_unraisable`) has set the entry's flag: the plan stops here, before
-    it writes a file, as the interrupted line promises. (Read, not imported: tasks sit below the CLI.)"""
-    if getattr(sys.modules.get("bench.cli.main"), "INTERRUPTED", False):
-        raise KeyboardInterrupt
 
 
 def run(cfg: "BenchConf") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.carbon.validation import report
 from bench.common.files import atomic_write_text
+from bench.common.interrupt import stop_if_interrupted
 
 ASSUMPTIONS = ("prompt_mean_tokens", "prompt_sigma", "max_output_tokens", "max_num_batched_tokens",
                "max_model_len_tokens", "gpu_memory_utilization", "num_requests", "seed")
@@ -20,9 +21,11 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
     conf = cfg.validate
     out = Path(conf.out_dir or Path(cfg.results_dir) / "validate")
     v = report.validate(conf)
+    stop_if_interrupted()
     slos = [conf.itl_slo_s] + [s for s in conf.extra_itl_slos_s if s != conf.itl_slo_s]
     png = report.plot(v, out / "validate.png")
     text = report.markdown(v, slos, png.name)
+    stop_if_interrupted()
     atomic_write_text(out / "validate.csv", v.table.to_csv(index=False))
     atomic_write_text(out / "validate.md", text)
     if v.calibration is not None:
@@ -32,7 +35,7 @@ def run(cfg: "BenchConf") -> dict[str, Any]:
                           json.dumps(v.calibration.to_json(about), indent=1) + "\n")
     print(text)
     print(f"wrote {out / 'validate.md'}, {out / 'validate.csv'} and {png}")
-    t = v.table
+    t = report.comparable(v.table)  # (rows without a steady state in the replay are not compared)
     return {"validate_worst_energy_rel_error": float(t.energy_rel_error.abs().max()),
             "validate_worst_p90_itl_rel_error": float(t.p90_itl_rel_error.abs().max()),
             "validate_same_choice": (report.choice(t, conf.itl_slo_s, "measured")

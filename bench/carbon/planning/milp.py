@@ -800,7 +800,7 @@ BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, and each plan
 BLOCK_MIN_S = 2.0  # the least time a block of it gets
 # Past the plan's solving budget a pass still solves every block it needs, but in this much time all
 # told (at least PAST_BLOCK_MIN_S a block): at BLOCK_MIN_S a block, a carbon year's 53 week blocks
-# took 110-118 s a round past a 45 s budget (a week-long trace replayed over a year, 366 s in all).
+# took 110-118 s a round past a 45 s budget (the default then; a week-long trace replayed over a year, 366 s in all).
 PAST_PASS_S = 10.0
 PAST_BLOCK_MIN_S = 0.2
 LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges

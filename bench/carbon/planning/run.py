@@ -28,6 +28,14 @@ from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
 
 
+# Seconds of MILP solving one plan may take, its re-planning rounds together (`plan.solve_budget_s`).
+# 35 s: three plans that spend it share two cores' workers within the 120 s bar of a year. At 45 s a
+# diurnal day replayed over a year took 121.2 s on a slow day of this 2-core machine, at 35 s 102.4 s
+# with the same plans and gaps; the cost: the bursty year's carbon plan (fleet search stopped at its
+# budget) emits 4.2% more (results/planner_bench/, README).
+SOLVE_BUDGET_S = 35.0
+
+
 @dataclass
 class PlanInputs:
     model: ModelSpec
@@ -52,7 +60,7 @@ class PlanInputs:
     slo_scope: str = "hour"  # hour: the SLO holds in every hour; period: over the whole period
     routing: str = "round_robin"  # how an hour's requests are spread over the replicas (verify.py)
     workers: int = 0  # processes solving plans side by side (parallel.py): 0 one per core, 1 serially
-    solve_budget_s: float = 35.0  # MILP seconds per plan, its rounds together (`solve_verified`; why: cli/schema.py)
+    solve_budget_s: float = SOLVE_BUDGET_S  # MILP seconds per plan, its rounds together (`solve_verified`)
 
 
 @dataclass

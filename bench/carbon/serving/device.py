@@ -264,8 +264,9 @@ def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:
         measured = fractions(gpu)
         flop_fraction, bw_fraction = measured[:2] if measured else (fixed["flop_fraction"], fixed["bw_fraction"])
         per_seq = "seq_s" in cal["params"]  # (a calibration made before the per-sequence terms has none)
+        whose = "this GPU's" if measured else "its"
         method = (f"model:datasheet+calibrated:{cal['source']} (transfer from {REFERENCE_GPU}: its KV-bandwidth share "
-                  f"and per-step{' and per-sequence' if per_seq else ''} times, {'this GPU' if measured else 'its'} "
+                  f"and per-step{' and per-sequence' if per_seq else ''} times, {whose} "
                   f"measured achievable fractions, static power{', per-sequence' if per_seq else ''} and per-op "
                   "energies scaled by TDP)")
         return physical(gpu, transfer(cal["params"], REFERENCE_GPU, gpu), flop_fraction, bw_fraction, method, tp)

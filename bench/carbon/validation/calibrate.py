@@ -21,9 +21,10 @@ sequence: one model's sweep cannot tell energy per KV byte from energy per runni
 max batch its requests have about the same context, so KV reads and requests per step grow
 together). Fitted as a KV-byte energy on Llama-3.1-8B (422 pJ, three times a streamed byte's), it
 charged models with more KV per request (Gemma-3-12B: 3x Llama's bytes per token; Qwen3: longer
-outputs) for work they do not do: held against ML.ENERGY's servers of four other models on the same
-H100, Gemma-3-12B's energy was overpredicted by up to 28% and Qwen3-14B's by 21%; with the KV byte
-priced as an HBM byte and a per-sequence term, at most 15% (results/validate/README.md).
+outputs) for work they do not do: held against ML.ENERGY's servers of five other models on one
+H100 each, Gemma-3-12B's energy was overpredicted by up to 28% and Qwen3-14B's by 21%; with the KV
+byte priced as an HBM byte and a per-sequence term, at most 15% on one GPU (two-GPU servers read up to
+18% low; README.md).
 """
 from __future__ import annotations
 

@@ -50,8 +50,9 @@ class Schedule:
     gap_to: np.ndarray
     window: tuple[int, int]  # steps [first, last) of the steady-state window
     preemptions: int
-    # False where the backlog is no larger than max_num_seqs + 1: ML.ENERGY's window (below) does not
-    # exist, and the whole run stands in for it, drain included (its mean batch falls as requests finish).
+    # False where ML.ENERGY's window (module docstring) does not exist in the replay: a backlog no larger
+    # than max_num_seqs + 1, or one that drains before the batch fills. `window` then runs from the last
+    # admission (or the start) to the end, the drain included: not comparable with the measurement.
     steady: bool = True
 
 
@@ -127,7 +128,7 @@ def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: Valida
     k0 = int(np.sort(first_token)[min(b, n) - 1])
     k1 = int(np.sort(finished)[max(n - b - 1, 0) - 1]) if n - b - 1 > 0 else len(steps) - 1
     steady = n - b - 1 > 0 and k1 > k0
-    if k1 <= k0:  # too few requests for a steady state: the whole run
+    if k1 <= k0:  # the batch never fills before the drain: the whole run
         k0, k1 = -1, len(steps) - 1
     return Schedule(b, n, steps[:, 0], steps[:, 1], steps[:, 2], steps[:, 3], steps[:, 4],
                     np.bincount(token_step, minlength=len(steps)).astype(float),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.carbon import serving
@@ -60,10 +61,17 @@ def validate(conf: ValidateConf) -> Validation:
         scheds += list(zip(part.index, replay.schedules(model, device_for(conf.gpu, tp, "none"), conf.gpu, part, conf)))
     scheds = [s for _, s in sorted(scheds, key=lambda x: x[0])]
     cal = None
+    steady = np.array([s.steady for s in scheds])
     if conf.calibration == "refit":
         if len(tps) > 1:
             raise measurements.MeasurementsError("calibration=refit needs one num_gpus in the file")
-        cal = calibrate.fit(model, conf.gpu, rows, scheds, Path(conf.measurements).stem, tps[0], leave_one_out=True)
+        if not steady.any():
+            raise measurements.MeasurementsError("calibration=refit needs a row whose replay has a steady state "
+                                                 "(a backlog larger than its max batch + 1: validate.num_requests)")
+        # Fitted on the comparable rows only (its residuals and leave-one-out errors are of those rows).
+        cal = calibrate.fit(model, conf.gpu, rows[steady].reset_index(drop=True),
+                            [s for s, k in zip(scheds, steady) if k], Path(conf.measurements).stem, tps[0],
+                            leave_one_out=True)
     preds, methods = [], []
     for (_, row), s in zip(rows.iterrows(), scheds):
         tp = int(row["num_gpus"])
@@ -90,8 +98,9 @@ def validate(conf: ValidateConf) -> Validation:
     t["preemptions_predicted"] = [s.preemptions for s in scheds]
     t["steady_state_replayed"] = [s.steady for s in scheds]
     if cal is not None and "loo_energy_rel_error" in cal.residuals:
-        t["loo_energy_rel_error"] = cal.residuals["loo_energy_rel_error"].to_numpy()
-        t["loo_p90_itl_rel_error"] = cal.residuals["loo_p90_itl_rel_error"].to_numpy()
+        for c in ("loo_energy_rel_error", "loo_p90_itl_rel_error"):  # NaN where a row was not fitted
+            t[c] = np.nan
+            t.loc[steady, c] = cal.residuals[c].to_numpy()
     t["method"] = methods
     label = ", ".join(sorted({str(v) for v in rows.get("model_id", pd.Series(["?"])).unique()}))
     gpus = ", ".join(sorted({str(v) for v in rows.get("gpu_model", pd.Series(["?"])).unique()}))
@@ -114,8 +123,16 @@ def validate(conf: ValidateConf) -> Validation:
     return Validation(t, methods[0], cal, source, conf.model, conf.gpu, mismatch)
 
 
+def comparable(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose replay had a steady-state window (`steady_state_replayed`): the only ones the
+    worst errors and the SLO choices are of."""
+    return t[t["steady_state_replayed"].astype(bool)] if "steady_state_replayed" in t else t
+
+
 def choice(t: pd.DataFrame, slo_s: float, which: str) -> int | None:
-    """The max batch with the least energy per token whose p90 ITL meets the SLO (`which`: measured or predicted)."""
+    """The max batch with the least energy per token whose p90 ITL meets the SLO (`which`: measured or
+    predicted), among the comparable rows."""
+    t = comparable(t)
     ok = t[t[f"{which}_p90_itl_s"] <= slo_s]
     return None if ok.empty else int(ok.loc[ok[f"{which}_energy_per_token_j"].idxmin(), "max_num_seqs"])
 
@@ -138,7 +155,8 @@ def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str
     for c in shown.columns:
         if c.endswith("rel_error"):
             shown[c] = shown[c].map(lambda x: f"{x:+.1%}")
-    worst_e, worst_t = t.energy_rel_error.abs().max(), t.p90_itl_rel_error.abs().max()
+    kept = comparable(t)
+    worst_e, worst_t = kept.energy_rel_error.abs().max(), kept.p90_itl_rel_error.abs().max()
     title = (f"# Sensitivity, not a validation: {v.model} on {v.gpu} ({v.mismatch})" if v.mismatch
              else f"# Validation: {v.model} on {v.gpu}")
     lines = [title, "",
@@ -147,19 +165,20 @@ def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str
              ("- predicted: the serving simulator replaying each configuration as it ran (a backlog queued at once, "
               "the same max batch, vLLM's token budget and memory share, paged KV with preemption); workload "
               "assumptions in `validate.*` (prompt lengths are not in the file)"),
-             f"- worst |error|: energy per token {worst_e:.1%}, p90 ITL {worst_t:.1%} (predicted / measured - 1)"]
+             f"- worst |error|: energy per token {worst_e:.1%}, p90 ITL {worst_t:.1%} (predicted / measured - 1; "
+             "comparable rows)"]
     if "in-sample" in v.method:
         lines.append("- **in-sample**: the device model was calibrated on this same file"
                      + ("; the `loo_*` columns predict each row from a calibration without it (leave-one-out)"
                         if v.calibration is not None else "; `validate.calibration=refit` adds a leave-one-out check"))
-    unsteady = t.loc[~t["steady_state_replayed"].astype(bool), "max_num_seqs"].tolist() \
-        if "steady_state_replayed" in t else []
+    unsteady = t.loc[~t["steady_state_replayed"], "max_num_seqs"].tolist()
     if unsteady:
-        lines.append(f"- **not comparable** at max batch {', '.join(map(str, unsteady))}: the replay's backlog "
-                     "(`validate.num_requests`, or ML.ENERGY's count for the sweeps it knows) is no larger than the "
-                     "batch + 1, so the measured steady-state window does not exist in it; the whole run, drain "
-                     "included, stands in (its mean batch falls as requests finish). Set `validate.num_requests` "
-                     "to the count the measurement ran")
+        lines.append(f"- **not comparable** at max batch {', '.join(map(str, unsteady))}: the replay has no "
+                     "steady-state window as ML.ENERGY defines it (its backlog, `validate.num_requests` or "
+                     "ML.ENERGY's count for the sweeps it knows, is too small for this batch), so it is measured "
+                     "from the last admission to the end, the drain included; these rows are left out of the worst "
+                     "errors, the SLO choices and a refit. Set `validate.num_requests` to the count the "
+                     "measurement ran")
     if v.calibration is not None:
         lines.append("- parameters: " + ", ".join(f"{k} {val:.4g}" for k, val in v.calibration.params.items()))
     lines += ["", table_md(shown), "", "## Energy-optimal max batch under the SLO", ""]

@@ -121,6 +121,10 @@ def test_the_shipped_h100_calibration_is_the_default_and_labelled():
     h100 = serving.datasheet("h100_sxm")
     assert h100.method.startswith("model:datasheet+calibrated:") and "transfer" not in h100.method
     assert h100.power_cap_w == 700.0 and h100.kv_bytes_per_s > 0 and h100.overhead_s > 0
+    # The shipped file is of the current model: its parameters are exactly those a calibration fits, a
+    # KV byte at a streamed byte's energy, per-sequence terms present (a stale file would run the old model).
+    assert set(devices.calibration("h100_sxm")["params"]) == set(devices.PHYSICAL)
+    assert h100.e_kv_byte_j == 0.0 and h100.seq_s > 0 and h100.e_seq_j > 0
     b200 = serving.datasheet("b200", 2)
     assert "transfer from h100_sxm" in b200.method and b200.power_cap_w == 2000.0 and b200.devices == 2
 
@@ -196,3 +200,8 @@ def test_a_batch_as_large_as_the_backlog_is_said_not_comparable(tmp_path):
     assert v.table["steady_state_replayed"].tolist() == [True, False]
     md = report.markdown(v, [0.05])
     assert "**not comparable** at max batch 96:" in md and "at max batch 4," not in md
+    # Left out of the worst errors and the SLO choices: only max batch 4 is compared.
+    t = v.table
+    worst = float(t.loc[0, "energy_rel_error"])
+    assert f"energy per token {abs(worst):.1%}," in md
+    assert report.choice(t, 1e9, "measured") == 4 and report.choice(t, 1e9, "predicted") == 4
