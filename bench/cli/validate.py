@@ -315,10 +315,14 @@ def validate_validation(cfg: BenchConf) -> None:
     if not 0 < v.gpu_memory_utilization <= 1:
         raise ConfigError("validate.gpu_memory_utilization", v.gpu_memory_utilization, "must be in (0, 1]")
     model = serving.preset(v.model)
-    for tp in sorted({int(t) for t in rows["num_gpus"]}):
-        if model.weight_bytes >= serving_memory_bytes(v.gpu, tp, v):
-            raise ConfigError("validate.model", v.model, f"weights ({model.weight_bytes / 1e9:.0f} GB) do not fit in "
-                              f"{tp} x {v.gpu} at gpu_memory_utilization {v.gpu_memory_utilization:g} (num_gpus {tp} "
-                              "in the file)")
+    for name in ("runtime_reserve_gib", "runtime_reserve_tp_gib"):
+        value = getattr(v, name)
+        if value is None or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"validate.{name}", value, "must be >= 0 GiB (finite)")
+    for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
+        if model.weight_bytes >= serving_memory_bytes(v.gpu, tp, v, model, b):
+            raise ConfigError("validate.model", v.model, f"weights ({model.weight_bytes / 1e9:.0f} GB) leave no KV "
+                              f"cache on {tp} x {v.gpu} at gpu_memory_utilization {v.gpu_memory_utilization:g} "
+                              f"after the runtime and activation reserve (num_gpus {tp}, max_num_seqs {b} in the file)")
     if v.calibration == "refit" and rows["num_gpus"].nunique() > 1:
         raise ConfigError("validate.calibration", "refit", "needs one num_gpus throughout the file")

@@ -4,6 +4,7 @@ each column counts). What a replay needs that the file does not say is in `Valid
 assumption a config value with its reason."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -41,8 +42,18 @@ class ValidateConf:
     # vLLM's --max-model-len in those runs (every v3 lm-arena-chat config): prompt + output fit in the
     # smaller of it and the model's own window.
     max_model_len_tokens: int = 20480
-    gpu_memory_utilization: float = 0.9  # vLLM's default share of GPU memory (weights + KV cache)
-    # Requests per run; 0: as ML.ENERGY v3's sweep of the file's model_id ran them (`default_requests`).
+    gpu_memory_utilization: float = 0.9  # vLLM's default share of GPU memory (weights, runtime, KV cache)
+    # What vLLM's share holds besides weights and KV cache, per GPU. The runtime: vLLM's own profile of
+    # Llama-3-8B on one H100 (vllm-project/vllm PR #10511, its sanity check) left 53.29 GiB for the KV cache
+    # of 0.9 x the 79.65 GiB nvidia-smi reports: with 14.96 GiB of weights and a 1.26 GiB activation peak,
+    # 2.18 GiB went to the runtime (1.79 GiB of non-torch memory, CUDA context and libraries, and the
+    # 0.43 GiB the driver reports less to CUDA than to nvidia-smi, 0.9 of it). At tensor parallel 2 its
+    # non-torch memory was 3.58 GiB per GPU (communication buffers): 3.97 GiB. The activation peak is
+    # estimated from the model (`replay.activation_bytes`).
+    runtime_reserve_gib: float = 2.18
+    runtime_reserve_tp_gib: float = 3.97  # per GPU of a tensor-parallel replica
+    # Requests per run; 0: as ML.ENERGY v3's sweep of the row's model_id, gpu_model and num_gpus ran them
+    # (`default_requests`; the GPU type's name where the file has no gpu_model).
     num_requests: int = 0
     seed: int = 0
     out_dir: Optional[str] = None  # default: results_dir/validate
@@ -88,17 +99,24 @@ def read(path: str | Path) -> pd.DataFrame:
     return df.sort_values("max_num_seqs").reset_index(drop=True)
 
 
-# ML.ENERGY v3 runs 1,024 requests per point (configs/vllm/lm-arena-chat/benchmark.yaml), repeated more
-# times at large max_num_seqs only in these H100 sweeps (their sweeps.yaml): (largest max_num_seqs, repeats).
-REQUEST_REPEATS = {
-    "meta-llama/llama-3.1-8b-instruct": ((192, 1), (512, 2), (1024, 3)),
-    "meta-llama/llama-3.1-70b-instruct": ((384, 1), (1024, 2), (2048, 3)),
-}
+REPEATS = Path(__file__).resolve().parents[1] / "data" / "mlenergy_v3_request_repeats.csv"
+REQUESTS_PER_RUN = 1024  # ML.ENERGY v3's lm-arena-chat `num_requests` (its configs/vllm/lm-arena-chat/benchmark.yaml)
 
 
-def default_requests(max_num_seqs: int, model_id: str | None = None) -> int:
-    """ML.ENERGY v3's request count for a sweep point of the model it measured (1,024 unless its sweep
-    repeated them)."""
-    steps = REQUEST_REPEATS.get(str(model_id).lower(), ())
-    repeats = next((r for top, r in steps if max_num_seqs <= top), steps[-1][1] if steps else 1)
-    return 1024 * repeats
+@functools.cache
+def _repeats() -> pd.DataFrame:
+    t = pd.read_csv(REPEATS)
+    t["model_id"] = t["model_id"].str.lower()
+    t["gpu_model"] = t["gpu_model"].str.lower()
+    return t
+
+
+def default_requests(max_num_seqs: int, model_id: str | None = None, gpu_model: str | None = None,
+                     num_gpus: int = 1) -> int:
+    """ML.ENERGY v3's request count for a sweep point: 1,024, times the repeats its sweep of that model on
+    that GPU type and count set for that max_num_seqs (`data/mlenergy_v3_request_repeats.csv`; once where
+    the point is not listed, as for a model or GPU that sweep file does not have)."""
+    t = _repeats()
+    hit = t[(t.model_id == str(model_id).lower()) & (t.num_gpus == int(num_gpus)) & (t.max_num_seqs == int(max_num_seqs))
+            & t.gpu_model.map(lambda g: g in str(gpu_model).lower())]
+    return REQUESTS_PER_RUN * (int(hit.request_repeats.iloc[0]) if len(hit) else 1)

@@ -1,6 +1,7 @@
 """A measured configuration replayed in the serving simulator, as ML.ENERGY ran it: a backlog of
 requests all queued at once, `max_num_seqs` running at most, a per-step token budget, vLLM's share of
-GPU memory for weights and KV cache (paged, with preemption by recompute when it is full).
+GPU memory less its runtime and profiled activation peak for weights and KV cache (paged, with preemption
+by recompute when it is full).
 
 With every request queued at time 0, what the simulator schedules in each step (which requests run,
 their context, which prompts are prefilled, which are preempted) depends on the batch cap, the budget
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.carbon.inputs import embodied
 from bench.carbon.serving import device as devices
 from bench.carbon.serving.device import DeviceModel
 from bench.carbon.serving.models import ModelSpec
@@ -86,9 +88,32 @@ class _Recorder:
         return self.time_energy  # the simulator's per-step call
 
 
-def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf) -> float:
-    """The memory vLLM gives weights and KV cache: its utilisation share of the GPUs' memory as reported."""
-    return conf.gpu_memory_utilization * devices.memory_bytes(gpu) * tp
+GIB = 2.0 ** 30
+# Bytes per logit in vLLM's profiled sampler run: the logits in the model's dtype, their fp32 copy, the
+# fp32 probabilities and one fp32 working buffer (its profile skips top-k, top-p and logprobs).
+SAMPLER_BYTES_PER_LOGIT = 14
+
+
+def activation_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> float:
+    """vLLM's profiled activation peak on one GPU, which its KV cache does without: a forward of the
+    whole step budget (per token the hidden state three times, input, output and residual, and the MLP's
+    gate, up and activated outputs, split across the replica) plus the sampler's logits of `max_num_seqs`
+    requests over the whole vocabulary (gathered on each GPU). A structural estimate: for Llama-3-8B at
+    8,192 tokens and 256 requests it gives 1.27 GiB where vLLM's own profile reported 1.26 GiB (PR
+    #10511); torch.compile and CUDA graphs of later versions may change it."""
+    forward = max_num_batched_tokens * model.dtype_bytes * (3 * model.hidden + 3 * model.ffn / tp)
+    sampler = max_num_seqs * model.vocab * SAMPLER_BYTES_PER_LOGIT
+    return float(forward + sampler)
+
+
+def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf, model: ModelSpec | None = None,
+                         max_num_seqs: int = 0) -> float:
+    """The memory vLLM gives weights and KV cache on a replica of `tp` GPUs: its utilisation share of the
+    memory the driver reports, less the runtime's reserve and (given the model) the profiled activation
+    peak at `max_num_seqs`."""
+    reserve = (conf.runtime_reserve_gib if tp == 1 else conf.runtime_reserve_tp_gib) * GIB
+    act = activation_bytes(model, tp, conf.max_num_batched_tokens, max_num_seqs) if model is not None else 0.0
+    return tp * (conf.gpu_memory_utilization * devices.memory_bytes(gpu) - reserve - act)
 
 
 def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf
@@ -103,10 +128,13 @@ def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: Valida
     return prompt.astype(int), output.astype(int)
 
 
-def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: ValidateConf) -> Schedule:
-    """Replay one measured row (its max_num_seqs and avg_output_len) and record what each step ran."""
+def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: ValidateConf, gpu: str) -> Schedule:
+    """Replay one measured row (its max_num_seqs and avg_output_len) and record what each step ran, with
+    the memory vLLM would leave weights and KV cache at that max_num_seqs on `gpu`."""
     b = int(row["max_num_seqs"])
-    n = conf.num_requests or default_requests(b, row.get("model_id"))
+    device = dataclasses.replace(device, memory_bytes=serving_memory_bytes(gpu, device.devices, conf, model, b))
+    n = conf.num_requests or default_requests(b, row.get("model_id"), row.get("gpu_model", embodied.gpus().loc[gpu, "name_match"]),
+                                              int(row.get("num_gpus", 1)))
     prompt, output = backlog(model, float(row["avg_output_len"]), n, conf)
     rec = _Recorder(StepCost.of(model, device))
     # vLLM's budget counts decode tokens too: up to max_num_seqs of it go to decodes.
@@ -148,11 +176,10 @@ def predict(s: Schedule, cost: StepCost) -> Prediction:
 
 
 def replay_device(device: DeviceModel, gpu: str, conf: ValidateConf) -> DeviceModel:
-    """`device` with the memory vLLM would give it."""
+    """`device` with vLLM's share of its memory (before the activation peak, which depends on the row)."""
     return dataclasses.replace(device, memory_bytes=serving_memory_bytes(gpu, device.devices, conf))
 
 
 def schedules(model: ModelSpec, device: DeviceModel, gpu: str, rows: pd.DataFrame, conf: ValidateConf
               ) -> list[Schedule]:
-    d = replay_device(device, gpu, conf)
-    return [schedule(model, d, row, conf) for _, row in rows.iterrows()]
+    return [schedule(model, device, row, conf, gpu) for _, row in rows.iterrows()]

@@ -2,6 +2,7 @@
 (weights streamed set the small-batch decode step, KV bytes per token and the weights held set how
 many requests fit), and task=validate runs end to end on a file of another preset named by its
 Hugging Face id. There is no second measured file here: none of this checks accuracy."""
+import dataclasses
 import math
 
 import numpy as np
@@ -34,8 +35,12 @@ def test_a_small_batch_decode_step_takes_the_weights_it_streams_at_the_calibrate
 def test_the_requests_that_fit_follow_the_kv_bytes_per_token_and_the_weights_held(key):
     m = serving.PRESETS[key]
     conf = measurements.ValidateConf()
-    dev = replay.replay_device(serving.datasheet(GPU), GPU, conf)
-    pages = math.floor((0.9 * 81559 * 2 ** 20 - m.weight_bytes) / (16 * m.kv_bytes_per_token))
+    dev = serving.datasheet(GPU)
+    dev = dataclasses.replace(dev, memory_bytes=replay.serving_memory_bytes(GPU, 1, conf, m, 64))
+    # vLLM's share, less the runtime's reserve and the activation peak of an 8,192-token step and 64
+    # requests' logits, less the weights: the KV cache.
+    act = 8192 * 2 * (3 * m.hidden + 3 * m.ffn) + 64 * m.vocab * 14
+    pages = math.floor((0.9 * 81559 * 2 ** 20 - 2.18 * 2 ** 30 - act - m.weight_bytes) / (16 * m.kv_bytes_per_token))
     prompt_pages = 1024 // 16
     n = pages // prompt_pages + 8  # more 1,024-token prompts than the KV cache holds, all queued at once
     res = simulate(np.zeros(n), np.full(n, 1024), np.full(n, 2), serving.StepCost.of(m, dev), max_batch=4096)

@@ -150,14 +150,48 @@ def test_the_replay_and_the_planner_take_one_gpu_memory_the_one_the_driver_repor
     assert devices.memory_bytes("h100_sxm") == 81559 * 2 ** 20
     for gpu in ("h100_sxm", "l4"):
         assert serving.datasheet(gpu).memory_bytes == devices.memory_bytes(gpu)
-        assert replay.serving_memory_bytes(gpu, 2, CONF) == pytest.approx(0.9 * 2 * devices.memory_bytes(gpu))
+        # vLLM's share less the runtime's reserve per GPU (larger on a tensor-parallel replica)
+        assert replay.serving_memory_bytes(gpu, 1, CONF) == pytest.approx(0.9 * devices.memory_bytes(gpu) - 2.18 * 2 ** 30)
+        assert replay.serving_memory_bytes(gpu, 2, CONF) == pytest.approx(2 * (0.9 * devices.memory_bytes(gpu)
+                                                                                - 3.97 * 2 ** 30))
+
+
+def test_vllms_memory_accounting_reproduces_its_own_published_profile():
+    # vllm-project/vllm PR #10511: Llama-3-8B on one H100 at 0.9, 8,192 tokens a step, 256 requests:
+    # activation peak 1.26 GiB, weights 14.96 GiB, 53.29 GiB left for the KV cache.
+    m = serving.PRESETS["llama3_8b"]
+    act = replay.activation_bytes(m, 1, 8192, 256)
+    assert act / 2 ** 30 == pytest.approx(1.26, rel=0.05)
+    assert m.weight_bytes / 2 ** 30 == pytest.approx(14.96, rel=0.005)
+    kv = replay.serving_memory_bytes("h100_sxm", 1, CONF, m, 256) - m.weight_bytes
+    assert kv / 2 ** 30 == pytest.approx(53.29, rel=0.01)
+    # More requests' logits, or a wider MLP on fewer GPUs, leave less; tensor parallelism splits the MLP's.
+    assert replay.activation_bytes(m, 1, 8192, 768) > act > replay.activation_bytes(m, 2, 8192, 256)
+
+
+def test_a_model_near_its_memory_limit_preempts_where_weights_alone_would_not():
+    # Qwen3-32B on one H100: 61 GiB of weights leave about 7 GiB of KV cache once the runtime and the
+    # activation peak are reserved; 32 requests of ~900 tokens need more, so the replay preempts
+    # (ML.ENERGY measured a mean batch of 29.3 at max_num_seqs 32). Without the reserves it fits them all.
+    m = serving.PRESETS["qwen3_32b"]
+    row = pd.Series({"max_num_seqs": 32, "avg_output_len": 630.0})
+    with_reserve = replay.schedule(m, serving.datasheet("h100_sxm"), row, CONF, "h100_sxm")
+    bare = dataclasses.replace(CONF, runtime_reserve_gib=0.0, max_num_batched_tokens=1)
+    assert replay.activation_bytes(m, 1, 1, 32) < 0.1 * 2 ** 30
+    without = replay.schedule(m, serving.datasheet("h100_sxm"), row, bare, "h100_sxm")
+    assert with_reserve.preemptions > 0 and without.preemptions == 0
+    a, b = with_reserve.window
+    assert (with_reserve.tokens[a:b] < 32).any()
 
 
 def test_the_request_count_follows_the_measured_models_own_sweep():
-    # Llama-3.1-8B's H100 sweep repeated the 1,024 requests at large batches; Qwen3's did not.
-    llama, qwen = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-14B"
-    assert [measurements.default_requests(b, llama) for b in (192, 256, 768)] == [1024, 2048, 3072]
-    assert [measurements.default_requests(b, qwen) for b in (192, 256, 512)] == [1024, 1024, 1024]
+    # ML.ENERGY's sweeps repeat the 1,024 requests at some points, per model, GPU type and GPU count.
+    llama, qwen = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-8B"
+    assert [measurements.default_requests(b, llama, "H100") for b in (192, 256, 768)] == [1024, 2048, 3072]
+    assert [measurements.default_requests(b, qwen, "H100") for b in (192, 256, 512)] == [1024, 1024, 1024]
+    assert [measurements.default_requests(b, qwen, "B200") for b in (128, 512, 1024, 2048)] == [1024, 2048, 4096, 6144]
+    assert measurements.default_requests(512, "meta-llama/Llama-3.1-70B-Instruct", "H100", 4) == 2048
+    assert measurements.default_requests(512, "meta-llama/Llama-3.1-70B-Instruct", "H100", 2) == 1024  # not swept
     assert measurements.default_requests(512) == 1024  # no model_id: the benchmark's default
 
 
