@@ -63,9 +63,6 @@ class PlanConf:
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
     max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps
     prefill_token_budgets: List[int] = field(default_factory=lambda: [0, 8192])  # prompt tokens per step, 0: no cap
-    # The share of each GPU's memory a replica's server (vLLM) takes; less its runtime and activation
-    # reserve, weights and KV cache get it (`bench.carbon.serving.memory`).
-    gpu_memory_utilization: float = 0.9
     reference: str = "h100_sxm:128"  # the configuration used when rightsize is off
     embodied: str = "default"  # low | default | high (the report shows all three for totals)
     gpu_years: float = 4.0

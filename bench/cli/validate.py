@@ -230,9 +230,6 @@ def validate_plan(cfg: BenchConf) -> None:
     if 0 not in p.prefill_token_budgets:
         raise ConfigError("plan.prefill_token_budgets", list(p.prefill_token_budgets),
                           "must include 0 (no cap): the reference configuration has none")
-    u = p.gpu_memory_utilization
-    if u is None or not math.isfinite(u) or not 0 < u <= 1:
-        raise ConfigError("plan.gpu_memory_utilization", u, "must be in (0, 1]")
     gpu, _, batch = p.reference.partition(":")
     if gpu not in p.gpus or not batch.isdigit() or int(batch) not in p.max_batches:
         raise ConfigError("plan.reference", p.reference, f"must be <gpu>:<max_batch> from plan.gpus {list(p.gpus)} "

@@ -30,7 +30,7 @@ def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
         intensity=grid.from_config(cfg.grid, p.hours),
         slo=Slo(p.slo_ttft_s, p.slo_tpot_s, p.slo_attainment, p.slo_tpot_metric, p.slo_percentile),
         gpus=list(p.gpus), max_batches=list(p.max_batches), reference=p.reference,
-        prefill_token_budgets=list(p.prefill_token_budgets), gpu_memory_utilization=p.gpu_memory_utilization,
+        prefill_token_budgets=list(p.prefill_token_budgets),
         pillars=Pillars(**dataclasses.asdict(p.pillars)), pue=p.pue, deadline_h=w.deadline_h,
         lifetimes=embodied.Lifetimes(p.gpu_years, p.host_years), recycle_extra_gpu_years=p.recycle_extra_gpu_years,
         electricity_usd_per_kwh=p.electricity_usd_per_kwh,

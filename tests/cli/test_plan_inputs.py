@@ -47,8 +47,6 @@ def test_a_bad_trace_is_one_line_and_exit_2(tmp_path, name, says):
     ("workload.time_unit=h", "workload.time_unit"),
     ("workload.over_context=clip", "workload.over_context"),
     ("workload.offline_share=1.0", "workload"),
-    ("plan.gpu_memory_utilization=1.5", "plan.gpu_memory_utilization"),
-    ("plan.gpu_memory_utilization=0", "plan.gpu_memory_utilization"),
 ])
 def test_a_bad_workload_setting_names_its_field(tmp_path, override, field):
     results = tmp_path / "results"

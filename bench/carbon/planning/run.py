@@ -24,7 +24,6 @@ from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
 from bench.carbon.serving import ModelSpec, StepCost, simulate_compiled
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity
 from bench.carbon.serving.device import memory_bytes as gpu_memory_bytes
-from bench.carbon.serving.memory import DEFAULT_BATCHED_TOKENS, GPU_MEMORY_UTILIZATION, serving_memory_bytes
 from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
 
@@ -62,9 +61,6 @@ class PlanInputs:
     routing: str = "round_robin"  # how an hour's requests are spread over the replicas (verify.py)
     workers: int = 0  # processes solving plans side by side (parallel.py): 0 one per core, 1 serially
     solve_budget_s: float = SOLVE_BUDGET_S  # MILP seconds per plan, its rounds together (`solve_verified`)
-    # vLLM's share of GPU memory; less its runtime and activation reserve, weights and KV cache get it
-    # (`bench.carbon.serving.memory`).
-    gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION
 
 
 @dataclass
@@ -105,10 +101,7 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
             for b in inputs.max_batches:
                 for p in inputs.prefill_token_budgets:
                     name = f"{gpu}{f' x{tp}' if tp > 1 else ''}{clock}:{b}" + (f"/p{p}" if p else "")
-                    # What a vLLM server at this batch cap and step budget leaves weights and KV cache.
-                    room = serving_memory_bytes(mem, tp, inputs.model, b, p or DEFAULT_BATCHED_TOKENS,
-                                                inputs.gpu_memory_utilization)
-                    out.append(Candidate(name, gpu, dataclasses.replace(device, memory_bytes=room), b, p))
+                    out.append(Candidate(name, gpu, device, b, p))
     return out
 
 

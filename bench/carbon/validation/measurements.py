@@ -11,8 +11,6 @@ from typing import List, Optional
 
 import pandas as pd
 
-from bench.carbon.serving.memory import RUNTIME_RESERVE_GIB, RUNTIME_RESERVE_TP_GIB
-
 REQUIRED = ("max_num_seqs", "avg_batch_size", "avg_output_len", "energy_per_token_j", "p90_itl_ms")
 OPTIONAL = ("num_gpus", "avg_power_w", "output_tokens_per_s", "median_itl_ms", "model_id", "gpu_model")
 
@@ -45,11 +43,15 @@ class ValidateConf:
     # smaller of it and the model's own window.
     max_model_len_tokens: int = 20480
     gpu_memory_utilization: float = 0.9  # vLLM's default share of GPU memory (weights, runtime, KV cache)
-    # What vLLM's share holds besides weights and KV cache, per GPU: the runtime (one-GPU and
-    # tensor-parallel replicas), from vLLM's own published profile (`bench.carbon.serving.memory`); the
-    # activation peak is estimated from the model (`memory.activation_bytes`).
-    runtime_reserve_gib: float = RUNTIME_RESERVE_GIB
-    runtime_reserve_tp_gib: float = RUNTIME_RESERVE_TP_GIB
+    # What vLLM's share holds besides weights and KV cache, per GPU. The runtime: vLLM's own profile of
+    # Llama-3-8B on one H100 (vllm-project/vllm PR #10511, its sanity check) left 53.29 GiB for the KV cache
+    # of 0.9 x the 79.65 GiB nvidia-smi reports: with 14.96 GiB of weights and a 1.26 GiB activation peak,
+    # 2.18 GiB went to the runtime (1.79 GiB of non-torch memory, CUDA context and libraries, and the
+    # 0.43 GiB the driver reports less to CUDA than to nvidia-smi, 0.9 of it). At tensor parallel 2 its
+    # non-torch memory was 3.58 GiB per GPU (communication buffers): 3.97 GiB. The activation peak is
+    # estimated from the model (`replay.activation_bytes`).
+    runtime_reserve_gib: float = 2.18
+    runtime_reserve_tp_gib: float = 3.97  # per GPU of a tensor-parallel replica
     # Requests per run; 0: as ML.ENERGY v3's sweep of the row's model_id, gpu_model and num_gpus ran them
     # (`default_requests`; the GPU type's name where the file has no gpu_model).
     num_requests: int = 0

@@ -27,7 +27,6 @@ import pandas as pd
 
 from bench.carbon.inputs import embodied
 from bench.carbon.serving import device as devices
-from bench.carbon.serving import memory
 from bench.carbon.serving.device import DeviceModel
 from bench.carbon.serving.models import ModelSpec
 from bench.carbon.serving.simulate import simulate
@@ -89,12 +88,32 @@ class _Recorder:
         return self.time_energy  # the simulator's per-step call
 
 
+GIB = 2.0 ** 30
+# Bytes per logit in vLLM's profiled sampler run: the logits in the model's dtype, their fp32 copy, the
+# fp32 probabilities and one fp32 working buffer (its profile skips top-k, top-p and logprobs).
+SAMPLER_BYTES_PER_LOGIT = 14
+
+
+def activation_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> float:
+    """vLLM's profiled activation peak on one GPU, which its KV cache does without: a forward of the
+    whole step budget (per token the hidden state three times, input, output and residual, and the MLP's
+    gate, up and activated outputs, split across the replica) plus the sampler's logits of `max_num_seqs`
+    requests over the whole vocabulary (gathered on each GPU). A structural estimate: for Llama-3-8B at
+    8,192 tokens and 256 requests it gives 1.27 GiB where vLLM's own profile reported 1.26 GiB (PR
+    #10511); torch.compile and CUDA graphs of later versions may change it."""
+    forward = max_num_batched_tokens * model.dtype_bytes * (3 * model.hidden + 3 * model.ffn / tp)
+    sampler = max_num_seqs * model.vocab * SAMPLER_BYTES_PER_LOGIT
+    return float(forward + sampler)
+
+
 def serving_memory_bytes(gpu: str, tp: int, conf: ValidateConf, model: ModelSpec | None = None,
                          max_num_seqs: int = 0) -> float:
-    """The memory vLLM gives weights and KV cache on a replica of `tp` GPUs as `conf` ran it
-    (`bench.carbon.serving.memory`: its share, less the runtime's reserve and the activation peak)."""
-    return memory.serving_memory_bytes(devices.memory_bytes(gpu), tp, model, max_num_seqs, conf.max_num_batched_tokens,
-                                       conf.gpu_memory_utilization, conf.runtime_reserve_gib, conf.runtime_reserve_tp_gib)
+    """The memory vLLM gives weights and KV cache on a replica of `tp` GPUs: its utilisation share of the
+    memory the driver reports, less the runtime's reserve and (given the model) the profiled activation
+    peak at `max_num_seqs`."""
+    reserve = (conf.runtime_reserve_gib if tp == 1 else conf.runtime_reserve_tp_gib) * GIB
+    act = activation_bytes(model, tp, conf.max_num_batched_tokens, max_num_seqs) if model is not None else 0.0
+    return tp * (conf.gpu_memory_utilization * devices.memory_bytes(gpu) - reserve - act)
 
 
 def backlog(model: ModelSpec, avg_output_len: float, requests: int, conf: ValidateConf

@@ -161,10 +161,7 @@ def test_offline_work_served_late_on_too_few_replicas_fails_its_hours_only_when_
     _, arrived = run.demand.counts()
     heavy = dataclasses.replace(p, active=np.zeros_like(p.active), online=np.zeros_like(p.online),
                                 offline_gpu=np.zeros_like(p.offline_gpu), offline_cpu=np.zeros_like(p.offline_cpu))
-    # Too few for the hour's work (online and the hour before's offline): overloaded, but not so far that
-    # it takes long, at about 1.3 times what its replicas serve within the SLO.
-    cap = next(c.requests_per_hour for c in run.capacities if c.candidate == p.candidates[weak].candidate)
-    heavy.active[:, weak] = max(1, round(2 * arrived.max() / (1.3 * cap)))
+    heavy.active[:, weak] = 3  # too few for the hour's work: overloaded, but not so far that it takes long
     heavy.online[:, weak] = p.online.sum(axis=1)
     heavy.offline_gpu[1:, weak] = arrived[:-1]  # each hour's arrivals served an hour later
     i = run.inputs
@@ -273,24 +270,6 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     assert f"- l4: `{serving.datasheet('l4').method}`; no measured profile of a GPU named like 'L4'" in text
     assert "calibrated" in serving.datasheet("l4").method
     assert "sweep=default" in text and "`cpu-amd-epyc-2core`" in text
-
-
-def test_a_candidate_holds_what_a_vllm_server_would_leave_weights_and_kv_cache():
-    from bench.carbon.serving import device as devices
-    from bench.carbon.serving import memory
-
-    i = dataclasses.replace(inputs(), max_batches=[32, 512], prefill_token_budgets=[0, 2048])
-    cands = {c.name: c for c in plan.candidates(i)}
-    m, mem = i.model, devices.memory_bytes("l4")
-    # 90% of the reported memory, less the runtime's reserve and the activation peak at the candidate's
-    # batch cap and step budget (8,192 tokens where it sets none): on an L4, 1.5 GiB of KV cache at 512.
-    for name, b, tokens in (("l4:32", 32, 8192), ("l4:512", 512, 8192), ("l4:512/p2048", 512, 2048)):
-        expect = 0.9 * mem - 2.18 * 2 ** 30 - memory.activation_bytes(m, 1, tokens, b)
-        assert cands[name].device.memory_bytes == pytest.approx(expect), name
-    assert (cands["l4:512"].device.memory_bytes - m.weight_bytes) / 2 ** 30 == pytest.approx(1.5, abs=0.1)
-    # A larger share leaves more; the planner's simulation admits requests only into what is left.
-    more = {c.name: c for c in plan.candidates(dataclasses.replace(i, gpu_memory_utilization=1.0))}
-    assert more["l4:32"].device.memory_bytes - cands["l4:32"].device.memory_bytes == pytest.approx(0.1 * mem)
 
 
 def test_sm_clock_candidates_come_from_measured_frequency_fits():
@@ -539,8 +518,8 @@ def test_a_quick_check_simulates_only_hours_that_could_blame_another_gpu_type(ru
     small.active[:, weak] = 1
     small.online = np.zeros_like(p.online)
     small.online[:, weak] = p.online.sum(axis=1)
-    busiest = int(np.argmax(small.online.sum(axis=1)))  # the first of equals, as the check's stable order takes them
-    quiet = next(int(h) for h in np.argsort(small.online.sum(axis=1), kind="stable") if h != busiest)
+    busiest = int(np.argmax(small.online.sum(axis=1)))
+    quiet = int(np.argmin(small.online.sum(axis=1)))
     small.active[quiet, other] = 1
     calls = []
     real = verification.verify_hour

@@ -10,7 +10,6 @@ import pytest
 
 from bench.carbon import serving
 from bench.carbon.serving import device as devices
-from bench.carbon.serving import memory
 from bench.carbon.validation import calibrate, measurements, replay, report
 
 MODEL = serving.PRESETS["llama3_8b"]
@@ -161,13 +160,13 @@ def test_vllms_memory_accounting_reproduces_its_own_published_profile():
     # vllm-project/vllm PR #10511: Llama-3-8B on one H100 at 0.9, 8,192 tokens a step, 256 requests:
     # activation peak 1.26 GiB, weights 14.96 GiB, 53.29 GiB left for the KV cache.
     m = serving.PRESETS["llama3_8b"]
-    act = memory.activation_bytes(m, 1, 8192, 256)
+    act = replay.activation_bytes(m, 1, 8192, 256)
     assert act / 2 ** 30 == pytest.approx(1.26, rel=0.05)
     assert m.weight_bytes / 2 ** 30 == pytest.approx(14.96, rel=0.005)
     kv = replay.serving_memory_bytes("h100_sxm", 1, CONF, m, 256) - m.weight_bytes
     assert kv / 2 ** 30 == pytest.approx(53.29, rel=0.01)
     # More requests' logits, or a wider MLP on fewer GPUs, leave less; tensor parallelism splits the MLP's.
-    assert memory.activation_bytes(m, 1, 8192, 768) > act > memory.activation_bytes(m, 2, 8192, 256)
+    assert replay.activation_bytes(m, 1, 8192, 768) > act > replay.activation_bytes(m, 2, 8192, 256)
 
 
 def test_a_model_near_its_memory_limit_preempts_where_weights_alone_would_not():
@@ -178,7 +177,7 @@ def test_a_model_near_its_memory_limit_preempts_where_weights_alone_would_not():
     row = pd.Series({"max_num_seqs": 32, "avg_output_len": 630.0})
     with_reserve = replay.schedule(m, serving.datasheet("h100_sxm"), row, CONF, "h100_sxm")
     bare = dataclasses.replace(CONF, runtime_reserve_gib=0.0, max_num_batched_tokens=1)
-    assert memory.activation_bytes(m, 1, 1, 32) < 0.1 * 2 ** 30
+    assert replay.activation_bytes(m, 1, 1, 32) < 0.1 * 2 ** 30
     without = replay.schedule(m, serving.datasheet("h100_sxm"), row, bare, "h100_sxm")
     assert with_reserve.preemptions > 0 and without.preemptions == 0
     a, b = with_reserve.window
