@@ -250,10 +250,14 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     limit, solve_s = False, 0.0
     failed: list[int] = []  # hours that failed in earlier rounds, the latest first: a quick check tries them first
     streak: dict[str, int] = {}  # GPU type -> rounds in a row it was blamed
+    out_of_budget: set[str] = set()  # GPU types taken out because the budget was spent while they missed
     stopped = ""
     # The plan's solving budget, its rounds' solves together (not their verification): each solve
     # gets what is left of it; past it each still gets a few seconds.
     budget_s = ctx.inputs.solve_budget_s
+
+    def left_s() -> float:
+        return max(0.0, budget_s - solve_s)
     for round_ in range(1, MAX_ROUNDS + 1):
         if round_ > 1 and not allowed_candidates(ctx.setting, pillars.levers(), derate):
             # Every candidate its levers allow is taken out: the last plan stands, infeasible, and is
@@ -264,7 +268,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
             break
         # Ties are broken only once a plan meets the SLO: a round that fails needs none.
         # Nor is a long period's bound narrowed (`milp.Narrowing`) before the plan meets the SLO.
-        solve_by = time.monotonic() + max(0.0, budget_s - solve_s)
+        solve_by = time.monotonic() + left_s()
         plan = solve(ctx.setting, objective, pillars, econ, name, derate, ties=False, solve_by=solve_by, narrow=False)
         modelled = getattr(plan, METRIC[objective])  # the figure its gap is of (the check replaces it)
         if round_ == 1:  # at full capacities: a bound on every plan open to its levers, kept for `adopt_better`
@@ -279,7 +283,7 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
         if not failing:
             narrowing = isinstance(plan.solver_state, Narrowing)
             before_s, before_gap = plan.solve_s, plan.solver_gap
-            tied = break_ties(plan, time.monotonic() + max(0.0, budget_s - solve_s))  # ties, or a long period's bound
+            tied = break_ties(plan, time.monotonic() + left_s())  # ties, or a long period's bound
             # A different plan's modelled figure and bound (before its check replaces the figure).
             tied_bound = getattr(tied, METRIC[objective]) * (1 - tied.solver_gap) if tied is not plan else math.nan
             solve_s += tied.solve_s - before_s
@@ -319,6 +323,15 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
             if c.candidate.hardware in types:
                 share = derate.get(c.candidate.name, np.ones(H)) * DERATE ** streak[c.candidate.hardware]
                 derate[c.candidate.name] = share if share.max() >= EXCLUDE_BELOW else np.zeros(H)
+        # Past the plan's budget a type still blamed is taken out, not derated step by step: each round
+        # past it is a whole long solve (a diurnal day over a year: 40-50 s a round, four rounds), and
+        # the rounds must end. Not where that would leave the plan no candidate: it is derated as before.
+        if left_s() <= 0:
+            out = {**derate, **{c.candidate.name: np.zeros(H) for c in ctx.setting.capacities
+                                if c.candidate.hardware in types}}
+            if allowed_candidates(ctx.setting, pillars.levers(), out):
+                derate = out
+                out_of_budget |= types
     plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
     # The gap is the reported plan's own solve's (its round's problem, derated as planned; its bound
     # narrowed once it met the SLO): earlier rounds' plans were re-planned, and their gaps, before
@@ -328,7 +341,8 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
     shares = sorted({(c.candidate.hardware, float(d.max())) for c in ctx.setting.capacities
                      for n, d in planned_with.items() if n == c.candidate.name})
     said = [f"{t} at {share:.0%} of its simulated capacity" if share > 0 else
-            f"{t} taken out (it still missed the SLO below {EXCLUDE_BELOW:.0%} of its simulated capacity)"
+            f"{t} taken out (it still missed the SLO " + ("when the solving budget was spent)" if t in out_of_budget else
+                                                         f"below {EXCLUDE_BELOW:.0%} of its simulated capacity)")
             for t, share in shares]
     plan.notes.append(f"verified by whole-fleet simulation in {round_} round(s)" +
                       (" (re-planned with " + "; ".join(said) + ")" if said else "") +

@@ -693,6 +693,43 @@ def test_a_plan_keeps_to_its_solving_budget_over_its_rounds_and_says_when_it_ran
         min(milp.TIME_LIMIT_S, run.inputs.solve_budget_s), abs=0.5)
 
 
+def test_past_its_budget_a_blamed_gpu_type_is_taken_out_not_derated_step_by_step(run, monkeypatch):
+    # Each round past the budget is a whole solve again (on a year, 40-50 s): a type that misses the
+    # SLO once the budget is spent is taken out, so the next round is the last. Within the budget it
+    # is derated by a step, as ever; and a type is never taken out where nothing would be left.
+    from bench.carbon.planning import run as planning
+
+    l4 = [c.candidate.name for c in run.setting.capacities if c.candidate.hardware == "l4"][0]
+    econ = planning.economics_for(run.inputs, run.host_capacity, run.inputs.pillars)
+    rounds = []
+    real_solve = planning.solve
+    monkeypatch.setattr(planning, "break_ties", lambda plan, solve_by=None: plan)
+
+    def solve(*a, **k):
+        rounds.append(dict(a[5] or {}))  # the derating each round is solved with
+        return real_solve(*a, **k)
+    monkeypatch.setattr(planning, "solve", solve)
+    for budget_s, taken_out in ((1e-3, True), (35.0, False)):
+        rounds.clear()
+        monkeypatch.setattr(planning.Context, "check", _scripted_check(["l4", None, None, None], l4))
+        ctx = planning.Context(dataclasses.replace(run.inputs, solve_budget_s=budget_s), run.setting, run.demand, {})
+        plan_ = planning.solve_verified(ctx, "carbon", run.inputs.pillars, econ, "t", "chosen")
+        second = rounds[1]
+        l4s = [n for n in second if n.startswith("l4")]
+        assert l4s and all((second[n].max() == 0) == taken_out for n in l4s)
+        said = "l4 taken out (it still missed the SLO when the solving budget was spent)"
+        assert (said in plan_.notes[-1]) == taken_out, plan_.notes[-1]
+        if not taken_out:
+            assert all(second[n].max() == pytest.approx(planning.DERATE) for n in l4s)
+    # Only L4s open to the plan (rightsize off, an L4 reference): derated, not taken out, past the budget.
+    ref = dataclasses.replace(run.setting, reference=l4)
+    rounds.clear()
+    monkeypatch.setattr(planning.Context, "check", _scripted_check(["l4", None, None, None], l4))
+    ctx = planning.Context(dataclasses.replace(run.inputs, solve_budget_s=1e-3), ref, run.demand, {})
+    planning.solve_verified(ctx, "carbon", dataclasses.replace(run.inputs.pillars, rightsize=False), econ, "t", "chosen")
+    assert rounds[1][l4].max() == pytest.approx(planning.DERATE)
+
+
 def _scripted_check(script: list, blamed: str):
     """A stand-in for `Context.check`: each call passes (None) or fails with `blamed` missing the
     SLO in its one hour, in the order `script` gives."""
