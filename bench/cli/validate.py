@@ -319,10 +319,18 @@ def validate_validation(cfg: BenchConf) -> None:
         value = getattr(v, name)
         if value is None or not math.isfinite(value) or value < 0:
             raise ConfigError(f"validate.{name}", value, "must be >= 0 GiB (finite)")
+    # vLLM will not start where its KV cache cannot hold one request of its longest length: a row the
+    # replay could not have measured (the reserves or max_num_seqs may be what leaves too little).
+    longest = min(model.context_tokens, v.max_model_len_tokens)
+    need = model.kv_bytes_per_token * float(model.attended_context(longest))
     for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
-        if model.weight_bytes >= serving_memory_bytes(v.gpu, tp, v, model, b):
-            raise ConfigError("validate.model", v.model, f"weights ({model.weight_bytes / 1e9:.0f} GB) leave no KV "
-                              f"cache on {tp} x {v.gpu} at gpu_memory_utilization {v.gpu_memory_utilization:g} "
-                              f"after the runtime and activation reserve (num_gpus {tp}, max_num_seqs {b} in the file)")
+        room = serving_memory_bytes(v.gpu, tp, v, model, b) - model.weight_bytes
+        if room < need:
+            raise ConfigError("validate.measurements", v.measurements,
+                              f"the row of num_gpus {tp}, max_num_seqs {b}: {v.model} on {tp} x {v.gpu} leaves "
+                              f"{max(room, 0.0) / 2 ** 30:.2f} GiB of KV cache after its weights "
+                              f"({model.weight_bytes / 2 ** 30:.1f} GiB) and vLLM's runtime and activation reserve "
+                              f"at gpu_memory_utilization {v.gpu_memory_utilization:g}; one {longest}-token request "
+                              f"needs {need / 2 ** 30:.2f} GiB (vLLM would not start)")
     if v.calibration == "refit" and rows["num_gpus"].nunique() > 1:
         raise ConfigError("validate.calibration", "refit", "needs one num_gpus throughout the file")

@@ -11,7 +11,8 @@ from bench.common.files import atomic_write_text
 from bench.common.interrupt import stop_if_interrupted
 
 ASSUMPTIONS = ("prompt_mean_tokens", "prompt_sigma", "max_output_tokens", "max_num_batched_tokens",
-               "max_model_len_tokens", "gpu_memory_utilization", "num_requests", "seed")
+               "max_model_len_tokens", "gpu_memory_utilization", "runtime_reserve_gib", "runtime_reserve_tp_gib",
+               "num_requests", "seed")
 
 if TYPE_CHECKING:
     from bench.cli.schema import BenchConf

@@ -85,7 +85,7 @@ def replica_gpus(model_weight_bytes: float, gpu: str) -> int:
 def candidates(inputs: PlanInputs) -> list[Candidate]:
     out = []
     for gpu in inputs.gpus:
-        mem = gpu_memory_bytes(gpu)  # as the driver reports it, as the validation's replay takes it
+        mem = gpu_memory_bytes(gpu)  # as the driver reports it, all of it (the replay takes vLLM's share less its reserves)
         tp = replica_gpus(inputs.model.weight_bytes, gpu)
         measured = inputs.gpu_profiles.get(gpu)
         devices: list[tuple[str, serving.DeviceModel]]
@@ -324,14 +324,16 @@ def solve_verified(ctx: Context, objective: str, pillars: Pillars, econ: Economi
                 share = derate.get(c.candidate.name, np.ones(H)) * DERATE ** streak[c.candidate.hardware]
                 derate[c.candidate.name] = share if share.max() >= EXCLUDE_BELOW else np.zeros(H)
         # Past the plan's budget a type still blamed is taken out, not derated step by step: each round
-        # past it is a whole long solve (a diurnal day over a year: 40-50 s a round, four rounds), and
+        # past it is a whole long solve (a diurnal day over a year: 33-53 s a round, four rounds), and
         # the rounds must end. Not where that would leave the plan no candidate: it is derated as before.
         if left_s() <= 0:
             out = {**derate, **{c.candidate.name: np.zeros(H) for c in ctx.setting.capacities
                                 if c.candidate.hardware in types}}
             if allowed_candidates(ctx.setting, pillars.levers(), out):
+                # (a type the step took below EXCLUDE_BELOW anyway is out for that reason, said so)
+                out_of_budget |= {c.candidate.hardware for c in ctx.setting.capacities
+                                  if c.candidate.hardware in types and derate[c.candidate.name].max() > 0}
                 derate = out
-                out_of_budget |= types
     plan.kind, plan.solver_state = kind, None  # a plan that never met the SLO keeps no tie-break to do
     # The gap is the reported plan's own solve's (its round's problem, derated as planned; its bound
     # narrowed once it met the SLO): earlier rounds' plans were re-planned, and their gaps, before

@@ -183,8 +183,9 @@ MIB = 2.0 ** 20
 
 
 def memory_bytes(gpu: str) -> float:
-    """The memory of one GPU of a type as the driver reports it (`gpus.csv` `memory_visible_mib`): the
-    total vLLM's `gpu_memory_utilization` takes its share of. The marketed "80 GB" of an H100 is neither
+    """The memory of one GPU of a type as the driver reports it (`gpus.csv` `memory_visible_mib`,
+    nvidia-smi's total): what vLLM's `gpu_memory_utilization` takes its share of (CUDA reports an H100
+    0.43 GiB less, counted in the validation's runtime reserve). The marketed "80 GB" of an H100 is neither
     80e9 bytes (6.5% short of the 81,559 MiB reported) nor 80 GiB (0.4% over); an L4's "24 GB" is
     23,034 MiB. One figure for every consumer: the validation's replay and the planner's candidates."""
     return float(embodied.gpus().loc[gpu, "memory_visible_mib"]) * MIB

@@ -49,7 +49,8 @@ class ValidateConf:
     # 2.18 GiB went to the runtime (1.79 GiB of non-torch memory, CUDA context and libraries, and the
     # 0.43 GiB the driver reports less to CUDA than to nvidia-smi, 0.9 of it). At tensor parallel 2 its
     # non-torch memory was 3.58 GiB per GPU (communication buffers): 3.97 GiB. The activation peak is
-    # estimated from the model (`replay.activation_bytes`).
+    # estimated from the model (`replay.activation_bytes`). Both are of one H100 profile: the TP-2
+    # figure is applied to 4 and 8 GPUs too, and the H100's 0.43 GiB driver gap to other GPU types.
     runtime_reserve_gib: float = 2.18
     runtime_reserve_tp_gib: float = 3.97  # per GPU of a tensor-parallel replica
     # Requests per run; 0: as ML.ENERGY v3's sweep of the row's model_id, gpu_model and num_gpus ran them
@@ -112,11 +113,15 @@ def _repeats() -> pd.DataFrame:
 
 
 def default_requests(max_num_seqs: int, model_id: str | None = None, gpu_model: str | None = None,
-                     num_gpus: int = 1) -> int:
+                     num_gpus: int = 1, task: str | None = None) -> int:
     """ML.ENERGY v3's request count for a sweep point: 1,024, times the repeats its sweep of that model on
-    that GPU type and count set for that max_num_seqs (`data/mlenergy_v3_request_repeats.csv`; once where
-    the point is not listed, as for a model or GPU that sweep file does not have)."""
+    that GPU type (its name as the leaderboard writes it, e.g. "H100") and count set for that
+    max_num_seqs (`data/mlenergy_v3_request_repeats.csv`; once where the point is not listed, as for a
+    model or GPU that sweep file does not have). The table is of the lm-arena-chat task: a row of
+    another task (its `task` column) gets the default."""
+    if isinstance(task, str) and task.strip() and task.strip().lower() != "lm-arena-chat":
+        return REQUESTS_PER_RUN
     t = _repeats()
-    hit = t[(t.model_id == str(model_id).lower()) & (t.num_gpus == int(num_gpus)) & (t.max_num_seqs == int(max_num_seqs))
-            & t.gpu_model.map(lambda g: g in str(gpu_model).lower())]
+    hit = t[(t.model_id == str(model_id).strip().lower()) & (t.gpu_model == str(gpu_model).strip().lower())
+            & (t.num_gpus == int(num_gpus)) & (t.max_num_seqs == int(max_num_seqs))]
     return REQUESTS_PER_RUN * (int(hit.request_repeats.iloc[0]) if len(hit) else 1)

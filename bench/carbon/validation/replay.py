@@ -97,11 +97,13 @@ SAMPLER_BYTES_PER_LOGIT = 14
 def activation_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> float:
     """vLLM's profiled activation peak on one GPU, which its KV cache does without: a forward of the
     whole step budget (per token the hidden state three times, input, output and residual, and the MLP's
-    gate, up and activated outputs, split across the replica) plus the sampler's logits of `max_num_seqs`
-    requests over the whole vocabulary (gathered on each GPU). A structural estimate: for Llama-3-8B at
-    8,192 tokens and 256 requests it gives 1.27 GiB where vLLM's own profile reported 1.26 GiB (PR
-    #10511); torch.compile and CUDA graphs of later versions may change it."""
-    forward = max_num_batched_tokens * model.dtype_bytes * (3 * model.hidden + 3 * model.ffn / tp)
+    gate, up and activated outputs) plus the sampler's logits of `max_num_seqs` requests over the whole
+    vocabulary (gathered on each GPU). A structural estimate: for Llama-3-8B at 8,192 tokens and 256
+    requests it gives 1.27 GiB where vLLM's own profile reported 1.26 GiB (PR #10511), and the same
+    profile at tensor parallel 2 reported the same peak, so it is not split across the replica (`tp`
+    kept for the signature); torch.compile and CUDA graphs of later versions may change it."""
+    del tp  # the TP-2 profile's peak equalled the TP-1 one
+    forward = max_num_batched_tokens * model.dtype_bytes * (3 * model.hidden + 3 * model.ffn)
     sampler = max_num_seqs * model.vocab * SAMPLER_BYTES_PER_LOGIT
     return float(forward + sampler)
 
@@ -133,8 +135,11 @@ def schedule(model: ModelSpec, device: DeviceModel, row: pd.Series, conf: Valida
     the memory vLLM would leave weights and KV cache at that max_num_seqs on `gpu`."""
     b = int(row["max_num_seqs"])
     device = dataclasses.replace(device, memory_bytes=serving_memory_bytes(gpu, device.devices, conf, model, b))
-    n = conf.num_requests or default_requests(b, row.get("model_id"), row.get("gpu_model", embodied.gpus().loc[gpu, "name_match"]),
-                                              int(row.get("num_gpus", 1)))
+    gpu_model = row.get("gpu_model")
+    if not isinstance(gpu_model, str) or not gpu_model.strip():  # no column, or an empty cell: the GPU replayed
+        gpu_model = str(embodied.gpus().loc[gpu, "name_match"])
+    n = conf.num_requests or default_requests(b, row.get("model_id"), gpu_model, int(row.get("num_gpus", 1)),
+                                              row.get("task"))
     prompt, output = backlog(model, float(row["avg_output_len"]), n, conf)
     rec = _Recorder(StepCost.of(model, device))
     # vLLM's budget counts decode tokens too: up to max_num_seqs of it go to decodes.
@@ -176,7 +181,9 @@ def predict(s: Schedule, cost: StepCost) -> Prediction:
 
 
 def replay_device(device: DeviceModel, gpu: str, conf: ValidateConf) -> DeviceModel:
-    """`device` with vLLM's share of its memory (before the activation peak, which depends on the row)."""
+    """`device` with vLLM's share of its memory less the runtime's reserve, not the activation peak,
+    which depends on the row: each schedule uses its own row's (`schedule`). For predictions, which do
+    not depend on memory."""
     return dataclasses.replace(device, memory_bytes=serving_memory_bytes(gpu, device.devices, conf))
 
 
