@@ -6,6 +6,7 @@ meters, grid sources), never listed here a second time.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 import sys
@@ -320,17 +321,19 @@ def validate_validation(cfg: BenchConf) -> None:
         if value is None or not math.isfinite(value) or value < 0:
             raise ConfigError(f"validate.{name}", value, "must be >= 0 GiB (finite)")
     # vLLM will not start where its KV cache cannot hold one request of its longest length: a row the
-    # replay could not have measured (the reserves or max_num_seqs may be what leaves too little).
+    # replay could not have measured. Judged without the runtime reserve, which is sourced on one H100
+    # (smaller GPUs' runtimes take less), so a file vLLM ran is never refused for it.
     longest = min(model.context_tokens, v.max_model_len_tokens)
     need = model.kv_bytes_per_token * float(model.attended_context(longest))
+    bare = dataclasses.replace(v, runtime_reserve_gib=0.0, runtime_reserve_tp_gib=0.0)
     for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
-        room = serving_memory_bytes(v.gpu, tp, v, model, b) - model.weight_bytes
+        room = serving_memory_bytes(v.gpu, tp, bare, model, b) - model.weight_bytes
         if room < need:
             raise ConfigError("validate.measurements", v.measurements,
                               f"the row of num_gpus {tp}, max_num_seqs {b}: {v.model} on {tp} x {v.gpu} leaves "
                               f"{max(room, 0.0) / 2 ** 30:.2f} GiB of KV cache after its weights "
-                              f"({model.weight_bytes / 2 ** 30:.1f} GiB) and vLLM's runtime and activation reserve "
-                              f"at gpu_memory_utilization {v.gpu_memory_utilization:g}; one {longest}-token request "
-                              f"needs {need / 2 ** 30:.2f} GiB (vLLM would not start)")
+                              f"({model.weight_bytes / 2 ** 30:.1f} GiB) and vLLM's activation peak at "
+                              f"gpu_memory_utilization {v.gpu_memory_utilization:g}, before any runtime reserve; "
+                              f"one {longest}-token request needs {need / 2 ** 30:.2f} GiB (vLLM would not start)")
     if v.calibration == "refit" and rows["num_gpus"].nunique() > 1:
         raise ConfigError("validate.calibration", "refit", "needs one num_gpus throughout the file")

@@ -21,10 +21,10 @@ GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms
     (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,avg_power_w\n").replace("7.7\n", "7.7,lots\n"), [],
      "validate.measurements='.*column avg_power_w"),
     (GOOD, ["validate.runtime_reserve_gib=-1"], "validate.runtime_reserve_gib"),
-    # A row vLLM could not have run: Qwen3-32B on one H100 at 4,096 requests leaves no room for one
-    # 20,480-token request once the sampler's logits are reserved.
-    (GOOD.replace("8,7.9", "4096,4000"), ["validate.model=qwen3_32b"], "validate.measurements='.*max_num_seqs 4096.*"
-     "would not start"),
+    # A row vLLM could not have run: Qwen3-32B on one H100 at 3,072 requests leaves some KV cache (3.2 GiB,
+    # before any runtime reserve) but not the 5 GiB of one 20,480-token request once its logits are reserved.
+    (GOOD.replace("8,7.9", "3072,3000"), ["validate.model=qwen3_32b"], "validate.measurements='.*max_num_seqs 3072: "
+     r"qwen3_32b on 1 x h100_sxm leaves 3\.\d\d GiB.*needs 5\.00 GiB \(vLLM would not start\)"),
 ])
 def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, override, field):
     path = tmp_path / "m.csv"

@@ -118,7 +118,8 @@ def validate(conf: ValidateConf) -> Validation:
         from bench.carbon.inputs import embodied
 
         match = str(embodied.gpus().loc[conf.gpu, "name_match"]).lower()
-        if not all(match in str(g).lower() for g in rows["gpu_model"]):
+        # (an empty cell is of the GPU replayed, as the replay takes it)
+        if not all(match in str(g).lower() for g in rows["gpu_model"] if isinstance(g, str) and g.strip()):
             mismatch = f"the measurements are of {label} on {gpus}, replayed here on {conf.gpu}"
     return Validation(t, methods[0], cal, source, conf.model, conf.gpu, mismatch)
 

@@ -199,6 +199,12 @@ def test_the_request_count_follows_the_measured_models_own_sweep():
     assert measurements.default_requests(1024, qwen, "GB200") == 1024
     assert measurements.default_requests(1024, qwen, " b200 ", task="lm-arena-chat") == 4096
     assert measurements.default_requests(1024, qwen, "B200", task="gpqa") == 1024
+    # A row with an empty gpu_model cell is replayed as of the GPU named: Llama-3.1-8B's H100 sweep
+    # repeated its requests twice at 256.
+    row = pd.Series({"max_num_seqs": 256, "avg_output_len": 20.0, "model_id": llama, "gpu_model": np.nan})
+    fast = dataclasses.replace(CONF, num_requests=0)
+    assert replay.schedule(serving.PRESETS["llama3_1_8b"], serving.datasheet("h100_sxm"), row, fast,
+                           "h100_sxm").requests == 2048
 
 
 def test_unusable_power_anchors_are_refused_in_one_line(tmp_path, monkeypatch):
