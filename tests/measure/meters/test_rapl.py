@@ -71,9 +71,13 @@ def test_energy_sums_sockets_and_ignores_core_and_psys(two_socket_tree):
 
 def test_counter_wrap_around_uses_max_energy_range(tmp_path):
     z = zone(tmp_path / "intel-rapl:0", "package-0", 1_000_000 - 300, max_uj=1_000_000)
-    meter = RaplMeter("package", tmp_path)
+    # A fake clock: a 1 J range at the 1 kW ceiling hides a wrap in 1 ms, which a loaded
+    # machine can take between two reads (then the meter rightly refuses the window).
+    clock = FakeClock()
+    meter = RaplMeter("package", tmp_path, clock=clock)
     meter.start()
     set_uj(z, 700)  # wrapped: 300 uJ to the top, then 700 past zero
+    clock.advance(0.0005)
     assert meter.stop().energy_j == pytest.approx(1000e-6)
 
 
