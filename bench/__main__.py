@@ -54,15 +54,29 @@ def main() -> None:
         # An error that Ctrl-C caused part-way through an operation is the interrupt, not a bug.
         if not getattr(sys.modules.get("bench.cli.main"), "INTERRUPTED", False):
             raise
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print(interrupted_line(sys.argv[1:]), file=sys.stderr)
-        raise SystemExit(130) from None
+        _stop_interrupted()
     except KeyboardInterrupt:
         # Clocks are already reset and the lock released (both unwind in `finally`); finished
         # points are on disk and the one in progress is not, so a rerun measures exactly the rest.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
-        print(interrupted_line(sys.argv[1:]), file=sys.stderr)
-        raise SystemExit(130) from None
+        _stop_interrupted()
+
+
+def _stop_interrupted() -> None:
+    """Say what was kept, then end with status 130 at once. Everything that matters has unwound
+    (files are whole, clocks reset, locks released); the interpreter's own shutdown after this
+    (joining pool threads, finalizers) is skipped, as a second signal landing in it once ended a
+    plan by SIGINT (status -2) under load after the line was printed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
+    print(interrupted_line(sys.argv[1:]), file=sys.stderr)
+    import logging
+
+    logging.shutdown()  # the job's log file, flushed and closed
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(130)
 
 
 if __name__ == "__main__":
