@@ -263,7 +263,14 @@ def validate_plan(cfg: BenchConf) -> None:
             raise ConfigError("plan.cpu_profile", p.cpu_profile, f"no such profile in {cfg.profiles_dir} (available: "
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
     if p.validation_measurements is not None:
-        _measurements("plan.validation_measurements", p.validation_measurements)
+        from bench.carbon.validation.measurements import ValidateConf
+        from bench.carbon.validation.report import gpu_of
+
+        rows = _measurements("plan.validation_measurements", p.validation_measurements)
+        gpu = gpu_of(rows)
+        if gpu in p.gpus:  # the plan report replays it on the plan's model: as task=validate would
+            refuse_rows_vllm_could_not_run("plan.validation_measurements", ValidateConf(
+                measurements=p.validation_measurements, model=p.model, gpu=gpu), rows)
     w = cfg.workload
     _at_least("workload.deadline_h", w.deadline_h, 1)
     _choice("workload.time_unit", w.time_unit, tuple(workload.TIME_UNITS_S))
@@ -287,11 +294,32 @@ def _measurements(name: str, path: Any):
         raise ConfigError(name, path, str(err)) from None
 
 
+def refuse_rows_vllm_could_not_run(name: str, v: Any, rows: Any) -> None:
+    """vLLM will not start where its KV cache cannot hold one request of its longest length: a row
+    the replay could not have measured. Judged without the runtime reserve, which is sourced on one
+    H100 (smaller GPUs' runtimes take less), so a file vLLM ran is never refused for it."""
+    from bench.carbon import serving
+    from bench.carbon.validation.replay import serving_memory_bytes
+
+    model = serving.preset(v.model)
+    longest = min(model.context_tokens, v.max_model_len_tokens)
+    need = model.kv_bytes_per_token * float(model.attended_context(longest))
+    bare = dataclasses.replace(v, runtime_reserve_gib=0.0, runtime_reserve_tp_gib=0.0)
+    for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
+        room = serving_memory_bytes(v.gpu, tp, bare, model, b) - model.weight_bytes
+        if room < need:
+            raise ConfigError(name, v.measurements,
+                              f"the row of num_gpus {tp}, max_num_seqs {b}: {v.model} on {tp} x {v.gpu} leaves "
+                              f"{max(room, 0.0) / 2 ** 30:.2f} GiB of KV cache after its weights "
+                              f"({model.weight_bytes / 2 ** 30:.1f} GiB) and vLLM's activation peak at "
+                              f"gpu_memory_utilization {v.gpu_memory_utilization:g}, before any runtime reserve; "
+                              f"one {longest}-token request needs {need / 2 ** 30:.2f} GiB (vLLM would not start)")
+
+
 def validate_validation(cfg: BenchConf) -> None:
     """task=validate inputs, the measurement file read here so a bad one fails before any work."""
     from bench.carbon import serving
     from bench.carbon.inputs import embodied
-    from bench.carbon.validation.replay import serving_memory_bytes
 
     v = cfg.validate
     if v.measurements is None:
@@ -320,20 +348,6 @@ def validate_validation(cfg: BenchConf) -> None:
         value = getattr(v, name)
         if value is None or not math.isfinite(value) or value < 0:
             raise ConfigError(f"validate.{name}", value, "must be >= 0 GiB (finite)")
-    # vLLM will not start where its KV cache cannot hold one request of its longest length: a row the
-    # replay could not have measured. Judged without the runtime reserve, which is sourced on one H100
-    # (smaller GPUs' runtimes take less), so a file vLLM ran is never refused for it.
-    longest = min(model.context_tokens, v.max_model_len_tokens)
-    need = model.kv_bytes_per_token * float(model.attended_context(longest))
-    bare = dataclasses.replace(v, runtime_reserve_gib=0.0, runtime_reserve_tp_gib=0.0)
-    for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
-        room = serving_memory_bytes(v.gpu, tp, bare, model, b) - model.weight_bytes
-        if room < need:
-            raise ConfigError("validate.measurements", v.measurements,
-                              f"the row of num_gpus {tp}, max_num_seqs {b}: {v.model} on {tp} x {v.gpu} leaves "
-                              f"{max(room, 0.0) / 2 ** 30:.2f} GiB of KV cache after its weights "
-                              f"({model.weight_bytes / 2 ** 30:.1f} GiB) and vLLM's activation peak at "
-                              f"gpu_memory_utilization {v.gpu_memory_utilization:g}, before any runtime reserve; "
-                              f"one {longest}-token request needs {need / 2 ** 30:.2f} GiB (vLLM would not start)")
+    refuse_rows_vllm_could_not_run("validate.measurements", v, rows)
     if v.calibration == "refit" and rows["num_gpus"].nunique() > 1:
         raise ConfigError("validate.calibration", "refit", "needs one num_gpus throughout the file")

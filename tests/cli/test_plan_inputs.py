@@ -64,3 +64,23 @@ def test_a_bad_grid_file_is_one_line_and_exit_2(tmp_path, content, says):
     results = tmp_path / "results"
     ran = run_cli("task=plan", "grid=csv", f"grid.path={path}", f"results_dir={results}")
     assert says in one_line_exit_2(ran, results)
+
+
+def test_a_validation_file_vllm_could_not_have_run_on_the_plans_model_is_one_line(tmp_path):
+    # The plan report replays the file on the plan's model, as task=validate does, so it refuses the
+    # same rows: Qwen3-32B on one H100 at 3,072 requests cannot hold one longest request.
+    path = tmp_path / "m.csv"
+    path.write_text("max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms,gpu_model\n"
+                    "8,7.9,400,0.45,7.7,H100\n3072,3000,400,0.05,90,H100\n")
+    results = tmp_path / "results"
+    ran = run_cli("task=plan", "plan.model=qwen3_32b", f"plan.validation_measurements={path}",
+                  f"results_dir={results}")
+    line = one_line_exit_2(ran, results)
+    assert line.startswith("bench: invalid plan.validation_measurements=") and "max_num_seqs 3072" in line
+    assert "vLLM would not start" in line
+    # The same rows on an 8B model leave room for it: not refused.
+    from bench.carbon.validation import measurements
+    from bench.cli.validate import refuse_rows_vllm_could_not_run
+
+    refuse_rows_vllm_could_not_run("plan.validation_measurements", measurements.ValidateConf(
+        measurements=str(path), model="llama3_1_8b", gpu="h100_sxm"), measurements.read(str(path)))
