@@ -91,7 +91,7 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
         devices: list[tuple[str, serving.DeviceModel]]
         if measured is not None:
             idle = float(measured.table["device_idle_power_w"].median()) * tp
-            base = _measured_device(measured, gpu, mem * tp, tp, idle)
+            base = _measured_device(measured, gpu, mem * tp, tp, idle, experts=bool(inputs.model.experts))
             base = dataclasses.replace(base, devices=tp, allreduce=serving.allreduce_table(gpu, tp),
                                        method=base.method + serving.allreduce_method(gpu, tp))
             devices = [("", base)] + [(f"@{f:g}MHz", d) for f, d in clocked(base, measured)]
@@ -105,10 +105,14 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
     return out
 
 
-def _measured_device(profile, gpu: str, memory_bytes: float, tp: int, idle_w: float) -> serving.DeviceModel:
+def _measured_device(profile, gpu: str, memory_bytes: float, tp: int, idle_w: float, experts: bool = False
+                     ) -> serving.DeviceModel:
     """The step composed from the profile's measured parts (GEMMs, attention, layer overheads)
-    where it has them, else its attention rooflines alone (said in the method)."""
+    where it has them, else its attention rooflines alone (said in the method). A mixture of experts
+    takes the rooflines: the linear and layer cases measure dense layers."""
     try:
+        if experts:
+            raise ValueError("a mixture of experts: the linear and layer cases measure dense layers only")
         return serving.from_parts(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
     except ValueError as err:  # no (or unusable) linear and layer fits: said in the method
         base = serving.from_profile(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)

@@ -32,11 +32,20 @@ class ModelSpec:
     # `window_tokens` tokens only; 0: every layer attends to the whole context.
     window_tokens: int = 0
     windowed_layers: int = 0
+    # Mixture of experts (Qwen3-30B-A3B): every layer's MLP is `experts` routed experts of width
+    # `expert_ffn` (a router picks `experts_per_token` of them per token) in place of the dense `ffn`
+    # (0 then); 0 experts: a dense model.
+    experts: int = 0
+    experts_per_token: int = 0
+    expert_ffn: int = 0
 
     def __post_init__(self) -> None:
         if self.window_tokens < 0 or not 0 <= self.windowed_layers <= self.layers:
             raise ValueError(f"{self.name}: window_tokens {self.window_tokens} must be >= 0 and windowed_layers "
                              f"{self.windowed_layers} within 0..{self.layers}")
+        if self.experts and not (0 < self.experts_per_token <= self.experts and self.expert_ffn > 0):
+            raise ValueError(f"{self.name}: experts_per_token {self.experts_per_token} must be within 1..{self.experts} "
+                             f"and expert_ffn {self.expert_ffn} > 0")
 
     @property
     def windowed_share(self) -> float:
@@ -62,9 +71,48 @@ class ModelSpec:
         return full - self.windowed_share * over * (over + 1) / 2
 
     @property
+    def _attention_params(self) -> int:
+        """One layer's Q, K, V and O projections."""
+        return self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
+
+    @property
+    def expert_params(self) -> int:
+        """One routed expert's gate, up and down projections (0 for a dense model)."""
+        return 3 * self.hidden * self.expert_ffn if self.experts else 0
+
+    @property
+    def _dense_layer_params(self) -> int:
+        """One layer's weights every token runs: attention, the dense MLP and the router."""
+        return self._attention_params + 3 * self.hidden * self.ffn + self.hidden * self.experts
+
+    @property
     def linear_params(self) -> int:
-        attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
-        return self.layers * (attn + 3 * self.hidden * self.ffn)
+        """The layers' weights in memory: every expert of a mixture of experts."""
+        return self.layers * (self._dense_layer_params + self.experts * self.expert_params)
+
+    @property
+    def active_linear_params(self) -> int:
+        """The layers' weights one token runs (its `experts_per_token` experts): 2 flops each."""
+        return self.layers * (self._dense_layer_params + self.experts_per_token * self.expert_params)
+
+    @property
+    def expert_bytes(self) -> float:
+        """All routed experts' weights over the layers: what a step reads of them if every expert is
+        routed a token (`expert_share` says how many are)."""
+        return float(self.layers * self.experts * self.expert_params * self.dtype_bytes)
+
+    @property
+    def expert_share(self) -> float:
+        """The chance a token routes to a given expert, `experts_per_token / experts` (0: dense). A step
+        of T tokens reads the expected share 1 - (1 - expert_share)^T of the experts' weights: routing
+        taken as uniform and independent across tokens, which reads the most (real routers are
+        skewed toward some experts and correlated within a sequence, so fewer are read)."""
+        return self.experts_per_token / self.experts if self.experts else 0.0
+
+    @property
+    def mlp_width(self) -> int:
+        """A token's MLP width as run: the dense `ffn`, or its experts' summed width."""
+        return self.ffn + self.experts_per_token * self.expert_ffn
 
     @property
     def embedding_params(self) -> int:
@@ -80,9 +128,10 @@ class ModelSpec:
 
     @property
     def streamed_bytes_per_step(self) -> float:
-        """Weight bytes one forward step reads: every layer's and the LM head's. The input embedding
+        """Weight bytes one forward step reads whatever its tokens: every layer's but the routed experts'
+        (which depend on the step's tokens: `expert_bytes`) and the LM head's. The input embedding
         only gathers the rows of the step's tokens (a few KB), tied or not."""
-        return float((self.linear_params + self.embedding_params) * self.dtype_bytes)
+        return float((self.layers * self._dense_layer_params + self.embedding_params) * self.dtype_bytes)
 
     @property
     def lm_head_flop_per_token(self) -> float:
@@ -95,7 +144,10 @@ class ModelSpec:
 
     @property
     def layer(self) -> LayerDims:
-        """One decoder layer's widths, as the linear and layer cases take them."""
+        """One decoder layer's widths, as the linear and layer cases take them (dense layers only)."""
+        if self.experts:
+            raise ValueError(f"{self.name} is a mixture of experts: the linear and layer cases measure dense "
+                             "layers only, so its step is not composed from measured parts")
         return LayerDims(self.hidden, self.heads, self.kv_heads, self.head_dim, self.ffn)
 
 
@@ -120,8 +172,9 @@ _GEMMA3_VISION_PARAMS = 420_000_000
 # Each preset: num_hidden_layers, vocab_size and tie_word_embeddings from the config.json of the
 # Hugging Face repositories named (layer widths: `kernels.arch.ARCHS`); context windows from their
 # model cards: the native window, not one reached only with YaRN scaling (which a plain deployment
-# does not enable). Dense decoder-only models only: mixture-of-experts models (Qwen3-30B-A3B,
-# Llama 4, gpt-oss) and hybrid Mamba ones (Nemotron-Nano v2) need a different step model.
+# does not enable). Decoder-only models, dense or with routed experts in every layer (Qwen3-30B-A3B);
+# not yet shared experts (DeepSeek, Llama 4), attention sinks (gpt-oss) or hybrid Mamba layers
+# (Nemotron-Nano v2).
 # Gemma 3's sliding-window layers (5 of every 6 attend to the last 1,024 tokens, 512 for 1B) read
 # and, as vLLM's hybrid KV-cache manager frees the pages behind the window, hold at most the window.
 PRESETS = {
@@ -149,6 +202,14 @@ PRESETS = {
     "qwen3_8b": _spec("Qwen3-8B", "qwen3_8b", 36, 151936, 32768, ("Qwen/Qwen3-8B",)),
     "qwen3_14b": _spec("Qwen3-14B", "qwen3_14b", 40, 151936, 32768, ("Qwen/Qwen3-14B",)),
     "qwen3_32b": _spec("Qwen3-32B", "qwen3_32b", 64, 151936, 32768, ("Qwen/Qwen3-32B",)),
+    # Qwen3-30B-A3B (config.json of Qwen/Qwen3-30B-A3B and its 2507 updates: 48 layers of hidden 2048,
+    # 32 query and 4 KV heads of 128, 128 experts of width 768, 8 per token, no dense MLP layer,
+    # untied embedding): 30.5 B weights, 3.3 B run per token. 32,768 tokens natively; 262,144 for 2507.
+    "qwen3_30b_a3b": ModelSpec("Qwen3-30B-A3B", 48, 2048, 32, 4, 128, 0, 151936, 32768, hf_ids=(
+        "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-30B-A3B-Base"), experts=128, experts_per_token=8, expert_ffn=768),
+    "qwen3_30b_a3b_2507": ModelSpec("Qwen3-30B-A3B-2507", 48, 2048, 32, 4, 128, 0, 151936, 262144, hf_ids=(
+        "Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Thinking-2507"), experts=128,
+        experts_per_token=8, expert_ffn=768),
     # Qwen2.5 model cards (32,768 natively); DeepSeek-R1's Qwen distills keep the architecture.
     "qwen2_5_7b": _spec("Qwen2.5-7B", "qwen2_5_7b", 28, 152064, 32768,
                         ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")),

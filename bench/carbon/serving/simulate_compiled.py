@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 NO_PAGE_LIMIT = 1 << 60
 # The step model's coefficients, in this order (`coefficients`).
 COEF = ("f_tok", "f_samp", "f_pair", "f_ctx", "b_step", "b_ctx", "b_new", "rate", "bw", "kv_bw", "overhead",
-        "e_flop", "e_byte", "p0", "e_kv_extra", "headroom_w", "seq_s", "e_seq")
+        "e_flop", "e_byte", "p0", "e_kv_extra", "headroom_w", "seq_s", "e_seq", "b_experts", "keep")
 
 
 @functools.cache
@@ -79,7 +79,7 @@ def coefficients(cost) -> np.ndarray:
                      cost.bytes_per_new_token, d.flop_per_s, d.bytes_per_s, d.kv_bytes_per_s or 0.0, d.overhead_s,
                      d.e_flop_j, d.e_byte_j, d.p0_w,
                      (d.e_kv_byte_j - d.e_byte_j) * cost.bytes_per_context_token if d.e_kv_byte_j else 0.0,
-                     d.power_cap_w - d.p0_w, d.seq_s, d.e_seq_j], float)
+                     d.power_cap_w - d.p0_w, d.seq_s, d.e_seq_j, cost.expert_bytes, 1.0 - cost.expert_share], float)
 
 
 def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs, c, comm_sizes, comm_times,
@@ -90,12 +90,14 @@ def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs
     rate, bw, kv_bw, overhead = c[7], c[8], c[9], c[10]
     e_flop, e_byte, p0, e_kv_extra, headroom_w = c[11], c[12], c[13], c[14], c[15]
     seq_s, e_seq = c[16], c[17]
+    b_experts, keep = c[18], c[19]
     tokens = new_tokens + decode_tokens
     sampled = decode_tokens + prefill_seqs
     flops = f_tok * tokens + f_samp * sampled + f_pair * prefill_pairs + f_ctx * context_tokens
-    nbytes = b_step + b_ctx * context_tokens + b_new * tokens
+    weights = b_step + b_experts * (1.0 - keep ** tokens) if b_experts != 0.0 else b_step
+    nbytes = weights + b_ctx * context_tokens + b_new * tokens
     if kv_bw != 0.0:
-        linear = (f_tok * tokens + f_samp * sampled) / rate + (b_step + b_new * tokens) / bw
+        linear = (f_tok * tokens + f_samp * sampled) / rate + (weights + b_new * tokens) / bw
         attn_flop_s = (f_pair * prefill_pairs + f_ctx * context_tokens) / rate
         attn_kv_s = b_ctx * context_tokens / kv_bw
         t = linear + (attn_flop_s if attn_flop_s > attn_kv_s else attn_kv_s) + overhead
@@ -436,7 +438,8 @@ def _probe_cost():
                              seq_s=0.0, e_seq_j=0.0)
     return SimpleNamespace(flop_per_token=1.0, flop_per_sampled_token=0.0, flop_per_prefill_pair=0.0,
                            flop_per_context_token=0.0, bytes_per_step=1.0, bytes_per_context_token=0.0,
-                           bytes_per_new_token=0.0, allreduces_per_step=0, allreduce_bytes_per_token=0.0, device=device)
+                           bytes_per_new_token=0.0, allreduces_per_step=0, allreduce_bytes_per_token=0.0, device=device,
+                           expert_bytes=0.0, expert_share=0.0)
 
 
 # The Python functions `available()` compiles, kept to compile from and to fall back on.

@@ -2,7 +2,8 @@
 
 A step prefills the prompts admitted in it and decodes one token for every running request. Its
 work is counted from the architecture (linear layers: 2 flops per weight per token, weights read
-once per step; the LM head: 2 flops per weight only for the positions whose logits are sampled, each
+once per step; a mixture of experts runs each token's routed experts only and reads the experts
+its tokens route to, `StepCost.experts_read_bytes`; the LM head: 2 flops per weight only for the positions whose logits are sampled, each
 decode token and the last token of each prompt prefilled, as vLLM computes them; attention:
 4 x heads x head_dim flops per query-key pair, the KV cache read once; a model's sliding-window layers
 attend to, and hold the KV of, at most their window, which the simulator counts in the context and
@@ -52,17 +53,27 @@ class StepCost:
     # each token's hidden state; costed only on a device with an all-reduce table (`device.allreduce_s`).
     allreduces_per_step: int = 0
     allreduce_bytes_per_token: float = 0.0
+    # Mixture of experts (`ModelSpec.expert_bytes`, `expert_share`): a step of T tokens also reads the
+    # share 1 - (1 - expert_share)^T of the routed experts' weights (`experts_read_bytes`).
+    expert_bytes: float = 0.0
+    expert_share: float = 0.0
 
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
         attn = 4.0 * model.layers * model.heads * model.head_dim
         composed = ComposedStep.of(model, device.parts) if device.parts is not None else None
-        return cls(2.0 * model.linear_params, attn, attn, model.streamed_bytes_per_step, model.kv_bytes_per_token,
+        return cls(2.0 * model.active_linear_params, attn, attn, model.streamed_bytes_per_step, model.kv_bytes_per_token,
                    model.kv_bytes_per_token, device, composed, weight_bytes=model.weight_bytes,
                    flop_per_sampled_token=model.lm_head_flop_per_token, window_tokens=model.window_tokens,
                    windowed_share=model.windowed_share, kv_layers=model.layers,
                    windowed_layers=model.windowed_layers if model.window_tokens else 0, allreduces_per_step=2 * model.layers,
-                   allreduce_bytes_per_token=float(model.hidden * model.dtype_bytes))
+                   allreduce_bytes_per_token=float(model.hidden * model.dtype_bytes),
+                   expert_bytes=model.expert_bytes, expert_share=model.expert_share)
+
+    def experts_read_bytes(self, tokens):
+        """Routed experts' weights a step of `tokens` tokens reads (expected, routing uniform and
+        independent: `ModelSpec.expert_share`); 0 for a dense model. Works on numpy arrays too."""
+        return self.expert_bytes * (1.0 - (1.0 - self.expert_share) ** tokens) if self.expert_bytes else 0.0
 
     @property
     def resident_bytes(self) -> float:
@@ -83,8 +94,8 @@ class StepCost:
         flops = (self.flop_per_token * (new_tokens + decode_tokens) + self.flop_per_sampled_token
                  * (decode_tokens + prefill_seqs) + self.flop_per_prefill_pair * prefill_pairs
                  + self.flop_per_context_token * context_tokens)
-        nbytes = (self.bytes_per_step + self.bytes_per_context_token * context_tokens
-                  + self.bytes_per_new_token * (new_tokens + decode_tokens))
+        nbytes = (self.bytes_per_step + self.experts_read_bytes(new_tokens + decode_tokens)
+                  + self.bytes_per_context_token * context_tokens + self.bytes_per_new_token * (new_tokens + decode_tokens))
         sampled = decode_tokens + prefill_seqs
         if d.kv_bytes_per_s:
             t = split_step_s(self, new_tokens + decode_tokens, prefill_pairs, context_tokens,
@@ -130,15 +141,17 @@ class StepCost:
         e_kv_extra = (d.e_kv_byte_j - d.e_byte_j) * b_ctx if d.e_kv_byte_j else 0.0
         seq_s, e_seq = d.seq_s, d.e_seq_j
         headroom_w = d.power_cap_w - d.p0_w
+        b_experts, keep = self.expert_bytes, 1.0 - self.expert_share
 
         def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
                  prefill_seqs: float) -> tuple[float, float]:
             tokens = new_tokens + decode_tokens
             sampled = decode_tokens + prefill_seqs
             flops = f_tok * tokens + f_samp * sampled + f_pair * prefill_pairs + f_ctx * context_tokens
-            nbytes = b_step + b_ctx * context_tokens + b_new * tokens
+            weights = b_step + b_experts * (1.0 - keep ** tokens) if b_experts else b_step
+            nbytes = weights + b_ctx * context_tokens + b_new * tokens
             if kv_bw:
-                linear = (f_tok * tokens + f_samp * sampled) / rate + (b_step + b_new * tokens) / bw
+                linear = (f_tok * tokens + f_samp * sampled) / rate + (weights + b_new * tokens) / bw
                 attn_flop_s = (f_pair * prefill_pairs + f_ctx * context_tokens) / rate
                 attn_kv_s = b_ctx * context_tokens / kv_bw
                 t = linear + (attn_flop_s if attn_flop_s > attn_kv_s else attn_kv_s) + overhead
@@ -196,7 +209,8 @@ def split_step_s(cost: StepCost, tokens: float, prefill_pairs: float, context_to
     `sampled`: positions whose logits the LM head computes. Works on numpy arrays too."""
     d = cost.device
     linear = ((cost.flop_per_token * tokens + cost.flop_per_sampled_token * sampled) / d.flop_per_s
-              + (cost.bytes_per_step + cost.bytes_per_new_token * tokens) / d.bytes_per_s)
+              + (cost.bytes_per_step + cost.experts_read_bytes(tokens) + cost.bytes_per_new_token * tokens)
+              / d.bytes_per_s)
     attention = _max((cost.flop_per_prefill_pair * prefill_pairs + cost.flop_per_context_token * context_tokens)
                      / d.flop_per_s, cost.bytes_per_context_token * context_tokens / d.kv_bytes_per_s)
     return linear + attention

@@ -272,6 +272,24 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     assert "sweep=default" in text and "`cpu-amd-epyc-2core`" in text
 
 
+def test_a_mixture_of_experts_on_a_measured_profile_takes_its_rooflines_not_the_dense_parts():
+    # The linear and layer cases measure dense layers: a measured profile with them composes a dense
+    # model's step, while a mixture of experts takes the profile's attention rooflines, said in the method.
+    from tests.profile import synthetic_parts
+
+    composed = synthetic_parts.profile()
+    dense = plan.candidates(dataclasses.replace(inputs(), gpus=["h100_sxm"], gpu_profiles={"h100_sxm": composed}))
+    assert dense[0].device.parts is not None
+    moe = dataclasses.replace(inputs(), model=serving.PRESETS["qwen3_30b_a3b"], gpus=["h100_sxm"],
+                              gpu_profiles={"h100_sxm": composed})
+    cand = plan.candidates(moe)[0]
+    assert cand.device.parts is None and "not composed (a mixture of experts" in cand.device.method
+    cost = serving.StepCost.of(moe.model, cand.device)  # and it costs a step
+    t8, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0)
+    t64, _ = cost.time_energy(0.0, 0.0, 64.0, 64000.0, 0.0)
+    assert 0 < t8 < t64
+
+
 def test_sm_clock_candidates_come_from_measured_frequency_fits():
     import pandas as pd
 

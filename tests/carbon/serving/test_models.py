@@ -1,5 +1,6 @@
 """Model presets: their weights match the parameter counts the model cards publish, a tied
-embedding is held once, and a preset is found by its key or a Hugging Face id in any case."""
+embedding is held once, a mixture of experts runs and reads only its routed experts, and a preset
+is found by its key or a Hugging Face id in any case."""
 import pytest
 
 from bench.carbon import serving
@@ -11,6 +12,7 @@ from bench.carbon.serving import models
     ("llama3_1_8b", 8.0), ("llama3_2_1b", 1.24), ("llama3_2_3b", 3.21), ("qwen3_0_6b", 0.6), ("qwen3_4b", 4.0),
     ("qwen3_8b", 8.2), ("qwen3_14b", 14.8), ("qwen3_32b", 32.8), ("gemma3_12b", 12.2), ("gemma3_27b", 27.4),
     ("mistral_nemo_12b", 12.2), ("mistral_small_24b", 23.6), ("phi4", 14.7), ("qwen2_5_7b", 7.6),
+    ("qwen3_30b_a3b", 30.5), ("qwen3_30b_a3b_2507", 30.5),
 ])
 def test_a_preset_holds_the_weights_its_model_card_counts(key, billions):
     m = serving.PRESETS[key]
@@ -35,3 +37,31 @@ def test_a_preset_is_named_by_key_display_name_or_hugging_face_id_in_any_case():
         serving.preset("gpt5")
     ids = [h.lower() for m in serving.PRESETS.values() for h in m.hf_ids]
     assert len(ids) == len(set(ids))  # each id names one preset
+
+
+def test_a_mixture_of_experts_runs_its_routed_experts_and_a_step_reads_those_its_tokens_route_to():
+    m = serving.PRESETS["qwen3_30b_a3b"]
+    # The model card: 30.5 B in all, 29.9 B without the embeddings, 3.3 B activated (with both
+    # embedding matrices; a token's flops run the layers' share and the LM head).
+    assert m.linear_params / 1e9 == pytest.approx(29.9, rel=0.01)
+    assert (m.active_linear_params + 2 * m.embedding_params) / 1e9 == pytest.approx(3.3, rel=0.02)
+    assert m.weight_bytes == (m.linear_params + 2 * m.embedding_params) * 2  # every expert is held
+    cost = serving.StepCost.of(m, serving.datasheet("h100_sxm"))
+    assert cost.flop_per_token == 2.0 * m.active_linear_params
+    # One token reads 8 of 128 experts; a large step all of them (uniform routing, an upper bound).
+    assert cost.experts_read_bytes(1.0) == pytest.approx(m.expert_bytes * 8 / 128)
+    assert cost.experts_read_bytes(4096.0) == pytest.approx(m.expert_bytes, rel=1e-9)
+    reads = [cost.experts_read_bytes(float(t)) for t in (1, 2, 8, 32, 128)]
+    assert all(a < b for a, b in zip(reads, reads[1:]))
+    # so a decode step's time grows with its batch through the weights, not only the KV cache
+    t1, _ = cost.time_energy(0.0, 0.0, 1.0, 0.0, 0.0)
+    t16, _ = cost.time_energy(0.0, 0.0, 16.0, 0.0, 0.0)
+    assert t16 > 3 * t1 - 2 * cost.device.overhead_s
+    # A dense model is unchanged: every weight runs, nothing routed.
+    dense = serving.PRESETS["llama3_1_8b"]
+    assert dense.active_linear_params == dense.linear_params and dense.expert_bytes == 0.0 and dense.mlp_width == dense.ffn
+    assert serving.StepCost.of(dense, serving.datasheet("h100_sxm")).experts_read_bytes(64.0) == 0.0
+    with pytest.raises(ValueError, match="experts_per_token"):
+        models.ModelSpec("bad", 2, 64, 4, 4, 16, 0, 100, 1024, experts=8, experts_per_token=9, expert_ffn=32)
+    with pytest.raises(ValueError, match="mixture of experts"):  # the dense linear and layer cases do not compose it
+        m.layer
