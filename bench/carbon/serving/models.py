@@ -210,6 +210,14 @@ PRESETS = {
     "qwen3_30b_a3b_2507": ModelSpec("Qwen3-30B-A3B-2507", 48, 2048, 32, 4, 128, 0, 151936, 262144, hf_ids=(
         "Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Thinking-2507"), experts=128,
         experts_per_token=8, expert_ffn=768),
+    # Qwen3-235B-A22B (config.json of Qwen/Qwen3-235B-A22B and its 2507 updates: 94 layers of hidden 4096,
+    # 64 query and 4 KV heads of 128, 128 experts of width 1,536, 8 per token): 235 B weights, 22 B run
+    # per token. 32,768 tokens natively; 262,144 for 2507. (The FP8 checkpoints hold a byte a weight: not these.)
+    "qwen3_235b_a22b": ModelSpec("Qwen3-235B-A22B", 94, 4096, 64, 4, 128, 0, 151936, 32768, hf_ids=(
+        "Qwen/Qwen3-235B-A22B",), experts=128, experts_per_token=8, expert_ffn=1536),
+    "qwen3_235b_a22b_2507": ModelSpec("Qwen3-235B-A22B-2507", 94, 4096, 64, 4, 128, 0, 151936, 262144, hf_ids=(
+        "Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507"), experts=128,
+        experts_per_token=8, expert_ffn=1536),
     # Qwen2.5 model cards (32,768 natively); DeepSeek-R1's Qwen distills keep the architecture.
     "qwen2_5_7b": _spec("Qwen2.5-7B", "qwen2_5_7b", 28, 152064, 32768,
                         ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")),

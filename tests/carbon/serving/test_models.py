@@ -65,3 +65,17 @@ def test_a_mixture_of_experts_runs_its_routed_experts_and_a_step_reads_those_its
         models.ModelSpec("bad", 2, 64, 4, 4, 16, 0, 100, 1024, experts=8, experts_per_token=9, expert_ffn=32)
     with pytest.raises(ValueError, match="mixture of experts"):  # the dense linear and layer cases do not compose it
         m.layer
+
+
+def test_a_replica_of_more_gpus_than_kv_heads_holds_and_reads_each_head_on_several():
+    # Qwen3-235B-A22B has 4 KV heads: on 8 GPUs each holds one, so every head is on two of them.
+    m = serving.PRESETS["qwen3_235b_a22b"]
+    assert m.weight_bytes / 2 / 1e9 == pytest.approx(235, rel=0.01)
+    assert (m.active_linear_params + 2 * m.embedding_params) / 1e9 == pytest.approx(22, rel=0.02)
+    on8 = serving.StepCost.of(m, serving.datasheet("h100_sxm", 8))
+    on4 = serving.StepCost.of(m, serving.datasheet("h100_sxm", 4))
+    assert on8.bytes_per_context_token == on8.bytes_per_new_token == 2 * m.kv_bytes_per_token
+    assert on4.bytes_per_context_token == m.kv_bytes_per_token
+    # a model with 8 KV heads on 8 GPUs: one each, none held twice
+    llama = serving.PRESETS["llama3_1_70b"]
+    assert serving.StepCost.of(llama, serving.datasheet("h100_sxm", 8)).bytes_per_context_token == llama.kv_bytes_per_token
