@@ -47,19 +47,20 @@ def test_the_requests_that_fit_follow_the_kv_bytes_per_token_and_the_weights_hel
     assert res.max_running == (pages - 1) // prompt_pages  # one page kept free (vLLM's watermark)
 
 
-def test_validate_runs_end_to_end_on_another_preset_named_by_its_hugging_face_id(tmp_path):
+@pytest.mark.parametrize("model_id", ["Qwen/Qwen3-14B", "Qwen/Qwen3-30B-A3B-Instruct-2507"])  # dense; experts
+def test_validate_runs_end_to_end_on_another_preset_named_by_its_hugging_face_id(tmp_path, model_id):
     # Made-up measurements (of the right magnitude, not a measurement): the run, not the numbers, is tested.
-    path = tmp_path / "qwen3_14b.csv"
-    pd.DataFrame({"model_id": "Qwen/Qwen3-14B", "gpu_model": "H100", "num_gpus": 1, "max_num_seqs": [8, 32],
+    path = tmp_path / "other.csv"
+    pd.DataFrame({"model_id": model_id, "gpu_model": "H100", "num_gpus": 1, "max_num_seqs": [8, 32],
                   "avg_batch_size": [7.9, 31.5], "avg_output_len": [60.0, 60.0], "energy_per_token_j": [0.7, 0.25],
                   "p90_itl_ms": [12.0, 16.0], "avg_power_w": [450.0, 520.0]}).to_csv(path, index=False)
     out = tmp_path / "out"
-    ran = run_cli("task=validate", f"validate.measurements={path}", "validate.model=Qwen/Qwen3-14B",
+    ran = run_cli("task=validate", f"validate.measurements={path}", f"validate.model={model_id}",
                   f"validate.gpu={GPU}", "validate.num_requests=24", f"validate.out_dir={out}",
                   f"results_dir={tmp_path / 'results'}")
     assert ran.code == 0, ran.stderr
     assert {p.name for p in out.iterdir()} >= {"validate.md", "validate.csv", "validate.png"}
     text = (out / "validate.md").read_text()
-    assert text.startswith("# Validation: Qwen/Qwen3-14B on h100_sxm")  # the id matches: not a sensitivity run
+    assert text.startswith(f"# Validation: {model_id} on h100_sxm")  # the id matches: not a sensitivity run
     table = pd.read_csv(out / "validate.csv")
     assert table.max_num_seqs.tolist() == [8, 32] and (table.predicted_energy_per_token_j > 0).all()
