@@ -268,7 +268,7 @@ def validate_plan(cfg: BenchConf) -> None:
 
         rows = _measurements("plan.validation_measurements", p.validation_measurements)
         gpu = gpu_of(rows)
-        if gpu in p.gpus:  # the plan report replays it on the plan's model: as task=validate would
+        if gpu in p.gpus:  # rows the plan's model could not have run on that GPU: bad input for the report
             refuse_rows_vllm_could_not_run("plan.validation_measurements", ValidateConf(
                 measurements=p.validation_measurements, model=p.model, gpu=gpu), rows)
     w = cfg.workload
@@ -303,9 +303,10 @@ def refuse_rows_vllm_could_not_run(name: str, v: Any, rows: Any) -> None:
 
     model = serving.preset(v.model)
     longest = min(model.context_tokens, v.max_model_len_tokens)
-    need = model.kv_bytes_per_token * float(model.attended_context(longest))
     bare = dataclasses.replace(v, runtime_reserve_gib=0.0, runtime_reserve_tp_gib=0.0)
     for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
+        # each KV head held on tp / kv_heads GPUs where the replica has more GPUs than heads (`StepCost.of`)
+        need = model.kv_bytes_per_token * max(1.0, tp / model.kv_heads) * float(model.attended_context(longest))
         room = serving_memory_bytes(v.gpu, tp, bare, model, b) - model.weight_bytes
         if room < need:
             raise ConfigError(name, v.measurements,

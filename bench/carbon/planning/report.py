@@ -160,6 +160,12 @@ def device_model_lines(i: Any) -> list[str]:
             lines.append(f"- {gpu}{f' x {tp}' if tp > 1 else ''}: `{serving.datasheet(gpu, tp).method}`; no measured profile of a GPU named like '{match}' in "
                          "`profiles/`. To use one, on that GPU run `python -m bench -m sweep=default` then "
                          "`python -m bench task=fit results=results/default hardware=<name>`")
+    split = [gpu for gpu in i.gpus if replica_gpus(i.model.weight_bytes, gpu) > 1]
+    if getattr(i.model, "experts", 0) and split:
+        lines.append(f"- caution: {i.model.name} is a mixture of experts on tensor-parallel replicas ({', '.join(split)}). "
+                     "Its step model held within 15% on one GPU, but on held-out multi-GPU servers (ML.ENERGY, H100) "
+                     "it predicted steps 18-49% faster and energy up to 46% lower than measured (README); do not "
+                     "trust these replicas' figures without a measurement")
     if i.cpu_profile is not None:
         methods = ", ".join(i.cpu_profile.meta.get("energy_methods", [])) or "unknown"
         kind = "a model, not a measurement" if "model:" in methods else "measured"

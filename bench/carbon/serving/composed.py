@@ -161,7 +161,8 @@ class ComposedStep:
     kv_elements_per_context_token: float  # K and V of one cached token, one layer: what the decode overhead's c_kv counts
 
     @classmethod
-    def of(cls, model: ModelSpec, parts: StepParts) -> ComposedStep:
+    def of(cls, model: ModelSpec, parts: StepParts, kv_copies: float = 1.0) -> ComposedStep:
+        """`kv_copies`: GPUs each KV head is held and read on (a replica of more GPUs than heads)."""
         e = model.dtype_bytes
         widths = model.layer.projections()
         linear = [(parts.linear[p], 2.0 * n_in * n_out, float(e * n_in * n_out), float(e * (n_in + n_out)), model.layers)
@@ -171,7 +172,8 @@ class ComposedStep:
                 float(e * (model.hidden + model.vocab)))
         hq, hkv, d = model.heads, model.kv_heads, model.head_dim
         return cls(parts, model.layers, model.hidden, tuple(linear), head, 4.0 * hq * d,
-                   float(e * d * (2 * hq + 2 * hkv)), float(2 * hkv * d * e), float(2 * hq * d * e + 4), float(2 * hkv * d))
+                   float(e * d * (2 * hq + 2 * hkv)), float(2 * hkv * d * e * kv_copies), float(2 * hq * d * e + 4),
+                   float(2 * hkv * d))
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
                     prefill_seqs: float) -> tuple[float, float]:

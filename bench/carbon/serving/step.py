@@ -61,10 +61,11 @@ class StepCost:
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
         attn = 4.0 * model.layers * model.heads * model.head_dim
-        composed = ComposedStep.of(model, device.parts) if device.parts is not None else None
         # A replica of more GPUs than the model has KV heads gives each GPU one KV head, so each head is
         # held and read on devices / kv_heads GPUs (vLLM's tensor parallelism replicates it).
-        kv_bytes = model.kv_bytes_per_token * max(1.0, device.devices / model.kv_heads)
+        kv_copies = max(1.0, device.devices / model.kv_heads)
+        kv_bytes = model.kv_bytes_per_token * kv_copies
+        composed = ComposedStep.of(model, device.parts, kv_copies) if device.parts is not None else None
         return cls(2.0 * model.active_linear_params, attn, attn, model.streamed_bytes_per_step, kv_bytes,
                    kv_bytes, device, composed, weight_bytes=model.weight_bytes,
                    flop_per_sampled_token=model.lm_head_flop_per_token, window_tokens=model.window_tokens,

@@ -763,3 +763,12 @@ def _scripted_check(script: list, blamed: str):
         return v
 
     return check
+
+
+def test_a_mixture_of_experts_on_tensor_parallel_replicas_is_flagged_in_the_report():
+    from bench.carbon.planning.report import device_model_lines
+
+    moe = dataclasses.replace(inputs(), model=serving.PRESETS["qwen3_30b_a3b"])  # 61 GB: one H100, four L4s
+    text = "\n".join(device_model_lines(moe))
+    assert "caution: Qwen3-30B-A3B is a mixture of experts on tensor-parallel replicas (l4)" in text
+    assert "caution" not in "\n".join(device_model_lines(inputs()))  # a dense model: no such line

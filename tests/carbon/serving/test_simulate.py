@@ -231,24 +231,28 @@ def _assert_same(run, full, name: str) -> None:
             assert a == b or (a != a and b != b), (name, f.name)
 
 
-@pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tensor_parallel", "experts"])
+@pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tensor_parallel", "experts",
+                                  "experts_roofline"])
 def test_the_simulations_scalar_step_equals_the_step_model(kind):
     # The simulation's per-step closure must be the step model, term for term, on every path:
     # one roofline; linear layers and attention apart with their own KV bandwidth and energy; a
     # power cap that stretches the step; four GPUs exchanging activations (its all-reduce table
     # interpolated by bisection with numpy's arithmetic); a mixture of experts reading the experts its
     # tokens route to.
-    device = serving.datasheet("h100_sxm", 4 if kind == "tensor_parallel" else 1) if kind != "roofline" \
-        else round_device()
+    device = serving.datasheet("h100_sxm", 4 if kind == "tensor_parallel" else 1) \
+        if kind not in ("roofline", "experts_roofline") else round_device()
     if kind == "capped":
         device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
     if kind == "old_kv":  # a calibration from before KV bytes cost a streamed byte's: its own KV energy
         device = dataclasses.replace(device, e_kv_byte_j=3 * device.e_byte_j)
-    cost = serving.StepCost.of(serving.PRESETS["qwen3_30b_a3b" if kind == "experts" else "llama3_8b"], device)
+    cost = serving.StepCost.of(serving.PRESETS["qwen3_30b_a3b" if kind.startswith("experts") else "llama3_8b"], device)
     step = cost.scalar()
     rng = np.random.default_rng(1)
     capped = 0
     draws = rng.integers(0, 4000, size=(300, 4)).astype(float)
+    if kind.startswith("experts"):  # decode-only steps of 0-64 tokens, where the share of experts read still grows
+        draws[:150, 0] = 0.0
+        draws[:150, 1] = rng.integers(0, 65, 150)
     if kind == "tensor_parallel":  # token counts across the all-reduce table: below it, at its knots, between, past it
         draws[:, 0] = 0.0
         knots = np.array(device.allreduce[0]) / cost.allreduce_bytes_per_token
