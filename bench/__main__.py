@@ -67,7 +67,10 @@ def _stop_interrupted() -> None:
     (joining pool threads, finalizers) is skipped, as a second signal landing in it once ended a
     plan by SIGINT (status -2) under load after the line was printed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
-    print(interrupted_line(sys.argv[1:]), file=sys.stderr)
+    try:
+        print(interrupted_line(sys.argv[1:]), file=sys.stderr)
+    except (OSError, ValueError):  # stderr a closed pipe: the status still says it
+        pass
     import logging
 
     logging.shutdown()  # the job's log file, flushed and closed
