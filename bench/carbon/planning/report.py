@@ -166,6 +166,11 @@ def device_model_lines(i: Any) -> list[str]:
                      "Its step model held within 15% on one GPU, but on held-out multi-GPU servers (ML.ENERGY, H100) "
                      "it predicted steps 18-49% faster and energy up to 46% lower than measured (README); do not "
                      "trust these replicas' figures without a measurement")
+    if getattr(i.model, "mamba_layers", 0):
+        lines.append(f"- caution: {i.model.name} has Mamba-2 layers. Held out on ML.ENERGY's one-H100 server, this "
+                     "step model predicted p90 inter-token gaps 12-23% short up to 32 requests and 2.3-3.8x short from "
+                     "64 on (slow prefill steps of the Mamba layers, not modelled), and energy per token up to 41% low "
+                     "(README); do not trust its figures without a measurement")
     if i.cpu_profile is not None:
         methods = ", ".join(i.cpu_profile.meta.get("energy_methods", [])) or "unknown"
         kind = "a model, not a measurement" if "model:" in methods else "measured"

@@ -38,20 +38,60 @@ class ModelSpec:
     experts: int = 0
     experts_per_token: int = 0
     expert_ffn: int = 0
+    # Hybrid models (Nemotron-H: NVIDIA-Nemotron-Nano-9B-v2): each layer is one block, `attention_layers`
+    # attention, `mlp_layers` MLPs and `mamba_layers` Mamba-2 mixers (`mamba_heads` heads of
+    # `mamba_head_dim`, state size `ssm_state`, `mamba_groups` groups, a causal convolution of `conv_kernel`).
+    # All three 0: a plain decoder, every layer attention and MLP.
+    attention_layers: int = 0
+    mlp_layers: int = 0
+    mamba_layers: int = 0
+    mamba_heads: int = 0
+    mamba_head_dim: int = 0
+    ssm_state: int = 0
+    mamba_groups: int = 0
+    conv_kernel: int = 0
+    mlp_matrices: int = 3  # gate, up and down (SwiGLU); 2 for an ungated MLP (Nemotron-H's squared ReLU)
 
     def __post_init__(self) -> None:
-        if self.window_tokens < 0 or not 0 <= self.windowed_layers <= self.layers:
+        if self.hybrid and self.attention_layers + self.mlp_layers + self.mamba_layers != self.layers:
+            raise ValueError(f"{self.name}: attention_layers {self.attention_layers} + mlp_layers {self.mlp_layers} + "
+                             f"mamba_layers {self.mamba_layers} must be its {self.layers} layers")
+        if self.window_tokens < 0 or not 0 <= self.windowed_layers <= self.kv_layers:
             raise ValueError(f"{self.name}: window_tokens {self.window_tokens} must be >= 0 and windowed_layers "
-                             f"{self.windowed_layers} within 0..{self.layers}")
+                             f"{self.windowed_layers} within 0..{self.kv_layers}")
         if self.experts and not (0 < self.experts_per_token <= self.experts and self.expert_ffn > 0):
             raise ValueError(f"{self.name}: experts_per_token {self.experts_per_token} must be within 1..{self.experts} "
                              f"and expert_ffn {self.expert_ffn} > 0")
+        if self.mamba_layers and min(self.mamba_heads, self.mamba_head_dim, self.ssm_state, self.mamba_groups,
+                                     self.conv_kernel) < 1:
+            raise ValueError(f"{self.name}: a Mamba-2 layer needs mamba_heads, mamba_head_dim, ssm_state, "
+                             "mamba_groups and conv_kernel >= 1")
+
+    @property
+    def hybrid(self) -> bool:
+        """Layers of one block each (`attention_layers`, `mlp_layers`, `mamba_layers`)."""
+        return bool(self.attention_layers or self.mlp_layers or self.mamba_layers)
+
+    @property
+    def kv_layers(self) -> int:
+        """Layers with attention, each holding K and V of every cached token."""
+        return self.attention_layers if self.hybrid else self.layers
+
+    @property
+    def _mlp_layer_count(self) -> int:
+        return self.mlp_layers if self.hybrid else self.layers
+
+    @property
+    def blocks(self) -> int:
+        """Attention, MLP and Mamba blocks a token passes (two a layer in a plain decoder): each ends in
+        an all-reduce on a tensor-parallel replica."""
+        return self.kv_layers + self._mlp_layer_count + self.mamba_layers
 
     @property
     def windowed_share(self) -> float:
-        """The share of layers whose attention (and, in vLLM's hybrid KV-cache manager, whose cache)
-        is limited to the window."""
-        return self.windowed_layers / self.layers if self.window_tokens else 0.0
+        """The share of attention layers whose attention (and, in vLLM's hybrid KV-cache manager, whose
+        cache) is limited to the window."""
+        return self.windowed_layers / self.kv_layers if self.window_tokens else 0.0
 
     def attended_context(self, context_tokens):
         """Cached tokens a decode token's attention reads, in whole-model token units (all layers'
@@ -81,25 +121,57 @@ class ModelSpec:
         return 3 * self.hidden * self.expert_ffn if self.experts else 0
 
     @property
-    def _dense_layer_params(self) -> int:
-        """One layer's weights every token runs: attention, the dense MLP and the router."""
-        return self._attention_params + 3 * self.hidden * self.ffn + self.hidden * self.experts
+    def _mlp_dense_params(self) -> int:
+        """One MLP's weights every token runs: the dense MLP and the router."""
+        return self.mlp_matrices * self.hidden * self.ffn + self.hidden * self.experts
+
+    @property
+    def _mamba_inner(self) -> int:
+        return self.mamba_heads * self.mamba_head_dim
+
+    @property
+    def _mamba_conv_channels(self) -> int:
+        """Channels of the causal convolution: x, B and C."""
+        return self._mamba_inner + 2 * self.mamba_groups * self.ssm_state
+
+    @property
+    def _mamba_params(self) -> int:
+        """One Mamba-2 mixer: the input projection (z, x, B, C and dt), the convolution, A, D, dt's bias,
+        the gated norm and the output projection."""
+        inner = self._mamba_inner
+        in_proj = self.hidden * (2 * inner + 2 * self.mamba_groups * self.ssm_state + self.mamba_heads)
+        return in_proj + self._mamba_conv_channels * self.conv_kernel + 3 * self.mamba_heads + inner + inner * self.hidden
+
+    @property
+    def _every_token_params(self) -> int:
+        """The layers' weights every token runs: attention, dense MLPs and routers, Mamba mixers."""
+        return (self.kv_layers * self._attention_params + self._mlp_layer_count * self._mlp_dense_params
+                + self.mamba_layers * self._mamba_params)
 
     @property
     def linear_params(self) -> int:
         """The layers' weights in memory: every expert of a mixture of experts."""
-        return self.layers * (self._dense_layer_params + self.experts * self.expert_params)
+        return self._every_token_params + self._mlp_layer_count * self.experts * self.expert_params
 
     @property
     def active_linear_params(self) -> int:
-        """The layers' weights one token runs (its `experts_per_token` experts): 2 flops each."""
-        return self.layers * (self._dense_layer_params + self.experts_per_token * self.expert_params)
+        """The layers' weights one token runs (its `experts_per_token` experts): 2 flops each. (A Mamba
+        mixer's scan, about 1% of its projections' flops, is not counted.)"""
+        return self._every_token_params + self._mlp_layer_count * self.experts_per_token * self.expert_params
 
     @property
     def expert_bytes(self) -> float:
         """All routed experts' weights over the layers: what a step reads of them if every expert is
         routed a token (`expert_share` says how many are)."""
-        return float(self.layers * self.experts * self.expert_params * self.dtype_bytes)
+        return float(self._mlp_layer_count * self.experts * self.expert_params * self.dtype_bytes)
+
+    @property
+    def state_bytes_per_seq(self) -> float:
+        """A request's Mamba state over the layers (0 without Mamba layers): the convolution's last
+        `conv_kernel - 1` inputs and the SSM state, in the model's dtype, as vLLM holds them; of fixed
+        size whatever the context, read and written once a step."""
+        per_layer = self._mamba_conv_channels * (self.conv_kernel - 1) + self._mamba_inner * self.ssm_state
+        return float(self.mamba_layers * per_layer * self.dtype_bytes)
 
     @property
     def expert_share(self) -> float:
@@ -131,7 +203,7 @@ class ModelSpec:
         """Weight bytes one forward step reads whatever its tokens: every layer's but the routed experts'
         (which depend on the step's tokens: `expert_bytes`) and the LM head's. The input embedding
         only gathers the rows of the step's tokens (a few KB), tied or not."""
-        return float((self.layers * self._dense_layer_params + self.embedding_params) * self.dtype_bytes)
+        return float((self._every_token_params + self.embedding_params) * self.dtype_bytes)
 
     @property
     def lm_head_flop_per_token(self) -> float:
@@ -140,14 +212,15 @@ class ModelSpec:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        return float(2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes)
+        return float(2 * self.kv_layers * self.kv_heads * self.head_dim * self.dtype_bytes)
 
     @property
     def layer(self) -> LayerDims:
         """One decoder layer's widths, as the linear and layer cases take them (dense layers only)."""
-        if self.experts:
-            raise ValueError(f"{self.name} is a mixture of experts: the linear and layer cases measure dense "
-                             "layers only, so its step is not composed from measured parts")
+        if self.experts or self.hybrid:
+            kind = "a mixture of experts" if self.experts else "a hybrid of layer kinds"
+            raise ValueError(f"{self.name} is {kind}: the linear and layer cases measure dense decoder layers "
+                             "only, so its step is not composed from measured parts")
         return LayerDims(self.hidden, self.heads, self.kv_heads, self.head_dim, self.ffn)
 
 
@@ -172,9 +245,9 @@ _GEMMA3_VISION_PARAMS = 420_000_000
 # Each preset: num_hidden_layers, vocab_size and tie_word_embeddings from the config.json of the
 # Hugging Face repositories named (layer widths: `kernels.arch.ARCHS`); context windows from their
 # model cards: the native window, not one reached only with YaRN scaling (which a plain deployment
-# does not enable). Decoder-only models, dense or with routed experts in every layer (Qwen3-30B-A3B);
-# not yet shared experts (DeepSeek, Llama 4), attention sinks (gpt-oss) or hybrid Mamba layers
-# (Nemotron-Nano v2).
+# does not enable). Decoder-only models, dense or with routed experts in every layer (Qwen3-30B-A3B),
+# or hybrids of attention, MLP and Mamba-2 layers (Nemotron-Nano-9B-v2); not yet shared experts
+# (DeepSeek, Llama 4), attention sinks (gpt-oss) or other linear-attention layers (Qwen3-Next).
 # Gemma 3's sliding-window layers (5 of every 6 attend to the last 1,024 tokens, 512 for 1B) read
 # and, as vLLM's hybrid KV-cache manager frees the pages behind the window, hold at most the window.
 PRESETS = {
@@ -218,6 +291,14 @@ PRESETS = {
     "qwen3_235b_a22b_2507": ModelSpec("Qwen3-235B-A22B-2507", 94, 4096, 64, 4, 128, 0, 151936, 262144, hf_ids=(
         "Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507"), experts=128,
         experts_per_token=8, expert_ffn=1536),
+    # NVIDIA-Nemotron-Nano-9B-v2 (config.json: NemotronH, hybrid_override_pattern of 56 layers with 27
+    # Mamba-2 mixers of 128 heads of 80, state 128, 8 groups, convolution 4; 4 attention layers of 40 query
+    # and 8 KV heads of 128; 25 squared-ReLU MLPs of 15,680; hidden 4,480; untied 131,072 vocabulary):
+    # 8.9 B weights. 131,072 tokens of context (its model card: up to 128K).
+    "nemotron_nano_9b_v2": ModelSpec("Nemotron-Nano-9B-v2", 56, 4480, 40, 8, 128, 15680, 131072, 131072,
+                                     hf_ids=("nvidia/NVIDIA-Nemotron-Nano-9B-v2",), attention_layers=4, mlp_layers=25,
+                                     mamba_layers=27, mamba_heads=128, mamba_head_dim=80, ssm_state=128,
+                                     mamba_groups=8, conv_kernel=4, mlp_matrices=2),
     # Qwen2.5 model cards (32,768 natively); DeepSeek-R1's Qwen distills keep the architecture.
     "qwen2_5_7b": _spec("Qwen2.5-7B", "qwen2_5_7b", 28, 152064, 32768,
                         ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")),

@@ -103,6 +103,9 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
     past_unit = unit - int(cost.windowed_layers) if share else 1  # a page past the window: full-attention layers only
     held_cap_tokens = (-(-window_tokens // page_tokens) + 1) * page_tokens
     cap_pages = held_cap_tokens // page_tokens
+    # A hybrid model's Mamba state, a fixed size per request, takes whole pages of the same memory for
+    # as long as the request runs (0 without Mamba layers).
+    state_pages = math.ceil(cost.state_bytes_per_seq / page_bytes) * unit if page_bytes and cost.state_bytes_per_seq else 0
     pages_total = math.floor(kv_room / page_bytes) * unit if page_bytes else math.inf
     # More pages than any run can hold are no limit: one int64 figure for it keeps every path's arithmetic in range.
     pages_total = min(pages_total, simulate_compiled.NO_PAGE_LIMIT)
@@ -114,7 +117,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         (ttft_a, first_a, finish_a, busy_energy, idle_energy, busy_s, span_s, aborted, preemptions, max_running,
          step_end_a, ept_a, segs) = simulate_compiled.run(
             arrivals, prompts, outputs, online, cost, max_batch, max_prefill_tokens, page_tokens, pages_total, unit,
-            past_unit, share, window_tokens, held_cap_tokens, cap_pages, watermark, slo, abort_violations, horizon_s)
+            past_unit, share, window_tokens, held_cap_tokens, cap_pages, state_pages, watermark, slo, abort_violations,
+            horizon_s)
         return _result(order, ttft_a, first_a, finish_a, np.array(outputs), online, busy_energy, idle_energy, busy_s,
                        span_s, bool(aborted), int(preemptions), int(max_running), step_end_a, ept_a, segs)
 
@@ -122,7 +126,8 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
         """Pages a request holding `held` tokens of KV occupies between steps: whole-model pages, or
         layer-pages (`unit` to a whole-model page) with sliding windows."""
         p = -(-held // page_tokens)
-        return p * unit if held <= held_cap_tokens or not share else past_unit * p + (unit - past_unit) * cap_pages
+        return (p * unit if held <= held_cap_tokens or not share else past_unit * p + (unit - past_unit) * cap_pages) \
+            + state_pages
 
     events: list[tuple[int, int, int, int]] = []  # (step, 0: context passes the window | 1: pages do, request, epoch)
     past_context = [False] * n
@@ -281,7 +286,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
             b = prompts[r] + produced[r]
             # vLLM allocates every layer's pages for the whole prompt and frees those behind a window
             # only once the prefill has run: admission needs them all.
-            pages = -(-b // page_tokens) * unit
+            pages = -(-b // page_tokens) * unit + state_pages
             if used + pages + watermark > pages_total and (n_run or admitted):
                 break  # wait for memory
             if max_prefill_tokens and admitted and new_tokens + b > max_prefill_tokens:

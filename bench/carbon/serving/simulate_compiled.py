@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 NO_PAGE_LIMIT = 1 << 60
 # The step model's coefficients, in this order (`coefficients`).
 COEF = ("f_tok", "f_samp", "f_pair", "f_ctx", "b_step", "b_ctx", "b_new", "rate", "bw", "kv_bw", "overhead",
-        "e_flop", "e_byte", "p0", "e_kv_extra", "headroom_w", "seq_s", "e_seq", "b_experts", "keep")
+        "e_flop", "e_byte", "p0", "e_kv_extra", "headroom_w", "seq_s", "e_seq", "b_experts", "keep", "b_state")
 
 
 @functools.cache
@@ -48,7 +48,7 @@ def available() -> bool:
             compiled = {name: njit(error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
         g.update(compiled)
         run(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1, bool), _probe_cost(), 1, 0, 16,
-             NO_PAGE_LIMIT, 1, 1, 0.0, 0, 16, 1, 1, None, None, None)
+             NO_PAGE_LIMIT, 1, 1, 0.0, 0, 16, 1, 0, 1, None, None, None)
     except Exception as err:  # noqa: BLE001 - any compile failure: the Python loop, which is exact too
         g.update(PYTHON_LOOP)
         log.warning("the compiled simulation loop is unavailable (%s: %s); simulating in Python, about 15x slower",
@@ -79,7 +79,8 @@ def coefficients(cost) -> np.ndarray:
                      cost.bytes_per_new_token, d.flop_per_s, d.bytes_per_s, d.kv_bytes_per_s or 0.0, d.overhead_s,
                      d.e_flop_j, d.e_byte_j, d.p0_w,
                      (d.e_kv_byte_j - d.e_byte_j) * cost.bytes_per_context_token if d.e_kv_byte_j else 0.0,
-                     d.power_cap_w - d.p0_w, d.seq_s, d.e_seq_j, cost.expert_bytes, 1.0 - cost.expert_share], float)
+                     d.power_cap_w - d.p0_w, d.seq_s, d.e_seq_j, cost.expert_bytes, 1.0 - cost.expert_share,
+                     cost.bytes_per_sampled_seq], float)
 
 
 def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs, c, comm_sizes, comm_times,
@@ -90,14 +91,18 @@ def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs
     rate, bw, kv_bw, overhead = c[7], c[8], c[9], c[10]
     e_flop, e_byte, p0, e_kv_extra, headroom_w = c[11], c[12], c[13], c[14], c[15]
     seq_s, e_seq = c[16], c[17]
-    b_experts, keep = c[18], c[19]
+    b_experts, keep, b_state = c[18], c[19], c[20]
     tokens = new_tokens + decode_tokens
     sampled = decode_tokens + prefill_seqs
     flops = f_tok * tokens + f_samp * sampled + f_pair * prefill_pairs + f_ctx * context_tokens
     weights = b_step + b_experts * (1.0 - keep ** tokens) if b_experts != 0.0 else b_step
     nbytes = weights + b_ctx * context_tokens + b_new * tokens
+    streamed = weights + b_new * tokens
+    if b_state != 0.0:
+        nbytes = nbytes + b_state * sampled
+        streamed = streamed + b_state * sampled
     if kv_bw != 0.0:
-        linear = (f_tok * tokens + f_samp * sampled) / rate + (weights + b_new * tokens) / bw
+        linear = (f_tok * tokens + f_samp * sampled) / rate + streamed / bw
         attn_flop_s = (f_pair * prefill_pairs + f_ctx * context_tokens) / rate
         attn_kv_s = b_ctx * context_tokens / kv_bw
         t = linear + (attn_flop_s if attn_flop_s > attn_kv_s else attn_kv_s) + overhead
@@ -131,11 +136,11 @@ def _step(new_tokens, prefill_pairs, decode_tokens, context_tokens, prefill_seqs
     return t, dynamic_j + p0 * t
 
 
-def _pages_of(held, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages):
+def _pages_of(held, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages, state_pages):
     p = -(-held // page_tokens)
     if held <= held_cap_tokens or share == 0.0:
-        return p * unit
-    return past_unit * p + (unit - past_unit) * cap_pages
+        return p * unit + state_pages
+    return past_unit * p + (unit - past_unit) * cap_pages + state_pages
 
 
 def _grow_f(a, k):
@@ -183,7 +188,7 @@ def _leave_window(r, cc, past_pages, past_context, crossing, crossing_past, base
 
 def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_tail, comm_per_step,
           comm_bytes_per_token, idle_w, max_batch, max_prefill_tokens, page_tokens, pages_total, unit, past_unit,
-          share, window_tokens, held_cap_tokens, cap_pages, watermark, slo_ttft_s, has_slo, abort_violations,
+          share, window_tokens, held_cap_tokens, cap_pages, state_pages, watermark, slo_ttft_s, has_slo, abort_violations,
           horizon_s):
     """`simulate.py`'s loop with FAST_FORWARD off (to which its fast paths are equal). `abort_violations`
     < 0: none; `horizon_s` inf: none. Returns the per-request arrays, the totals, and the step and
@@ -271,7 +276,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
                 continue
             epoch[r] += 1
             held = base[r] + step - 1 - admitted_at[r]
-            used -= _pages_of(held, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages)
+            used -= _pages_of(held, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages, state_pages)
             cc = (admitted_at[r] + 1 - base[r]) % page_tokens
             if cc == cls:
                 need -= past_unit if past_pages[r] else unit
@@ -297,7 +302,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
         while not preempted and wait_len > 0 and n_run + n_adm < max_batch:
             r = wait_buf[wait_head]
             b = prompts[r] + produced[r]
-            pages = -(-b // page_tokens) * unit
+            pages = -(-b // page_tokens) * unit + state_pages
             if used + pages + watermark > pages_total and (n_run > 0 or n_adm > 0):
                 break
             if max_prefill_tokens > 0 and n_adm > 0 and new_tokens + b > max_prefill_tokens:
@@ -307,7 +312,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
             admitted[n_adm] = r
             n_adm += 1
             used += pages
-            released += pages - _pages_of(b, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages)
+            released += pages - _pages_of(b, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages, state_pages)
             base[r] = b
             admitted_at[r] = step
             new_tokens += b
@@ -349,7 +354,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
             left = outputs[r] - produced[r]
             if left == 1:
                 finish[r] = now
-                used -= _pages_of(base[r], page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages)
+                used -= _pages_of(base[r], page_tokens, unit, past_unit, share, held_cap_tokens, cap_pages, state_pages)
                 segs, k_segs = _close(segs, k_segs, r, admitted_at[r], step, base[r])
             else:
                 heapq.heappush(running, (step + left - 1, r, epoch[r]))
@@ -379,7 +384,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
             sum_base -= base[r]
             sum_at -= admitted_at[r]
             used -= _pages_of(base[r] + step - admitted_at[r], page_tokens, unit, past_unit, share, held_cap_tokens,
-                              cap_pages)
+                              cap_pages, state_pages)
             cc = (admitted_at[r] + 1 - base[r]) % page_tokens
             win_base, win_at, win_n = _leave_window(r, cc, past_pages, past_context, crossing, crossing_past, base,
                                                     admitted_at, win_base, win_at, win_n)
@@ -401,7 +406,7 @@ def _loop(arrivals, prompts, outputs, online, c, comm_sizes, comm_times, comm_ta
 
 def run(arrivals: list, prompts: list, outputs: list, online: np.ndarray, cost, max_batch: int,
         max_prefill_tokens: int, page_tokens: int, pages_total, unit: int, past_unit: int, share: float,
-        window_tokens: int, held_cap_tokens: int, cap_pages: int, watermark: int, slo, abort_violations,
+        window_tokens: int, held_cap_tokens: int, cap_pages: int, state_pages: int, watermark: int, slo, abort_violations,
         horizon_s):
     """The compiled loop (where `available()`) on `simulate`'s prepared inputs; returns what
     `simulate._result` takes."""
@@ -425,7 +430,7 @@ def run(arrivals: list, prompts: list, outputs: list, online: np.ndarray, cost, 
                  int(cost.allreduces_per_step), float(cost.allreduce_bytes_per_token), float(d.idle_w), int(max_batch),
                  int(max_prefill_tokens), int(page_tokens),
                  int(pages_total), int(unit), int(past_unit),
-                 float(share), int(window_tokens), int(held_cap_tokens), int(cap_pages), int(watermark),
+                 float(share), int(window_tokens), int(held_cap_tokens), int(cap_pages), int(state_pages), int(watermark),
                  float(slo.ttft_s) if slo is not None else math.inf, slo is not None,
                  -1 if abort_violations is None else int(abort_violations),
                  math.inf if horizon_s is None else float(horizon_s))
@@ -439,7 +444,7 @@ def _probe_cost():
     return SimpleNamespace(flop_per_token=1.0, flop_per_sampled_token=0.0, flop_per_prefill_pair=0.0,
                            flop_per_context_token=0.0, bytes_per_step=1.0, bytes_per_context_token=0.0,
                            bytes_per_new_token=0.0, allreduces_per_step=0, allreduce_bytes_per_token=0.0, device=device,
-                           expert_bytes=0.0, expert_share=0.0)
+                           expert_bytes=0.0, expert_share=0.0, bytes_per_sampled_seq=0.0)
 
 
 # The Python functions `available()` compiles, kept to compile from and to fall back on.

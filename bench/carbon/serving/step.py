@@ -57,10 +57,14 @@ class StepCost:
     # share 1 - (1 - expert_share)^T of the routed experts' weights (`experts_read_bytes`).
     expert_bytes: float = 0.0
     expert_share: float = 0.0
+    # Mamba layers (`ModelSpec.state_bytes_per_seq`): each request holds a fixed state (memory the
+    # simulator sets aside for `max_batch` requests), read and written at each of its sampled positions.
+    state_bytes_per_seq: float = 0.0
+    bytes_per_sampled_seq: float = 0.0
 
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
-        attn = 4.0 * model.layers * model.heads * model.head_dim
+        attn = 4.0 * model.kv_layers * model.heads * model.head_dim
         # A replica of more GPUs than the model has KV heads gives each GPU one KV head, so each head is
         # held and read on devices / kv_heads GPUs (vLLM's tensor parallelism replicates it).
         kv_copies = max(1.0, device.devices / model.kv_heads)
@@ -69,10 +73,11 @@ class StepCost:
         return cls(2.0 * model.active_linear_params, attn, attn, model.streamed_bytes_per_step, kv_bytes,
                    kv_bytes, device, composed, weight_bytes=model.weight_bytes,
                    flop_per_sampled_token=model.lm_head_flop_per_token, window_tokens=model.window_tokens,
-                   windowed_share=model.windowed_share, kv_layers=model.layers,
-                   windowed_layers=model.windowed_layers if model.window_tokens else 0, allreduces_per_step=2 * model.layers,
+                   windowed_share=model.windowed_share, kv_layers=model.kv_layers,
+                   windowed_layers=model.windowed_layers if model.window_tokens else 0, allreduces_per_step=model.blocks,
                    allreduce_bytes_per_token=float(model.hidden * model.dtype_bytes),
-                   expert_bytes=model.expert_bytes, expert_share=model.expert_share)
+                   expert_bytes=model.expert_bytes, expert_share=model.expert_share,
+                   state_bytes_per_seq=model.state_bytes_per_seq, bytes_per_sampled_seq=2.0 * model.state_bytes_per_seq)
 
     def experts_read_bytes(self, tokens):
         """Routed experts' weights a step of `tokens` tokens reads (expected, routing uniform and
@@ -98,9 +103,11 @@ class StepCost:
         flops = (self.flop_per_token * (new_tokens + decode_tokens) + self.flop_per_sampled_token
                  * (decode_tokens + prefill_seqs) + self.flop_per_prefill_pair * prefill_pairs
                  + self.flop_per_context_token * context_tokens)
+        sampled = decode_tokens + prefill_seqs
         nbytes = (self.bytes_per_step + self.experts_read_bytes(new_tokens + decode_tokens)
                   + self.bytes_per_context_token * context_tokens + self.bytes_per_new_token * (new_tokens + decode_tokens))
-        sampled = decode_tokens + prefill_seqs
+        if self.bytes_per_sampled_seq:
+            nbytes = nbytes + self.bytes_per_sampled_seq * sampled
         if d.kv_bytes_per_s:
             t = split_step_s(self, new_tokens + decode_tokens, prefill_pairs, context_tokens,
                              sampled) + d.overhead_s
@@ -146,6 +153,7 @@ class StepCost:
         seq_s, e_seq = d.seq_s, d.e_seq_j
         headroom_w = d.power_cap_w - d.p0_w
         b_experts, keep = self.expert_bytes, 1.0 - self.expert_share
+        b_state = self.bytes_per_sampled_seq
 
         def step(new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
                  prefill_seqs: float) -> tuple[float, float]:
@@ -154,8 +162,12 @@ class StepCost:
             flops = f_tok * tokens + f_samp * sampled + f_pair * prefill_pairs + f_ctx * context_tokens
             weights = b_step + b_experts * (1.0 - keep ** tokens) if b_experts else b_step
             nbytes = weights + b_ctx * context_tokens + b_new * tokens
+            streamed = weights + b_new * tokens
+            if b_state:
+                nbytes = nbytes + b_state * sampled
+                streamed = streamed + b_state * sampled
             if kv_bw:
-                linear = (f_tok * tokens + f_samp * sampled) / rate + (weights + b_new * tokens) / bw
+                linear = (f_tok * tokens + f_samp * sampled) / rate + streamed / bw
                 attn_flop_s = (f_pair * prefill_pairs + f_ctx * context_tokens) / rate
                 attn_kv_s = b_ctx * context_tokens / kv_bw
                 t = linear + (attn_flop_s if attn_flop_s > attn_kv_s else attn_kv_s) + overhead
@@ -212,9 +224,11 @@ def split_step_s(cost: StepCost, tokens: float, prefill_pairs: float, context_to
     at the flop rate and its KV-cache reads at the bandwidth they achieve (`DeviceModel.kv_bytes_per_s`).
     `sampled`: positions whose logits the LM head computes. Works on numpy arrays too."""
     d = cost.device
+    streamed = cost.bytes_per_step + cost.experts_read_bytes(tokens) + cost.bytes_per_new_token * tokens
+    if cost.bytes_per_sampled_seq:  # Mamba state, read and written per sampled position
+        streamed = streamed + cost.bytes_per_sampled_seq * sampled
     linear = ((cost.flop_per_token * tokens + cost.flop_per_sampled_token * sampled) / d.flop_per_s
-              + (cost.bytes_per_step + cost.experts_read_bytes(tokens) + cost.bytes_per_new_token * tokens)
-              / d.bytes_per_s)
+              + streamed / d.bytes_per_s)
     attention = _max((cost.flop_per_prefill_pair * prefill_pairs + cost.flop_per_context_token * context_tokens)
                      / d.flop_per_s, cost.bytes_per_context_token * context_tokens / d.kv_bytes_per_s)
     return linear + attention

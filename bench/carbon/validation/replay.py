@@ -73,7 +73,7 @@ class _Recorder:
 
     def __init__(self, cost: StepCost):
         self.device = cost.device
-        self.resident_bytes = cost.resident_bytes
+        self.resident_bytes, self.state_bytes_per_seq = cost.resident_bytes, cost.state_bytes_per_seq
         self.bytes_per_context_token = cost.bytes_per_context_token
         self.window_tokens, self.windowed_share = cost.window_tokens, cost.windowed_share
         self.kv_layers, self.windowed_layers = cost.kv_layers, cost.windowed_layers

@@ -772,3 +772,5 @@ def test_a_mixture_of_experts_on_tensor_parallel_replicas_is_flagged_in_the_repo
     text = "\n".join(device_model_lines(moe))
     assert "caution: Qwen3-30B-A3B is a mixture of experts on tensor-parallel replicas (l4)" in text
     assert "caution" not in "\n".join(device_model_lines(inputs()))  # a dense model: no such line
+    hybrid = dataclasses.replace(inputs(), model=serving.PRESETS["nemotron_nano_9b_v2"])
+    assert "caution: Nemotron-Nano-9B-v2 has Mamba-2 layers" in "\n".join(device_model_lines(hybrid))

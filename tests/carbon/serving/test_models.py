@@ -79,3 +79,35 @@ def test_a_replica_of_more_gpus_than_kv_heads_holds_and_reads_each_head_on_sever
     # a model with 8 KV heads on 8 GPUs: one each, none held twice
     llama = serving.PRESETS["llama3_1_70b"]
     assert serving.StepCost.of(llama, serving.datasheet("h100_sxm", 8)).bytes_per_context_token == llama.kv_bytes_per_token
+
+
+def test_a_hybrid_runs_its_mamba_layers_holds_kv_in_its_attention_layers_and_a_state_per_request():
+    import dataclasses
+
+    import numpy as np
+
+    from bench.carbon.serving.simulate import simulate
+
+    m = serving.PRESETS["nemotron_nano_9b_v2"]
+    # The model card: 8.89 B parameters; 4 of its 56 layers attend, so 16 KiB of KV a token (Llama-3.1-8B: 128).
+    assert m.weight_bytes / 2 / 1e9 == pytest.approx(8.89, rel=0.005)
+    assert m.kv_layers == 4 and m.kv_bytes_per_token == 2 * 4 * 8 * 128 * 2
+    # Each Mamba-2 layer keeps 3 columns of its 12,288 convolution channels and 128 heads x 80 x 128 of state.
+    assert m.state_bytes_per_seq == 27 * (12288 * 3 + 128 * 80 * 128) * 2
+    cost = serving.StepCost.of(m, serving.datasheet("h100_sxm"))
+    assert cost.flop_per_prefill_pair == 4.0 * 4 * 40 * 128 and cost.allreduces_per_step == 56  # one per block
+    # A decode step reads and writes each request's state: 32 requests add 64 states' bytes to 1.
+    t1, e1 = cost.time_energy(0.0, 0.0, 1.0, 1000.0, 0.0)
+    t32, e32 = cost.time_energy(0.0, 0.0, 32.0, 32000.0, 0.0)
+    extra_bytes = 2 * 31 * m.state_bytes_per_seq + 31 * 1000 * m.kv_bytes_per_token + 31 * m.kv_bytes_per_token
+    assert e32 - e1 >= cost.device.e_byte_j * extra_bytes
+    # Memory: each running request's state takes pages of the KV memory. Room for the weights, 10.5
+    # states and 1,000 tokens of KV: ten requests run at most (not the 64 the batch cap allows).
+    device = dataclasses.replace(serving.datasheet("h100_sxm"),
+                                 memory_bytes=m.weight_bytes + 10.5 * m.state_bytes_per_seq + 1000 * m.kv_bytes_per_token)
+    n = 40
+    res = simulate(np.zeros(n), np.full(n, 16), np.full(n, 20), serving.StepCost.of(m, device), 64)
+    assert 9 <= res.max_running <= 10
+    dense_like = dataclasses.replace(m, attention_layers=56 - 27 - 25 + 27, mamba_layers=0)  # no state: the cap binds
+    assert simulate(np.zeros(n), np.full(n, 16), np.full(n, 20), serving.StepCost.of(dense_like, dataclasses.replace(
+        device, memory_bytes=dense_like.weight_bytes + 10.5 * m.state_bytes_per_seq)), 64).max_running == n

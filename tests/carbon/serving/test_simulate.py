@@ -232,20 +232,21 @@ def _assert_same(run, full, name: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tensor_parallel", "experts",
-                                  "experts_roofline"])
+                                  "experts_roofline", "hybrid"])
 def test_the_simulations_scalar_step_equals_the_step_model(kind):
     # The simulation's per-step closure must be the step model, term for term, on every path:
     # one roofline; linear layers and attention apart with their own KV bandwidth and energy; a
     # power cap that stretches the step; four GPUs exchanging activations (its all-reduce table
     # interpolated by bisection with numpy's arithmetic); a mixture of experts reading the experts its
-    # tokens route to.
+    # tokens route to; a hybrid reading and writing each request's Mamba state.
     device = serving.datasheet("h100_sxm", 4 if kind == "tensor_parallel" else 1) \
         if kind not in ("roofline", "experts_roofline") else round_device()
     if kind == "capped":
         device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
     if kind == "old_kv":  # a calibration from before KV bytes cost a streamed byte's: its own KV energy
         device = dataclasses.replace(device, e_kv_byte_j=3 * device.e_byte_j)
-    cost = serving.StepCost.of(serving.PRESETS["qwen3_30b_a3b" if kind.startswith("experts") else "llama3_8b"], device)
+    key = "qwen3_30b_a3b" if kind.startswith("experts") else "nemotron_nano_9b_v2" if kind == "hybrid" else "llama3_8b"
+    cost = serving.StepCost.of(serving.PRESETS[key], device)
     step = cost.scalar()
     rng = np.random.default_rng(1)
     capped = 0
@@ -274,7 +275,8 @@ def _composed_cost():
 
 
 @pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tp_table", "tp_ring", "window",
-                                  "memory", "window_memory", "horizon", "abort", "composed", "experts"])
+                                  "memory", "window_memory", "horizon", "abort", "composed", "experts", "hybrid",
+                                  "hybrid_memory"])
 def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, monkeypatch):
     # Decode-only stretches run in a tight loop or as arrays (`FAST_FORWARD`), and the whole loop runs
     # compiled where numba is there (`COMPILED`); every result must be the full per-step Python loop's
@@ -283,7 +285,7 @@ def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, mon
     from bench.carbon.serving import simulate_compiled
 
     model = serving.PRESETS["gemma3_12b" if kind.startswith("window") else "qwen3_30b_a3b" if kind == "experts"
-                            else "llama3_8b"]
+                            else "nemotron_nano_9b_v2" if kind.startswith("hybrid") else "llama3_8b"]
     gpu, tp = ("l4", 2) if kind == "tp_ring" else ("h100_sxm", 4 if kind == "tp_table" else 1)
     device = round_device() if kind == "roofline" else serving.datasheet(gpu, tp)
     if kind == "capped":
@@ -291,7 +293,8 @@ def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, mon
     if kind == "old_kv":  # (as above)
         device = dataclasses.replace(device, e_kv_byte_j=3 * device.e_byte_j)
     if kind.endswith("memory"):  # room for about 40k tokens of KV (full-attention layers): preemptions
-        device = dataclasses.replace(device, memory_bytes=model.weight_bytes + 40_000 * model.kv_bytes_per_token)
+        device = dataclasses.replace(device, memory_bytes=model.weight_bytes + 40_000 * model.kv_bytes_per_token
+                                     + 64 * model.state_bytes_per_seq)  # (and the 64 requests' Mamba state)
     cost = _composed_cost() if kind == "composed" else serving.StepCost.of(model, device)
     rng = np.random.default_rng(7)
     n = 400
