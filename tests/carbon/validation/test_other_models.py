@@ -47,7 +47,8 @@ def test_the_requests_that_fit_follow_the_kv_bytes_per_token_and_the_weights_hel
     assert res.max_running == (pages - 1) // prompt_pages  # one page kept free (vLLM's watermark)
 
 
-@pytest.mark.parametrize("model_id", ["Qwen/Qwen3-14B", "Qwen/Qwen3-30B-A3B-Instruct-2507"])  # dense; experts
+@pytest.mark.parametrize("model_id", ["Qwen/Qwen3-14B", "Qwen/Qwen3-30B-A3B-Instruct-2507",  # dense; experts;
+                                      "nvidia/NVIDIA-Nemotron-Nano-9B-v2"])  # a hybrid with Mamba layers
 def test_validate_runs_end_to_end_on_another_preset_named_by_its_hugging_face_id(tmp_path, model_id):
     # Made-up measurements (of the right magnitude, not a measurement): the run, not the numbers, is tested.
     path = tmp_path / "other.csv"
