@@ -306,7 +306,8 @@ def refuse_rows_vllm_could_not_run(name: str, v: Any, rows: Any) -> None:
     bare = dataclasses.replace(v, runtime_reserve_gib=0.0, runtime_reserve_tp_gib=0.0)
     for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
         # each KV head held on tp / kv_heads GPUs where the replica has more GPUs than heads (`StepCost.of`)
-        need = model.kv_bytes_per_token * max(1.0, tp / model.kv_heads) * float(model.attended_context(longest))
+        need = (model.kv_bytes_per_token * max(1.0, tp / model.kv_heads) * float(model.attended_context(longest))
+                + model.state_bytes_per_seq)  # and a hybrid's Mamba state
         room = serving_memory_bytes(v.gpu, tp, bare, model, b) - model.weight_bytes
         if room < need:
             raise ConfigError(name, v.measurements,

@@ -91,7 +91,8 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
         devices: list[tuple[str, serving.DeviceModel]]
         if measured is not None:
             idle = float(measured.table["device_idle_power_w"].median()) * tp
-            base = _measured_device(measured, gpu, mem * tp, tp, idle, experts=bool(inputs.model.experts))
+            base = _measured_device(measured, gpu, mem * tp, tp, idle,
+                                    not_dense=bool(inputs.model.experts) or inputs.model.hybrid)
             base = dataclasses.replace(base, devices=tp, allreduce=serving.allreduce_table(gpu, tp),
                                        method=base.method + serving.allreduce_method(gpu, tp))
             devices = [("", base)] + [(f"@{f:g}MHz", d) for f, d in clocked(base, measured)]
@@ -105,14 +106,15 @@ def candidates(inputs: PlanInputs) -> list[Candidate]:
     return out
 
 
-def _measured_device(profile, gpu: str, memory_bytes: float, tp: int, idle_w: float, experts: bool = False
+def _measured_device(profile, gpu: str, memory_bytes: float, tp: int, idle_w: float, not_dense: bool = False
                      ) -> serving.DeviceModel:
     """The step composed from the profile's measured parts (GEMMs, attention, layer overheads)
     where it has them, else its attention rooflines alone (said in the method). A mixture of experts
-    takes the rooflines: the linear and layer cases measure dense layers."""
+    or a hybrid of layer kinds takes the rooflines: the linear and layer cases measure dense decoder layers."""
     try:
-        if experts:
-            raise ValueError("a mixture of experts: the linear and layer cases measure dense layers only")
+        if not_dense:
+            raise ValueError("a mixture of experts or a hybrid of layer kinds: the linear and layer cases measure "
+                             "dense decoder layers only")
         return serving.from_parts(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
     except ValueError as err:  # no (or unusable) linear and layer fits: said in the method
         base = serving.from_profile(profile, gpu, memory_bytes, scale=tp, idle_w=idle_w)
@@ -192,7 +194,8 @@ def setting_of(inputs: PlanInputs, caps: list[Capacity], demand: Demand) -> Sett
     w = inputs.workload
     # Tokens of KV a p99 request holds (sliding-window layers hold at most their window).
     held_tokens = float(inputs.model.attended_context(float(np.percentile(w.prompt + w.output, 99))))
-    kv = inputs.model.kv_bytes_per_token * held_tokens * max(inputs.max_batches)
+    # (and a hybrid's Mamba state, a fixed size per request)
+    kv = (inputs.model.kv_bytes_per_token * held_tokens + inputs.model.state_bytes_per_seq) * max(inputs.max_batches)
     online, offline = demand.counts()
     return Setting(caps, inputs.intensity.g_per_kwh, inputs.pue, online, offline, inputs.deadline_h,
                    inputs.model.weight_bytes, kv, inputs.lifetimes, embodied_level=inputs.embodied_level,

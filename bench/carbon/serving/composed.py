@@ -173,7 +173,7 @@ class ComposedStep:
         hq, hkv, d = model.heads, model.kv_heads, model.head_dim
         return cls(parts, model.layers, model.hidden, tuple(linear), head, 4.0 * hq * d,
                    float(e * d * (2 * hq + 2 * hkv)), float(2 * hkv * d * e * kv_copies), float(2 * hq * d * e + 4),
-                   float(2 * hkv * d))
+                   float(2 * hkv * d * kv_copies))
 
     def time_energy(self, new_tokens: float, prefill_pairs: float, decode_tokens: float, context_tokens: float,
                     prefill_seqs: float) -> tuple[float, float]:

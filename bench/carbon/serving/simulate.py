@@ -203,7 +203,7 @@ def simulate(arrival_s: np.ndarray, prompt: np.ndarray, output: np.ndarray, cost
                 crossing_past[c] += 1
         if fast_forward and n_run and (not waiting or n_run >= max_batch or used + watermark
                                        + -(-(prompts[waiting[0]] + produced[waiting[0]]) // page_tokens) * unit
-                                       > pages_total):
+                                       + state_pages > pages_total):
             # Quiet steps: nothing can be admitted (no one waits, the batch is full, or the head of the
             # queue does not fit, which only gets worse as decodes take pages), and no request finishes
             # or passes its window before `until`. Each such step only decodes: the same arithmetic as

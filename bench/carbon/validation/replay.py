@@ -96,14 +96,14 @@ SAMPLER_BYTES_PER_LOGIT = 14
 
 def activation_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> float:
     """vLLM's profiled activation peak on one GPU, which its KV cache does without: a forward of the
-    whole step budget (per token the hidden state three times, input, output and residual, and the MLP's
-    gate, up and activated outputs, over its routed experts in a mixture of experts) plus the sampler's
+    whole step budget (per token the hidden state three times, input, output and residual, and one MLP
+    output per matrix, gate, up and activated for SwiGLU, over its routed experts in a mixture of experts) plus the sampler's
     logits of `max_num_seqs` requests over the whole vocabulary (gathered on each GPU). A structural estimate: for Llama-3-8B at 8,192 tokens and 256
     requests it gives 1.27 GiB where vLLM's own profile reported 1.26 GiB (PR #10511), and the same
     profile at tensor parallel 2 reported the same peak, so it is not split across the replica (`tp`
     kept for the signature); torch.compile and CUDA graphs of later versions may change it."""
     del tp  # the TP-2 profile's peak equalled the TP-1 one
-    forward = max_num_batched_tokens * model.dtype_bytes * (3 * model.hidden + 3 * model.mlp_width)
+    forward = max_num_batched_tokens * model.dtype_bytes * (3 * model.hidden + model.mlp_matrices * model.mlp_width)
     sampler = max_num_seqs * model.vocab * SAMPLER_BYTES_PER_LOGIT
     return float(forward + sampler)
 

@@ -274,7 +274,8 @@ def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
 
 def test_a_mixture_of_experts_on_a_measured_profile_takes_its_rooflines_not_the_dense_parts():
     # The linear and layer cases measure dense layers: a measured profile with them composes a dense
-    # model's step, while a mixture of experts takes the profile's attention rooflines, said in the method.
+    # model's step, while a mixture of experts (or a hybrid) takes the profile's attention rooflines,
+    # said in the method.
     from tests.profile import synthetic_parts
 
     composed = synthetic_parts.profile()
@@ -284,6 +285,9 @@ def test_a_mixture_of_experts_on_a_measured_profile_takes_its_rooflines_not_the_
                               gpu_profiles={"h100_sxm": composed})
     cand = plan.candidates(moe)[0]
     assert cand.device.parts is None and "not composed (a mixture of experts" in cand.device.method
+    hybrid = dataclasses.replace(moe, model=serving.PRESETS["nemotron_nano_9b_v2"])  # so does a hybrid
+    assert plan.candidates(hybrid)[0].device.parts is None
+    serving.StepCost.of(hybrid.model, plan.candidates(hybrid)[0].device)  # costed, not refused
     cost = serving.StepCost.of(moe.model, cand.device)  # and it costs a step
     t8, _ = cost.time_energy(0.0, 0.0, 8.0, 8000.0, 0.0)
     t64, _ = cost.time_energy(0.0, 0.0, 64.0, 64000.0, 0.0)

@@ -96,11 +96,14 @@ def test_a_hybrid_runs_its_mamba_layers_holds_kv_in_its_attention_layers_and_a_s
     assert m.state_bytes_per_seq == 27 * (12288 * 3 + 128 * 80 * 128) * 2
     cost = serving.StepCost.of(m, serving.datasheet("h100_sxm"))
     assert cost.flop_per_prefill_pair == 4.0 * 4 * 40 * 128 and cost.allreduces_per_step == 56  # one per block
-    # A decode step reads and writes each request's state: 32 requests add 64 states' bytes to 1.
-    t1, e1 = cost.time_energy(0.0, 0.0, 1.0, 1000.0, 0.0)
-    t32, e32 = cost.time_energy(0.0, 0.0, 32.0, 32000.0, 0.0)
-    extra_bytes = 2 * 31 * m.state_bytes_per_seq + 31 * 1000 * m.kv_bytes_per_token + 31 * m.kv_bytes_per_token
-    assert e32 - e1 >= cost.device.e_byte_j * extra_bytes
+    # A decode step reads and writes each request's state once: 32 requests, 64 states' bytes more than
+    # the same step without the state, in time and in energy.
+    stateless = dataclasses.replace(cost, bytes_per_sampled_seq=0.0)
+    for device in (cost.device, dataclasses.replace(cost.device, kv_bytes_per_s=0.0)):  # split and single roofline
+        with_state = dataclasses.replace(cost, device=device).time_energy(0.0, 0.0, 32.0, 32000.0, 0.0)
+        without = dataclasses.replace(stateless, device=device).time_energy(0.0, 0.0, 32.0, 32000.0, 0.0)
+        assert with_state[0] - without[0] == pytest.approx(64 * m.state_bytes_per_seq / device.bytes_per_s, rel=1e-6)
+        assert with_state[1] - without[1] >= device.e_byte_j * 64 * m.state_bytes_per_seq
     # Memory: each running request's state takes pages of the KV memory. Room for the weights, 10.5
     # states and 1,000 tokens of KV: ten requests run at most (not the 64 the batch cap allows).
     device = dataclasses.replace(serving.datasheet("h100_sxm"),
@@ -108,6 +111,6 @@ def test_a_hybrid_runs_its_mamba_layers_holds_kv_in_its_attention_layers_and_a_s
     n = 40
     res = simulate(np.zeros(n), np.full(n, 16), np.full(n, 20), serving.StepCost.of(m, device), 64)
     assert 9 <= res.max_running <= 10
-    dense_like = dataclasses.replace(m, attention_layers=56 - 27 - 25 + 27, mamba_layers=0)  # no state: the cap binds
+    dense_like = dataclasses.replace(m, attention_layers=56 - 27 - 25 + 27, mamba_layers=0)  # no state: all 40 run
     assert simulate(np.zeros(n), np.full(n, 16), np.full(n, 20), serving.StepCost.of(dense_like, dataclasses.replace(
         device, memory_bytes=dense_like.weight_bytes + 10.5 * m.state_bytes_per_seq)), 64).max_running == n

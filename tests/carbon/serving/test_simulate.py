@@ -232,7 +232,7 @@ def _assert_same(run, full, name: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["roofline", "calibrated", "old_kv", "capped", "tensor_parallel", "experts",
-                                  "experts_roofline", "hybrid"])
+                                  "experts_roofline", "hybrid", "hybrid_roofline"])
 def test_the_simulations_scalar_step_equals_the_step_model(kind):
     # The simulation's per-step closure must be the step model, term for term, on every path:
     # one roofline; linear layers and attention apart with their own KV bandwidth and energy; a
@@ -240,12 +240,13 @@ def test_the_simulations_scalar_step_equals_the_step_model(kind):
     # interpolated by bisection with numpy's arithmetic); a mixture of experts reading the experts its
     # tokens route to; a hybrid reading and writing each request's Mamba state.
     device = serving.datasheet("h100_sxm", 4 if kind == "tensor_parallel" else 1) \
-        if kind not in ("roofline", "experts_roofline") else round_device()
+        if kind not in ("roofline", "experts_roofline", "hybrid_roofline") else round_device()
     if kind == "capped":
         device = dataclasses.replace(device, power_cap_w=device.p0_w + 50.0)
     if kind == "old_kv":  # a calibration from before KV bytes cost a streamed byte's: its own KV energy
         device = dataclasses.replace(device, e_kv_byte_j=3 * device.e_byte_j)
-    key = "qwen3_30b_a3b" if kind.startswith("experts") else "nemotron_nano_9b_v2" if kind == "hybrid" else "llama3_8b"
+    key = "qwen3_30b_a3b" if kind.startswith("experts") else "nemotron_nano_9b_v2" if kind.startswith("hybrid") \
+        else "llama3_8b"
     cost = serving.StepCost.of(serving.PRESETS[key], device)
     step = cost.scalar()
     rng = np.random.default_rng(1)
