@@ -8,14 +8,19 @@ trace whose hours differ in the offline work moved to clean ones is hundreds of 
 takes tens of nanoseconds. Only the datasheet step model (`StepCost` without measured parts) is
 compiled; composed steps and stand-ins run the Python loop. Without numba, everything does.
 The compiled code is cached on disk (`cache=True`), so only a process's first call after an
-install or an edit compiles it (seconds); `warm()` does that before the planner forks its workers.
+install or an edit compiles it (about 20 s on a 2-core machine); `warm()` does that before the
+planner forks its workers, and processes started together (a sweep's jobs, test workers) compile it
+once: the first holds a lock file beside the cache while it compiles, the others then load it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import logging
 import math
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -40,21 +45,44 @@ def available() -> bool:
         return False
     g = globals()
     try:
-        # Each helper becomes a compiled function under its own name, so `_loop` calls the compiled one.
-        # Cached on disk; where numba finds nowhere to write its cache, compiled in every process.
-        try:
-            compiled = {name: njit(cache=True, error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
-        except RuntimeError:
-            compiled = {name: njit(error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
-        g.update(compiled)
-        run(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1, bool), _probe_cost(), 1, 0, 16,
-             NO_PAGE_LIMIT, 1, 1, 0.0, 0, 16, 1, 0, 1, None, None, None)
+        with compiling_alone():
+            # Each helper becomes a compiled function under its own name, so `_loop` calls the compiled one.
+            # Cached on disk; where numba finds nowhere to write its cache, compiled in every process.
+            try:
+                compiled = {name: njit(cache=True, error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
+            except RuntimeError:
+                compiled = {name: njit(error_model="numpy")(f) for name, f in PYTHON_LOOP.items()}
+            g.update(compiled)
+            run(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1, bool), _probe_cost(), 1, 0, 16,
+                NO_PAGE_LIMIT, 1, 1, 0.0, 0, 16, 1, 0, 1, None, None, None)
     except Exception as err:  # noqa: BLE001 - any compile failure: the Python loop, which is exact too
         g.update(PYTHON_LOOP)
         log.warning("the compiled simulation loop is unavailable (%s: %s); simulating in Python, about 15x slower",
                     type(err).__name__, err)
         return False
     return True
+
+
+@contextlib.contextmanager
+def compiling_alone():
+    """Hold a lock file beside numba's cache (this module's `__pycache__`, or `NUMBA_CACHE_DIR`)
+    while compiling: a process that starts while another compiles waits, then loads what it cached,
+    instead of compiling the same loop beside it. Without a writable folder or `fcntl`, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).parent / "__pycache__")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / "simulate_compiled.lock", "a")
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or by the OS if this process dies
+        yield
 
 
 def fits(cost) -> bool:

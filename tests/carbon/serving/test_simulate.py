@@ -321,6 +321,24 @@ def test_fast_paths_and_the_compiled_loop_are_the_full_loop_to_the_bit(kind, mon
         _assert_same(run, full, name)
 
 
+def test_one_process_compiles_while_the_others_wait_for_its_cache(monkeypatch, tmp_path):
+    import fcntl
+
+    from bench.carbon.serving import simulate_compiled as sc
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    with sc.compiling_alone():
+        other = open(tmp_path / "cache" / "simulate_compiled.lock", "a")  # another process's view of it
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the compile is done
+    other.close()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("")  # no folder to lock in: compiles without one
+    with sc.compiling_alone():
+        pass
+
+
 def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkeypatch, caplog):
     import numba
 
