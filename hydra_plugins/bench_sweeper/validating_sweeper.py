@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import random
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
@@ -76,21 +77,53 @@ class ValidatingSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         assert self.hydra_context is not None and self.config is not None and self.launcher is not None
         jobs = self.jobs(arguments, str(self.config.get("task", "measure")))
+        loader = self.hydra_context.config_loader
+        # The basic launcher composes each job again (0.25-0.5 s a job): it gets the config composed
+        # here for validation instead, as long as this process keeps it (other launchers compose
+        # wherever the job runs, from a pickled loader).
+        local = type(self.launcher).__name__ == "BasicLauncher"
+        composed: Dict[tuple, Any] = {}
         for job in jobs:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+            cfg = loader.load_sweep_config(self.config, list(job))
             exit_if_invalid(cfg, f" (in sweep job {' '.join(job)})" if len(jobs) > 1 else "")
+            if local and len(composed) < COMPOSED_KEPT:
+                composed[tuple(job)] = cfg
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.overrides = self._batches(jobs)
         returns = []
         progress = Progress(len(jobs))
-        for batch in self.overrides:
-            results = self.launcher.launch(batch, initial_job_idx=progress.done)
-            progress.finished([finished_value(r) for r in results])
-            returns.append(results)
-            _stop_if_interrupted()
+        with _composed_once(loader, self.config, composed):
+            for batch in self.overrides:
+                results = self.launcher.launch(batch, initial_job_idx=progress.done)
+                progress.finished([finished_value(r) for r in results])
+                returns.append(results)
+                _stop_if_interrupted()
         return returns
+
+
+COMPOSED_KEPT = 256  # job configs kept between validation and launch (each some 100 KB)
+
+
+@contextmanager
+def _composed_once(loader: Any, master: Any, composed: Dict[tuple, Any]) -> Iterator[None]:
+    """While the jobs launch, `loader.load_sweep_config` hands each job the config validation composed
+    for it (once: the launcher then sets its job fields on it), and composes any other as before."""
+    if not composed:
+        yield
+        return
+    compose = loader.load_sweep_config
+
+    def load_sweep_config(master_config: Any, sweep_overrides: List[str]) -> Any:
+        cfg = composed.pop(tuple(sweep_overrides), None) if master_config is master else None
+        return cfg if cfg is not None else compose(master_config, sweep_overrides)
+
+    loader.load_sweep_config = load_sweep_config
+    try:
+        yield
+    finally:
+        del loader.load_sweep_config  # the class's own method again
 
 
 def _stop_if_interrupted() -> None:

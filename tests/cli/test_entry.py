@@ -68,12 +68,19 @@ def test_unwritable_results_dir_fails_before_any_work(tmp_path):
     assert ran.stderr.strip().startswith("bench: invalid results_dir=")
 
 
-def test_multirun_and_resume_without_loss_or_duplicates(tmp_path):
+def test_multirun_and_resume_without_loss_or_duplicates(tmp_path, monkeypatch):
     # Both runs in this process: a start-up of its own adds nothing to what is checked here (the
     # main job and the kill tests in tests/test_end_to_end.py sweep in processes of their own).
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    composed = []  # each job's config is composed once, for its validation, and launched as composed
+    compose = ConfigLoaderImpl.load_sweep_config
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config",
+                        lambda self, master, overrides: composed.append(tuple(overrides)) or compose(self, master, overrides))
     sweep = ["-m", "kernel=prefill.torch,decode.torch", "batch_size=1,2", f"results_dir={tmp_path}", *SMALL]
     first = run_cli(*sweep)
     assert first.code == 0, first.stderr[-3000:]
+    assert len(composed) == len(set(composed)) == 4
     files = point_files(tmp_path)
     assert len(files) == 4
     lost = files[1]
