@@ -160,6 +160,12 @@ def validate(cfg: BenchConf) -> None:
     dirs = [("results_dir", cfg.results_dir)]
     if cfg.task == "measure":
         dirs += [("lock.dir", cfg.lock.dir), ("gpu.state_dir", cfg.gpu.state_dir)]
+    # Each task's own output folder, where set (else it is under results_dir): a regular file there
+    # or above it was a traceback when the task came to write its files.
+    outputs = {"validate": ("validate.out_dir", cfg.validate.out_dir), "plan": ("plan.report_dir", cfg.plan.report_dir),
+               "report": ("report_dir", cfg.report_dir), "fit": ("profiles_dir", cfg.profiles_dir)}
+    if cfg.task in outputs and outputs[cfg.task][1]:
+        dirs.append(outputs[cfg.task])
     for name, folder in dirs:
         try:
             results.check_writable(folder)

@@ -181,6 +181,21 @@ def test_unwritable_results_dir_is_refused(composer, tmp_path):
         validate(composer(f"results_dir={tmp_path}/file/sub"))
 
 
+@pytest.mark.parametrize("task, key", [("validate", "validate.out_dir"), ("plan", "plan.report_dir"),
+                                       ("fit", "profiles_dir")])
+def test_a_task_output_folder_at_or_under_a_regular_file_is_refused(composer, tmp_path, task, key):
+    # (validate.out_dir on an existing file was a FileExistsError traceback once the replay was done)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "m.csv").write_text("max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms\n"
+                                    "8,7.9,400,0.45,7.7\n")
+    extra = {"validate": [f"validate.measurements={tmp_path}/m.csv", "validate.model=llama3_1_8b",
+                          "validate.gpu=h100_sxm"],
+             "fit": [f"results={tmp_path}"]}.get(task, [])
+    with pytest.raises(ConfigError) as err:
+        validate(composer(f"task={task}", f"{key}={tmp_path}/file", f"results_dir={tmp_path}/r", *extra))
+    assert err.value.field == key and "not a directory" in str(err.value)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_clock_lock_without_a_gpu_is_refused(composer, tmp_path):
     with pytest.raises(ConfigError, match="gpu.clocks.mode=.lock.: needs a CUDA device"):
