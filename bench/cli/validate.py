@@ -311,8 +311,7 @@ def refuse_rows_vllm_could_not_run(name: str, v: Any, rows: Any) -> None:
     longest = min(model.context_tokens, v.max_model_len_tokens)
     bare = dataclasses.replace(v, runtime_reserve_gib=0.0, runtime_reserve_tp_gib=0.0)
     for tp, b in sorted({(int(t), int(b)) for t, b in zip(rows["num_gpus"], rows["max_num_seqs"])}):
-        # each KV head held on tp / kv_heads GPUs where the replica has more GPUs than heads (`StepCost.of`)
-        need = (model.kv_bytes_per_token * max(1.0, tp / model.kv_heads) * float(model.attended_context(longest))
+        need = (model.kv_bytes_per_token * model.kv_copies(tp) * float(model.attended_context(longest))
                 + model.state_bytes_per_seq)  # and a hybrid's Mamba state
         room = serving_memory_bytes(v.gpu, tp, bare, model, b) - model.weight_bytes
         if room < need:
@@ -351,7 +350,6 @@ def validate_validation(cfg: BenchConf) -> None:
     _at_least("validate.num_requests", v.num_requests, 0)
     if not 0 < v.gpu_memory_utilization <= 1:
         raise ConfigError("validate.gpu_memory_utilization", v.gpu_memory_utilization, "must be in (0, 1]")
-    model = serving.preset(v.model)
     for name in ("runtime_reserve_gib", "runtime_reserve_tp_gib"):
         value = getattr(v, name)
         if value is None or not math.isfinite(value) or value < 0:

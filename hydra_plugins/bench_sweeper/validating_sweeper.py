@@ -83,12 +83,14 @@ class ValidatingSweeper(BasicSweeper):
         # wherever the job runs, from a pickled loader).
         local = type(self.launcher).__name__ == "BasicLauncher"
         composed: Dict[tuple, Any] = {}
+        # Read (not made) before any job is composed: its `${now:}` is then fixed in the master's
+        # resolver cache, which each job's config copies, so every job logs under this one folder.
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         for job in jobs:
             cfg = loader.load_sweep_config(self.config, list(job))
             exit_if_invalid(cfg, f" (in sweep job {' '.join(job)})" if len(jobs) > 1 else "")
             if local and len(composed) < COMPOSED_KEPT:
                 composed[tuple(job)] = cfg
-        sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.overrides = self._batches(jobs)
@@ -103,7 +105,7 @@ class ValidatingSweeper(BasicSweeper):
         return returns
 
 
-COMPOSED_KEPT = 256  # job configs kept between validation and launch (each some 100 KB)
+COMPOSED_KEPT = 256  # job configs kept between validation and launch (about 200 KB each)
 
 
 @contextmanager
@@ -119,11 +121,15 @@ def _composed_once(loader: Any, master: Any, composed: Dict[tuple, Any]) -> Iter
         cfg = composed.pop(tuple(sweep_overrides), None) if master_config is master else None
         return cfg if cfg is not None else compose(master_config, sweep_overrides)
 
+    before = loader.__dict__.get("load_sweep_config")  # an attribute of its own, if it had one
     loader.load_sweep_config = load_sweep_config
     try:
         yield
     finally:
-        del loader.load_sweep_config  # the class's own method again
+        if before is None:
+            del loader.load_sweep_config  # the class's own method again
+        else:
+            loader.load_sweep_config = before
 
 
 def _stop_if_interrupted() -> None:

@@ -81,6 +81,8 @@ def test_multirun_and_resume_without_loss_or_duplicates(tmp_path, monkeypatch):
     first = run_cli(*sweep)
     assert first.code == 0, first.stderr[-3000:]
     assert len(composed) == len(set(composed)) == 4
+    logs = [d for d in (tmp_path / "logs").iterdir() if d.is_dir()]  # one sweep, one folder of job logs
+    assert len(logs) == 1 and {p.name for p in logs[0].iterdir()} >= {"multirun.yaml", "0", "1", "2", "3"}
     files = point_files(tmp_path)
     assert len(files) == 4
     lost = files[1]

@@ -117,8 +117,8 @@ class ModelSpec:
 
     @property
     def expert_params(self) -> int:
-        """One routed expert's gate, up and down projections (0 for a dense model)."""
-        return 3 * self.hidden * self.expert_ffn if self.experts else 0
+        """One routed expert's projections, `mlp_matrices` of them (0 for a dense model)."""
+        return self.mlp_matrices * self.hidden * self.expert_ffn if self.experts else 0
 
     @property
     def _mlp_dense_params(self) -> int:
@@ -209,6 +209,11 @@ class ModelSpec:
     def lm_head_flop_per_token(self) -> float:
         """Flops of the LM head for one position whose logits are computed (a sampled position)."""
         return 2.0 * self.embedding_params
+
+    def kv_copies(self, gpus: int) -> float:
+        """GPUs each KV head is held and read on in a replica of `gpus`: a replica of more GPUs than the
+        model has KV heads gives each GPU one head, so vLLM's tensor parallelism replicates them."""
+        return max(1.0, gpus / self.kv_heads)
 
     @property
     def kv_bytes_per_token(self) -> float:

@@ -67,7 +67,8 @@ def available() -> bool:
 def compiling_alone():
     """Hold a lock file beside numba's cache (this module's `__pycache__`, or `NUMBA_CACHE_DIR`)
     while compiling: a process that starts while another compiles waits, then loads what it cached,
-    instead of compiling the same loop beside it. Without a writable folder or `fcntl`, no lock."""
+    instead of compiling the same loop beside it. Without a writable folder, `fcntl` or locks on the
+    file system, no lock: each process compiles its own, as before."""
     try:
         import fcntl
     except ImportError:  # not POSIX
@@ -81,7 +82,16 @@ def compiling_alone():
         yield
         return
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or by the OS if this process dies
+        try:  # released when the file closes, or by the OS if this process dies
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process compiling the simulation loop, to load its cache")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:  # locks unsupported after all: compile without one
+                pass
+        except OSError:  # a file system without locks (NFS without lockd, Lustre without flock)
+            pass
         yield
 
 

@@ -65,9 +65,7 @@ class StepCost:
     @classmethod
     def of(cls, model: ModelSpec, device: DeviceModel) -> "StepCost":
         attn = 4.0 * model.kv_layers * model.heads * model.head_dim
-        # A replica of more GPUs than the model has KV heads gives each GPU one KV head, so each head is
-        # held and read on devices / kv_heads GPUs (vLLM's tensor parallelism replicates it).
-        kv_copies = max(1.0, device.devices / model.kv_heads)
+        kv_copies = model.kv_copies(device.devices)
         kv_bytes = model.kv_bytes_per_token * kv_copies
         composed = ComposedStep.of(model, device.parts, kv_copies) if device.parts is not None else None
         return cls(2.0 * model.active_linear_params, attn, attn, model.streamed_bytes_per_step, kv_bytes,

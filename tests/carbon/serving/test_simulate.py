@@ -1,5 +1,6 @@
 """The continuous-batching simulation: step times by hand, the batch cap, paged KV and preemption,
 per-token SLO metrics, per-request energy, and the fast simulation against a naive one."""
+import contextlib
 import dataclasses
 import math
 
@@ -337,6 +338,30 @@ def test_one_process_compiles_while_the_others_wait_for_its_cache(monkeypatch, t
     (tmp_path / "file").write_text("")  # no folder to lock in: compiles without one
     with sc.compiling_alone():
         pass
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_locks(*_):  # a file system without locks (NFS without lockd)
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    entered = []
+    with sc.compiling_alone():
+        entered.append(True)
+    assert entered  # compiled without the lock, not refused
+
+
+def test_the_loop_compiles_under_that_lock(monkeypatch):
+    from bench.carbon.serving import simulate_compiled as sc
+
+    held = []
+
+    @contextlib.contextmanager
+    def spy():
+        held.append(True)
+        yield
+
+    monkeypatch.setattr(sc, "compiling_alone", spy)
+    assert sc.available.__wrapped__() and held
 
 
 def test_a_loop_that_does_not_compile_falls_back_to_python_with_a_warning(monkeypatch, caplog):
