@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from bench.carbon.planning.setting import PlanError  # noqa: E402
+from bench.carbon.planning.errors import PlanError  # noqa: E402
 from bench.cli.errors import PointFailed, hydra_error_line, is_hydra_input_error  # noqa: E402
 from bench.cli.schema import to_typed  # noqa: E402
 from bench.cli.store import register_configs  # noqa: E402

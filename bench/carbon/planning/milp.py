@@ -37,7 +37,8 @@ from scipy import optimize, sparse
 from bench.carbon.inputs import embodied
 from bench.carbon.planning import highs
 from bench.carbon.planning.pillars import Pillars, host_for, lifetimes_for
-from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan, PlanError, Setting
+from bench.carbon.planning.errors import PlanError
+from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan, Setting
 from bench.carbon.serving.capacity import Capacity
 
 TIME_LIMIT_S = 60.0  # per solve; a plan says when a solve stopped at it

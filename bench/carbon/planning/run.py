@@ -16,11 +16,13 @@ from bench.carbon.inputs.grid import Intensity
 from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
+from bench.carbon.planning.budget import SOLVE_BUDGET_S
 from bench.carbon.planning.demand import Demand
 from bench.carbon.planning.milp import BLOCKS_NOT_TRIED, Narrowing, account, allowed_candidates, break_ties, solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
-from bench.carbon.planning.setting import Economics, Plan, PlanError, Setting
+from bench.carbon.planning.errors import PlanError
+from bench.carbon.planning.setting import Economics, Plan, Setting
 from bench.carbon.serving import ModelSpec, StepCost, simulate_compiled
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity
 from bench.carbon.serving.device import memory_bytes as gpu_memory_bytes
@@ -28,12 +30,6 @@ from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
 
 
-# Seconds of MILP solving one plan may take, its re-planning rounds together (`plan.solve_budget_s`).
-# 35 s: three plans that spend it share two cores' workers within the 120 s bar of a year. At 45 s a
-# diurnal day replayed over a year took 121.2 s on a slow day of this 2-core machine, at 35 s 102.4 s
-# with the same plans and gaps; the cost: the bursty year's carbon plan (fleet search stopped at its
-# budget) emits 4.2% more (results/planner_bench/, README).
-SOLVE_BUDGET_S = 35.0
 
 
 @dataclass

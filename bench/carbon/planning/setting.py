@@ -1,5 +1,5 @@
 """What the planner works on and returns: the setting (capacities, grid, load, host sizes), the
-economics, a plan and the error when none can be made."""
+economics and a plan (the error when none can be made: `errors.py`)."""
 from __future__ import annotations
 
 import math
@@ -13,10 +13,6 @@ from bench.carbon.serving.capacity import Capacity
 
 J_PER_KWH = 3.6e6
 OBJECTIVES = ("carbon", "energy", "cost")  # what the MILP minimises (performance-optimal is a rule, baselines.py)
-
-
-class PlanError(ValueError):
-    """No plan meets the constraints; the message says which and what came closest."""
 
 
 @dataclass(frozen=True)

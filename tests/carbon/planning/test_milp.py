@@ -12,7 +12,8 @@ from bench.carbon.inputs import embodied
 from bench.carbon.serving.capacity import Candidate, Capacity
 from bench.carbon.planning.milp import break_ties, solve
 from bench.carbon.planning.pillars import Pillars
-from bench.carbon.planning.setting import J_PER_KWH, Economics, PlanError, Setting
+from bench.carbon.planning.errors import PlanError
+from bench.carbon.planning.setting import J_PER_KWH, Economics, Setting
 
 LIFE = embodied.Lifetimes(4.0, 6.0)
 

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from bench.carbon.planning import parallel
-from bench.carbon.planning.setting import PlanError
+from bench.carbon.planning.errors import PlanError
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from bench.carbon import serving
 from bench.carbon.inputs import grid, workload
 from bench.carbon.planning import run as plan
 from bench.carbon.planning import setting as planner
+from bench.carbon.planning.errors import PlanError
 from bench.carbon.serving.simulate import Slo
 
 REPO = Path(__file__).resolve().parents[3]
@@ -182,7 +183,7 @@ def test_offline_work_served_late_on_too_few_replicas_fails_its_hours_only_when_
 
 
 def test_an_slo_no_request_can_meet_even_alone_is_refused_first_with_the_count():
-    with pytest.raises(planner.PlanError, match=r"^\d+ of \d+ online requests in the worst hour cannot meet the SLO "
+    with pytest.raises(PlanError, match=r"^\d+ of \d+ online requests in the worst hour cannot meet the SLO "
                        r".*even alone on an empty replica of any candidate; the 99% target allows \d+; closest: \S+"):
         plan.run(inputs(slo=Slo(ttft_s=1e-4, tpot_s=1e-5)))
 
