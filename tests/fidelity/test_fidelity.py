@@ -8,9 +8,7 @@ from bench.fidelity.gpu import counter_period, report, three_shapes
 from bench.fidelity.report import write
 from tests.measure.emulated import fast, gpu
 
-pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
-
-
+@pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
 def test_a_small_grid_writes_the_table_the_summary_and_the_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(fidelity, "Protocol", lambda: fast(min_window_s=0.05, lead_in_s=0.1))  # the emulation ramps 30 ms, lags 10
     grid = fidelity.Grid(call_s=(1e-3,), period_s=(0.01,), counter_modes=("exact",), protocols=("ours", "window"),
@@ -38,6 +36,7 @@ def test_bad_arguments_are_refused_before_any_work(args, says, capsys):
     assert exit_.value.code == 2 and says in capsys.readouterr().err
 
 
+@pytest.mark.realtime
 def test_the_counter_period_is_polled_on_the_gpu():
     device, nvml, _ = gpu(period_s=0.01)
     period = counter_period(nvml, nvml.nvmlDeviceGetHandleByIndex(0), seconds=0.1)

@@ -7,9 +7,9 @@ pytest.importorskip("codecarbon")
 
 from bench.measure.codecarbon_span import J_PER_KWH, codecarbon_span  # noqa: E402
 
-pytestmark = pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
 
-
+# Not `realtime`: the span's figures are its wall time and codecarbon's model of CPU power over it,
+# which a busy neighbour cannot push below what is asserted.
 def test_codecarbon_span_reports_its_own_figures():
     with codecarbon_span("FRA", None) as out:
         assert out == {}  # filled when the span ends

@@ -154,14 +154,17 @@ def test_a_long_period_in_blocks_stays_within_its_reported_gap_of_the_whole_solv
     from bench.carbon.planning import milp
 
     monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
+    # Blocks of about 55 h past 110 h (a week and two weeks by default) keep the whole solve small.
+    monkeypatch.setattr(milp, "BLOCK_H", 55)
+    monkeypatch.setattr(milp, "LONG_H", 110)
 
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
-    H = 350
-    intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 50 * np.sin(np.arange(H) * 2 * np.pi / 170)
+    H = 160
+    intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 50 * np.sin(np.arange(H) * 2 * np.pi / 70)
     s = setting([cap(rate=1000.0)], intensity,
                 online=700, offline=900, deadline=24)
     blocked = solve(s, "carbon", shifting, Economics(), "t")
-    assert any("in 3 blocks of 116-117 h" in n for n in blocked.notes) and 0.0 <= blocked.solver_gap < 1.0
+    assert any("in 3 blocks of 53-54 h" in n for n in blocked.notes) and 0.0 <= blocked.solver_gap < 1.0
     monkeypatch.setattr(milp, "LONG_H", 10_000)
     whole = solve(s, "carbon", shifting, Economics(), "t")
     # The blocks' bound is a true bound: the whole solve is never below it ...
@@ -284,7 +287,7 @@ def test_hours_without_waiting_solve_as_hour_types_to_the_same_optimum(monkeypat
     from bench.carbon.planning import milp
 
     rng = np.random.default_rng(seed)
-    H = 24
+    H = 12
     pattern = rng.integers(200, 2500, size=(3, 2)).astype(float)  # a 3-hour demand cycle
     hour = np.arange(H) % 3
     caps = [cap("h100_sxm:a", rate=900.0, j=120.0, watts=300.0), cap("h100_sxm:b", rate=400.0, j=60.0, watts=90.0),
@@ -295,7 +298,7 @@ def test_hours_without_waiting_solve_as_hour_types_to_the_same_optimum(monkeypat
     pillars = Pillars(rightsize=True, reduce=False, reuse=True, recycle=False, shift=False)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     typed = solve(s, "carbon", pillars, Economics(host_cpu_capacity=host), "t")
-    assert any("3 hour type(s) for the 24 h" in n for n in typed.notes)
+    assert any("3 hour type(s) for the 12 h" in n for n in typed.notes)
     monkeypatch.setattr(milp, "hour_types", lambda online, offline, scale: (np.arange(len(online)), np.arange(len(online))))
     hourly = solve(s, "carbon", pillars, Economics(host_cpu_capacity=host), "t")
     assert not any("hour type" in n for n in hourly.notes)
@@ -714,9 +717,11 @@ def test_a_long_period_past_its_plans_budget_still_gets_a_real_plan_and_a_true_b
 
     monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
     monkeypatch.setattr(milp, "MIP_GAP", 1e-4)  # a bar the blocks' bound alone does not reach
+    monkeypatch.setattr(milp, "BLOCK_H", 55)  # three blocks of a period kept short for the whole solve
+    monkeypatch.setattr(milp, "LONG_H", 110)
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
-    H = 350
-    intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 50 * np.sin(np.arange(H) * 2 * np.pi / 170)
+    H = 160
+    intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 50 * np.sin(np.arange(H) * 2 * np.pi / 70)
     s = setting([cap(rate=1000.0)], intensity, online=700, offline=900, deadline=24)
     late = solve(s, "carbon", shifting, Economics(), "t", ties=False, solve_by=time.monotonic() - 1.0)
     assert late.solver_hit_time_limit and "the plan's solving budget (plan.solve_budget_s) cut short:" in late.notes[-1]
