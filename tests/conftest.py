@@ -11,16 +11,27 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
-def _realtime_first(items) -> None:
+def _has(item, marker: str) -> bool:
+    return item is not None and item.get_closest_marker(marker) is not None
+
+
+def _order(items) -> None:
     """Realtime tests (below) first and together, in their collected order: a worker then runs them
     as one block under one hold of the lock, instead of waiting before each for whatever the other
     worker is running (up to a whole end-to-end test: ~100 s of waits in all when they were spread
-    through the suite)."""
-    items[:] = sorted(items, key=lambda item: item.get_closest_marker("realtime") is None)
+    through the suite). Quiet tests (single-threaded, no subprocess: they leave a core free, so they
+    run beside a realtime test) start the second half, which pytest-xdist's work-stealing scheduler
+    sends to the second worker: it runs them while the first runs the realtime block, where it would
+    otherwise wait (~25 s on a 2-core machine). With other worker counts the order is only less apt."""
+    realtime = [item for item in items if _has(item, "realtime")]
+    quiet = [item for item in items if _has(item, "quiet") and not _has(item, "realtime")]
+    rest = [item for item in items if not _has(item, "realtime") and not _has(item, "quiet")]
+    first = max(0, len(items) // 2 - len(realtime))  # the first half after the realtime block
+    items[:] = realtime + rest[:first] + quiet + rest[first:]
 
 
 def pytest_collection_modifyitems(config, items):
-    _realtime_first(items)
+    _order(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -32,10 +43,6 @@ def pytest_collection_modifyitems(config, items):
 _HELD: tuple | None = None  # (turnstile, lock) files while this worker holds the lock alone across tests
 
 
-def _is_realtime(item) -> bool:
-    return item is not None and item.get_closest_marker("realtime") is not None
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """The suite runs in two pytest-xdist workers (`-n 2` in pyproject's addopts). Tests marked
@@ -43,7 +50,9 @@ def pytest_runtest_protocol(item, nextitem):
     neighbour on a 2-core machine delays their polls and fails them (it did: HiGHS threads that
     outlived a solve). Each such test holds, through its whole protocol (setup of every fixture it
     needs, whatever its scope, the call and teardown), a lock the other worker's tests share in
-    theirs, so nothing runs beside it; a run of realtime tests keeps it from the first to the last.
+    theirs, so nothing runs beside it but a quiet test (one thread: a core stays free; the realtime
+    tests passed beside two busy single-threaded processes here); a run of realtime tests keeps it
+    from the first to the last.
     Writer-preferring (a turnstile before the shared lock): a waiting realtime test is not starved
     by the other worker's stream of short tests."""
     global _HELD
@@ -51,7 +60,10 @@ def pytest_runtest_protocol(item, nextitem):
     if run is None:  # one process: nothing runs beside any test
         yield
         return
-    alone = _is_realtime(item)
+    if _has(item, "quiet") and not _has(item, "realtime") and _HELD is None:
+        yield
+        return
+    alone = _has(item, "realtime")
     if _HELD is None:
         base = os.path.join(tempfile.gettempdir(), f"bench-tests-{run}")
         turnstile, shared = open(base + ".turnstile", "a"), open(base + ".lock", "a")
@@ -61,7 +73,7 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(turnstile, fcntl.LOCK_UN)
     else:  # held alone since an earlier realtime test of this run
         turnstile, shared = _HELD
-    keep = alone and _is_realtime(nextitem)
+    keep = alone and _has(nextitem, "realtime")
     try:
         yield
     finally:

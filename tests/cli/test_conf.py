@@ -15,6 +15,10 @@ from kernels import REGISTRY
 CONF = Path(__file__).resolve().parents[2] / "conf"
 register_configs()
 
+# Composing and validating configs is one thread of Python and no subprocess: these run beside the
+# realtime tests (tests/conftest.py).
+pytestmark = pytest.mark.quiet
+
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
