@@ -272,9 +272,13 @@ def validate_plan(cfg: BenchConf) -> None:
         from bench.carbon.validation.measurements import ValidateConf
         from bench.carbon.validation.report import gpu_of
 
+        from bench.tasks.plan import measured_gpu_profiles
+
         rows = _measurements("plan.validation_measurements", p.validation_measurements)
         gpu = gpu_of(rows)
-        if gpu in p.gpus:  # rows the plan's model could not have run on that GPU: bad input for the report
+        # Rows the plan's model could not have run on that GPU are bad input for the report's replay;
+        # a GPU type the plan takes from a measured profile is not replayed (`plan_section`), so not refused.
+        if gpu in p.gpus and gpu not in measured_gpu_profiles([gpu], cfg.profiles_dir):
             refuse_rows_vllm_could_not_run("plan.validation_measurements", ValidateConf(
                 measurements=p.validation_measurements, model=p.model, gpu=gpu), rows)
     w = cfg.workload

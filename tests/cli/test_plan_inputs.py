@@ -1,10 +1,13 @@
 """`task=plan` with a bad trace or grid file: one line on stderr and exit 2 from validation, before
 any planning work (no results folder is made)."""
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.cli.runner import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
 
 TRACE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 BAD_TRACES = {
@@ -84,3 +87,38 @@ def test_a_validation_file_vllm_could_not_have_run_on_the_plans_model_is_one_lin
 
     refuse_rows_vllm_could_not_run("plan.validation_measurements", measurements.ValidateConf(
         measurements=str(path), model="llama3_1_8b", gpu="h100_sxm"), measurements.read(str(path)))
+
+
+def test_a_validation_file_of_a_gpu_the_plan_takes_from_a_measured_profile_is_not_refused(tmp_path):
+    # The report does not replay the file on a GPU type the plan took from a measured profile
+    # (`plan_section` says so), so rows vLLM could not have run there are no reason to refuse it.
+    import numpy as np
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+
+    from bench.cli.schema import to_typed
+    from bench.cli.store import register_configs
+    from bench.cli.validate import ConfigError, validate
+    from bench.profile import build as profiles
+    from bench.profile import store
+    from tests.profile.test_profiles import point
+
+    path = tmp_path / "m.csv"
+    path.write_text("max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms,gpu_model\n"
+                    "8,7.9,400,0.45,7.7,H100\n3072,3000,400,0.05,90,H100\n")
+    rng = np.random.default_rng(3)
+    rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)
+            for k in ("prefill.triton", "decode.triton") for b in (1, 4, 16, 64) for n in (1024, 4096)]
+    measured, empty = tmp_path / "profiles", tmp_path / "none"
+    store.write(profiles.build(pd.DataFrame(rows), "h100-test"), measured)
+    empty.mkdir()
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        def cfg(profiles_dir):
+            return to_typed(compose("config", overrides=[
+                "task=plan", "plan.model=qwen3_32b", f"plan.validation_measurements={path}",
+                "plan.cpu_profile=null", f"profiles_dir={profiles_dir}", f"results_dir={tmp_path / 'results'}"]))
+
+        with pytest.raises(ConfigError, match="max_num_seqs 3072"):
+            validate(cfg(empty))
+        validate(cfg(measured))  # the measured profile's H100: not refused
