@@ -22,7 +22,8 @@ def _order(items) -> None:
     through the suite). Quiet tests (single-threaded, no subprocess: they leave a core free, so they
     run beside a realtime test) start the second half, which pytest-xdist's work-stealing scheduler
     sends to the second worker: it runs them while the first runs the realtime block, where it would
-    otherwise wait (~25 s on a 2-core machine). With other worker counts the order is only less apt."""
+    otherwise wait (~25 s on a 2-core machine). With other worker counts the order is only less apt,
+    but with 4 or more up to three quiet tests can run beside a realtime one, past what was tried."""
     realtime = [item for item in items if _has(item, "realtime")]
     quiet = [item for item in items if _has(item, "quiet") and not _has(item, "realtime")]
     rest = [item for item in items if not _has(item, "realtime") and not _has(item, "quiet")]
@@ -30,6 +31,7 @@ def _order(items) -> None:
     items[:] = realtime + rest[:first] + quiet + rest[first:]
 
 
+@pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselect: the halves are of what runs
 def pytest_collection_modifyitems(config, items):
     _order(items)
     if torch.cuda.is_available():
@@ -50,9 +52,9 @@ def pytest_runtest_protocol(item, nextitem):
     neighbour on a 2-core machine delays their polls and fails them (it did: HiGHS threads that
     outlived a solve). Each such test holds, through its whole protocol (setup of every fixture it
     needs, whatever its scope, the call and teardown), a lock the other worker's tests share in
-    theirs, so nothing runs beside it but a quiet test (one thread: a core stays free; the realtime
-    tests passed beside two busy single-threaded processes here); a run of realtime tests keeps it
-    from the first to the last.
+    theirs, so nothing runs beside it but a quiet test (one thread: on 2 cores the realtime test
+    has the other to itself; the realtime tests passed beside two busy single-threaded processes
+    here); a run of realtime tests keeps it from the first to the last.
     Writer-preferring (a turnstile before the shared lock): a waiting realtime test is not starved
     by the other worker's stream of short tests."""
     global _HELD
@@ -60,7 +62,7 @@ def pytest_runtest_protocol(item, nextitem):
     if run is None:  # one process: nothing runs beside any test
         yield
         return
-    if _has(item, "quiet") and not _has(item, "realtime") and _HELD is None:
+    if _has(item, "quiet") and not _has(item, "realtime") and _HELD is None:  # (held only before a realtime test)
         yield
         return
     alone = _has(item, "realtime")

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf, open_dict
 from bench.carbon.inputs.grid import GridConf
 from bench.carbon.inputs.workload import WorkloadConf
 from bench.carbon.planning.pillars import Pillars
-from bench.carbon.planning.budget import SOLVE_BUDGET_S
+from bench.carbon.planning.options import SOLVE_BUDGET_S
 from bench.carbon.validation.measurements import ValidateConf
 from bench.measure.clocks import GpuConf
 from bench.measure.codecarbon_span import CodecarbonConf
@@ -58,7 +58,7 @@ class PlanConf:
     workers: int = 0  # processes solving plans side by side: 0 one per core, 1 serially here
     # Seconds of MILP solving one plan may take, its re-planning rounds together; past them it keeps
     # the best plan and bound found (each later solve gets a few seconds), flagged and noted (why 35 s:
-    # `planning.budget.SOLVE_BUDGET_S`).
+    # `planning.options.SOLVE_BUDGET_S`).
     solve_budget_s: float = SOLVE_BUDGET_S
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
     max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps

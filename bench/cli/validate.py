@@ -218,8 +218,7 @@ def validate_plan(cfg: BenchConf) -> None:
     """task=plan inputs, including the grid and trace files (read here so bad ones fail first)."""
     from bench.carbon import serving
     from bench.carbon.inputs import embodied, grid, workload
-    from bench.carbon.planning.run import SLO_SCOPES
-    from bench.carbon.planning.verify import ROUTINGS
+    from bench.carbon.planning.options import ROUTINGS, SLO_SCOPES
     from bench.carbon.serving.result import TPOT_METRICS
 
     p = cfg.plan
@@ -271,14 +270,14 @@ def validate_plan(cfg: BenchConf) -> None:
     if p.validation_measurements is not None:
         from bench.carbon.validation.measurements import ValidateConf
         from bench.carbon.validation.report import gpu_of
-
-        from bench.tasks.plan import measured_gpu_profiles
+        from bench.profile import store
 
         rows = _measurements("plan.validation_measurements", p.validation_measurements)
         gpu = gpu_of(rows)
         # Rows the plan's model could not have run on that GPU are bad input for the report's replay;
-        # a GPU type the plan takes from a measured profile is not replayed (`plan_section`), so not refused.
-        if gpu in p.gpus and gpu not in measured_gpu_profiles([gpu], cfg.profiles_dir):
+        # a GPU type the plan takes from a measured profile (`tasks.plan.measured_gpu_profiles`) is not
+        # replayed there (`plan_section`), so not refused.
+        if gpu in p.gpus and store.for_device(str(embodied.gpus().loc[gpu, "name_match"]), cfg.profiles_dir) is None:
             refuse_rows_vllm_could_not_run("plan.validation_measurements", ValidateConf(
                 measurements=p.validation_measurements, model=p.model, gpu=gpu), rows)
     w = cfg.workload

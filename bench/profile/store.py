@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common.files import atomic_write_text
-from bench.profile import plots, report
+from bench.profile import report
 from bench.profile.build import Profile, ProfileError
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
@@ -26,6 +26,8 @@ def write(profile: Profile, out_dir: Path | str) -> list[Path]:
     atomic_write_text(base.with_suffix(".csv"), profile.table.to_csv(index=False))
     atomic_write_text(base.with_suffix(".json"), json.dumps({"meta": profile.meta, "fits": profile.fits_dict()},
                                                             indent=1, default=_json_default) + "\n")
+    from bench.profile import plots  # matplotlib, only where a profile is written
+
     pngs = plots.render(profile, out)
     atomic_write_text(base.with_suffix(".md"), report.markdown(profile, [p.name for p in pngs]))
     paths = [base.with_suffix(s) for s in (".csv", ".json", ".md")]

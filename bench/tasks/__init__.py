@@ -10,11 +10,11 @@ NAMES = ("measure", "fit", "report", "plan", "validate")
 
 def _runner(name: str) -> Callable[[Any], Any]:
     """The task's `run`, its module imported only when the task runs: a process that measures does
-    not load the planner's solver or matplotlib, and bad input is refused before either loads."""
+    not load the planner's solver, and the config's validation loads only what the chosen task reads."""
     def run(cfg: Any) -> Any:
         return importlib.import_module(f"bench.tasks.{name}").run(cfg)
 
-    run.__name__ = run.__qualname__ = f"{name}.run"
+    run.__qualname__ = f"run[{name}]"
     return run
 
 

@@ -1,5 +1,5 @@
-"""`task=plan` with a bad trace or grid file: one line on stderr and exit 2 from validation, before
-any planning work (no results folder is made)."""
+"""`task=plan` with a bad trace, grid or validation file: one line on stderr and exit 2 from
+validation, before any planning work (no results folder is made); and a file that is fine for it."""
 import json
 from pathlib import Path
 
@@ -92,26 +92,27 @@ def test_a_validation_file_vllm_could_not_have_run_on_the_plans_model_is_one_lin
 def test_a_validation_file_of_a_gpu_the_plan_takes_from_a_measured_profile_is_not_refused(tmp_path):
     # The report does not replay the file on a GPU type the plan took from a measured profile
     # (`plan_section` says so), so rows vLLM could not have run there are no reason to refuse it.
-    import numpy as np
-    import pandas as pd
+    import shutil
+
     from hydra import compose, initialize_config_dir
 
     from bench.cli.schema import to_typed
     from bench.cli.store import register_configs
     from bench.cli.validate import ConfigError, validate
-    from bench.profile import build as profiles
-    from bench.profile import store
-    from tests.profile.test_profiles import point
 
     path = tmp_path / "m.csv"
     path.write_text("max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms,gpu_model\n"
                     "8,7.9,400,0.45,7.7,H100\n3072,3000,400,0.05,90,H100\n")
-    rng = np.random.default_rng(3)
-    rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)
-            for k in ("prefill.triton", "decode.triton") for b in (1, 4, 16, 64) for n in (1024, 4096)]
+    # A profile the planner would take for the H100 (what it holds does not matter to validation):
+    # the shipped one, its device renamed.
     measured, empty = tmp_path / "profiles", tmp_path / "none"
-    store.write(profiles.build(pd.DataFrame(rows), "h100-test"), measured)
+    measured.mkdir()
     empty.mkdir()
+    shipped = REPO / "profiles" / "cpu-amd-epyc-2core"
+    shutil.copy(shipped.with_suffix(".csv"), measured / "h100-test.csv")
+    profile = json.loads(shipped.with_suffix(".json").read_text())
+    profile["meta"]["device_names"] = ["NVIDIA H100 80GB HBM3"]
+    (measured / "h100-test.json").write_text(json.dumps(profile))
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         def cfg(profiles_dir):

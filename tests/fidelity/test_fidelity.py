@@ -8,6 +8,7 @@ from bench.fidelity.gpu import counter_period, report, three_shapes
 from bench.fidelity.report import write
 from tests.measure.emulated import fast, gpu
 
+
 @pytest.mark.realtime  # wall-clock polling: runs with no other test beside it
 def test_a_small_grid_writes_the_table_the_summary_and_the_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(fidelity, "Protocol", lambda: fast(min_window_s=0.05, lead_in_s=0.1))  # the emulation ramps 30 ms, lags 10
@@ -43,7 +44,7 @@ def test_the_counter_period_is_polled_on_the_gpu():
     assert period["updates"] >= 5 and period["period_s_median"] == pytest.approx(0.01, rel=0.2)
 
 
-def test_gpu_report_names_the_three_shapes_and_the_cross_check():
+def test_gpu_report_names_the_three_shapes_and_the_cross_check():  # (not realtime: tables only)
     points = pd.DataFrame({"kernel": ["a", "b", "c", "d"], "batch_size": [1, 2, 3, 4],
                            "time_per_call_s": [4e-3, 1e-5, 2e-4, 5e-2], "gpu_energy_per_call_j_cv": [0.001, 0.02, 0.003, 0.004],
                            "gpu_crosscheck_rel_diff": [0.01, -0.03, 0.02, None], "quality": ["ok"] * 4})

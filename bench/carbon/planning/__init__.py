@@ -1,3 +1,4 @@
 """Planning: the MILP over the hours (`milp.py`), EcoServe's pillars as small objects
 (`pillars.py`), the baselines (`baselines.py`), the run with its verification by simulation
-(`run.py`) and the report (`report.py`)."""
+(`run.py`) and the report (`report.py`); the options the config reads without loading the solver
+(`options.py`) and the planner's refusal (`errors.py`)."""

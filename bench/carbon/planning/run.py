@@ -16,20 +16,18 @@ from bench.carbon.inputs.grid import Intensity
 from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
-from bench.carbon.planning.budget import SOLVE_BUDGET_S
 from bench.carbon.planning.demand import Demand
-from bench.carbon.planning.milp import BLOCKS_NOT_TRIED, Narrowing, account, allowed_candidates, break_ties, solve
-from bench.carbon.planning.verify import Verification, verify
-from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.errors import PlanError
+from bench.carbon.planning.milp import BLOCKS_NOT_TRIED, Narrowing, account, allowed_candidates, break_ties, solve
+from bench.carbon.planning.options import SOLVE_BUDGET_S
+from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, Setting
+from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.serving import ModelSpec, StepCost, simulate_compiled
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity
 from bench.carbon.serving.device import memory_bytes as gpu_memory_bytes
 from bench.carbon.serving.simulate import Slo, simulate
 from bench.profile.fit import Fit
-
-
 
 
 @dataclass
@@ -211,7 +209,6 @@ def economics_for(inputs: PlanInputs, hosts: dict[str, Capacity | None], pillars
     return Economics(inputs.electricity_usd_per_kwh, hosts["reduced" if pillars.levers().reduced_host else "reference"])
 
 
-SLO_SCOPES = ("hour", "period")
 DERATE = 0.85  # a candidate whose replicas missed the SLO in an hour is re-planned at this share of its capacity
 MAX_ROUNDS = 8
 EXCLUDE_BELOW = 0.1  # a type derated below this share of its capacity is taken out of the plan

@@ -28,12 +28,12 @@ import numpy as np
 
 from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning.demand import S_PER_H, Demand
+from bench.carbon.planning.options import ROUTINGS
 from bench.carbon.serving.capacity import Capacity
 from bench.carbon.serving.models import ModelSpec
 from bench.carbon.serving.simulate import Slo, simulate
 from bench.carbon.serving.step import StepCost
 
-ROUTINGS = ("round_robin", "least_loaded")
 
 
 @dataclass
