@@ -39,7 +39,9 @@ def test_a_layer_composed_from_its_parts_matches_and_the_overhead_comes_back():
 
 
 def test_the_composition_table_is_written_beside_the_profile_and_loads_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(store.plots, "render", lambda profile, out: [])  # figures are tested with profiles
+    from bench.profile import plots
+
+    monkeypatch.setattr(plots, "render", lambda profile, out: [])  # figures are tested with profiles
     paths = store.write(sp.profile(), tmp_path)
     assert tmp_path / "fake-cpu_composition.md" in paths
     md = (tmp_path / "fake-cpu_composition.md").read_text()
