@@ -261,23 +261,31 @@ def validate_plan(cfg: BenchConf) -> None:
         raise ConfigError("plan.workers", p.workers, "must be a whole number >= 0 (0: one process per core)")
     if not isinstance(p.solve_budget_s, (int, float)) or not math.isfinite(p.solve_budget_s) or p.solve_budget_s <= 0:
         raise ConfigError("plan.solve_budget_s", p.solve_budget_s, "must be a number of seconds > 0")
-    if p.cpu_profile:
-        from bench.profile.store import available
+    from bench.carbon.serving.device import measured_profiles
+    from bench.profile import store
+    from bench.profile.build import ProfileError
 
-        if p.cpu_profile not in available(cfg.profiles_dir):
+    if p.cpu_profile:
+        if p.cpu_profile not in store.available(cfg.profiles_dir):
             raise ConfigError("plan.cpu_profile", p.cpu_profile, f"no such profile in {cfg.profiles_dir} (available: "
-                              f"{', '.join(available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
+                              f"{', '.join(store.available(cfg.profiles_dir)) or 'none'}); null disables Reuse")
+        try:
+            store.load(p.cpu_profile, cfg.profiles_dir)
+        except ProfileError as err:
+            raise ConfigError("plan.cpu_profile", p.cpu_profile, str(err)) from None
+    try:  # the GPU profiles the plan will read, each readable (a cut-off one was a traceback mid-plan)
+        measured = measured_profiles(list(p.gpus), cfg.profiles_dir)
+    except ProfileError as err:
+        raise ConfigError("profiles_dir", cfg.profiles_dir, str(err)) from None
     if p.validation_measurements is not None:
         from bench.carbon.validation.measurements import ValidateConf
         from bench.carbon.validation.report import gpu_of
-        from bench.profile import store
 
         rows = _measurements("plan.validation_measurements", p.validation_measurements)
         gpu = gpu_of(rows)
         # Rows the plan's model could not have run on that GPU are bad input for the report's replay;
-        # a GPU type the plan takes from a measured profile (`tasks.plan.measured_gpu_profiles`) is not
-        # replayed there (`plan_section`), so not refused.
-        if gpu in p.gpus and store.for_device(str(embodied.gpus().loc[gpu, "name_match"]), cfg.profiles_dir) is None:
+        # a GPU type the plan takes from a measured profile is not replayed there (`plan_section`).
+        if gpu in p.gpus and gpu not in measured:
             refuse_rows_vllm_could_not_run("plan.validation_measurements", ValidateConf(
                 measurements=p.validation_measurements, model=p.model, gpu=gpu), rows)
     w = cfg.workload

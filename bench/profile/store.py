@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common.files import atomic_write_text
+from bench.common.files import atomic_write_text, read_json_object
 from bench.profile import report
 from bench.profile.build import Profile, ProfileError
 
@@ -51,7 +51,7 @@ def for_device(match: str, root: Path | str = PROFILES_DIR) -> "Profile | None":
     """The newest measured profile whose device name contains `match` (e.g. "H100"), if any."""
     found = []
     for name in available(root):
-        meta = json.loads((Path(root) / f"{name}.json").read_text())["meta"]
+        meta = _profile_json(Path(root) / f"{name}.json")["meta"]
         pattern = re.compile(rf"\b{re.escape(match)}\b", re.IGNORECASE)  # L4 must not match L40S
         if any(pattern.search(str(d)) for d in meta.get("device_names", [])):
             found.append((max(meta.get("dates") or [""]), name))
@@ -68,7 +68,21 @@ def load(name: str, root: Path | str = PROFILES_DIR) -> Profile:
     if not base.with_suffix(".json").exists():
         raise ProfileError(f"no profile {name!r} in {root}; available: {available(root) or 'none'}. "
                            f"Measure one (python -m bench -m sweep=default) and fit it (python -m bench task=fit)")
-    data = json.loads(base.with_suffix(".json").read_text())
-    table = pd.read_csv(base.with_suffix(".csv"))
+    data = _profile_json(base.with_suffix(".json"))
     composition = Path(root) / f"{name}_composition.csv"
-    return Profile(name, table, data["fits"], data["meta"], pd.read_csv(composition) if composition.exists() else None)
+    try:
+        table = pd.read_csv(base.with_suffix(".csv"))
+        parts = pd.read_csv(composition) if composition.exists() else None
+    except (OSError, ValueError) as err:  # missing, empty or cut-off tables (pandas' parse errors are ValueErrors)
+        raise ProfileError(f"profile {name!r} in {root}: its tables are unreadable ({err}); fit it again "
+                           "(python -m bench task=fit) or remove it") from None
+    return Profile(name, table, data["fits"], data["meta"], parts)
+
+
+def _profile_json(path: Path) -> dict[str, Any]:
+    """A profile's JSON, or a ProfileError naming the file (cut off, hand-edited, not one of ours)."""
+    data = read_json_object(path)
+    if data is None or not isinstance(data.get("meta"), dict) or not isinstance(data.get("fits"), dict):
+        raise ProfileError(f"{path} is not a readable profile (a JSON object with its meta and fits, as "
+                           "task=fit writes it); fit it again (python -m bench task=fit) or remove it")
+    return data

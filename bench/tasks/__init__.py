@@ -14,7 +14,6 @@ def _runner(name: str) -> Callable[[Any], Any]:
     def run(cfg: Any) -> Any:
         return importlib.import_module(f"bench.tasks.{name}").run(cfg)
 
-    run.__qualname__ = f"run[{name}]"
     return run
 
 

@@ -10,12 +10,12 @@ from bench.carbon.inputs import embodied, grid, workload
 from bench.carbon.planning import report as plan_report
 from bench.carbon.planning import run as plan
 from bench.carbon.planning.pillars import Pillars
+from bench.carbon.serving.device import measured_profiles
 from bench.carbon.serving.simulate import Slo
 from bench.carbon.validation import report as validation_report
 from bench.common.files import atomic_write_text
 from bench.common.interrupt import stop_if_interrupted
 from bench.profile import store
-from bench.profile.build import Profile
 
 if TYPE_CHECKING:
     from bench.cli.schema import BenchConf
@@ -38,18 +38,8 @@ def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
         host_spare_share=p.host_spare_share, dram_gb_per_s_per_socket=p.dram_gb_per_s_per_socket,
         embodied_level=p.embodied, slo_scope=p.slo_scope, routing=p.routing, workers=p.workers,
         solve_budget_s=float(p.solve_budget_s),
-        gpu_profiles=measured_gpu_profiles(list(p.gpus), cfg.profiles_dir),
+        gpu_profiles=measured_profiles(list(p.gpus), cfg.profiles_dir),
     )
-
-
-def measured_gpu_profiles(gpus: list[str], root: str) -> dict[str, Profile]:
-    """A measured profile of a GPU type, where one exists, replaces its datasheet model."""
-    out = {}
-    for gpu in gpus:
-        found = store.for_device(str(embodied.gpus().loc[gpu, "name_match"]), root)
-        if found is not None:
-            out[gpu] = found
-    return out
 
 
 # The plan.md this process wrote, once it has: a Ctrl-C after it (while the report prints) is told apart.

@@ -123,3 +123,33 @@ def test_a_validation_file_of_a_gpu_the_plan_takes_from_a_measured_profile_is_no
         with pytest.raises(ConfigError, match="max_num_seqs 3072"):
             validate(cfg(empty))
         validate(cfg(measured))  # the measured profile's H100: not refused
+
+
+@pytest.mark.parametrize("broken, says", [
+    ("json", "is not a readable profile"),  # cut off mid-write, before atomic writes or by hand
+    ("csv", "its tables are unreadable"),
+])
+@pytest.mark.parametrize("role", ["gpu", "cpu"])
+def test_an_unreadable_profile_the_plan_would_read_is_one_line_and_exit_2(tmp_path, broken, says, role):
+    # A GPU type's measured profile (found by device name) or the Reuse CPU profile (by name): both
+    # were a traceback mid-plan when their files could not be read.
+    import shutil
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shipped = REPO / "profiles" / "cpu-amd-epyc-2core"
+    name = "h100-test" if role == "gpu" else "cpu-amd-epyc-2core"
+    shutil.copy(shipped.with_suffix(".csv"), profiles / f"{name}.csv")
+    profile = json.loads(shipped.with_suffix(".json").read_text())
+    if role == "gpu":
+        profile["meta"]["device_names"] = ["NVIDIA H100 80GB HBM3"]
+    text = json.dumps(profile)
+    (profiles / f"{name}.json").write_text(text[: len(text) // 2] if broken == "json" else text)
+    if broken == "csv":
+        (profiles / f"{name}.csv").write_text("")
+    results = tmp_path / "results"
+    ran = run_cli("task=plan", f"profiles_dir={profiles}", f"results_dir={results}",
+                  *(["plan.cpu_profile=null"] if role == "gpu" else []))
+    line = one_line_exit_2(ran, results)
+    assert says in line and name in line
+    assert line.startswith("bench: invalid profiles_dir=" if role == "gpu" else "bench: invalid plan.cpu_profile=")

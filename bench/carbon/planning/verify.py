@@ -35,7 +35,6 @@ from bench.carbon.serving.simulate import Slo, simulate
 from bench.carbon.serving.step import StepCost
 
 
-
 @dataclass
 class HourResult:
     met: int  # online requests within the SLO

@@ -27,6 +27,7 @@ import pandas as pd
 
 from bench.carbon.inputs import embodied
 from bench.carbon.serving.composed import StepParts, parts_from_profile
+from bench.profile import store
 from bench.profile.fit import Fit
 
 # Splitwise's H100 power model: decode draws (380 - 75) / (700 - 75) of prefill's dynamic power.
@@ -250,6 +251,18 @@ def transfer(params: dict, source_gpu: str, gpu: str) -> dict:
             "e_flop_pj": (params["e_flop_pj"] * tdp * float(src.peak_bf16_tflop_per_s)
                           / float(dst.peak_bf16_tflop_per_s)),
             "e_byte_pj": params["e_byte_pj"] * tdp * float(src.memory_gb_per_s) / float(dst.memory_gb_per_s)}
+
+
+def measured_profiles(gpus: list[str], root: str) -> dict:
+    """GPU type -> its measured profile in `root`, for the types that have one (the newest whose device
+    name contains the type's `gpus.csv` `name_match`): the planner takes it in place of the datasheet
+    model. A profile file there that cannot be read is a ProfileError naming it."""
+    out = {}
+    for gpu in gpus:
+        found = store.for_device(str(embodied.gpus().loc[gpu, "name_match"]), root)
+        if found is not None:
+            out[gpu] = found
+    return out
 
 
 def datasheet(gpu: str, tp: int = 1, calibrated: bool = True) -> DeviceModel:

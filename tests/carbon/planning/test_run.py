@@ -250,14 +250,14 @@ def test_a_bad_grid_file_fails_before_work(tmp_path):
 def test_a_measured_gpu_profile_replaces_the_datasheet_model(tmp_path):
     import pandas as pd
 
-    from bench.tasks.plan import measured_gpu_profiles
+    from bench.carbon.serving.device import measured_profiles
     from tests.profile.test_profiles import point
 
     rng = np.random.default_rng(3)
     rows = [point(k, b, n, rng, env_device_name="NVIDIA H100 80GB HBM3", gpu_idle_power_w=72.0)
             for k in ("prefill.triton", "decode.triton") for b in (1, 4, 16, 64) for n in (1024, 4096)]
     store.write(profiles.build(pd.DataFrame(rows), "h100-test"), tmp_path)
-    found = measured_gpu_profiles(["h100_sxm", "l4"], str(tmp_path))
+    found = measured_profiles(["h100_sxm", "l4"], str(tmp_path))
     assert list(found) == ["h100_sxm"]
     cands = plan.candidates(dataclasses.replace(inputs(), gpu_profiles=found))
     methods = {c.hardware: c.device.method for c in cands}

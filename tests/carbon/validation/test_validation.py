@@ -251,3 +251,20 @@ def test_a_batch_as_large_as_the_backlog_is_said_not_comparable(tmp_path):
     worst = float(t.loc[0, "energy_rel_error"])
     assert f"energy per token {abs(worst):.1%}," in md
     assert report.choice(t, 1e9, "measured") == 4 and report.choice(t, 1e9, "predicted") == 4
+
+
+def test_the_plan_report_does_not_replay_a_file_on_a_gpu_it_took_from_a_measured_profile(tmp_path, monkeypatch):
+    # The file's rows are not checked against what vLLM could run there either (`validate_plan`): the
+    # replay must not run, and the section says why.
+    path = tmp_path / "m.csv"
+    path.write_text("max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms,gpu_model\n"
+                    "8,7.9,400,0.45,7.7,H100\n3072,3000,400,0.05,90,H100\n")
+
+    def no_replay(*a, **k):
+        raise AssertionError("replayed")
+
+    monkeypatch.setattr(report, "validate", no_replay)
+    lines = report.plan_section(str(path), "qwen3_32b", ["h100_sxm", "l4"], 0.05, measured=["h100_sxm"])
+    assert "- h100_sxm: the plan used a measured profile, not the datasheet model this file validates" in lines
+    with pytest.raises(AssertionError, match="replayed"):  # without the profile it is replayed
+        report.plan_section(str(path), "qwen3_32b", ["h100_sxm", "l4"], 0.05, measured=[])
