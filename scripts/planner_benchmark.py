@@ -85,7 +85,7 @@ def block_check(hours: int = 240) -> pd.DataFrame:
     """One carbon MILP over `hours` solved whole and in week blocks (the year's method)."""
     from bench.carbon import serving
     from bench.carbon.inputs import grid, workload
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import fleets, solver
     from bench.carbon.planning import run as plan
     from bench.carbon.planning.demand import Demand
     from bench.carbon.serving.capacity import capacity
@@ -105,26 +105,26 @@ def block_check(hours: int = 240) -> pd.DataFrame:
                  "reduced": plan.host_capacity(inputs, plan.embodied.reduced_host(setting.model_bytes, setting.kv_bytes, 8))}
         econ = plan.economics_for(inputs, hosts, inputs.pillars)
         for objective in ("carbon", "energy", "cost"):
-            saved = milp.LONG_H, milp.FLEET_SEARCH
+            saved = solver.LONG_H, fleets.FLEET_SEARCH
             metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
             try:
-                milp.LONG_H = 10 ** 9
+                solver.LONG_H = 10 ** 9
                 t0 = time.perf_counter()
-                whole = milp.solve(setting, objective, inputs.pillars, econ, "whole")
+                whole = solver.solve(setting, objective, inputs.pillars, econ, "whole")
                 t_whole = time.perf_counter() - t0
-                milp.LONG_H = 0
+                solver.LONG_H = 0
                 # The week blocks alone, then (carbon) the fleet search that long carbon plans take first.
                 for method, search in (("blocks", False),) + ((("fleet search", True),) if objective == "carbon" else ()):
-                    milp.FLEET_SEARCH = search
+                    fleets.FLEET_SEARCH = search
                     t0 = time.perf_counter()
-                    long = milp.solve(setting, objective, inputs.pillars, econ, method)
+                    long = solver.solve(setting, objective, inputs.pillars, econ, method)
                     rows.append({"grid": label, "hours": hours, "objective": objective, "method": method,
                                  "whole": getattr(whole, metric), "whole_gap": whole.solver_gap,
                                  "whole_s": round(t_whole, 2), "long": getattr(long, metric),
                                  "long_gap_vs_bound": long.solver_gap, "long_s": round(time.perf_counter() - t0, 2),
                                  "long_over_whole": getattr(long, metric) / getattr(whole, metric)})
             finally:
-                milp.LONG_H, milp.FLEET_SEARCH = saved
+                solver.LONG_H, fleets.FLEET_SEARCH = saved
     return pd.DataFrame(rows)
 
 

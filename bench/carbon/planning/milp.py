@@ -22,14 +22,16 @@ inside the solver's tolerance). The solver's gap and whether it hit its time lim
 Without waiting (shift off, or a one-hour deadline) the hours are independent given the fleet,
 and hours of the same demand and derating are one variable set weighted by their summed
 intensity (`hour_types`): exact, and a year of a replayed trace is one hour's MILP. With waiting,
-a period longer than `LONG_H` is solved in blocks (`solve_long`).
+a period longer than `solver.LONG_H` is solved by the fleet search (`fleets.py`) and in blocks
+(`blocks.py`), each solve of them this MILP over a block's hours (`Block`); `solver.solve` is the
+front door.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, sparse
@@ -38,14 +40,11 @@ from bench.carbon.inputs import embodied
 from bench.carbon.planning import highs
 from bench.carbon.planning.pillars import Pillars, host_for, lifetimes_for
 from bench.carbon.planning.errors import PlanError
-from bench.carbon.planning.setting import J_PER_KWH, OBJECTIVES, Economics, Plan, Setting
+from bench.carbon.planning.setting import J_PER_KWH, Economics, Plan, Setting
 from bench.carbon.serving.capacity import Capacity
-
 TIME_LIMIT_S = 60.0  # per solve; a plan says when a solve stopped at it
 MIN_SOLVE_S = 3.0  # the least a solve gets once its plan's budget (`solve_by`) is spent: it must still give a plan
-LONG_H = 336  # a longer period with waiting is solved in blocks of about BLOCK_H hours, with a bound on the optimum
 TIE_MIN_S = 5.0
-BLOCK_H = 168
 BLOCK_GAP = 0.01  # each block to the bar; the blocks' bounds add up, so the period's gap is reported from them
 MIP_GAP = 0.01  # relative gap HiGHS stops at (the gap reached is reported per plan; the bar is 1%)
 
@@ -134,13 +133,13 @@ def allowed_candidates(s: Setting, levers, derate: dict[str, np.ndarray] | None)
             and not _excluded(c, derate)]
 
 
-def _per_hour(values, H: int) -> np.ndarray:
+def per_hour(values, H: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(values, float), (H,)).astype(float)
 
 
 @dataclass
 class Block:
-    """Hours solved apart from the rest of a long period (`solve_long`): the backlog they inherit,
+    """Hours solved apart from the rest of a long period (`blocks.solve_long`): the backlog they inherit,
     whether they may leave one (bounded by `waiting`, at `defer_cost` per request left), and the
     replicas fixed for them (None: chosen)."""
 
@@ -149,7 +148,7 @@ class Block:
     backlog_in: float = 0.0
     # None: the inherited backlog is `backlog_in`, fixed. A price: it is a variable in [0,
     # `inherit_max`], each request of it earning that price (a block of a Lagrangian bound,
-    # `solve_long`).
+    # `blocks.priced_bound`).
     inherit_price: float | None = None
     inherit_max: float = 0.0
     end_free: bool = False
@@ -160,34 +159,27 @@ class Block:
     relax: bool = False  # the LP relaxation only (a quick lower bound)
 
 
-def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-          derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S,
-          block: Block | None = None, ties: bool = True, solve_by: float = math.inf, narrow: bool = True) -> Plan:
-    """The plan minimising `objective`; `derate`: candidate -> per-hour share of its capacity the
-    plan may use (re-planning after a verification found the hour's replicas overloaded). A period
-    longer than `LONG_H` hours is solved in blocks (`solve_long`). `ties=False` leaves the
-    tie-break solves for `break_ties` (a plan that fails its verification needs none).
-    `solve_by` (`time.monotonic()`): the plan's solving budget ends there; past it a solve still
-    gets `MIN_SOLVE_S` (it must give a plan), and work that only narrows a bound is left undone.
-    `narrow=False` (a re-planning round): a long period's plan comes without the work that only
-    narrows its gap, left in `solver_state` for `break_ties` once the plan meets its SLO."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective {objective!r}: choose one of {OBJECTIVES}")
+def solve_hours(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
+                derate: dict[str, np.ndarray] | None = None, time_limit_s: float = TIME_LIMIT_S,
+                block: Block | None = None, ties: bool = True, solve_by: float = math.inf):
+    """One MILP over the hours of `s`: the whole period (`block` None: the plan minimising
+    `objective`, `solver.solve` calls it for a period it does not split) or a block of a long one
+    (`blocks.py`, `fleets.py`: its raw solution, layout and candidates). `derate`: candidate ->
+    per-hour share of its capacity the plan may use (re-planning after a verification found the
+    hour's replicas overloaded). `ties=False` leaves the tie-break solves for `break_ties` (a plan
+    that fails its verification needs none). `solve_by` (`time.monotonic()`): the plan's solving
+    budget ends there; past it a solve still gets `MIN_SOLVE_S` (it must give a plan)."""
     levers = pillars.levers()
-    caps = allowed_candidates(s, levers, derate)
-    if not caps:
-        raise PlanError("no candidate meets the SLO" + ("" if levers.any_candidate else f" (only {s.reference} allowed)"))
     period_h = len(s.intensity_g_per_kwh)
     deadline = s.deadline_h if levers.offline_within_deadline else 1
     decoupled = block is None and deadline <= 1
-    if block is None and not decoupled and period_h > LONG_H:
-        return solve_long(s, objective, pillars, econ, name, derate, time_limit_s, solve_by, narrow)
     if block is None:
         time_limit_s = within(time_limit_s, solve_by)
-    caps = block.caps if block is not None else merge_near(undominated(caps, period_h, derate), period_h, derate)
+    caps = block.caps if block is not None else merge_near(
+        undominated(allowed_candidates(s, levers, derate), period_h, derate), period_h, derate)
     C = len(caps)
     types = sorted({c.candidate.hardware for c in caps})
-    online, offline = _per_hour(s.online_per_hour, period_h), _per_hour(s.offline_per_hour, period_h)
+    online, offline = per_hour(s.online_per_hour, period_h), per_hour(s.offline_per_hour, period_h)
     rate = np.array([c.requests_per_hour for c in caps])
     scale = np.ones((period_h, C))
     for j, c in enumerate(caps):
@@ -296,7 +288,7 @@ def solve(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: s
                      "one, weighted by their summed weight; exact)" if hour_type is not None and H < period_h else "")]
     # Blocks solve tighter: their bounds add up, and so do their gaps.
     first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else (block.rel_gap or BLOCK_GAP))
-    if block is not None:  # a block: its raw solution and bound, for solve_long to assemble
+    if block is not None:  # a block: its raw solution and bound, for `blocks.py` and `fleets.py` to assemble
         return first, L, caps
     problem = _Problem(s, objective, pillars, econ, name, L, caps, types, cost, base, integrality, bounds, time_limit_s,
                        first, time.perf_counter() - started, plan_notes, hour_type)
@@ -393,7 +385,7 @@ def _plan(problem: _Problem, v: np.ndarray) -> Plan:
     levers = problem.pillars.levers()
     period_h = len(s.intensity_g_per_kwh)
     every = np.arange(period_h) if problem.hour_type is None else problem.hour_type  # hour -> its variables
-    online = _per_hour(s.online_per_hour, period_h)
+    online = per_hour(s.online_per_hour, period_h)
     tp = np.array([c.candidate.device.devices for c in caps], float)
     type_of = np.array([types.index(c.candidate.hardware) for c in caps])
     per_node = np.array([float(embodied.gpus().loc[t, "gpus_per_node"]) for t in types])
@@ -404,7 +396,7 @@ def _plan(problem: _Problem, v: np.ndarray) -> Plan:
     gpus_of_type = np.array([(provisioned * tp)[type_of == t].sum() for t in range(L.T)])
     node_count = np.maximum(np.ceil(gpus_of_type / per_node - 1e-9), 0.0) + 0.0  # never -0
     w = np.maximum(v[L.w:L.w + H * C].reshape(H, C), 0.0)[every]
-    plan = Plan(problem.name, problem.objective, problem.pillars, u, *_split(w, online), v[L.z:L.z + H][every],
+    plan = Plan(problem.name, problem.objective, problem.pillars, u, *split_served(w, online), v[L.z:L.z + H][every],
                 provisioned, node_count)
     plan.node_types = types
     plan.notes.extend(n for n in problem.notes if n)
@@ -417,374 +409,8 @@ def _plan(problem: _Problem, v: np.ndarray) -> Plan:
     plan.candidates = caps
     return plan
 
-
-def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-               derate: dict[str, np.ndarray] | None, time_limit_s: float, solve_by: float = math.inf,
-               narrow: bool = True) -> Plan:
-    """A long carbon period first by the fleet search (`search_fleets`); where that stops over the
-    bar, or for energy and cost, in blocks of about `BLOCK_H` hours (`block_edges`: as nearly one
-    length as the period allows, or whole multiples of a period every input repeats with). With the
-    search's plan to hand the blocks keep to `LONG_BUDGET_S` for the whole solve.
-
-    Lower bound: each block alone, inheriting no backlog, its own replicas, and any work it leaves
-    for later charged at the least it could cost then (the cheapest marginal energy of a request in
-    the next deadline window); the global plan restricted to a block is one of its solutions, so
-    the blocks' bounds add up to a bound on the whole. Plan: the blocks in order, replicas fixed at
-    the fleet most blocks chose (and, where it differs, at the most any block chose: the better
-    plan is kept), each inheriting the backlog the one before left and looking two
-    deadlines past its end (its hours alone are kept). Gap: (plan - bound) / plan on the objective,
-    the bound the better of the blocks' and `pooled.bound`'s, and where that leaves the gap over the
-    bar, the blocks' again with the backlog at their edges priced (`priced_bound`); no
-    tie-break solves (nothing idle is provisioned, as ever).
-
-    Within the plan's budget (`solve_by`): the search keeps to what is left of it (at least
-    `FLEET_MIN_S`, its floor then the LP's at `top`); past it each of the blocks' passes that find
-    the plan keeps to `PAST_PASS_S` in all, and
-    what only narrows the bound (the blocks after a search, the second fleet's pass, the pooled and
-    priced bounds) is left undone, said in the plan's note and flagged."""
-    levers = pillars.levers()
-    H = len(s.intensity_g_per_kwh)
-    caps = allowed_candidates(s, levers, derate)
-    caps = merge_near(undominated(caps, H, derate), H, derate)
-    started = time.perf_counter()  # the search's time counts in the plan's, where the blocks follow it
-    searched = search_fleets(s, objective, pillars, econ, name, derate, time_limit_s, caps,
-                             budget_s=within(FLEET_BUDGET_S, solve_by, FLEET_MIN_S))
-    if searched is not None and searched[0].solver_gap <= MIP_GAP:
-        return searched[0]
-    search_s = time.perf_counter() - started
-    if searched is not None and not narrow:  # the blocks after it only narrow: once the plan meets its SLO
-        # A copy as solved: the verification replaces the plan's figures with simulated ones, and the
-        # blocks compare and bound modelled figures.
-        as_solved = (dataclasses.replace(searched[0], notes=list(searched[0].notes)), *searched[1:])
-        searched[0].solver_state = Narrowing(lambda until: _after_search(s, objective, pillars, econ, name, derate,
-                                                                         time_limit_s, caps, as_solved, search_s, until),
-                                             solve_by)
-        searched[0].notes[-1] += BLOCKS_NOT_TRIED
-        return searched[0]
-    if searched is not None:
-        return _after_search(s, objective, pillars, econ, name, derate, time_limit_s, caps, searched, search_s, solve_by)
-    return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started, None, lambda: math.inf,
-                   solve_by, narrow)
-
-
-BLOCKS_NOT_TRIED = "; the blocks that would narrow that gap not tried (a re-planning round)"
-
-
-def _after_search(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-                  derate: dict[str, np.ndarray] | None, time_limit_s: float, caps: list[Capacity], searched,
-                  search_s: float, solve_by: float) -> Plan:
-    """The blocks after a fleet search short of the bar: they only try to better its plan or its
-    bound, within what is left of `LONG_BUDGET_S` after the search and of the plan's budget (the
-    search's plan then stands, its gap as found, flagged)."""
-    started = time.perf_counter()
-    left_s = min(LONG_BUDGET_S - search_s, solve_by - time.monotonic())
-    budget_end = started + left_s
-    plan = searched[0]
-    if left_s <= 0:  # nothing left to try them in: the search's plan stands, its gap as found
-        plan.solver_hit_time_limit = True
-        plan.notes[-1] += f"; the blocks that would narrow that gap not tried: {_which_budget(solve_by)} was spent"
-        return plan
-
-    def budget_left_s() -> float:
-        if time.perf_counter() >= budget_end:
-            raise _OutOfTime
-        return budget_end - time.perf_counter()
-
-    try:
-        return _blocks(s, objective, pillars, econ, name, derate, time_limit_s, caps, started - search_s, searched,
-                       budget_left_s, solve_by)
-    except (_OutOfTime, PlanError) as stop:
-        # The search's plan stands; a bound the blocks finished (their bound pass) still counts.
-        plan, fleet_bound = searched[0], searched[1]
-        bound = max(fleet_bound, getattr(stop, "bound", -math.inf))
-        value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
-        if bound > fleet_bound and value > 0:
-            plan.solver_gap = max(0.0, (value - bound) / value)
-        # Stopped by a budget or a solve's limit; a block proven infeasible is no time limit.
-        plan.solver_hit_time_limit = plan.solver_hit_time_limit or not isinstance(stop, Infeasible)
-        plan.solve_s = time.perf_counter() - started + search_s
-        why = (f"stopped at {_which_budget(solve_by)}" if isinstance(stop, _OutOfTime)
-               else f"found no plan ({stop})")
-        plan.notes[-1] += (f"; the blocks that followed, to narrow that gap, {why}"
-                           + ("; gap against their bound pass" if bound > fleet_bound else ""))
-        return plan
-
-
-def block_edges(series: list[np.ndarray], H: int) -> list[int]:
-    """Where a long period's blocks start and end. Where every per-hour input repeats with some
-    period P of at most BLOCK_H hours (a replayed day-long trace under a flat objective), blocks are
-    whole multiples of P near BLOCK_H long, the last taking what is left over, so the blocks inside
-    are one problem, solved once. Otherwise blocks of as nearly one length as the period allows.
-    Either way no block is short: it would choose its own fleet, and the plan provisions the most
-    any block chose."""
-    for P in range(1, min(BLOCK_H, H // 2) + 1):
-        if all(np.array_equal(a[P:], a[:-P]) for a in series):
-            length = P * max(1, round(BLOCK_H / P))
-            count = max(1, H // length)
-            return [k * length for k in range(count)] + [H]
-    count = math.ceil(H / BLOCK_H)
-    return [round(k * H / count) for k in range(count + 1)]
-
-
-def _which_budget(solve_by: float) -> str:
-    """The budget that stopped a long solve's work: the plan's, or the long solve's own."""
-    if time.monotonic() >= solve_by:
-        return "the plan's solving budget (plan.solve_budget_s)"
-    return f"the long solve's budget ({LONG_BUDGET_S:.0f} s)"
-
-
-class _OutOfTime(Exception):
-    """The blocks of a long solve ran past its budget while the fleet search's plan was to hand;
-    `bound`: the blocks' bound on the period where their bound pass had finished."""
-
-    bound = -math.inf
-
-
-def _blocks(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-            derate: dict[str, np.ndarray] | None, time_limit_s: float, caps: list[Capacity], started: float,
-            searched, budget_left_s, solve_by: float = math.inf, narrow: bool = True) -> Plan:
-    """`solve_long`'s blocks (its docstring says how); `budget_left_s()`: the time left of its budget
-    (raises `_OutOfTime` once none is); `solve_by`: the plan's budget (`time.monotonic()`)."""
-    levers = pillars.levers()
-    H = len(s.intensity_g_per_kwh)
-    online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
-    deadline = s.deadline_h if levers.offline_within_deadline else 1
-    waiting = waiting_bounds(offline, deadline)
-    reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
-    per_j = {"carbon": s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0, "energy": np.full(H, s.pue / J_PER_KWH),
-             "cost": np.full(H, s.pue / J_PER_KWH * econ.electricity_usd_per_kwh)}[objective]
-    cheapest_j = min([c.dynamic_j_per_request for c in caps] + ([econ.host_cpu_capacity.dynamic_j_per_request]
-                                                                 if reuse else []))
-    # (`waiting` follows from `offline`: it repeats too, past the first deadline.)
-    edges = block_edges([online, offline, per_j] + list((derate or {}).values()), H)
-    starts, ends = edges[:-1], edges[1:]
-
-    def sub(h0: int, h1: int) -> Setting:
-        return replace(s, intensity_g_per_kwh=s.intensity_g_per_kwh[h0:h1], online_per_hour=online[h0:h1],
-                       offline_per_hour=offline[h0:h1])
-
-    solved: dict[tuple, tuple] = {}
-
-    class Pass:
-        """A pass's time: within the plan's budget BLOCKS_BUDGET_S, at least BLOCK_MIN_S a block;
-        from the block at which that budget is spent (at the start or part way), PAST_PASS_S for
-        the rest, at least PAST_BLOCK_MIN_S a block, each block then given its share outright
-        (past the budget `part` alone would give every block only its least)."""
-
-        def __init__(self):
-            self.past, self.started, self.time_s, self.least_s = False, time.perf_counter(), BLOCKS_BUDGET_S, BLOCK_MIN_S
-
-        def share(self, blocks_left: int) -> tuple[float, float]:
-            """(time limit, least) of the next block, `blocks_left` of the pass to solve with it."""
-            if not self.past and time.monotonic() >= solve_by:
-                self.past, self.started = True, time.perf_counter()
-                self.time_s, self.least_s = PAST_PASS_S, PAST_BLOCK_MIN_S
-            left_s = self.time_s - (time.perf_counter() - self.started)
-            limit_s = min(time_limit_s, max(self.least_s, left_s / max(1, blocks_left)))
-            return limit_s, limit_s if self.past else self.least_s
-
-    def key_of(h0: int, h1: int, **kw) -> tuple:
-        """What a block's solve depends on: blocks that are the same problem (a replayed trace
-        under a flat objective: energy, cost) are solved once."""
-        return (online[h0:h1].tobytes(), offline[h0:h1].tobytes(), per_j[h0:h1].tobytes(), waiting[h0:h1].tobytes(),
-                tuple(sorted((k, v[h0:h1].tobytes()) for k, v in derate.items())) if derate else (),
-                tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(kw.items())))
-
-    def part(h0: int, h1: int, limit_s: float = time_limit_s, least_s: float = BLOCK_MIN_S, **kw) -> tuple:
-        """Block h0..h1 solved (once per distinct problem), within the budgets; past the plan's
-        budget it still gets `least_s` (a block the plan needs must be solved). A block that hit
-        its limit is reused as it is, even by a call that would give it longer: in a repeating run
-        each block's share of the budget grows as the reused ones cost nothing, and re-solving at
-        every growth would spend on one block what the memo saves on fifty. Its `hit_limit` goes
-        with it, so the plan's time-limit flag and gap say so."""
-        d = {k: v[h0:h1] for k, v in derate.items()} if derate else None
-        key = key_of(h0, h1, **kw)
-        if key not in solved:
-            limit_s = within(min(limit_s, budget_left_s()), solve_by, min(least_s, limit_s))
-            solved[key] = solve(sub(h0, h1), objective, pillars, econ, name, d, limit_s, Block(caps, waiting[h0:h1], **kw))
-        return solved[key]
-
-    bound, hit, chosen = 0.0, False, []
-    def defer_after(h1: int, j_per_request: float = cheapest_j) -> float:
-        """The price of a request left at hour h1 for later: `j_per_request` at the lowest weight of
-        the next deadline window (by default the cheapest marginal energy: the least it can cost then)."""
-        later = per_j[h1:h1 + max(deadline, 1)]
-        return j_per_request * float(later.min()) if len(later) else 0.0
-
-    # The blocks' bound pass keeps to BLOCKS_BUDGET_S: each block gets its share of what is left (at
-    # least BLOCK_MIN_S). A block stopped at its limit still gives a dual bound (a weaker one) and a
-    # fleet; one stopped without a plan gives neither (no bound for the period, said by its gap).
-    # The budget is shared among the blocks still to solve that are distinct problems.
-    bound_pass = Pass()
-    keys = [key_of(h0, h1, end_free=h1 < H, defer_cost=defer_after(h1)) for h0, h1 in zip(starts, ends)]
-    for k, (h0, h1) in enumerate(zip(starts, ends)):
-        limit_s, floor_s = bound_pass.share(len(set(keys[k:]) - solved.keys()))
-        try:
-            res, L, _ = part(h0, h1, limit_s=limit_s, least_s=floor_s, end_free=h1 < H, defer_cost=defer_after(h1))
-        except Infeasible:
-            raise
-        except PlanError:
-            bound, hit = -math.inf, True
-            continue
-        bound += res.bound if np.isfinite(res.bound) else -math.inf  # no bound known: none for the period
-        hit = hit or res.hit_limit
-        chosen.append(tuple(np.round(res.x[L.n:L.n + L.C])))
-    if not chosen:
-        raise PlanError(f"plan {name}: no block of the period found a plan within its time limit")
-    ahead = 2 * max(deadline, 1)  # each block sees this far past its end, so it does not leave work at a bad time
-    # The blocks between the first and the last are one problem (`block_edges` found a period).
-    repeating = len(starts) > 3 and len(set(keys[1:-1])) == 1
-
-    def in_order(fixed: np.ndarray) -> tuple[Plan, bool]:
-        u, x, y, z = [], [], [], []
-        backlog, limit = 0.0, False
-        plan_pass = Pass()  # each plan pass keeps to its time, as the bound pass
-        for k, (h0, h1) in enumerate(zip(starts, ends)):
-            end = min(H, h1 + ahead)
-            # What the look-ahead leaves is charged as in the bound: free, it would pull work past the
-            # block's own hours into the hours after it, whatever their intensity.
-            kw = dict(backlog_in=backlog, end_free=end < H, defer_cost=defer_after(end))
-            share_s, floor_s = plan_pass.share(len(starts) - k)
-            res = None
-            if repeating and 0 < k < len(starts) - 1:
-                # Inside a repeating run the block ends with the backlog it began with, so the next
-                # is the same problem, solved once (left free, a flat objective's backlog at the edge
-                # is whatever the solver stopped at, and each block was a solve of its own: 52 of
-                # about a second each on a year). Where it cannot repeat, solved as any block.
-                try:
-                    res, L, _ = part(h0, end, limit_s=share_s, least_s=floor_s, fixed_n=fixed, hold_at=h1 - h0 - 1, **kw)
-                except PlanError:  # (proven infeasible too)
-                    res = None
-            try:
-                try:
-                    if res is None:
-                        res, L, _ = part(h0, end, limit_s=share_s, least_s=floor_s, fixed_n=fixed, **kw)
-                except Infeasible:
-                    raise
-                except PlanError:  # no plan in the block's share of the budget: the fleet again, the full limit (within the long solve's budget)
-                    res, L, _ = part(h0, end, least_s=MIN_SOLVE_S * 3, fixed_n=fixed, **kw)
-            except PlanError:  # the inherited backlog needs more replicas here: chosen, at least those fixed
-                res, L, _ = part(h0, end, least_s=MIN_SOLVE_S * 3, **kw)
-                fixed = np.maximum(fixed, np.round(res.x[L.n:L.n + L.C]))
-            limit = limit or res.hit_limit
-            v, own = res.x, h1 - h0  # only the block's own hours are kept
-            u.append(np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))[:own])
-            xs, ys = _split(_served(L, v), online[h0:end])
-            x.append(xs[:own])
-            y.append(ys[:own])
-            z.append(v[L.z:L.z + L.H][:own])
-            # Snapped to whole requests where the solver left it within rounding of one (never
-            # moved further: that would add or drop work), so a steady backlog at a repeating edge
-            # repeats exactly and the blocks after it are the same problem, solved once.
-            left = max(0.0, float(v[L.b + own - 1]))  # (a solver's -1e-9 is none)
-            backlog = float(round(left)) if abs(left - round(left)) < 1e-6 else left
-        return _assemble(name, objective, pillars, s, econ, caps, np.vstack(u), np.vstack(x), np.vstack(y),
-                         np.concatenate(z)), limit
-
-    # The fleet: the one most blocks chose, and the most any block chose where that differs (one
-    # odd block, such as the last, which must clear its backlog, must not set the year's fleet
-    # unseen); the better plan on the objective is kept.
-    common = max(set(chosen), key=lambda n: (chosen.count(n), n))
-    fleets = [np.array(common)] + ([np.max(chosen, axis=0)] if np.any(np.max(chosen, axis=0) != common) else [])
-    # A fleet that cannot serve the period's work on average (each block alone chose it, leaving a
-    # little for the next) only grows block by block in the plan pass: where another fleet is on
-    # offer it is not tried (on a year, that pass was a fifth of the whole plan's time).
-    whole = [f for f in fleets if serves_period(f, caps, online + offline, derate, econ.host_cpu_capacity if reuse else None)]
-    fleets = whole or fleets
-    metric = {"carbon": "total_kg", "energy": "energy_kwh", "cost": "cost_usd"}[objective]
-    tried = []
-    cut = ""  # what the long solve's budget left undone
-    for f in fleets:
-        if tried and time.monotonic() >= solve_by:
-            cut = "the plan pass with the most any block chose"
-            break
-        try:
-            tried.append(in_order(f))
-        except _OutOfTime as stop:  # the search's plan stands, unless a pass already gave one
-            if not tried:
-                stop.bound = bound if np.isfinite(bound) else -math.inf
-                raise
-            cut = "the plan pass with the most any block chose"
-            break
-    plan, limit = min(tried, key=lambda t: getattr(t[0], metric))
-    # Every bound on the period's optimum at hand (value, whether a solve behind it hit its limit,
-    # its name); the tightest is reported.
-    bounds = [(bound, hit, "the blocks' bound")]
-    fleet_note = ""
-    if searched is not None:  # the fleet search stopped short of the bar: the better plan, the tighter bound
-        fleet_plan, fleet_bound, fleet_hit, fleet_note = searched
-        if getattr(fleet_plan, metric) < getattr(plan, metric):
-            plan, limit = fleet_plan, fleet_hit
-        bounds.append((fleet_bound, fleet_hit, "the fleet search's bound"))
-        fleet_note = f"; fleet search: {fleet_note}"
-    value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
-    blocks_bound = bound
-
-    def out_of_budget() -> bool:
-        try:
-            budget_left_s()
-        except _OutOfTime:
-            return True
-        return time.monotonic() >= solve_by
-
-    def finish(narrowed: bool, cut: str) -> Plan:
-        """The plan's gap against the tightest bound, and its note; `narrowed`: with the pooled and
-        priced bounds (for a plan that met its SLO: a round re-planned needs neither). `value` is
-        the plan's modelled figure, taken before any verification replaced it."""
-        found = list(bounds)
-        if narrowed:
-            try:
-                budget_left_s()
-                if time.monotonic() >= solve_by:
-                    raise _OutOfTime
-                pooled, pooled_hit = pooled_bound(s, objective, levers, econ, caps, derate, per_j)
-            except _OutOfTime:
-                pooled, pooled_hit = -math.inf, True
-                cut = cut + (", " if cut else "") + "the pooled bound"
-            found.append((pooled, pooled_hit, "the pooled bound (offline work in any hour, one fleet; tighter here than "
-                          "the blocks')" + ("; the pooled bound's solve stopped at its time limit (a weaker bound)"
-                                            if pooled_hit else "")))
-        found = [b for b in found if np.isfinite(b[0])] or [(-math.inf, True, "no bound (a solve stopped without one)")]
-        best = max(found, key=lambda b: b[0])
-        over = value > 0 and (value - best[0]) / value > LAGRANGE_TARGET
-        priced_s = min(LAGRANGE_BUDGET_S, solve_by - time.monotonic())
-        if narrowed and over and priced_s <= 0:
-            cut = cut + (", " if cut else "") + "the priced bound"
-        elif narrowed and over:  # the blocks again, the backlog at their edges priced
-            priced = priced_bound(value, blocks_bound, hit, starts, ends, H, waiting, cheapest_j, caps, defer_after,
-                                  part, priced_s)
-            if priced[2]:
-                found.append((priced[0], priced[1], f"the blocks' bound{priced[2]}"))
-                best = max(found, key=lambda b: b[0])
-        bound_, bound_hit, label = best
-        plan.solver_gap = max(0.0, (value - bound_) / value) if value > 0 else 0.0
-        if narrowed and "priced" not in cut and plan.solver_gap > LAGRANGE_TARGET and out_of_budget():
-            cut = cut + (", " if cut else "") + "possibly the priced bound"  # it may have been cut short too
-        plan.solver_hit_time_limit = limit or bound_hit or bool(cut)  # the kept plan's solves, and the bound's
-        plan.solve_s = time.perf_counter() - started
-        plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
-                          f"{NEAR:.0%} merged), in {len(starts)} blocks "
-                          f"of {min(e - b for b, e in zip(starts, ends))}-{max(e - b for b, e in zip(starts, ends))} h; "
-                          "gap against " + label + fleet_note
-                          + ("" if narrowed else "; the pooled and priced bounds not tried (a re-planning round)")
-                          + (f"; {_which_budget(solve_by)} cut short: {cut}" if cut else ""))
-        return plan
-
-    if narrow:
-        return finish(True, cut)
-    plan = finish(False, cut)
-
-    def narrow_later(until: float) -> Plan:
-        nonlocal solve_by  # the budget left when it runs (`part` and `finish` read it)
-        solve_by = until
-        plan.notes.pop()
-        return finish(True, cut)
-    plan.solver_state = Narrowing(narrow_later, solve_by)
-    return plan
-
-
 class Narrowing:
-    """What a long solve left undone to narrow its plan's bound (`solve(narrow=False)`: a round that
+    """What a long solve left undone to narrow its plan's bound (`solver.solve(narrow=False)`: a round that
     may be re-planned); `break_ties` does it once the plan has met its SLO. Called, it returns the
     plan with its gap against the tighter bound (the same plan, or a better one the work found),
     within `solve_by` (what is left of the plan's budget then; by default the solve's own)."""
@@ -796,369 +422,11 @@ class Narrowing:
         return self.work(self.solve_by if solve_by is None else solve_by)
 
 
-LONG_BUDGET_S = 90.0  # a long solve's whole time when the fleet search found a plan over the bar (the blocks try to better it)
-BLOCKS_BUDGET_S = 40.0  # the blocks' bound pass of a long period, and each plan pass (or 2 s a block, if more)
-BLOCK_MIN_S = 2.0  # the least time a block of it gets
-# Past the plan's solving budget a pass still solves every block it needs, but in this much time all
-# told (at least PAST_BLOCK_MIN_S a block): at BLOCK_MIN_S a block, a carbon year's 53 week blocks
-# took 110-118 s a round past a 45 s budget (the default then; a week-long trace replayed over a year, 366 s in all).
-PAST_PASS_S = 10.0
-PAST_BLOCK_MIN_S = 0.2
-LAGRANGE_TARGET = MIP_GAP  # a gap over the bar is narrowed by pricing the backlog at the blocks' edges
-LAGRANGE_EVALS = 6  # prices tried (each solves every distinct block)
-LAGRANGE_BUDGET_S = 30.0
-
-
-def priced_bound(value: float, bound: float, hit: bool, starts: list[int], ends: list[int], H: int,
-                      waiting: np.ndarray, cheapest_j: float, caps: list[Capacity], price_after, part,
-                      budget_s: float = LAGRANGE_BUDGET_S) -> tuple[float, bool, str]:
-    """A tighter bound on a period solved in blocks: the backlog passed from block to block is
-    priced (Lagrangian relaxation of the backlog carried across each edge). For any price, every
-    block alone, paying it for the work it leaves and earning it for the work it inherits (at most
-    what may be waiting there), has an optimum whose sum is a lower bound on the period's, since
-    the period's plan restricted to each block is one of its solutions and the prices cancel
-    across each edge. At the cheapest marginal energy (the first bound) no block inherits, and
-    the bound undercounts what deferred work really costs (an active replica's idle power too);
-    the best price lies between that and the least a request costs on a replica at full load.
-    The bound is concave in the price, so a golden-section search over it finds the best, stopped
-    once the gap is under `LAGRANGE_TARGET`, after `LAGRANGE_EVALS` prices or `budget_s`.
-    Returns (bound, whether a solve behind it hit its limit, a note)."""
-    started = time.perf_counter()
-    full_j = min((c.active_w * 3600.0 / c.requests_per_hour + c.dynamic_j_per_request for c in caps
-                  if c.requests_per_hour > 0), default=cheapest_j)
-    lo, hi = cheapest_j, max(full_j, cheapest_j)
-    best = (bound, hit, cheapest_j)
-    seen: dict[float, float] = {}
-
-    def at(mu: float) -> float:
-        if mu in seen:
-            return seen[mu]
-        nonlocal best
-        total, limit = 0.0, False
-        for h0, h1 in zip(starts, ends):
-            kw = dict(end_free=h1 < H, defer_cost=price_after(h1, mu))
-            if h0 > 0:
-                kw.update(inherit_price=price_after(h0, mu), inherit_max=float(waiting[h0 - 1]))
-            # Within the budget: a block stopped at its limit still gives a (weaker) dual bound.
-            left_s = budget_s - (time.perf_counter() - started)
-            if left_s <= 0:
-                total = -math.inf  # a partial sum is no bound
-                break
-            try:
-                res, _, _ = part(h0, h1, limit_s=left_s, **kw)
-            except (PlanError, _OutOfTime):  # stopped without a plan: no bound at this price (the plan stands)
-                total = -math.inf
-                break
-            total += res.bound  # a block's dual bound (NaN: none, and then no bound at this price)
-            limit = limit or res.hit_limit
-        total = total if np.isfinite(total) else -math.inf
-        seen[mu] = total
-        if total > best[0]:
-            best = (total, limit, mu)
-        return total
-
-    def done() -> bool:
-        return ((value - best[0]) / value <= LAGRANGE_TARGET or len(seen) >= LAGRANGE_EVALS
-                or time.perf_counter() - started > budget_s)
-
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = lo, hi
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc = at(c)
-    fd = at(d) if not done() else -math.inf
-    while not done() and b - a > 1e-6 * max(1.0, b):
-        if fc >= fd:  # the best lies left of d
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = at(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = at(d)
-    bound_, hit_, mu = best
-    if not bound_ > bound:  # no price did better than the first bound
-        return bound, hit, ""
-    return bound_, hit_, (f" with the backlog at block edges priced at {mu:.3g} J per request at the next deadline "
-                          f"window's lowest weight (Lagrangian; {len(seen)} price(s) tried)")
-
-
-FLEET_SEARCH = True  # long carbon plans: the fleet search first (`search_fleets`), the blocks where it falls short
-FLEET_EVALS = 40  # whole-period solves one fleet search may make
-FLEET_POPS = 200_000  # fleets it may enumerate
-FLEET_GAP = 0.002  # each fixed-fleet solve's stopping gap
-FLEET_TARGET = MIP_GAP / 2  # fleets whose bound is within this share of the best plan are not solved
-FLEET_BUDGET_S = 40.0  # the whole search's time, after which the fleets left keep the floor's bound
-FLEET_MIN_S = 5.0  # the least it gets where its plan's budget is spent (it must find a plan)
-FLEET_LIMIT_S = 10.0  # each fixed-fleet solve's time limit (its dual bound then still bounds the fleet)
-
-
-def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
-                  derate: dict[str, np.ndarray] | None, time_limit_s: float,
-                  caps: list[Capacity], budget_s: float = FLEET_BUDGET_S) -> tuple[Plan, float, bool, str] | None:
-    """A long period solved whole for each of a few fleets, with a bound over every fleet.
-
-    With its fleet (replicas per candidate) fixed, a whole year is one MILP that closes in about a
-    second (the hard part of the full problem is choosing the fleet). Write F(n) for the optimum
-    with fleet n, E(n) for its fleet terms (embodied carbon or price of its GPUs and nodes) and
-    O(n) = F(n) - E(n). More replicas never cost more to run (parked ones draw nothing), and past
-    `top` (per candidate, enough to serve alone, on its GPUs and on its share of host CPUs, the
-    most work any hour can hold) none is ever needed, so O(n) >= O(top) for every fleet: the
-    solver's dual bound at `top`, less E(top), is a floor on every fleet's running cost, and
-    E(n) + floor bounds F(n) (raised to E(n) + O's bound of any solved fleet that holds n). Fleets
-    are taken in order of E (a heap over the lattice) and solved while that bound is under the
-    best plan found; every fleet not solved keeps its bound, so the least bound over all fleets is
-    a bound on the period's optimum. A fleet without the capacity for the period's work on average
-    (`serves_period`) has no plan and is skipped. Returns (plan, bound, whether a solve hit its
-    limit, a note), or None where the largest fleet gave no floor."""
-    import heapq
-
-    if objective != "carbon" or not FLEET_SEARCH:
-        # Energy and cost are nearly flat over the hours (energy has no fleet terms to order the
-        # fleets by), and a flat objective over a whole year is what HiGHS solves worst: on the
-        # year's case 10 s for a 46% gap (energy) and 17% (cost) per fleet. Their week blocks are
-        # alike and solved once, and their bounds hold: the blocks do better there.
-        return None
-    levers = pillars.levers()
-    H = len(s.intensity_g_per_kwh)
-    C = len(caps)
-    online, offline = _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H)
-    deadline = s.deadline_h if levers.offline_within_deadline else 1
-    waiting = waiting_bounds(offline, deadline)
-    reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
-    host = econ.host_cpu_capacity if reuse else None
-    types = sorted({c.candidate.hardware for c in caps})
-    gpus_tab = embodied.gpus()
-    tp = np.array([c.candidate.device.devices for c in caps], float)
-    type_of = np.array([types.index(c.candidate.hardware) for c in caps])
-    per_node = np.array([float(gpus_tab.loc[t, "gpus_per_node"]) for t in types])
-    fleet_cost, node_cost = _fleet_costs(s, objective, levers, caps, types)
-
-    def fleet_terms(n: np.ndarray) -> float:
-        gpus = np.bincount(type_of, weights=n * tp, minlength=len(types))
-        return float(fleet_cost @ n + node_cost @ np.ceil(gpus / per_node - 1e-9))
-
-    rate = np.array([c.requests_per_hour for c in caps])[None, :] * np.ones((H, C))
-    for j, c in enumerate(caps):
-        if derate and c.candidate.name in derate:
-            rate[:, j] = rate[:, j] * derate[c.candidate.name]
-    most = float(np.max(online + offline + np.concatenate([[0.0], waiting[:-1]])))  # work one hour can hold
-    slowest = rate.min(axis=0)
-    if not (slowest > 0).all() or most <= 0:
-        return None
-    top = np.ceil(most / slowest - 1e-9)
-    if host is not None:  # a node's share of host CPUs per active GPU serves work too: enough of them as well
-        top = np.maximum(top, np.ceil(most / (host.requests_per_hour * tp / per_node[type_of]) - 1e-9))
-    capacity = period_capacity(caps, rate, host)  # requests per replica over the period
-    work = float((online + offline).sum())
-
-    def solve_fleet(n: np.ndarray, relax: bool = False):
-        # Within what is left of the search's budget (a fleet's solve stopped at its limit still
-        # bounds that fleet), so the search ends near it, not a whole fleet's limit past it.
-        limit_s = min(time_limit_s, FLEET_LIMIT_S, max(BLOCK_MIN_S, budget_s - (time.perf_counter() - started)))
-        try:
-            return solve(s, objective, pillars, econ, name, derate, limit_s,
-                         Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax))
-        except Infeasible:
-            return "infeasible"
-        except PlanError:  # stopped at its limit without a plan
-            return None
-
-    started = time.perf_counter()
-    # `top` counts host CPUs too, so no larger fleet gains cores: its solve bounds every fleet. With
-    # no more than its least time (its plan's budget spent), its LP relaxation: the MILP there, the
-    # hardest of the search, overran a 5 s limit to 14 s (HiGHS checks its clock between phases),
-    # and each round of a re-planned year paid it; the LP took 3 s, and its bound holds as well.
-    top_relaxed = budget_s <= FLEET_MIN_S
-    at_top = solve_fleet(top, relax=top_relaxed)
-    if not isinstance(at_top, tuple) or not np.isfinite(at_top[0].bound):
-        return None
-    hit = at_top[0].hit_limit  # its dual bound at a stop is still a floor, a weaker one (its LP's was too weak)
-    floor = at_top[0].bound - fleet_terms(top)
-    solved: list[tuple[np.ndarray, float]] = [(top, floor)]  # fleet, bound on its running cost
-    # Floors per support (the candidates a fleet has any of, as a bit mask): every fleet within a
-    # support S is at most `top` on S, so its running cost is at least the LP relaxation's at `top`
-    # on S (less that fleet's terms). One LP bounds every fleet of those candidates at once: the
-    # year's floor at `top` is the running cost with every candidate to hand, far below what a fleet
-    # of H100s alone or L4s alone can reach (on a diurnal year, 40 s of fleet LPs and MILPs left a
-    # 9.6% gap where these floors pruned all but a few). Infinite: no fleet within S serves the period.
-    full = (1 << C) - 1
-    floors: dict[int, float] = {full: floor}
-
-    def mask_of(n: np.ndarray) -> int:
-        return sum(1 << j for j in range(C) if n[j] > 0)
-
-    def support_floor(mask: int) -> float:
-        """The best floor known for fleets within `mask`: the largest over the supports holding it."""
-        return max(f for m, f in floors.items() if m & mask == mask)
-
-    def learn_floor(mask: int) -> None:
-        nonlocal hit
-        cap_n = np.where([(mask >> j) & 1 for j in range(C)], top, 0.0)
-        if float(cap_n @ capacity) < work * (1 - 1e-9):
-            floors[mask] = math.inf  # not even all of them serve the period's work
-            return
-        lp = solve_fleet(cap_n, relax=True)
-        if lp == "infeasible":
-            floors[mask] = math.inf
-        elif lp is not None and not lp[0].hit_limit:
-            floors[mask] = max(floor, lp[0].fun - fleet_terms(cap_n))
-        else:  # no LP optimum in its time: the support keeps the floors that hold it
-            hit = True
-            floors[mask] = support_floor(mask)
-    best = (math.inf, None)  # the best plan found (the relaxed `top` is none)
-    lowest = math.inf  # the least bound over the fleets taken so far
-    def left_bound(heap: list) -> float:
-        """A bound on every fleet not yet taken. Each is a heap fleet n or holds one (successors are
-        pushed before a fleet is judged); one that holds n with support S holds n plus one of each
-        candidate of S it lacks, so its fleet terms are at least n's plus those replicas' own (node
-        terms only grow), and its running cost at least S's floor. Per support m of the heap's
-        fleets, the least over the supports S holding it of those replicas' terms plus S's floor."""
-        least: dict[int, float] = {}
-        for terms_, key_ in heap:
-            m = mask_of(np.array(key_, float))
-            least[m] = min(least.get(m, math.inf), terms_)
-        add = {m: min(float(sum(fleet_cost[j] for j in range(C) if (s_ >> j) & 1 and not (m >> j) & 1))
-                      + support_floor(s_) for s_ in range(full + 1) if s_ & m == m) for m in least}
-        return min((t + add[m] for m, t in least.items()), default=math.inf)
-
-    zero = tuple([0] * C)
-    heap = [(fleet_terms(np.zeros(C)), zero)]
-    seen = {zero}
-    pops = evals = 0
-    complete = False
-    while True:
-        if not heap:
-            complete = True
-            break
-        terms, key = heap[0]
-        cut = best[0] * (1 - FLEET_TARGET)  # inf until a plan is found
-        if terms + floor >= cut:  # every fleet left costs at least nearly as much as the best plan
-            lowest = min(lowest, terms + floor)
-            complete = True
-            break
-        if pops >= FLEET_POPS or evals >= FLEET_EVALS or time.perf_counter() - started > budget_s:
-            lowest = min(lowest, left_bound(heap))
-            break
-        heapq.heappop(heap)
-        pops += 1
-        n = np.array(key, float)
-        for j in range(C):
-            if n[j] < top[j]:
-                nxt = key[:j] + (key[j] + 1,) + key[j + 1:]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (fleet_terms(np.array(nxt, float)), nxt))
-        if float(n @ capacity) < work * (1 - 1e-9):
-            continue  # cannot serve the period's work: no plan
-        running = max(b for m, b in solved if (m >= n).all())  # `top` holds every fleet taken
-        if terms + running >= cut:
-            lowest = min(lowest, terms + running)
-            continue
-        mask = mask_of(n)
-        if mask not in floors:
-            learn_floor(mask)
-        running = max(running, support_floor(mask))
-        if terms + running >= cut:
-            lowest = min(lowest, terms + running)
-            continue
-        lp = solve_fleet(n, relax=True)  # its LP relaxation first (a second or less): a bound that often prunes it
-        if lp == "infeasible":
-            continue
-        if lp is None or lp[0].hit_limit:  # the LP stopped at its limit: the fleet is bounded by what holds it
-            lowest = min(lowest, terms + running)
-            hit = True
-            continue
-        if lp[0].fun >= cut:
-            lowest = min(lowest, lp[0].fun)
-            continue
-        res = solve_fleet(n)
-        evals += 1
-        if res == "infeasible":
-            continue
-        if res is None:  # stopped without a plan: bounded as if not solved
-            lowest = min(lowest, terms + running)
-            hit = True
-            continue
-        hit = hit or res[0].hit_limit
-        bound = res[0].bound if np.isfinite(res[0].bound) else terms + running  # no dual bound: what holds it
-        solved.append((n, bound - terms))
-        lowest = min(lowest, bound)
-        if res[0].fun < best[0]:
-            best = (res[0].fun, res)
-    if best[1] is None:  # no fleet solved to a plan within the limits
-        return None
-    res, L, _ = best[1]
-    v = res.x
-    u = np.round(v[L.u:L.u + L.H * L.C].reshape(L.H, L.C))
-    x, y = _split(_served(L, v), online)
-    plan = _assemble(name, objective, pillars, s, econ, caps, u, x, y, v[L.z:L.z + L.H])
-    value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
-    plan.solver_gap = max(0.0, (value - lowest) / value) if value > 0 else 0.0
-    plan.solver_hit_time_limit = hit
-    plan.solve_s = time.perf_counter() - started
-    note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
-            + "embodied carbon; gap against the least bound over every fleet (where a fleet was not solved: its "
-            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)"
-            + ("; the floor of every fleet the LP at the largest (no more than the search's least time left of its "
-               "plan's solving budget: a weaker bound)"
-               if top_relaxed else "")
-            + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {budget_s:.0f} s)"))
-    plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
-                      f"{NEAR:.0%} merged); {note}")
-    return plan, lowest, hit, note
-
-
-def period_capacity(caps: list[Capacity], rate: np.ndarray, host: Capacity | None) -> np.ndarray:
-    """Requests one replica of each candidate can serve over the period [C]: its GPUs' `rate`
-    [H, C] summed, and, where Reuse runs, its share of a node's host CPUs (a share of a node per
-    GPU, as the MILP's rows count it)."""
-    total = rate.sum(axis=0)
-    if host is not None:
-        gpus_tab = embodied.gpus()
-        share = np.array([c.candidate.device.devices / float(gpus_tab.loc[c.candidate.hardware, "gpus_per_node"])
-                          for c in caps])
-        total = total + share * host.requests_per_hour * rate.shape[0]
-    return total
-
-
-def serves_period(fleet: np.ndarray, caps: list[Capacity], demand: np.ndarray, derate: dict[str, np.ndarray] | None,
-                  host: Capacity | None) -> bool:
-    """Whether `fleet` (replicas per candidate) has the capacity, over the whole period, for the
-    period's requests `demand` [H] (its GPUs, and its nodes' host CPUs where Reuse runs)."""
-    H = len(demand)
-    rate = np.array([c.requests_per_hour * (derate.get(c.candidate.name, np.ones(H)) if derate else np.ones(H))
-                     for c in caps]).T
-    return float(np.asarray(fleet, float) @ period_capacity(caps, rate, host)) >= float(np.sum(demand)) * (1 - 1e-9)
-
-
-def _served(L: _Layout, v: np.ndarray) -> np.ndarray:
+def served(L: _Layout, v: np.ndarray) -> np.ndarray:
     return np.maximum(v[L.w:L.w + L.H * L.C].reshape(L.H, L.C), 0.0)
 
 
-def pooled_bound(s: Setting, objective: str, levers, econ: Economics, caps: list[Capacity],
-                  derate: dict[str, np.ndarray] | None, per_j: np.ndarray) -> tuple[float, bool]:
-    """`pooled.bound` of the period (the whole period, offline deadlines dropped): (bound, hit its limit)."""
-    from bench.carbon.planning import parallel
-    from bench.carbon.planning import pooled as pooled_relaxation
-
-    H, C = len(per_j), len(caps)
-    types = sorted({c.candidate.hardware for c in caps})
-    gpus_tab = embodied.gpus()
-    tp = np.array([c.candidate.device.devices for c in caps], float)
-    type_of = np.array([types.index(c.candidate.hardware) for c in caps])
-    per_node = np.array([float(gpus_tab.loc[t, "gpus_per_node"]) for t in types])
-    scale = np.ones((H, C))
-    for j, c in enumerate(caps):
-        if derate and c.candidate.name in derate:
-            scale[:, j] = derate[c.candidate.name]
-    fleet, nodes = _fleet_costs(s, objective, levers, caps, types)
-    reuse = levers.offline_on_host_cpus and econ.host_cpu_capacity is not None and econ.host_cpu_capacity.feasible
-    parallel.threads_started = True  # HiGHS runs here: no fork after this (parallel.py)
-    return pooled_relaxation.bound(caps, _per_hour(s.online_per_hour, H), _per_hour(s.offline_per_hour, H), scale, per_j,
-                                   fleet, nodes, type_of, per_node, tp, econ.host_cpu_capacity if reuse else None)
-
-
-def _fleet_costs(s: Setting, objective: str, levers, caps: list[Capacity], types: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def fleet_costs(s: Setting, objective: str, levers, caps: list[Capacity], types: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The objective's fleet terms over the period: per replica of each candidate [C] and per node
     of each GPU type [T] (carbon: embodied; cost: GPU price; energy: none)."""
     H = len(s.intensity_g_per_kwh)
@@ -1173,7 +441,7 @@ def _fleet_costs(s: Setting, objective: str, levers, caps: list[Capacity], types
     return fleet, nodes
 
 
-def _split(w: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_served(w: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(online, offline) requests per hour and candidate, from `w` served [H, C]: each candidate's
     served requests split in its hour's proportion of online work (any split serves the same;
     this one is stated)."""
@@ -1183,7 +451,7 @@ def _split(w: np.ndarray, online: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, w - x
 
 
-def _assemble(name, objective, pillars, s, econ, caps, u, x, y, z) -> Plan:
+def assemble(name, objective, pillars, s, econ, caps, u, x, y, z) -> Plan:
     types = sorted({c.candidate.hardware for c in caps})
     tp = np.array([c.candidate.device.devices for c in caps], float)
     type_of = np.array([types.index(c.candidate.hardware) for c in caps])

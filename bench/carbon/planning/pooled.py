@@ -1,6 +1,6 @@
 """A second lower bound for a long period: the whole period with its offline work pooled.
 
-The week blocks of `milp.solve_long` bound each block alone, so work a block leaves past its end
+The week blocks of `blocks.solve_long` bound each block alone, so work a block leaves past its end
 costs only its energy there: a fleet just short of the period's load (each block leaving a little
 for the next) looks as cheap as one that serves it all, and the bound can sit far below every real
 plan. This relaxation keeps the period's one fleet and its capacity over every hour, and drops

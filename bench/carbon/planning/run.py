@@ -16,12 +16,14 @@ from bench.carbon.inputs.grid import Intensity
 from bench.carbon.inputs.workload import Workload
 from bench.carbon.planning import feasibility, parallel
 from bench.carbon.planning.baselines import MILP_BASELINES, performance_optimal
+from bench.carbon.planning.blocks import BLOCKS_NOT_TRIED
 from bench.carbon.planning.demand import Demand
 from bench.carbon.planning.errors import PlanError
-from bench.carbon.planning.milp import BLOCKS_NOT_TRIED, Narrowing, account, allowed_candidates, break_ties, solve
+from bench.carbon.planning.milp import Narrowing, account, allowed_candidates, break_ties
 from bench.carbon.planning.options import SOLVE_BUDGET_S
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
 from bench.carbon.planning.setting import Economics, Plan, Setting
+from bench.carbon.planning.solver import solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.serving import ModelSpec, StepCost, simulate_compiled
 from bench.carbon.serving.capacity import Candidate, Capacity, capacity

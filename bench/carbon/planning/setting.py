@@ -58,7 +58,7 @@ class Plan:
     solve_s: float = 0.0
     energy_method: str = ""  # where its GPU energy comes from (model before verification, simulation after)
     verification: object = None  # the whole-fleet simulation that judged it (`verify.Verification`)
-    # The MILP behind a plan solved without its tie-breaks (`milp.solve(ties=False)`), for
+    # The MILP behind a plan solved without its tie-breaks (`solver.solve(ties=False)`), for
     # `milp.break_ties`; for a long period solved without narrowing its bound (`narrow=False`), that
     # work (`milp.Narrowing`); None once done, or for a long period with nothing left to do.
     solver_state: object = field(default=None, repr=False, compare=False)

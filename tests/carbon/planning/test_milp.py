@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from bench.carbon import serving
 from bench.carbon.inputs import embodied
 from bench.carbon.serving.capacity import Candidate, Capacity
-from bench.carbon.planning.milp import break_ties, solve
+from bench.carbon.planning.milp import break_ties
 from bench.carbon.planning.pillars import Pillars
 from bench.carbon.planning.errors import PlanError
 from bench.carbon.planning.setting import J_PER_KWH, Economics, Setting
+from bench.carbon.planning.solver import solve
 
 LIFE = embodied.Lifetimes(4.0, 6.0)
 
@@ -151,12 +152,12 @@ def test_a_long_period_is_one_sparse_backlog_and_its_deadlines_hold():
 
 
 def test_a_long_period_in_blocks_stays_within_its_reported_gap_of_the_whole_solve(monkeypatch):
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks, fleets, milp, solver
 
-    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
+    monkeypatch.setattr(fleets, "FLEET_SEARCH", False)  # the blocks themselves
     # Blocks of about 55 h past 110 h (a week and two weeks by default) keep the whole solve small.
-    monkeypatch.setattr(milp, "BLOCK_H", 55)
-    monkeypatch.setattr(milp, "LONG_H", 110)
+    monkeypatch.setattr(blocks, "BLOCK_H", 55)
+    monkeypatch.setattr(solver, "LONG_H", 110)
 
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
     H = 160
@@ -165,7 +166,7 @@ def test_a_long_period_in_blocks_stays_within_its_reported_gap_of_the_whole_solv
                 online=700, offline=900, deadline=24)
     blocked = solve(s, "carbon", shifting, Economics(), "t")
     assert any("in 3 blocks of 53-54 h" in n for n in blocked.notes) and 0.0 <= blocked.solver_gap < 1.0
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     whole = solve(s, "carbon", shifting, Economics(), "t")
     # The blocks' bound is a true bound: the whole solve is never below it ...
     assert whole.total_kg >= blocked.total_kg * (1 - blocked.solver_gap) * (1 - milp.MIP_GAP) - 1e-9
@@ -182,29 +183,29 @@ def test_blocks_of_a_repeating_period_are_whole_repeats_and_each_distinct_block_
     # the blocks inside are one problem. The plan passes carry whole requests of backlog, so once it
     # is steady they repeat too: far fewer solves than blocks times passes. The plan is still a real
     # one within its reported gap of the whole period's optimum.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks, milp, solver
 
-    monkeypatch.setattr(milp, "BLOCK_H", 48)
-    monkeypatch.setattr(milp, "LONG_H", 100)
+    monkeypatch.setattr(blocks, "BLOCK_H", 48)
+    monkeypatch.setattr(solver, "LONG_H", 100)
     day = np.array([200.0] * 8 + [900.0] * 10 + [400.0] * 6)
     H = 24 * 20 + 12  # not a whole number of blocks
     online, offline = np.resize(day, H), np.resize(day[::-1], H)
-    assert milp.block_edges([online, offline], H) == [0, 48, 96, 144, 192, 240, 288, 336, 384, 432, H]
+    assert blocks.block_edges([online, offline], H) == [0, 48, 96, 144, 192, 240, 288, 336, 384, 432, H]
     aperiodic = online + np.arange(H) % 7
-    edges = milp.block_edges([aperiodic, offline], H)
+    edges = blocks.block_edges([aperiodic, offline], H)
     assert len(edges) == 12 and max(np.diff(edges)) - min(np.diff(edges)) <= 1  # as nearly one length as it allows
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
     s = setting([cap("h100_sxm:a", rate=900.0, j=120.0, watts=300.0), cap("l4:a", hw="l4", rate=250.0, j=40.0, watts=30.0)],
                 np.full(H, 300.0), online=online, offline=offline, deadline=6)
     calls = []
-    real_solve = milp.solve
+    real_hours = milp.solve_hours
 
     def counting(*a, **kw):
         calls.append(a[7] if len(a) > 7 else kw.get("block"))
-        return real_solve(*a, **kw)
+        return real_hours(*a, **kw)
 
-    monkeypatch.setattr(milp, "solve", counting)
-    blocked = real_solve(s, "energy", shifting, Economics(), "t", ties=False)
+    monkeypatch.setattr(milp, "solve_hours", counting)
+    blocked = solve(s, "energy", shifting, Economics(), "t", ties=False)
     assert any("in 10 blocks of 48-60 h" in n for n in blocked.notes)
     # The plan pass: inside the repeating run each block ends with the backlog it began with, so
     # the first, one held block (every block after it inside the run is the same solve) and the
@@ -213,9 +214,9 @@ def test_blocks_of_a_repeating_period_are_whole_repeats_and_each_distinct_block_
     held = [b for b in plan_pass if b.hold_at >= 0]
     assert len(held) == 1 and held[0].hold_at == 47 and len(plan_pass) <= 4, [(b.backlog_in, b.hold_at) for b in plan_pass]
     assert len(calls) < 10  # against a bound pass and a plan pass of 10 blocks each, before any were shared
-    monkeypatch.setattr(milp, "solve", real_solve)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
-    whole = real_solve(s, "energy", shifting, Economics(), "t", ties=False)
+    monkeypatch.setattr(milp, "solve_hours", real_hours)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
+    whole = solve(s, "energy", shifting, Economics(), "t", ties=False)
     assert blocked.energy_kwh >= whole.energy_kwh * (1 - milp.MIP_GAP) - 1e-9
     assert whole.energy_kwh >= blocked.energy_kwh * (1 - blocked.solver_gap) * (1 - milp.MIP_GAP) - 1e-9
     served = np.cumsum(blocked.offline_gpu.sum(axis=1))
@@ -321,9 +322,9 @@ def test_a_long_period_without_waiting_is_one_small_exact_milp():
 
 
 def test_a_long_period_whose_blocks_disagree_on_the_fleet_is_still_a_whole_plan(monkeypatch):
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import fleets
 
-    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
+    monkeypatch.setattr(fleets, "FLEET_SEARCH", False)  # the blocks themselves
     # 400 h in three blocks of 133-134 h; a load spike in the last block only needs a second
     # replica there. The fleet most blocks chose (one replica) cannot serve the spike: that block
     # chooses more, and the kept plan serves every hour, meets every deadline, idles nothing.
@@ -350,7 +351,7 @@ def test_the_pooled_bound_is_never_above_the_optimum(monkeypatch, seed):
     # The pooled relaxation (offline work in any hour, one fleet) against the exact MILP (gap 0)
     # on small random periods with deadlines, Reuse, derating and two GPU types, for every
     # objective; demand takes two values and there are few groups, so groups pool many hours.
-    from bench.carbon.planning import milp, pooled
+    from bench.carbon.planning import blocks, milp, pooled
     from bench.carbon.planning.setting import J_PER_KWH
 
     rng = np.random.default_rng(seed)
@@ -370,7 +371,7 @@ def test_the_pooled_bound_is_never_above_the_optimum(monkeypatch, seed):
         value = {"carbon": plan.total_kg, "energy": plan.energy_kwh, "cost": plan.cost_usd}[objective]
         per_j = {"carbon": s.intensity_g_per_kwh * s.pue / J_PER_KWH / 1000.0, "energy": np.full(H, s.pue / J_PER_KWH),
                  "cost": np.full(H, s.pue / J_PER_KWH * 0.10)}[objective]
-        bound, hit = milp.pooled_bound(s, objective, pillars.levers(), econ, plan.candidates, derate, per_j)
+        bound, hit = blocks.pooled_bound(s, objective, pillars.levers(), econ, plan.candidates, derate, per_j)
         assert np.isfinite(bound) and not hit and bound <= value * (1 + 1e-6) + 1e-9, objective
 
 
@@ -393,9 +394,9 @@ def test_a_fleet_just_short_of_the_load_is_bounded_by_the_pooled_period():
 
 
 def test_a_long_period_keeps_the_fleet_most_blocks_chose_when_it_is_better(monkeypatch):
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import fleets
 
-    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
+    monkeypatch.setattr(fleets, "FLEET_SEARCH", False)  # the blocks themselves
     # 400 h in three blocks: only the last has a two-hour clean window a day, and alone it buys four
     # replicas to move its offline work there. Over the whole period those replicas cost more than
     # they save: the plan provisions the one replica the other blocks chose (the most any block
@@ -464,7 +465,7 @@ def test_a_fleet_short_of_the_periods_work_is_told_from_one_that_serves_it():
     # 1,000 requests an hour on average: one replica of 980/h is short; with its share of a node's
     # host CPUs (Reuse, 1 GPU of 8 at 200/h: 25/h) it serves them; derated by 15% in every third
     # hour it is short again. A whole node's CPUs are not counted for one GPU (30/h: short).
-    from bench.carbon.planning.milp import serves_period
+    from bench.carbon.planning.fleets import serves_period
 
     caps = [cap("a100_sxm:big", hw="a100_sxm", rate=980.0), cap("l4:small", hw="l4", rate=100.0)]
     def host_at(rate):
@@ -488,7 +489,7 @@ def test_the_fleet_search_plans_a_long_period_within_its_gap_of_the_exact_optimu
     # Against the exact whole-period MILP (gap 0) with two GPU types, Reuse, derating and a daily
     # clean window: the plan is a real one (never below the optimum, every deadline met, nothing
     # idle), its bound is never above the optimum, and its gap is within the bar.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import milp, solver
 
     rng = np.random.default_rng(seed)
     H = 120
@@ -501,10 +502,10 @@ def test_the_fleet_search_plans_a_long_period_within_its_gap_of_the_exact_optimu
                     0.1, 1.0)
     econ = Economics(host_cpu_capacity=host)
     derate = {"l4:a": np.where(np.arange(H) % 5 == 0, 0.85, 1.0)}
-    monkeypatch.setattr(milp, "LONG_H", 48)
+    monkeypatch.setattr(solver, "LONG_H", 48)
     searched = solve(s, "carbon", shifting, econ, "t", derate=derate, ties=False)
     assert any("the period solved whole for" in n for n in searched.notes) and not any("blocks" in n for n in searched.notes)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     exact = solve(s, "carbon", shifting, econ, "t", derate=derate, ties=False)
     assert searched.total_kg >= exact.total_kg * (1 - 1e-6)
@@ -536,45 +537,46 @@ def test_a_fleet_search_stopped_at_any_limit_still_bounds_the_exact_optimum(monk
     # heap (each fleet left holds one of its fleets: their terms, with one of each candidate of a
     # larger support, plus that support's floor). The bound stays under the exact optimum, and the
     # plan is a real one, never below it.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import fleets, milp, solver
 
     s, pillars, econ = _three_type_period(evals)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     exact = solve(s, "carbon", pillars, econ, "t", ties=False)
     monkeypatch.setattr(milp, "MIP_GAP", 0.01)
-    monkeypatch.setattr(milp, "FLEET_EVALS", evals)
+    monkeypatch.setattr(fleets, "FLEET_EVALS", evals)
     caps = milp.merge_near(milp.undominated(s.capacities, len(s.intensity_g_per_kwh), None), len(s.intensity_g_per_kwh), None)
-    fleets = []
-    real_solve = milp.solve
+    fleets_solved = []
+    real_hours = milp.solve_hours
 
     def recording(*a, **kw):
         block = a[7] if len(a) > 7 else kw["block"]
-        fleets.append((block.fixed_n.copy(), block.relax))
-        return real_solve(*a, **kw)
+        fleets_solved.append((block.fixed_n.copy(), block.relax))
+        return real_hours(*a, **kw)
 
-    monkeypatch.setattr(milp, "solve", recording)
-    plan, bound, _, note = milp.search_fleets(s, "carbon", pillars, econ, "t", None, 60.0, caps)
+    monkeypatch.setattr(milp, "solve_hours", recording)
+    plan, bound, _, note = fleets.search_fleets(s, "carbon", pillars, econ, "t", None, 60.0, caps)
     assert bound <= exact.total_kg * (1 + 1e-6)
     assert plan.total_kg >= exact.total_kg * (1 - 1e-6)
     assert ("stopped at its limit" in note) == (evals == 1)  # the heap's bound was used
     # A support's floor was learned: the LP at the largest useful fleet of only some candidates.
-    top = fleets[0][0]
-    assert any(relax and 0 < (n > 0).sum() < len(caps) and np.array_equal(n[n > 0], top[n > 0]) for n, relax in fleets)
+    top = fleets_solved[0][0]
+    assert any(relax and 0 < (n > 0).sum() < len(caps) and np.array_equal(n[n > 0], top[n > 0])
+               for n, relax in fleets_solved)
 
 
 def _searched_short_of_the_bar(monkeypatch):
     """`_three_type_period(3)` and its exact optimum, then set so that the fleet search stops after
     one fleet short of its bar (0.01%): (setting, pillars, economics, exact plan)."""
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import fleets, milp, solver
 
     s, pillars, econ = _three_type_period(3)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     exact = solve(s, "carbon", pillars, econ, "t", ties=False)
     monkeypatch.setattr(milp, "MIP_GAP", 1e-4)
-    monkeypatch.setattr(milp, "LONG_H", 24)
-    monkeypatch.setattr(milp, "FLEET_EVALS", 1)
+    monkeypatch.setattr(solver, "LONG_H", 24)
+    monkeypatch.setattr(fleets, "FLEET_EVALS", 1)
     return s, pillars, econ, exact
 
 
@@ -582,15 +584,15 @@ def test_blocks_after_a_search_short_of_the_bar_stop_at_the_long_budget(monkeypa
     # The search stops after one fleet, short of the bar (a bar of 0.01% here); with no time left of
     # the long solve's budget the blocks give up at once and the search's plan stands, its gap the
     # search's bound's, flagged as stopped at a limit and saying why.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks
 
     s, pillars, econ, exact = _searched_short_of_the_bar(monkeypatch)
-    monkeypatch.setattr(milp, "LONG_BUDGET_S", 0.0)
+    monkeypatch.setattr(blocks, "LONG_BUDGET_S", 0.0)
     plan = solve(s, "carbon", pillars, econ, "t", ties=False)
     assert plan.solver_gap > 1e-4 and plan.solver_hit_time_limit
     assert "not tried: the long solve's budget (0 s) was spent" in plan.notes[-1] and "blocks of" not in plan.notes[-1]
     assert plan.total_kg * (1 - plan.solver_gap) <= exact.total_kg * (1 + 1e-6) <= plan.total_kg * (1 + 1e-6)
-    monkeypatch.setattr(milp, "LONG_BUDGET_S", 600.0)  # with time, the blocks run and their bounds count
+    monkeypatch.setattr(blocks, "LONG_BUDGET_S", 600.0)  # with time, the blocks run and their bounds count
     plan = solve(s, "carbon", pillars, econ, "t", ties=False)
     assert "blocks of" in plan.notes[-1] and "budget" not in plan.notes[-1]
     assert plan.total_kg * (1 - plan.solver_gap) <= exact.total_kg * (1 + 1e-6)
@@ -603,27 +605,28 @@ def test_blocks_started_after_a_search_then_stopped_mid_plan_pass_leave_the_sear
     # search's and the finished bound pass's bounds) is still a bound on the exact optimum.
     import types
 
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks, milp
 
     s, pillars, econ, exact = _searched_short_of_the_bar(monkeypatch)
-    monkeypatch.setattr(milp, "BLOCK_H", 24)  # two blocks
+    monkeypatch.setattr(blocks, "BLOCK_H", 24)  # two blocks
     skew = [0.0]  # the long solve's clock jumps past its budget once the plan pass has begun
-    monkeypatch.setattr(milp, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0],
-                                                            monotonic=time.monotonic))
-    real_solve, calls = milp.solve, []
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0], monotonic=time.monotonic)
+    for module in (milp, blocks):
+        monkeypatch.setattr(module, "time", clock)
+    real_hours, calls = milp.solve_hours, []
 
     def solve_block(s_, objective, pillars_, econ_, name, derate, limit_s, block=None, **kw):
         # The fleet search's whole-period solves fix a fleet, the bound pass's blocks do not, and
         # the plan pass's blocks fix one again.
         bound_pass = block is not None and block.fixed_n is None
         calls.append("bound" if bound_pass else "plan" if "bound" in calls else "search")
-        out = real_solve(s_, objective, pillars_, econ_, name, derate, limit_s, block, **kw)
+        out = real_hours(s_, objective, pillars_, econ_, name, derate, limit_s, block, **kw)
         if calls[-1] == "plan":
             skew[0] = 1e6
         return out
 
-    monkeypatch.setattr(milp, "solve", solve_block)
-    plan = real_solve(s, "carbon", pillars, econ, "t", ties=False)
+    monkeypatch.setattr(milp, "solve_hours", solve_block)
+    plan = solve(s, "carbon", pillars, econ, "t", ties=False)
     assert calls.count("bound") == 2 and calls.count("plan") == 1  # the bound pass, then one of two plan blocks
     assert "the blocks that followed, to narrow that gap, stopped at the long solve's budget" in plan.notes[-1]
     assert plan.solver_hit_time_limit and "blocks of" not in plan.notes[-1]
@@ -635,7 +638,7 @@ def test_the_fleet_search_counts_fleets_that_only_host_cpus_make_worth_more(monk
     # active GPU, so the optimum activates more GPUs than their own rate needs, for their hosts'
     # cores. The search's largest useful fleet counts that share, so its bound stays under the exact
     # optimum and it finds that fleet.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import milp, solver
 
     H = 60
     pillars = Pillars(rightsize=True, reduce=False, reuse=True, recycle=False, shift=True)
@@ -644,9 +647,9 @@ def test_the_fleet_search_counts_fleets_that_only_host_cpus_make_worth_more(monk
     host = Capacity(Candidate("host", "host_cpu", serving.datasheet("h100_sxm"), 64), 2400.0, 1.0, 0.0, 1.0, 0, 1.0,
                     0.1, 1.0)
     econ = Economics(host_cpu_capacity=host)
-    monkeypatch.setattr(milp, "LONG_H", 48)
+    monkeypatch.setattr(solver, "LONG_H", 48)
     searched = solve(s, "carbon", pillars, econ, "t", ties=False)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     exact = solve(s, "carbon", pillars, econ, "t", ties=False)
     assert searched.total_kg * (1 - searched.solver_gap) <= exact.total_kg * (1 + 1e-6)
@@ -657,7 +660,7 @@ def test_the_priced_blocks_bound_is_a_bound_and_tighter_than_the_unpriced_one(mo
     # A period in blocks with the backlog at their edges priced (a Lagrangian bound): whatever price
     # the search lands on, the bound is never above the exact optimum of the whole period (solved to
     # gap 0), never below the first, unpriced bound, and here strictly above it.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks, fleets, milp, solver
 
     rng = np.random.default_rng(6)
     H = 30
@@ -665,22 +668,22 @@ def test_the_priced_blocks_bound_is_a_bound_and_tighter_than_the_unpriced_one(mo
     s = setting(caps, rng.uniform(50, 700, H), online=rng.choice([100.0, 700.0, 1500.0], H),
                 offline=rng.integers(0, 1200, H).astype(float), deadline=int(rng.integers(4, 12)))
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
-    monkeypatch.setattr(milp, "FLEET_SEARCH", False)
+    monkeypatch.setattr(fleets, "FLEET_SEARCH", False)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     monkeypatch.setattr(milp, "BLOCK_GAP", 1e-4)
-    monkeypatch.setattr(milp, "LAGRANGE_EVALS", 5)
+    monkeypatch.setattr(blocks, "LAGRANGE_EVALS", 5)
     raw = []  # the priced bound itself (a reported gap is clipped at 0, which could hide one above the optimum)
-    real = milp.priced_bound
-    monkeypatch.setattr(milp, "priced_bound", lambda *a: raw.append(real(*a)) or raw[-1])
+    real = blocks.priced_bound
+    monkeypatch.setattr(blocks, "priced_bound", lambda *a: raw.append(real(*a)) or raw[-1])
     for objective, metric in (("carbon", "total_kg"),):  # (energy's flat weights are the same mechanism, slower here)
-        monkeypatch.setattr(milp, "LONG_H", 10_000)
+        monkeypatch.setattr(solver, "LONG_H", 10_000)
         exact = getattr(solve(s, objective, shifting, Economics(), "t", ties=False), metric)
-        monkeypatch.setattr(milp, "LONG_H", 20)
-        monkeypatch.setattr(milp, "BLOCK_H", 14)
-        monkeypatch.setattr(milp, "LAGRANGE_TARGET", math.inf)  # the first, unpriced bound
+        monkeypatch.setattr(solver, "LONG_H", 20)
+        monkeypatch.setattr(blocks, "BLOCK_H", 14)
+        monkeypatch.setattr(blocks, "LAGRANGE_TARGET", math.inf)  # the first, unpriced bound
         plain = solve(s, objective, shifting, Economics(), "t")
         plain_bound = getattr(plain, metric) * (1 - plain.solver_gap)
-        monkeypatch.setattr(milp, "LAGRANGE_TARGET", 0.0)  # search every price it may
+        monkeypatch.setattr(blocks, "LAGRANGE_TARGET", 0.0)  # search every price it may
         raw.clear()
         priced = solve(s, objective, shifting, Economics(), "t")
         bound = getattr(priced, metric) * (1 - priced.solver_gap)
@@ -700,7 +703,7 @@ def test_a_block_inherits_backlog_only_when_paid_more_than_serving_it_costs():
     cheap = s.pue / milp.J_PER_KWH * 300.0 / 1000.0  # the carbon weight of a joule here
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
     for price_j, expect in ((1.0, 0.0), (1e6, 250.0)):
-        res, L, _ = solve(s, "carbon", shifting, Economics(), "t", block=milp.Block(
+        res, L, _ = milp.solve_hours(s, "carbon", shifting, Economics(), "t", block=milp.Block(
             s.capacities, waiting, inherit_price=price_j * cheap, inherit_max=250.0, rel_gap=1e-9))
         assert res.x[L.i] == pytest.approx(expect, abs=1e-6)
         served = res.x[L.y:L.y + H].sum()
@@ -713,12 +716,12 @@ def test_a_long_period_past_its_plans_budget_still_gets_a_real_plan_and_a_true_b
     # undone; the plan says so and is flagged. The bound it reports is still a bound.
     import time
 
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks, fleets, milp, solver
 
-    monkeypatch.setattr(milp, "FLEET_SEARCH", False)  # the blocks themselves
+    monkeypatch.setattr(fleets, "FLEET_SEARCH", False)  # the blocks themselves
     monkeypatch.setattr(milp, "MIP_GAP", 1e-4)  # a bar the blocks' bound alone does not reach
-    monkeypatch.setattr(milp, "BLOCK_H", 55)  # three blocks of a period kept short for the whole solve
-    monkeypatch.setattr(milp, "LONG_H", 110)
+    monkeypatch.setattr(blocks, "BLOCK_H", 55)  # three blocks of a period kept short for the whole solve
+    monkeypatch.setattr(solver, "LONG_H", 110)
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
     H = 160
     intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 50 * np.sin(np.arange(H) * 2 * np.pi / 70)
@@ -730,7 +733,7 @@ def test_a_long_period_past_its_plans_budget_still_gets_a_real_plan_and_a_true_b
     assert served[-1] == pytest.approx(900.0 * H)
     timely = solve(s, "carbon", shifting, Economics(), "t", ties=False)
     assert "cut short" not in timely.notes[-1]
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     whole = solve(s, "carbon", shifting, Economics(), "t", ties=False)
     assert late.total_kg * (1 - late.solver_gap) <= whole.total_kg * (1 + 1e-6)
@@ -744,18 +747,20 @@ def test_past_its_budget_a_pass_of_many_blocks_keeps_to_a_few_seconds_in_all(mon
     # (a year's 53 week blocks took 110 s a round that way). The plan is still a whole one.
     import types
 
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import blocks, fleets, milp
 
-    monkeypatch.setattr(milp, "FLEET_SEARCH", False)
-    monkeypatch.setattr(milp, "BLOCK_H", 24)
+    monkeypatch.setattr(fleets, "FLEET_SEARCH", False)
+    monkeypatch.setattr(blocks, "BLOCK_H", 24)
     shifting = Pillars(rightsize=True, reduce=False, reuse=False, recycle=False, shift=True)
     H = 360
     intensity = 300 + 250 * np.sin(np.arange(H) * 2 * np.pi / 24) + 30 * np.sin(np.arange(H) * 2 * np.pi / 170)
     s = setting([cap(rate=1000.0)], intensity, online=700, offline=900, deadline=24)
     skew = [0.0]
-    monkeypatch.setattr(milp, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0],
-                                                            monotonic=lambda: time.monotonic() + skew[0]))
-    limits, real = [], milp.solve
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skew[0],
+                                  monotonic=lambda: time.monotonic() + skew[0])
+    for module in (milp, blocks):
+        monkeypatch.setattr(module, "time", clock)
+    limits, real = [], milp.solve_hours
 
     def slow(s_, objective, pillars, econ, name, derate, limit_s, block=None, **kw):
         out = real(s_, objective, pillars, econ, name, derate, limit_s, block, **kw)
@@ -764,44 +769,44 @@ def test_past_its_budget_a_pass_of_many_blocks_keeps_to_a_few_seconds_in_all(mon
             skew[0] += limit_s  # as if it ran to its limit
         return out
 
-    monkeypatch.setattr(milp, "solve", slow)
-    late = real(s, "carbon", shifting, Economics(), "t", ties=False, solve_by=time.monotonic() + budget_left_s)
+    monkeypatch.setattr(milp, "solve_hours", slow)
+    late = solve(s, "carbon", shifting, Economics(), "t", ties=False, solve_by=time.monotonic() + budget_left_s)
     bound_pass = [t for fixed, t in limits if not fixed]
     plan_pass = [t for fixed, t in limits if fixed][:15]
     assert len(bound_pass) == 15 and len(plan_pass) == 15
     if budget_left_s > 0:  # the first block had the budget's share, and spent it
-        assert bound_pass[0] >= milp.BLOCK_MIN_S
+        assert bound_pass[0] >= blocks.BLOCK_MIN_S
         bound_pass = bound_pass[1:]
     for one in (bound_pass, plan_pass):
-        assert all(t >= milp.PAST_BLOCK_MIN_S for t in one)
-        assert sum(one) <= milp.PAST_PASS_S + len(one) * milp.PAST_BLOCK_MIN_S  # (BLOCK_MIN_S each: 30 s)
+        assert all(t >= blocks.PAST_BLOCK_MIN_S for t in one)
+        assert sum(one) <= blocks.PAST_PASS_S + len(one) * blocks.PAST_BLOCK_MIN_S  # (BLOCK_MIN_S each: 30 s)
     assert late.offline_gpu.sum() == pytest.approx(900.0 * H) and late.solver_hit_time_limit
 
 
 def test_past_its_budget_the_fleet_search_floors_every_fleet_by_the_lp_at_the_largest(monkeypatch):
     # Its least time only: the search takes its floor from the LP relaxation at `top` (the MILP
     # there overran a 5 s limit to 14 s on a year), says so, and still bounds the exact optimum.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import milp, solver
 
     s, pillars, econ = _three_type_period(5)
-    monkeypatch.setattr(milp, "LONG_H", 10_000)
+    monkeypatch.setattr(solver, "LONG_H", 10_000)
     monkeypatch.setattr(milp, "MIP_GAP", 0.0)
     exact = solve(s, "carbon", pillars, econ, "t", ties=False)
     monkeypatch.setattr(milp, "MIP_GAP", 0.01)
-    monkeypatch.setattr(milp, "LONG_H", 24)
-    relaxed, real = [], milp.solve
+    monkeypatch.setattr(solver, "LONG_H", 24)
+    relaxed, real = [], milp.solve_hours
 
     def recording(s_, objective, pillars_, econ_, name, derate, limit_s, block=None, **kw):
         if block is not None and block.fixed_n is not None:
             relaxed.append(block.relax)
         return real(s_, objective, pillars_, econ_, name, derate, limit_s, block, **kw)
 
-    monkeypatch.setattr(milp, "solve", recording)
-    late = real(s, "carbon", pillars, econ, "t", ties=False, narrow=False, solve_by=time.monotonic() - 1.0)
+    monkeypatch.setattr(milp, "solve_hours", recording)
+    late = solve(s, "carbon", pillars, econ, "t", ties=False, narrow=False, solve_by=time.monotonic() - 1.0)
     assert relaxed[0] is True and "the LP at the largest (no more than the search's least time" in late.notes[-1]
     assert late.total_kg * (1 - late.solver_gap) <= exact.total_kg * (1 + 1e-6) <= late.total_kg * (1 + 1e-6)
     relaxed.clear()
-    timely = real(s, "carbon", pillars, econ, "t", ties=False, narrow=False)
+    timely = solve(s, "carbon", pillars, econ, "t", ties=False, narrow=False)
     assert relaxed[0] is False and "the LP at the largest (no more" not in timely.notes[-1]
 
 
@@ -809,7 +814,7 @@ def test_a_re_planning_round_leaves_the_bound_narrowing_until_its_plan_meets_the
     # Solved as a round (`narrow=False`), a long period's plan comes with the blocks' bound only and
     # the narrowing left for later; done then (`break_ties`), it is the same plan with the gap the
     # full solve reports. Likewise the blocks after a fleet search short of its bar.
-    from bench.carbon.planning import milp
+    from bench.carbon.planning import fleets, milp, solver
 
     s, shifting = _just_short_period()
     full = solve(s, "cost", shifting, Economics(), "t")
@@ -823,8 +828,8 @@ def test_a_re_planning_round_leaves_the_bound_narrowing_until_its_plan_meets_the
 
     s3, pillars3, econ3 = _three_type_period(3)
     monkeypatch.setattr(milp, "MIP_GAP", 1e-4)  # a bar the search does not reach in one fleet
-    monkeypatch.setattr(milp, "LONG_H", 24)
-    monkeypatch.setattr(milp, "FLEET_EVALS", 1)
+    monkeypatch.setattr(solver, "LONG_H", 24)
+    monkeypatch.setattr(fleets, "FLEET_EVALS", 1)
     searched = solve(s3, "carbon", pillars3, econ3, "t", ties=False, narrow=False)
     assert isinstance(searched.solver_state, milp.Narrowing) and "blocks of" not in searched.notes[-1]
     modelled, gap = searched.total_kg, searched.solver_gap
