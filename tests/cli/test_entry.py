@@ -54,6 +54,33 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, overrides, f
     assert not results.exists()
 
 
+def test_a_command_composes_its_config_once_before_its_jobs(tmp_path, monkeypatch):
+    # Hydra composes the primary config to read `hydra.mode` and again for the multirun: the second
+    # is handed the first (bench.cli.compose_once). A sweep of one bad job: the primary config once,
+    # the job once (it was three).
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    modes = []
+    real = ConfigLoaderImpl.load_configuration
+
+    def counting(self, *a, **kw):
+        modes.append(kw.get("run_mode"))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counting)
+    ran = run_cli(*SMALL, "batch_size=0", f"results_dir={tmp_path}")
+    assert ran.code == 2 and ran.stderr.startswith("bench: invalid batch_size=0")
+    assert len(modes) == 2, modes
+    # A single run (`sweep=none` sets Hydra's run mode) composes for its mode as Hydra does, and an
+    # override its mode forbids is still Hydra's own one-line refusal.
+    modes.clear()
+    ran = run_cli(*SMALL, "sweep=none", "batch_size=0", f"results_dir={tmp_path}")
+    assert ran.code == 2 and ran.stderr.startswith("bench: invalid batch_size=0") and len(modes) == 2, modes
+    ran = run_cli(*SMALL, "sweep=none", "batch_size=1,2", f"results_dir={tmp_path}")
+    assert ran.code == 2 and ran.stderr.startswith("bench: Ambiguous value for argument 'batch_size=1,2'")
+    assert ran.stderr.count("\n") == 1 and not (tmp_path / "points").exists()
+
+
 def test_unknown_setting_and_unparsable_override_are_one_line(tmp_path):
     for override, says in (("nosuch=1", "unknown setting nosuch"), ("batch_size=[", "cannot parse the override")):
         ran = run_cli(override, f"results_dir={tmp_path / 'r'}")
