@@ -23,10 +23,14 @@ def _order(items) -> None:
     run beside a realtime test) start the second half, which pytest-xdist's work-stealing scheduler
     sends to the second worker: it runs them while the first runs the realtime block, where it would
     otherwise wait (~25 s on a 2-core machine). With other worker counts the order is only less apt,
-    but with 4 or more up to three quiet tests can run beside a realtime one, past what was tried."""
+    but with 4 or more up to three quiet tests can run beside a realtime one, past what was tried.
+    Long tests (a process of their own or a whole sweep, 4-20 s each) start the rest: the scheduler
+    balances the workers by stealing from the end of each one's queue, so the queues end in short
+    tests and the workers finish together (a long test last left one worker up to 10 s alone)."""
     realtime = [item for item in items if _has(item, "realtime")]
     quiet = [item for item in items if _has(item, "quiet") and not _has(item, "realtime")]
     rest = [item for item in items if not _has(item, "realtime") and not _has(item, "quiet")]
+    rest.sort(key=lambda item: not _has(item, "long"))  # (stable: otherwise in collected order)
     first = max(0, len(items) // 2 - len(realtime))  # the first half after the realtime block
     items[:] = realtime + rest[:first] + quiet + rest[first:]
 

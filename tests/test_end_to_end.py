@@ -12,6 +12,7 @@ import pytest
 from tests.cli.runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.long  # each starts `python -m bench` (tests/conftest.py)
 
 
 def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -47,35 +48,39 @@ def test_default_main_job_measures_prefill_and_decode(tmp_path):
     assert re.search(r"^  prefill\.torch B=1 N=256 +host [0-9.e+-]+ gCO2e \(", out.stdout, re.M)
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
-def test_smoke_sweep_killed_mid_way_resumes_without_loss_or_duplicates(tmp_path, sig):
+def test_a_sweep_killed_mid_way_twice_resumes_without_loss_or_duplicates(tmp_path):
     import signal
     import time
 
-    # Two batch sizes per phase (the command line narrows the preset's grids): four points, enough to kill mid-way.
-    # A short lead-in (the CPU-time meter has no update period to wait out) keeps each point under a
-    # second; the kill still lands within 50 ms of the first point's file, while the second point runs.
-    args = ["-m", "sweep=smoke", "batch_size=1,4", f"results_dir={tmp_path}", *FAST_WINDOWS]
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not point_files(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert point_files(tmp_path), "no point was written before the deadline"
-    proc.send_signal(getattr(signal, sig))
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    if sig == "SIGINT":  # Ctrl-C is a clean stop that says how to resume, not a traceback
-        assert proc.returncode == 130, err
-        assert "Rerun the same command" in err and "Traceback" not in err
-    measured = {p.name: p.read_text() for p in point_files(tmp_path)}
-    assert 1 <= len(measured) < 4  # killed part way
+    # Three batch sizes per phase (the command line narrows the preset's grids): six points. A
+    # short lead-in (the CPU-time meter has no update period to wait out) keeps each point under a
+    # second; each kill lands within 50 ms of a new point's file, while the next point runs. Ctrl-C
+    # stops the first run, SIGKILL the second (which resumed the first), and this process finishes.
+    args = ["-m", "sweep=smoke", "batch_size=1,4,8", f"results_dir={tmp_path}", *FAST_WINDOWS]
+    measured: dict[str, str] = {}
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(point_files(tmp_path)) <= len(measured) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(point_files(tmp_path)) > len(measured), f"no new point before the deadline ({sig.name})"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        if sig == signal.SIGINT:  # Ctrl-C is a clean stop that says how to resume, not a traceback
+            assert proc.returncode == 130, err
+            assert "Rerun the same command" in err and "Traceback" not in err
+        now = {p.name: p.read_text() for p in point_files(tmp_path)}
+        assert all(now[name] == text for name, text in measured.items())  # kept, not redone
+        measured = now
+    assert 2 <= len(measured) < 6  # each run killed part way
     assert run_cli(*args).code == 0  # resumed in this process
     files = point_files(tmp_path)
-    assert len(files) == 4
+    assert len(files) == 6
     assert all(measured[name] == (tmp_path / "points" / name).read_text() for name in measured)  # kept, not redone
     table = pd.read_csv(tmp_path / "points.csv")
-    assert len(table) == 4 and table["key"].is_unique
+    assert len(table) == 6 and table["key"].is_unique
 
 
 @pytest.mark.parametrize("delay_s", [0.2, 0.35, 0.5])  # inside numpy/scipy, torch, the stages

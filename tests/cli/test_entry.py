@@ -95,6 +95,7 @@ def test_unwritable_results_dir_fails_before_any_work(tmp_path):
     assert ran.stderr.strip().startswith("bench: invalid results_dir=")
 
 
+@pytest.mark.long
 def test_multirun_and_resume_without_loss_or_duplicates(tmp_path, monkeypatch):
     # Both runs in this process: a start-up of its own adds nothing to what is checked here (the
     # main job and the kill tests in tests/test_end_to_end.py sweep in processes of their own).
@@ -126,6 +127,7 @@ def test_multirun_and_resume_without_loss_or_duplicates(tmp_path, monkeypatch):
     assert len(table) == 4 and table["key"].is_unique
 
 
+@pytest.mark.long
 def test_a_ctrl_c_python_swallowed_still_stops_the_sweep_before_its_next_point(tmp_path, monkeypatch):
     # A KeyboardInterrupt raised inside a finalizer or a callback is only printed ("Exception ignored"),
     # but the handler had set the entry's flag: the sweep must stop, not run on and exit 0.
@@ -224,6 +226,7 @@ def test_single_point_run_writes_one_labelled_row_with_the_case_traits(tmp_path)
     assert "measured points" in ran.stdout
 
 
+@pytest.mark.long
 def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_path):
     results = tmp_path / "results"
     # This test is about the path a user's case takes, not about fidelity: the CPU-time meter of a
@@ -254,6 +257,7 @@ def test_a_users_case_is_swept_measured_fitted_and_reported_like_a_builtin(tmp_p
     assert "decode.naive_einsum" in (tmp_path / "rep" / "users-case.md").read_text()
 
 
+@pytest.mark.long
 def test_a_point_that_fails_does_not_end_the_sweep_and_is_listed_at_the_end(tmp_path):
     results = tmp_path / "results"
     ran = run_cli("-m", "kernel=custom", "kernel.target=tests.kernels.failing_case:make_case", "batch_size=1,2,3",

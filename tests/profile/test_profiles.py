@@ -126,6 +126,7 @@ def run_bench(*args):
     return run_cli("sweep=none", *args)
 
 
+@pytest.mark.long
 def test_fit_and_report_tasks_end_to_end(points, tmp_path):
     (tmp_path / "res" / "points").mkdir(parents=True)
     for row in points.to_dict("records"):
@@ -184,6 +185,7 @@ def test_offload_plot_draws_one_line_per_setting(monkeypatch):
                                                           "decode.offload_stream_torch len=1024 chunks=4"]
 
 
+@pytest.mark.long
 def test_fitting_the_shipped_points_reproduces_the_shipped_profile(tmp_path):
     """`task=fit` on `results/cpu_2026-11-24` gives the shipped profile: measured values and every
     fit's quality exactly; fitted values to 1e-6, except the parameters of fits marked poor, which
@@ -224,6 +226,7 @@ def test_fitting_the_shipped_points_reproduces_the_shipped_profile(tmp_path):
     assert fitted.meta["points_dropped"] == shipped.meta["points_dropped"]
 
 
+@pytest.mark.long
 def test_a_corrupt_point_file_is_skipped_and_counted_not_a_traceback(points, tmp_path):
     from bench.measure.results import ResultsStore
 

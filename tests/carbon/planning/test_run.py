@@ -194,6 +194,7 @@ def bench(*args):
     return run_cli("sweep=none", *args)
 
 
+@pytest.mark.long
 def test_task_plan_on_embedded_defaults_prints_the_report(tmp_path):
     # As the README runs it: no sweep=none, so the main measuring preset is in the config and
     # must not make the plan run once per measurement point. Every default but the period
