@@ -296,6 +296,11 @@ def validate_plan(cfg: BenchConf) -> None:
         workload.fit_to_context(workload.from_config(w), serving.preset(p.model).context_tokens, w.over_context)
     except workload.WorkloadError as err:
         raise ConfigError("workload", w.path or "default trace", str(err)) from None
+    if cfg.grid.scope is not None:
+        _choice("grid.scope", cfg.grid.scope, tuple(grid.SCOPES))
+        if cfg.grid.source not in grid.SCOPE_STATED:
+            raise ConfigError("grid.scope", cfg.grid.scope, f"applies to grid={', '.join(grid.SCOPE_STATED)} (the "
+                              f"shipped {cfg.grid.source} series counts direct emissions)")
     try:
         grid.from_config(cfg.grid, p.hours)
     except grid.GridError as err:

@@ -69,6 +69,15 @@ def test_a_bad_grid_file_is_one_line_and_exit_2(tmp_path, content, says):
     assert says in one_line_exit_2(ran, results)
 
 
+@pytest.mark.parametrize("overrides, says", [
+    (["grid.scope=total"], "bench: invalid grid.scope='total': choose one of direct, lifecycle"),
+    (["grid.scope=lifecycle"], "bench: invalid grid.scope='lifecycle': applies to grid=constant, country, csv"),
+])
+def test_a_grid_scope_that_cannot_hold_is_one_line_and_exit_2(tmp_path, overrides, says):
+    results = tmp_path / "results"
+    assert one_line_exit_2(run_cli("task=plan", *overrides, f"results_dir={results}"), results).startswith(says)
+
+
 def test_a_validation_file_vllm_could_not_have_run_on_the_plans_model_is_one_line(tmp_path):
     # The plan report replays the file on the plan's model, as task=validate does, so it refuses the
     # same rows: Qwen3-32B on one H100 at 3,072 requests cannot hold one longest request.

@@ -57,7 +57,7 @@ def plans_table(run: PlanRun) -> pd.DataFrame:
                      "worst hour": p.worst_hour_attainment, "worst replica": p.worst_replica_attainment,
                      f"TTFT p50/p{q:g} s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_tail_s', float('nan')):.3g}",
                      f"{metric} p50/p{q:g} s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_tail_s', float('nan')):.3g}",
-                     "offline on CPU": float(p.offline_cpu.sum()),
+                     "offline on CPU": round(float(p.offline_cpu.sum())),  # requests (the LP leaves residues of 1e-5)
                      "solver gap": "-" if np.isnan(p.solver_gap) else f"{p.solver_gap:.2%}" + (" (time limit)" if p.solver_hit_time_limit else "")})
     return pd.DataFrame(rows)
 

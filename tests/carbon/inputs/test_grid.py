@@ -59,7 +59,8 @@ def test_grid_from_config_for_every_source(tmp_path):
     from types import SimpleNamespace
 
     base = dict(intensity_g_per_kwh=261.0, country="SWE", path=None, time_column="timestamp",
-                intensity_column="intensity_g_per_kwh", units="g_per_kwh", timezone=None, max_gap_h=24, start=None)
+                intensity_column="intensity_g_per_kwh", units="g_per_kwh", timezone=None, max_gap_h=24, start=None,
+                scope=None)
     cfg = lambda **kw: SimpleNamespace(**{**base, **kw})  # noqa: E731
     assert grid.from_config(cfg(source="constant"), 5).g_per_kwh.tolist() == [261.0] * 5
     assert len(grid.from_config(cfg(source="country"), 3).g_per_kwh) == 3
@@ -70,6 +71,41 @@ def test_grid_from_config_for_every_source(tmp_path):
     assert grid.from_config(cfg(source="csv", path=str(path)), 2).g_per_kwh.tolist() == [100, 200]
     with pytest.raises(grid.GridError, match="grid.path"):
         grid.from_config(cfg(source="csv"), 2)
+
+
+@pytest.mark.parametrize("column, counts", [
+    ("Carbon Intensity gCO2eq/kWh (LCA)", "lifecycle emissions"),  # Electricity Maps' export names
+    ("Carbon Intensity gCO2eq/kWh (direct)", "direct emissions"),
+    ("lifecycle_g_per_kwh", "lifecycle emissions"),
+    ("intensity", "unstated"),
+    ("direct and LCA", "unstated"),  # says both: neither is taken
+    ("indirect_share", "unstated"),  # a word that only contains "direct"
+])
+def test_a_csv_series_says_what_it_counts_where_its_column_name_does(tmp_path, column, counts):
+    from types import SimpleNamespace
+
+    path = tmp_path / "g.csv"
+    pd.DataFrame({"timestamp": ["2022-01-01 00:00", "2022-01-01 01:00"], column: [100, 200]}).to_csv(path, index=False)
+    g = SimpleNamespace(source="csv", path=str(path), time_column="timestamp", intensity_column=column,
+                        units="g_per_kwh", timezone=None, max_gap_h=24, start=None, scope=None)
+    series = grid.from_config(g, 2)
+    assert series.scope.startswith(counts) and (counts == "unstated" or "column's name" in series.scope)
+    # Stated, it is what grid.scope says, whatever the name.
+    stated = grid.from_config(SimpleNamespace(**{**vars(g), "scope": "direct"}), 2)
+    assert stated.scope.startswith("direct emissions") and stated.scope.endswith("(as grid.scope states)")
+
+
+def test_a_scope_is_stated_only_for_a_series_that_does_not_state_its_own():
+    from types import SimpleNamespace
+
+    g = SimpleNamespace(source="constant", intensity_g_per_kwh=300.0, start=None, scope="lifecycle")
+    assert grid.from_config(g, 3).scope.startswith("lifecycle emissions")
+    with pytest.raises(grid.GridError, match="grid.scope='total': choose one of direct, lifecycle"):
+        grid.from_config(SimpleNamespace(**{**vars(g), "scope": "total"}), 3)
+    shipped = SimpleNamespace(source="ciso_2022", start=None, scope="lifecycle")
+    with pytest.raises(grid.GridError, match="grid.scope applies to grid=constant, country, csv;.*direct emissions"):
+        grid.from_config(shipped, 3)
+    assert grid.from_config(SimpleNamespace(source="ciso_2022", start=None, scope=None), 3).scope.startswith("direct")
 
 
 @pytest.mark.parametrize("cell, row", [("n/a", 1), ('"12,3"', 1), ("NaN", 1), ("120 g", 1)])

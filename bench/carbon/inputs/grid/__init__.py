@@ -5,10 +5,17 @@ traces (`<ba>_2022`). Gaps are filled by linear interpolation in time and counte
 are parsed as UTC unless the CSV says otherwise (or `grid.timezone` names the zone of naive
 timestamps); values outside what any grid emits are refused as wrong units.
 
+What a series counts (its scope: direct, combustion-only emissions, or lifecycle emissions) is said
+with it: the shipped traces count direct emissions; for the others `grid.scope` states it, and a
+csv without one is read from its intensity column's name where that says it (Electricity Maps'
+exports name theirs "... (direct)" and "... (LCA)"); otherwise it is unstated, and the report says so.
+
 Adding a source is one entry in `SOURCES` (and a `conf/grid/<name>.yaml` to select it).
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -18,8 +25,13 @@ from bench.carbon.inputs.grid.csv_file import UNITS, from_csv
 from bench.carbon.inputs.grid.intensity import MAX_PLAUSIBLE_G_PER_KWH, GridError, Intensity
 from bench.carbon.inputs.grid.shipped import TRACES, trace
 
-__all__ = ["GridConf", "GridError", "GridSource", "Intensity", "MAX_PLAUSIBLE_G_PER_KWH", "SOURCES", "TRACES", "UNITS",
-           "constant", "country", "from_config", "from_csv", "trace"]
+__all__ = ["GridConf", "GridError", "GridSource", "Intensity", "MAX_PLAUSIBLE_G_PER_KWH", "SCOPES", "SOURCES", "TRACES",
+           "UNITS", "constant", "country", "from_config", "from_csv", "trace"]
+
+# What a series may be said to count (`grid.scope`), as the report words it.
+SCOPES = {"direct": "direct emissions (combustion only; no lifecycle share)",
+          "lifecycle": "lifecycle emissions (combustion plus the fuel chain and the plants' construction)"}
+SCOPE_STATED = ("constant", "country", "csv")  # sources whose scope `grid.scope` states (the shipped traces state theirs)
 
 
 @dataclass
@@ -36,6 +48,9 @@ class GridConf:
     timezone: Optional[str] = None  # zone of naive timestamps in the csv (default UTC)
     max_gap_h: int = 24  # longer runs of missing hours are refused, shorter ones interpolated
     start: Optional[str] = None  # first hour of the planning period (default: the series' first)
+    # What the series counts, direct | lifecycle (constant, country, csv; a csv without it: its
+    # intensity column's name where that says "direct" or "LCA"/"lifecycle"; else unstated).
+    scope: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -68,4 +83,24 @@ def from_config(g: GridConf, hours: int) -> Intensity:
     if source is None:
         raise GridError(f"grid={g.source!r} unknown; shipped hourly traces: {', '.join(TRACES)}; "
                         f"other sources: constant, country, csv")
-    return source.load(g).window(g.start, hours)
+    return with_scope(source.load(g).window(g.start, hours), g)
+
+
+def with_scope(series: Intensity, g: GridConf) -> Intensity:
+    """`series` saying what it counts: as `grid.scope` states it, or for a csv as its intensity
+    column's name says (where it says one of them only)."""
+    if g.scope is not None:
+        if g.scope not in SCOPES:
+            raise GridError(f"grid.scope={g.scope!r}: choose one of {', '.join(SCOPES)}")
+        if g.source not in SCOPE_STATED:
+            raise GridError(f"grid.scope applies to grid={', '.join(SCOPE_STATED)}; {series.label} states its own "
+                            f"({series.scope})")
+        return dataclasses.replace(series, scope=f"{SCOPES[g.scope]} (as grid.scope states)")
+    if g.source == "csv":
+        name = g.intensity_column.lower()
+        said = [scope for scope, pattern in (("direct", r"\bdirect\b"), ("lifecycle", r"\blca\b|life ?cycle"))
+                if re.search(pattern, name)]
+        if len(said) == 1:
+            return dataclasses.replace(series, scope=f"{SCOPES[said[0]]} (read from its column's name, "
+                                                     f"{g.intensity_column!r}; `grid.scope` overrides)")
+    return series
