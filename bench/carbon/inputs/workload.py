@@ -21,6 +21,7 @@ import pandas as pd
 DEFAULT_TRACE = Path(__file__).resolve().parents[1] / "data" / "azure_conv_2023.csv"
 TIME_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}  # seconds per unit of a numeric timestamp
 OVER_CONTEXT = ("refuse", "truncate", "drop")
+MAX_TOKENS = 2**31 - 1  # a token count past this is no trace's (the longest context windows are ~10 million)
 # A trace spanning more than a year is far more likely milliseconds read as seconds than a year of
 # requests; the hint names the next finer unit.
 MAX_SPAN_S = 366 * 86400.0
@@ -198,6 +199,12 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
         if values.isna().any() or (values < 0).any():
             row = _first((values.isna() | (values < 0)).to_numpy())
             raise WorkloadError(f"trace {path.name}: column {col!r} has a negative or missing token count at row {row}")
+        # Past any context window by far, and past what the simulation's integers hold (inf cast to
+        # an integer is garbage, not an error: it crashed the compiled simulation).
+        if (values > MAX_TOKENS).any():
+            row = _first((values > MAX_TOKENS).to_numpy())
+            raise WorkloadError(f"trace {path.name}: column {col!r} has a token count of {values.iloc[row]:g} at row "
+                                f"{row}, more than {MAX_TOKENS:,} (no model reads that many)")
         tokens[col] = values.to_numpy(int)
     # Sorted rather than refused: exports merged from several servers interleave, and the order
     # within equal times is kept.

@@ -42,6 +42,29 @@ def test_units_and_time_zones(tmp_path):
         grid.from_csv(path, "t", "lb", units="kg_per_kwh")  # 1,000,000 g/kWh is no grid
 
 
+def test_local_times_through_a_clock_change_are_told_apart_or_refused(tmp_path):
+    # New York: on 2022-11-06 the clock shows 01:00 twice (EDT, then EST); on 2022-03-13 it skips 02:00.
+    path = tmp_path / "g.csv"
+    path.write_text("t,ci\n2022-11-06 00:00,100\n2022-11-06 01:00,110\n2022-11-06 01:00,120\n2022-11-06 02:00,130\n")
+    series = grid.from_csv(path, "t", "ci", timezone="America/New_York")
+    assert series.start_utc == pd.Timestamp("2022-11-06 04:00", tz="UTC")
+    assert series.g_per_kwh.tolist() == [100, 110, 120, 130] and series.gaps_filled == 0  # four hours, in order
+    path.write_text("t,ci\n2022-03-13 01:00,100\n2022-03-13 02:00,110\n2022-03-13 03:00,120\n")
+    with pytest.raises(grid.GridError, match="grid.timezone=America/New_York.*2022-03-13 02:00:00 is a nonexistent"):
+        grid.from_csv(path, "t", "ci", timezone="America/New_York")
+
+
+def test_a_time_given_twice_is_kept_once_if_its_rows_agree_and_refused_if_not(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n2022-01-01 01:00,200\n")
+    assert grid.from_csv(path).g_per_kwh.tolist() == [100, 200]
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n"
+                    "2022-01-01 00:00+00:00,999\n")
+    with pytest.raises(grid.GridError, match=r"1 time\(s\) given twice with different values, e.g. 2022-01-01 "
+                                             r"00:00:00\+00:00 \(100, 999\)"):
+        grid.from_csv(path)
+
+
 def test_bad_grid_files_are_refused(tmp_path):
     path = tmp_path / "g.csv"
     path.write_text("when,value\n2022-01-01,1\n")

@@ -133,6 +133,9 @@ def test_header_only_parquet_has_no_requests(tmp_path):
 @pytest.mark.parametrize("rows, header, match", [
     (["0,10,5"], "time,prompt,out", r"lacks column\(s\)"),
     (["0,10,5", "1,-3,5"], None, "negative or missing token count at row 1"),
+    # An infinite count cast to an integer is garbage: it crashed the compiled simulation (a segfault).
+    (["0,10,5", "1,inf,5"], None, r"column 'ContextTokens' has a token count of inf at row 1, more than 2,147,483,647"),
+    (["0,10,5", "1,10,3e12"], None, r"column 'GeneratedTokens' has a token count of 3e\+12 at row 1"),
     # A NaN time used to pass and hang the simulation.
     (["0,10,5", "1,10,5", ",10,5"], None, r"missing time in column 'TIMESTAMP' at row 2"),
     (["2023-11-16 18:15:46,10,5", ",10,5"], None, r"missing time in column 'TIMESTAMP' at row 1"),

@@ -26,6 +26,20 @@ def _numbers(column: pd.Series, name: str, path: Path) -> pd.Series:
     return values.astype(float)
 
 
+def _utc_index(times: pd.Series, timezone: str | None, path: Path) -> pd.DatetimeIndex:
+    """The times in UTC. Naive ones are in `timezone` (default UTC), localised as one sequence so
+    that the hour a clock change repeats is told apart by its order (first the summer one); an
+    hour the clock change skips, or a repeat out of order, is refused rather than guessed."""
+    try:
+        if all(t.tzinfo is None for t in times):
+            return pd.DatetimeIndex(times).tz_localize(timezone or "UTC", ambiguous="infer").tz_convert("UTC")
+        return pd.DatetimeIndex([to_utc(t, timezone) for t in times])
+    except ValueError as err:  # pandas' ambiguous and nonexistent time errors are ValueErrors
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise GridError(f"grid file {path}: local times that grid.timezone={timezone}'s clock changes make ambiguous "
+                        f"or nonexistent ({first_line}); give the times in UTC or with their offset") from None
+
+
 def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column: str = "intensity_g_per_kwh",
              units: str = "g_per_kwh", timezone: str | None = None, label: str | None = None,
              max_gap_h: int = 24) -> Intensity:
@@ -52,13 +66,23 @@ def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column:
     if missing:
         raise GridError(f"grid file {path} lacks column(s) {missing}; it has {list(df.columns)} "
                         f"(set grid.time_column / grid.intensity_column)")
-    times = pd.to_datetime(df[time_column], utc=False, errors="coerce", format="mixed")
+    try:
+        times = pd.to_datetime(df[time_column], utc=False, errors="coerce", format="mixed")
+    except ValueError:  # times with and without an offset in one column: each read as it is
+        times = pd.Series([pd.to_datetime(cell, errors="coerce") for cell in df[time_column]], dtype=object)
     if times.isna().any():
         raise GridError(f"grid file {path}: {int(times.isna().sum())} unparseable times in column {time_column!r}")
-    times = pd.DatetimeIndex([to_utc(t, timezone) for t in times])
+    times = _utc_index(times, timezone, path)
     values = _numbers(df[intensity_column], intensity_column, path) * UNITS[units]
-    series = pd.Series(values.to_numpy(), index=times).sort_index()
-    series = series[~series.index.duplicated(keep="first")]
+    series = pd.Series(values.to_numpy(), index=times).sort_index(kind="stable")
+    repeated = series.index.duplicated(keep=False)
+    if repeated.any():  # the same hour twice: kept once if the rows agree, refused if they do not
+        differ = series[repeated].groupby(level=0).nunique() > 1
+        if differ.any():
+            when = differ[differ].index[0]
+            raise GridError(f"grid file {path}: {int(differ.sum())} time(s) given twice with different values, e.g. "
+                            f"{when} ({', '.join(f'{v:g}' for v in series[when])}); keep one row per time")
+        series = series[~series.index.duplicated(keep="first")]
     bad = series[(series < 0) | (series > MAX_PLAUSIBLE_G_PER_KWH)]
     if len(bad):
         raise GridError(f"grid file {path}: {len(bad)} values outside 0-{MAX_PLAUSIBLE_G_PER_KWH:g} g/kWh after "
