@@ -42,6 +42,14 @@ def test_units_and_time_zones(tmp_path):
         grid.from_csv(path, "t", "lb", units="kg_per_kwh")  # 1,000,000 g/kWh is no grid
 
 
+def test_a_period_past_the_series_says_where_it_starts_and_ends(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n")
+    with pytest.raises(grid.GridError, match=r"covers 2022-01-01 00:00:00\+00:00 to 2022-01-01 02:00:00\+00:00; "
+                                             r"3 h from 2022-01-01 00:00:00\+00:00 is outside it"):
+        grid.from_csv(path).window(None, 3)
+
+
 def test_local_times_through_a_clock_change_are_told_apart_or_refused(tmp_path):
     # New York: on 2022-11-06 the clock shows 01:00 twice (EDT, then EST); on 2022-03-13 it skips 02:00.
     path = tmp_path / "g.csv"

@@ -30,7 +30,8 @@ class Intensity:
         first = 0 if start is None else int((to_utc(pd.Timestamp(start)) - self.start_utc) / pd.Timedelta(hours=1))
         if first < 0 or first + hours > len(self.g_per_kwh):
             end = self.start_utc + pd.Timedelta(hours=len(self.g_per_kwh))
-            raise GridError(f"grid {self.label} covers {self.start_utc} to {end}; {hours} h from {start} is outside it")
+            raise GridError(f"grid {self.label} covers {self.start_utc} to {end}; {hours} h from "
+                            f"{self.start_utc if start is None else start} is outside it")
         return Intensity(self.g_per_kwh[first:first + hours].copy(), self.start_utc + pd.Timedelta(hours=first),
                          self.label, self.gaps_filled, self.scope)
 
