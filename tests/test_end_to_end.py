@@ -62,7 +62,7 @@ def test_a_sweep_killed_mid_way_twice_resumes_without_loss_or_duplicates(tmp_pat
         proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while len(point_files(tmp_path)) <= len(measured) and time.monotonic() < deadline:
+        while len(point_files(tmp_path)) <= len(measured) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert len(point_files(tmp_path)) > len(measured), f"no new point before the deadline ({sig.name})"
         proc.send_signal(sig)

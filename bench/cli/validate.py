@@ -86,6 +86,7 @@ def validate(cfg: BenchConf) -> None:
         if cfg.profile not in available(cfg.profiles_dir):
             raise ConfigError("profile", cfg.profile, f"no such profile in {cfg.profiles_dir}; available: "
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
+    _grid_scope(cfg)
     if cfg.task == "plan":
         validate_plan(cfg)
     if cfg.task == "validate":
@@ -214,6 +215,19 @@ def _check_clocks_supported(cfg: BenchConf) -> None:
         raise ConfigError(f"gpu.clocks.{err.field}", err.value, f"not supported by this GPU; valid: {err.valid}") from None
 
 
+def _grid_scope(cfg: BenchConf) -> None:
+    """`grid.scope`, for every task (a measurement's closing carbon estimate reads the grid too)."""
+    g = cfg.grid
+    if g.scope is None:
+        return
+    from bench.carbon.inputs import grid
+
+    _choice("grid.scope", g.scope, tuple(grid.SCOPES))
+    if g.source in grid.SOURCES and g.source not in grid.SCOPE_STATED:  # (an unknown source is refused as itself)
+        raise ConfigError("grid.scope", g.scope, f"applies to grid={', '.join(grid.SCOPE_STATED)} (the shipped "
+                          f"{g.source} series counts direct emissions)")
+
+
 def validate_plan(cfg: BenchConf) -> None:
     """task=plan inputs, including the grid and trace files (read here so bad ones fail first)."""
     from bench.carbon import serving
@@ -296,11 +310,6 @@ def validate_plan(cfg: BenchConf) -> None:
         workload.fit_to_context(workload.from_config(w), serving.preset(p.model).context_tokens, w.over_context)
     except workload.WorkloadError as err:
         raise ConfigError("workload", w.path or "default trace", str(err)) from None
-    if cfg.grid.scope is not None:
-        _choice("grid.scope", cfg.grid.scope, tuple(grid.SCOPES))
-        if cfg.grid.source not in grid.SCOPE_STATED:
-            raise ConfigError("grid.scope", cfg.grid.scope, f"applies to grid={', '.join(grid.SCOPE_STATED)} (the "
-                              f"shipped {cfg.grid.source} series counts direct emissions)")
     try:
         grid.from_config(cfg.grid, p.hours)
     except grid.GridError as err:

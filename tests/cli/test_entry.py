@@ -79,6 +79,14 @@ def test_a_command_composes_its_config_once_before_its_jobs(tmp_path, monkeypatc
     ran = run_cli(*SMALL, "sweep=none", "batch_size=1,2", f"results_dir={tmp_path}")
     assert ran.code == 2 and ran.stderr.startswith("bench: Ambiguous value for argument 'batch_size=1,2'")
     assert ran.stderr.count("\n") == 1 and not (tmp_path / "points").exists()
+    # The multirun's own check of its sweep overrides still runs on the handed-over config; a
+    # config that does not compose costs no more compositions than Hydra makes.
+    modes.clear()
+    ran = run_cli(*SMALL, "-m", "hydra.verbose=true,false", f"results_dir={tmp_path}")
+    assert ran.code == 2 and ran.stderr.startswith("bench: Sweeping over Hydra's configuration is not supported")
+    modes.clear()
+    ran = run_cli(*SMALL, "nosuch=1", f"results_dir={tmp_path}")
+    assert ran.code == 2 and ran.stderr.startswith("bench: unknown setting nosuch") and len(modes) == 2, modes
 
 
 def test_unknown_setting_and_unparsable_override_are_one_line(tmp_path):

@@ -74,8 +74,10 @@ def test_a_bad_grid_file_is_one_line_and_exit_2(tmp_path, content, says):
     (["grid.scope=lifecycle"], "bench: invalid grid.scope='lifecycle': applies to grid=constant, country, csv"),
 ])
 def test_a_grid_scope_that_cannot_hold_is_one_line_and_exit_2(tmp_path, overrides, says):
-    results = tmp_path / "results"
-    assert one_line_exit_2(run_cli("task=plan", *overrides, f"results_dir={results}"), results).startswith(says)
+    # For every task: a measurement's closing carbon estimate reads the grid too.
+    for task in ("plan", "measure"):
+        results = tmp_path / task
+        assert one_line_exit_2(run_cli(f"task={task}", *overrides, f"results_dir={results}"), results).startswith(says)
 
 
 def test_a_validation_file_vllm_could_not_have_run_on_the_plans_model_is_one_line(tmp_path):

@@ -25,7 +25,7 @@ FLEET_TARGET = milp.MIP_GAP / 2  # fleets whose bound is within this share of th
 FLEET_BUDGET_S = 40.0  # the whole search's time, after which the fleets left keep the floor's bound
 FLEET_MIN_S = 5.0  # the least it gets where its plan's budget is spent (it must find a plan)
 FLEET_LIMIT_S = 10.0  # each fixed-fleet solve's time limit (its dual bound then still bounds the fleet)
-FLEET_SOLVE_MIN_S = 2.0  # the least time a fixed-fleet solve gets (as a block of `blocks.py`)
+FLEET_SOLVE_MIN_S = 2.0  # the least time a fixed-fleet solve gets: a block's (`blocks.BLOCK_MIN_S`), kept equal
 
 
 def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,

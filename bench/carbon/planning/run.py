@@ -467,8 +467,10 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     for other in others:
         if not other.feasible or not _within_levers(other.pillars, plan.pillars):
             continue
-        if other.offline_cpu.sum() > 0 and other.pillars.reduce != plan.pillars.reduce:
-            continue  # its CPU schedule was sized for another host
+        # Its CPU schedule was sized for another host (under half a request in all is the LP's
+        # residue, ~1e-5, not a schedule).
+        if other.offline_cpu.sum() >= 0.5 and other.pillars.reduce != plan.pillars.reduce:
+            continue
         counted = dataclasses.replace(other, pillars=plan.pillars, notes=list(other.notes))
         account(counted, counted.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
         if getattr(counted, metric) < best_value * (1 - 1e-6) - 1e-12:  # better, not float noise

@@ -108,6 +108,10 @@ def test_grid_from_config_for_every_source(tmp_path):
     ("Carbon Intensity gCO2eq/kWh (LCA)", "lifecycle emissions"),  # Electricity Maps' export names
     ("Carbon Intensity gCO2eq/kWh (direct)", "direct emissions"),
     ("lifecycle_g_per_kwh", "lifecycle emissions"),
+    ("direct_g_per_kwh", "direct emissions"),
+    ("carbon_intensity_direct", "direct emissions"),
+    ("lca_g_per_kwh", "lifecycle emissions"),
+    ("life-cycle intensity", "lifecycle emissions"),
     ("intensity", "unstated"),
     ("direct and LCA", "unstated"),  # says both: neither is taken
     ("indirect_share", "unstated"),  # a word that only contains "direct"

@@ -98,7 +98,9 @@ def with_scope(series: Intensity, g: GridConf) -> Intensity:
         return dataclasses.replace(series, scope=f"{SCOPES[g.scope]} (as grid.scope states)")
     if g.source == "csv":
         name = g.intensity_column.lower()
-        said = [scope for scope, pattern in (("direct", r"\bdirect\b"), ("lifecycle", r"\blca\b|life ?cycle"))
+        # Whole words, "_" and "-" separating them as spaces do ("indirect" is not "direct").
+        said = [scope for scope, pattern in (("direct", r"(?<![a-z])direct(?![a-z])"),
+                                             ("lifecycle", r"(?<![a-z])(lca|life[ _-]?cycle)(?![a-z])"))
                 if re.search(pattern, name)]
         if len(said) == 1:
             return dataclasses.replace(series, scope=f"{SCOPES[said[0]]} (read from its column's name, "
