@@ -2,8 +2,8 @@
 
 The default is the Azure LLM inference trace 2023 (conversation, one hour, 19,366 requests;
 CC-BY-4.0, "Azure LLM inference trace 2023, Microsoft"), shipped in `data/`. Any trace with those
-three columns works (names configurable), read by its suffix: `.csv`, `.jsonl` or `.json` (JSON
-lines, one object per request) or `.parquet`. Times are datetimes (ISO strings, with or without a
+three columns works (names configurable), read by its suffix: `.csv`, `.jsonl` (JSON lines, one
+object per request), `.json` (one array of request objects, or JSON lines) or `.parquet`. Times are datetimes (ISO strings, with or without a
 zone; zones are honoured) or numbers in `workload.time_unit` (s, ms or us); arrivals out of order
 are sorted and counted. A share of the requests is marked offline (batch work with a deadline,
 EcoServe's default 55%), chosen at random with a seed. Rows in messages count data rows from 0.
@@ -32,7 +32,7 @@ FINER_UNIT = {"s": "ms", "ms": "us"}
 class WorkloadConf:
     """`workload.*`: the request trace, how to read it, and its offline share."""
 
-    path: Optional[str] = None  # default: the shipped Azure conversation trace; .csv, .jsonl/.json, .parquet
+    path: Optional[str] = None  # default: the shipped Azure conversation trace; .csv, .jsonl, .json, .parquet
     time_column: str = "TIMESTAMP"
     prompt_column: str = "ContextTokens"
     output_column: str = "GeneratedTokens"
@@ -89,10 +89,29 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _read_json(path: Path) -> pd.DataFrame:
+    """A `.json` trace: one array of request objects (as `json.dump` of a list writes it, on one
+    line or many), or JSON lines."""
+    with path.open(encoding="utf-8", errors="replace") as text:
+        head = text.read(4096).lstrip()
+    if not head.startswith("["):
+        return _read_json_lines(path)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as err:
+        raise WorkloadError(f"trace {path.name} is not JSON ({err.msg} at line {err.lineno}); a .json trace is one "
+                            f"array of request objects or one object per line") from None
+    bad = next((i for i, record in enumerate(records) if not isinstance(record, dict)), None)
+    if bad is not None:
+        raise WorkloadError(f"trace {path.name}: element {bad} of its array is a JSON {type(records[bad]).__name__}, "
+                            f"not an object (one per request)")
+    return pd.DataFrame.from_records(records)
+
+
 READERS: dict[str, tuple[str, Callable[[Path], pd.DataFrame]]] = {
     ".csv": ("CSV", pd.read_csv),
     ".jsonl": ("JSON lines", _read_json_lines),
-    ".json": ("JSON lines", _read_json_lines),
+    ".json": ("JSON", _read_json),
     ".parquet": ("Parquet", pd.read_parquet),
 }
 
@@ -172,7 +191,8 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
     """A trace from a file, arrivals sorted (stable; the label counts any that were not).
 
     Args:
-        path: a .csv, .jsonl/.json (JSON lines) or .parquet file; None: the shipped Azure trace.
+        path: a .csv, .jsonl (JSON lines), .json (an array of objects, or JSON lines) or .parquet
+            file; None: the shipped Azure trace.
         time_column, prompt_column, output_column: the columns to read.
         offline_share: share of requests marked offline, in [0, 1).
         seed: for choosing the offline requests.

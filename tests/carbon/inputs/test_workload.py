@@ -52,7 +52,8 @@ def test_every_format_reads_the_same_trace(tmp_path):
     frame.to_parquet(tmp_path / "t.parquet")
     write_jsonl(tmp_path, frame.to_dict("records"), "t.jsonl")
     write_jsonl(tmp_path, frame.to_dict("records"), "t.JSON")
-    for name in ("t.csv", "t.parquet", "t.jsonl", "t.JSON"):
+    (tmp_path / "t.json").write_text(json.dumps(frame.to_dict("records"), indent=1))  # one array, over many lines
+    for name in ("t.csv", "t.parquet", "t.jsonl", "t.JSON", "t.json"):
         w = workload.load(tmp_path / name, time_unit="ms")
         assert w.arrival_s.tolist() == [0.0, 0.25, 1.0, 144_000.0], name
         assert w.prompt.tolist() == [10, 20, 30, 40] and w.output.tolist() == [1, 2, 3, 4]
@@ -102,7 +103,7 @@ def test_one_request_with_no_offline_share(tmp_path):
 
 @pytest.mark.parametrize("name, content, match", [
     ("trace.txt", "TIMESTAMP\n0\n", r"workload.path=.*trace.txt.*unknown format '.txt'; readable: .csv \(CSV\), "
-                                    r".jsonl \(JSON lines\), .json \(JSON lines\), .parquet \(Parquet\)"),
+                                    r".jsonl \(JSON lines\), .json \(JSON\), .parquet \(Parquet\)"),
     ("trace", "", r"unknown format '\(no suffix\)'"),
     ("trace.csv", "", r"^trace trace.csv has no requests \(the file is empty\)$"),
     ("trace.jsonl", "", "has no requests"),
@@ -112,7 +113,11 @@ def test_one_request_with_no_offline_share(tmp_path):
     ("trace.jsonl", "\n\n", "has no requests"),
     ("trace.jsonl", '{"TIMESTAMP": 0, "ContextTokens": 1, "GeneratedTokens": 1}\n{"TIMESTAMP": 1, Context\n',
      r"^trace trace.jsonl: line 2 is not JSON \(Expecting property name"),
-    ("trace.json", '[{"TIMESTAMP": 0}]\n', r"line 1 is a JSON list, not an object"),
+    ("trace.jsonl", '[{"TIMESTAMP": 0}]\n', r"line 1 is a JSON list, not an object"),
+    ("trace.json", '[{"TIMESTAMP": 0, "ContextTokens": 1, "GeneratedTokens": 1}, 3]', r"element 1 of its array is a JSON "
+                                                                                      r"int, not an object"),
+    ("trace.json", '[{"TIMESTAMP": 0},\n', r"^trace trace.json is not JSON \(Expecting value at line 2\)"),
+    ("trace.json", "[]", "has no requests"),
     ("trace.parquet", "not parquet at all", r"^trace trace.parquet is not readable as Parquet: "),
     ("trace.csv", HEADER + "\n0,1,1\n1,2,3,4,5\n", r"not readable as CSV: Error tokenizing data"),
 ])
