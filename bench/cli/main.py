@@ -24,7 +24,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from bench.carbon.planning.errors import PlanError  # noqa: E402
-from bench.cli import compose_once  # noqa: E402
+from bench.cli import composing  # noqa: E402
 from bench.cli.errors import PointFailed, hydra_error_line, is_hydra_input_error  # noqa: E402
 from bench.cli.schema import to_typed  # noqa: E402
 from bench.cli.store import register_configs  # noqa: E402
@@ -38,7 +38,7 @@ from bench.profile.build import ProfileError  # noqa: E402
 from bench.tasks import TASKS  # noqa: E402
 
 register_configs()
-compose_once.install()
+composing.install()
 
 # Refusals a user can act on: one line and exit status 3, not a traceback (2 is a bad config).
 REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterFault, MeterUnavailable, ProfileError, PlanError)

@@ -56,7 +56,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, overrides, f
 
 def test_a_command_composes_its_config_once_before_its_jobs(tmp_path, monkeypatch):
     # Hydra composes the primary config to read `hydra.mode` and again for the multirun: the second
-    # is handed the first (bench.cli.compose_once). A sweep of one bad job: the primary config once,
+    # is handed the first (bench.cli.composing). A sweep of one bad job: the primary config once,
     # the job once (it was three).
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
@@ -87,6 +87,30 @@ def test_a_command_composes_its_config_once_before_its_jobs(tmp_path, monkeypatc
     modes.clear()
     ran = run_cli(*SMALL, "nosuch=1", f"results_dir={tmp_path}")
     assert ran.code == 2 and ran.stderr.startswith("bench: unknown setting nosuch") and len(modes) == 2, modes
+
+
+def test_compositions_share_the_config_store_and_leave_it_as_registered(tmp_path):
+    # Hydra deep-copies its config repository at every composition; the ConfigStore in it is
+    # shared instead (bench.cli.composing), which holds only while composing never changes it:
+    # overrides of values a stored node sets (an architecture preset's, a kernel option's) leave
+    # the stored nodes as registered, and the next composition sees them so.
+    import copy
+
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    store = ConfigStore.instance()
+    run_cli(*SMALL, "batch_size=0", f"results_dir={tmp_path}")  # (installs it, as every command does)
+    assert copy.deepcopy(store) is store
+    nodes = ("arch/llama3_8b.yaml", "kernel/decode.torch.yaml")
+    before = [OmegaConf.to_container(store.load(n).node) for n in nodes]
+    ran = run_cli("arch=llama3_8b", "heads=8", "kv_heads=8", "kernel=decode.torch", "kernel.target=x:y",
+                  f"results_dir={tmp_path}")
+    assert ran.code == 2 and ran.stderr.startswith("bench: invalid kernel.target='x:y'")
+    assert [OmegaConf.to_container(store.load(n).node) for n in nodes] == before
+    shown = run_cli("--cfg", "job", "arch=llama3_8b", "kernel=decode.torch", f"results_dir={tmp_path}")
+    job = OmegaConf.create(shown.stdout)
+    assert shown.code == 0 and (job.heads, job.kv_heads, job.kernel.target) == (32, 8, None)
 
 
 def test_unknown_setting_and_unparsable_override_are_one_line(tmp_path):
