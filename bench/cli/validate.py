@@ -217,15 +217,13 @@ def _check_clocks_supported(cfg: BenchConf) -> None:
 
 def _grid_scope(cfg: BenchConf) -> None:
     """`grid.scope`, for every task (a measurement's closing carbon estimate reads the grid too)."""
-    g = cfg.grid
-    if g.scope is None:
+    if cfg.grid.scope is None:
         return
     from bench.carbon.inputs import grid
 
-    _choice("grid.scope", g.scope, tuple(grid.SCOPES))
-    if g.source in grid.SOURCES and g.source not in grid.SCOPE_STATED:  # (an unknown source is refused as itself)
-        raise ConfigError("grid.scope", g.scope, f"applies to grid={', '.join(grid.SCOPE_STATED)} (the shipped "
-                          f"{g.source} series counts direct emissions)")
+    problem = grid.scope_problem(cfg.grid)
+    if problem:
+        raise ConfigError("grid.scope", cfg.grid.scope, problem)
 
 
 def validate_plan(cfg: BenchConf) -> None:

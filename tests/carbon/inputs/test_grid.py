@@ -138,7 +138,8 @@ def test_a_scope_is_stated_only_for_a_series_that_does_not_state_its_own():
     with pytest.raises(grid.GridError, match="grid.scope='total': choose one of direct, lifecycle"):
         grid.from_config(SimpleNamespace(**{**vars(g), "scope": "total"}), 3)
     shipped = SimpleNamespace(source="ciso_2022", start=None, scope="lifecycle")
-    with pytest.raises(grid.GridError, match="grid.scope applies to grid=constant, country, csv;.*direct emissions"):
+    with pytest.raises(grid.GridError, match=r"grid.scope='lifecycle': applies to grid=constant, country, csv \(the shipped "
+                                              r"ciso_2022 series counts direct emissions\)"):
         grid.from_config(shipped, 3)
     assert grid.from_config(SimpleNamespace(source="ciso_2022", start=None, scope=None), 3).scope.startswith("direct")
 

@@ -26,7 +26,7 @@ from bench.carbon.inputs.grid.intensity import MAX_PLAUSIBLE_G_PER_KWH, GridErro
 from bench.carbon.inputs.grid.shipped import TRACES, trace
 
 __all__ = ["GridConf", "GridError", "GridSource", "Intensity", "MAX_PLAUSIBLE_G_PER_KWH", "SCOPES", "SOURCES", "TRACES",
-           "UNITS", "constant", "country", "from_config", "from_csv", "trace"]
+           "UNITS", "constant", "country", "from_config", "from_csv", "scope_problem", "trace"]
 
 # What a series may be said to count (`grid.scope`), as the report words it.
 SCOPES = {"direct": "direct emissions (combustion only; no lifecycle share)",
@@ -86,15 +86,25 @@ def from_config(g: GridConf, hours: int) -> Intensity:
     return with_scope(source.load(g).window(g.start, hours), g)
 
 
+def scope_problem(g: GridConf) -> str | None:
+    """Why `grid.scope` cannot be taken as given (None: it can, or it is unset). The one rule, read
+    by the config's validation (before any work) and by `with_scope`."""
+    if g.scope is None:
+        return None
+    if g.scope not in SCOPES:
+        return f"choose one of {', '.join(SCOPES)}"
+    if g.source in SOURCES and g.source not in SCOPE_STATED:  # (an unknown source is refused as itself)
+        return f"applies to grid={', '.join(SCOPE_STATED)} (the shipped {g.source} series counts direct emissions)"
+    return None
+
+
 def with_scope(series: Intensity, g: GridConf) -> Intensity:
     """`series` saying what it counts: as `grid.scope` states it, or for a csv as its intensity
     column's name says (where it says one of them only)."""
+    problem = scope_problem(g)
+    if problem:
+        raise GridError(f"grid.scope={g.scope!r}: {problem}")
     if g.scope is not None:
-        if g.scope not in SCOPES:
-            raise GridError(f"grid.scope={g.scope!r}: choose one of {', '.join(SCOPES)}")
-        if g.source not in SCOPE_STATED:
-            raise GridError(f"grid.scope applies to grid={', '.join(SCOPE_STATED)}; {series.label} states its own "
-                            f"({series.scope})")
         return dataclasses.replace(series, scope=f"{SCOPES[g.scope]} (as grid.scope states)")
     if g.source == "csv":
         name = g.intensity_column.lower()
