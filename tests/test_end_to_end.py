@@ -64,6 +64,9 @@ def test_a_sweep_killed_mid_way_twice_resumes_without_loss_or_duplicates(tmp_pat
         deadline = time.monotonic() + 120
         while len(point_files(tmp_path)) <= len(measured) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
+        if proc.poll() is not None:  # it ended on its own: say how
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before it could be killed ({sig.name}): "
+                                 f"{proc.communicate()[1][-2000:]}")
         assert len(point_files(tmp_path)) > len(measured), f"no new point before the deadline ({sig.name})"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)

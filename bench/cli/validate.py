@@ -86,7 +86,7 @@ def validate(cfg: BenchConf) -> None:
         if cfg.profile not in available(cfg.profiles_dir):
             raise ConfigError("profile", cfg.profile, f"no such profile in {cfg.profiles_dir}; available: "
                               f"{', '.join(available(cfg.profiles_dir)) or 'none'}")
-    _grid_scope(cfg)
+    _grid_settings(cfg)
     if cfg.task == "plan":
         validate_plan(cfg)
     if cfg.task == "validate":
@@ -215,8 +215,17 @@ def _check_clocks_supported(cfg: BenchConf) -> None:
         raise ConfigError(f"gpu.clocks.{err.field}", err.value, f"not supported by this GPU; valid: {err.valid}") from None
 
 
-def _grid_scope(cfg: BenchConf) -> None:
-    """`grid.scope`, for every task (a measurement's closing carbon estimate reads the grid too)."""
+def _grid_settings(cfg: BenchConf) -> None:
+    """`grid.scope` and `grid.timezone`, for every task (a measurement's closing carbon estimate
+    reads the grid too); the files themselves are read where a task plans with them."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if cfg.grid.timezone is not None:
+        try:
+            ZoneInfo(cfg.grid.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError("grid.timezone", cfg.grid.timezone, "is not a time zone (e.g. America/New_York, "
+                              "Europe/Paris)") from None
     if cfg.grid.scope is None:
         return
     from bench.carbon.inputs import grid

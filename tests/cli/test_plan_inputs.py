@@ -72,8 +72,9 @@ def test_a_bad_grid_file_is_one_line_and_exit_2(tmp_path, content, says):
 @pytest.mark.parametrize("overrides, says", [
     (["grid.scope=total"], "bench: invalid grid.scope='total': choose one of direct, lifecycle"),
     (["grid.scope=lifecycle"], "bench: invalid grid.scope='lifecycle': applies to grid=constant, country, csv"),
+    (["grid.timezone=Mars/Olympus"], "bench: invalid grid.timezone='Mars/Olympus': is not a time zone"),
 ])
-def test_a_grid_scope_that_cannot_hold_is_one_line_and_exit_2(tmp_path, overrides, says):
+def test_a_grid_setting_that_cannot_hold_is_one_line_and_exit_2(tmp_path, overrides, says):
     # For every task: a measurement's closing carbon estimate reads the grid too.
     for task in ("plan", "measure"):
         results = tmp_path / task

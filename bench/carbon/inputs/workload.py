@@ -73,37 +73,43 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
     # json per line rather than pd.read_json: its date inference reads a numeric "timestamp" column
     # as epoch times whatever workload.time_unit says, and its errors name no line.
     records = []
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    with path.open(encoding="utf-8-sig", errors="replace") as lines:  # (-sig: a byte-order mark is no JSON)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise WorkloadError(f"trace {path.name}: line {number} is not JSON ({err.msg}); .jsonl/.json "
-                                    f"traces need one JSON object per line") from None
+            except (json.JSONDecodeError, RecursionError) as err:
+                why = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deep"
+                raise WorkloadError(f"trace {path.name}: line {number} is not JSON ({why}); a JSON-lines trace "
+                                    f"needs one JSON object per line") from None
             if not isinstance(record, dict):
-                raise WorkloadError(f"trace {path.name}: line {number} is a JSON {type(record).__name__}, not an "
-                                    f"object; .jsonl/.json traces need one JSON object per line")
+                raise WorkloadError(f"trace {path.name}: line {number} is a JSON {_json_type(record)}, not an "
+                                    f"object; a JSON-lines trace needs one JSON object per line")
             records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def _json_type(value) -> str:
+    """A parsed JSON value's type as JSON names it."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def _read_json(path: Path) -> pd.DataFrame:
     """A `.json` trace: one array of request objects (as `json.dump` of a list writes it, on one
     line or many), or JSON lines."""
-    with path.open(encoding="utf-8", errors="replace") as text:
-        head = text.read(4096).lstrip()
-    if not head.startswith("["):
+    content = path.read_text(encoding="utf-8-sig", errors="replace")
+    if not content.lstrip().startswith("["):
         return _read_json_lines(path)
     try:
-        records = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except json.JSONDecodeError as err:
-        raise WorkloadError(f"trace {path.name} is not JSON ({err.msg} at line {err.lineno}); a .json trace is one "
-                            f"array of request objects or one object per line") from None
+        records = json.loads(content)
+    except (json.JSONDecodeError, RecursionError) as err:
+        why = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "nested too deep"
+        raise WorkloadError(f"trace {path.name} is not JSON ({why}); a .json trace is one array of request "
+                            f"objects or one object per line") from None
     bad = next((i for i, record in enumerate(records) if not isinstance(record, dict)), None)
     if bad is not None:
-        raise WorkloadError(f"trace {path.name}: element {bad} of its array is a JSON {type(records[bad]).__name__}, "
+        raise WorkloadError(f"trace {path.name}: element {bad} of its array is a JSON {_json_type(records[bad])}, "
                             f"not an object (one per request)")
     return pd.DataFrame.from_records(records)
 
@@ -212,6 +218,12 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
     if missing:
         raise WorkloadError(f"trace {path.name} lacks column(s) {missing}; it has {list(df.columns)} "
                             f"(set workload.time_column / prompt_column / output_column)")
+    for col in (time_column, prompt_column, output_column):  # (a JSON trace's cells may be arrays or objects)
+        nested = df[col].map(lambda v: isinstance(v, (list, dict))).to_numpy()
+        if nested.any():
+            row = _first(nested)
+            raise WorkloadError(f"trace {path.name}: column {col!r} holds a JSON {_json_type(df[col].iloc[row])} at "
+                                f"row {row}, not a single value (one request per row or object)")
     seconds = _arrival_s(df[time_column].reset_index(drop=True), time_column, time_unit, path.name)
     tokens = {}
     for col in (prompt_column, output_column):
@@ -219,8 +231,8 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
         if values.isna().any() or (values < 0).any():
             row = _first((values.isna() | (values < 0)).to_numpy())
             raise WorkloadError(f"trace {path.name}: column {col!r} has a negative or missing token count at row {row}")
-        # Past any context window by far, and past what the simulation's integers hold (inf cast to
-        # an integer is garbage, not an error: it crashed the compiled simulation).
+        # Past any context window by far (inf cast to an integer is garbage, not an error: it passed
+        # the context check and crashed the compiled simulation).
         if (values > MAX_TOKENS).any():
             row = _first((values > MAX_TOKENS).to_numpy())
             raise WorkloadError(f"trace {path.name}: column {col!r} has a token count of {values.iloc[row]:g} at row "

@@ -17,6 +17,7 @@ from bench.carbon.planning import accounting  # noqa: E402
 from bench.carbon.planning.baselines import BASELINES  # noqa: E402
 from bench.carbon.planning.pillars import host_for  # noqa: E402
 from bench.carbon.planning.run import PlanRun, replica_gpus  # noqa: E402
+from bench.carbon.planning.setting import offline_on_cpus  # noqa: E402
 from bench.common.files import atomic_save_figure as _save  # noqa: E402
 from bench.common.markdown import table as table_md  # noqa: E402
 
@@ -57,7 +58,7 @@ def plans_table(run: PlanRun) -> pd.DataFrame:
                      "worst hour": p.worst_hour_attainment, "worst replica": p.worst_replica_attainment,
                      f"TTFT p50/p{q:g} s": f"{p.latency.get('ttft_p50_s', float('nan')):.3g}/{p.latency.get('ttft_tail_s', float('nan')):.3g}",
                      f"{metric} p50/p{q:g} s": f"{p.latency.get('tpot_p50_s', float('nan')):.3g}/{p.latency.get('tpot_tail_s', float('nan')):.3g}",
-                     "offline on CPU": round(float(p.offline_cpu.sum())),  # requests (the LP leaves residues of 1e-5)
+                     "offline on CPU": round(offline_on_cpus(p)),  # requests
                      "solver gap": "-" if np.isnan(p.solver_gap) else f"{p.solver_gap:.2%}" + (" (time limit)" if p.solver_hit_time_limit else "")})
     return pd.DataFrame(rows)
 
@@ -91,7 +92,7 @@ def reuse_lines(run: PlanRun) -> list[str]:
         return []
     e_gpu = min(c.dynamic_j_per_request for c in used)
     methods = ", ".join(run.inputs.cpu_profile.meta.get("energy_methods", [])) or "unknown"
-    served = float(carbon.offline_cpu.sum())
+    served = offline_on_cpus(carbon)
     return [f"- Reuse: host CPUs spend {host.dynamic_j_per_request:.4g} J per offline request ({methods}; "
             f"{host.requests_per_hour:.4g} requests/h per node), the chosen GPUs {e_gpu:.4g} J: Reuse wins below "
             f"{e_gpu:.4g} J per request, {e_gpu / host.dynamic_j_per_request:.2g}x the host figure; the plan puts "

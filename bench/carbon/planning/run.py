@@ -22,7 +22,7 @@ from bench.carbon.planning.errors import PlanError
 from bench.carbon.planning.milp import Narrowing, account, allowed_candidates, break_ties
 from bench.carbon.planning.options import SOLVE_BUDGET_S
 from bench.carbon.planning.pillars import ABLATION, Pillars, host_for, lifetimes_for
-from bench.carbon.planning.setting import Economics, Plan, Setting
+from bench.carbon.planning.setting import Economics, Plan, Setting, offline_on_cpus
 from bench.carbon.planning.solver import solve
 from bench.carbon.planning.verify import Verification, verify
 from bench.carbon.serving import ModelSpec, StepCost, simulate_compiled
@@ -467,10 +467,8 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     for other in others:
         if not other.feasible or not _within_levers(other.pillars, plan.pillars):
             continue
-        # Its CPU schedule was sized for another host (under half a request in all is the LP's
-        # residue, ~1e-5, not a schedule).
-        if other.offline_cpu.sum() >= 0.5 and other.pillars.reduce != plan.pillars.reduce:
-            continue
+        if offline_on_cpus(other) and other.pillars.reduce != plan.pillars.reduce:
+            continue  # its CPU schedule was sized for another host
         counted = dataclasses.replace(other, pillars=plan.pillars, notes=list(other.notes))
         account(counted, counted.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
         if getattr(counted, metric) < best_value * (1 - 1e-6) - 1e-12:  # better, not float noise

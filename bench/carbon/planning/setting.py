@@ -76,6 +76,15 @@ class Plan:
         return int(np.sum(self.nodes))
 
 
+CPU_RESIDUE_REQUESTS = 0.5  # fewer offline requests on host CPUs over a plan are the LP's residue (~1e-5), no schedule
+
+
+def offline_on_cpus(plan: "Plan") -> float:
+    """Offline requests a plan puts on host CPUs over its period (0 where that is the LP's residue)."""
+    total = float(plan.offline_cpu.sum())
+    return total if total >= CPU_RESIDUE_REQUESTS else 0.0
+
+
 @dataclass(frozen=True)
 class Setting:
     """Everything the MILP needs besides the objective and pillars."""

@@ -60,12 +60,37 @@ def test_local_times_through_a_clock_change_are_told_apart_or_refused(tmp_path):
     path.write_text("t,ci\n2022-03-13 01:00,100\n2022-03-13 02:00,110\n2022-03-13 03:00,120\n")
     with pytest.raises(grid.GridError, match="grid.timezone=America/New_York.*2022-03-13 02:00:00 is a nonexistent"):
         grid.from_csv(path, "t", "ci", timezone="America/New_York")
+    # Newest first: read backwards, the same four hours; out of order, the repeated hour is refused.
+    path.write_text("t,ci\n2022-11-06 02:00,130\n2022-11-06 01:00,120\n2022-11-06 01:00,110\n2022-11-06 00:00,100\n")
+    newest_first = grid.from_csv(path, "t", "ci", timezone="America/New_York")
+    assert newest_first.g_per_kwh.tolist() == [100, 110, 120, 130]
+    path.write_text("t,ci\n2022-11-06 01:00,110\n2022-11-06 00:00,100\n2022-11-06 01:00,120\n2022-11-06 02:00,130\n")
+    with pytest.raises(grid.GridError, match="ambiguous or nonexistent.*in time order"):
+        grid.from_csv(path, "t", "ci", timezone="America/New_York")
+    # Times with an offset beside naive ones: each by its own zone, in the file's order.
+    path.write_text("t,ci\n2022-11-06 00:00,100\n2022-11-06 05:00+00:00,110\n2022-11-06 01:00-05:00,120\n")
+    mixed = grid.from_csv(path, "t", "ci", timezone="America/New_York")
+    assert mixed.start_utc == pd.Timestamp("2022-11-06 04:00", tz="UTC") and mixed.g_per_kwh.tolist() == [100, 110, 120]
+    with pytest.raises(grid.GridError, match="grid.timezone='Mars/Olympus' is not a time zone"):
+        grid.from_csv(path, "t", "ci", timezone="Mars/Olympus")
+
+
+def test_epoch_numbers_as_grid_times_are_refused(tmp_path):
+    # They were read as nanoseconds: every row in 1970-01-01 00:00, averaged into one hour.
+    path = tmp_path / "g.csv"
+    path.write_text("timestamp,intensity_g_per_kwh\n1640995200,100\n1640998800,200\n")
+    with pytest.raises(grid.GridError, match="column 'timestamp' holds numbers; give datetimes"):
+        grid.from_csv(path)
 
 
 def test_a_time_given_twice_is_kept_once_if_its_rows_agree_and_refused_if_not(tmp_path):
     path = tmp_path / "g.csv"
     path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n2022-01-01 01:00,200\n")
     assert grid.from_csv(path).g_per_kwh.tolist() == [100, 200]
+    # One of the rows empty: the other's value, not a gap.
+    path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n")
+    kept = grid.from_csv(path)
+    assert kept.g_per_kwh.tolist() == [100, 200] and kept.gaps_filled == 0
     path.write_text("timestamp,intensity_g_per_kwh\n2022-01-01 00:00,100\n2022-01-01 01:00,200\n"
                     "2022-01-01 00:00+00:00,999\n")
     with pytest.raises(grid.GridError, match=r"1 time\(s\) given twice with different values, e.g. 2022-01-01 "

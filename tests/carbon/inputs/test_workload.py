@@ -52,7 +52,8 @@ def test_every_format_reads_the_same_trace(tmp_path):
     frame.to_parquet(tmp_path / "t.parquet")
     write_jsonl(tmp_path, frame.to_dict("records"), "t.jsonl")
     write_jsonl(tmp_path, frame.to_dict("records"), "t.JSON")
-    (tmp_path / "t.json").write_text(json.dumps(frame.to_dict("records"), indent=1))  # one array, over many lines
+    # One array, over many lines, after a byte-order mark (as some editors save it).
+    (tmp_path / "t.json").write_text(json.dumps(frame.to_dict("records"), indent=1), encoding="utf-8-sig")
     for name in ("t.csv", "t.parquet", "t.jsonl", "t.JSON", "t.json"):
         w = workload.load(tmp_path / name, time_unit="ms")
         assert w.arrival_s.tolist() == [0.0, 0.25, 1.0, 144_000.0], name
@@ -113,11 +114,15 @@ def test_one_request_with_no_offline_share(tmp_path):
     ("trace.jsonl", "\n\n", "has no requests"),
     ("trace.jsonl", '{"TIMESTAMP": 0, "ContextTokens": 1, "GeneratedTokens": 1}\n{"TIMESTAMP": 1, Context\n',
      r"^trace trace.jsonl: line 2 is not JSON \(Expecting property name"),
-    ("trace.jsonl", '[{"TIMESTAMP": 0}]\n', r"line 1 is a JSON list, not an object"),
+    ("trace.jsonl", '[{"TIMESTAMP": 0}]\n', r"line 1 is a JSON array, not an object"),
     ("trace.json", '[{"TIMESTAMP": 0, "ContextTokens": 1, "GeneratedTokens": 1}, 3]', r"element 1 of its array is a JSON "
-                                                                                      r"int, not an object"),
+                                                                                      r"number, not an object"),
     ("trace.json", '[{"TIMESTAMP": 0},\n', r"^trace trace.json is not JSON \(Expecting value at line 2\)"),
     ("trace.json", "[]", "has no requests"),
+    ("trace.json", '{"TIMESTAMP": [0, 1], "ContextTokens": [1, 2], "GeneratedTokens": [1, 1]}',
+     r"column 'TIMESTAMP' holds a JSON array at row 0, not a single value"),
+    ("trace.json", "[" * 100_000, r"is not JSON \(nested too deep\)"),
+    ("trace.jsonl", "[" * 100_000, r"line 1 is not JSON \(nested too deep\)"),
     ("trace.parquet", "not parquet at all", r"^trace trace.parquet is not readable as Parquet: "),
     ("trace.csv", HEADER + "\n0,1,1\n1,2,3,4,5\n", r"not readable as CSV: Error tokenizing data"),
 ])

@@ -413,7 +413,7 @@ def test_a_carbon_plan_that_never_met_the_slo_adopts_the_best_plan_open_to_its_l
     assert np.isnan(adopted.solver_gap) and "its gap unknown: this plan's own solve was derated" in adopted.notes[-1]
     # A donor whose modelled figure is below the own plan's claimed bound (possible only through
     # near-copies merged within 1%): the bound is not one on it, so the gap is unknown, not a clamped 0.
-    open_to_it = [p for p in feasible if not (p.offline_cpu.sum() >= 0.5 and p.pillars.reduce != failed.pillars.reduce)]
+    open_to_it = [p for p in feasible if not (planner.offline_on_cpus(p) and p.pillars.reduce != failed.pillars.reduce)]
     high, low = max(open_to_it, key=modelled), min(open_to_it, key=modelled)
     assert modelled(low) < modelled(high) * (1 - 1e-3)  # the fixture has such a pair
     # (the worse schedule as the carbon plan's own, every pillar on, claimed optimal: gap 0)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from bench.carbon.inputs.grid.intensity import MAX_PLAUSIBLE_G_PER_KWH, GridError, Intensity, to_utc
+from bench.carbon.inputs.grid.intensity import MAX_PLAUSIBLE_G_PER_KWH, GridError, Intensity
 
 # Conversions to g/kWh. kg/MWh is numerically the same; lb/MWh is what US EIA/eGRID publish.
 UNITS = {"g_per_kwh": 1.0, "kg_per_mwh": 1.0, "lb_per_mwh": 0.45359237, "t_per_mwh": 1000.0, "kg_per_kwh": 1000.0}
@@ -26,18 +27,54 @@ def _numbers(column: pd.Series, name: str, path: Path) -> pd.Series:
     return values.astype(float)
 
 
-def _utc_index(times: pd.Series, timezone: str | None, path: Path) -> pd.DatetimeIndex:
-    """The times in UTC. Naive ones are in `timezone` (default UTC), localised as one sequence so
-    that the hour a clock change repeats is told apart by its order (first the summer one); an
-    hour the clock change skips, or a repeat out of order, is refused rather than guessed."""
+OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"  # a time that carries its zone: ISO 8601's Z or +hh:mm
+
+
+def _utc_times(column: pd.Series, timezone: str | None, path: Path) -> pd.DatetimeIndex:
+    """A time column in UTC. Times with an offset carry their own zone; the others are in
+    `timezone` (default UTC), localised as one sequence in time order so that the hour a clock
+    change repeats is told apart by its order (first the summer one; a file newest-first is read
+    backwards). An hour the clock change skips, or a repeated one whose order cannot tell, is
+    refused rather than guessed. Numbers are refused: epoch times carry no unit."""
+    if pd.api.types.is_numeric_dtype(column):
+        raise GridError(f"grid file {path}: column {column.name!r} holds numbers; give datetimes (e.g. "
+                        f"2022-01-01 00:00, with or without an offset), not epoch numbers")
     try:
-        if all(t.tzinfo is None for t in times):
-            return pd.DatetimeIndex(times).tz_localize(timezone or "UTC", ambiguous="infer").tz_convert("UTC")
-        return pd.DatetimeIndex([to_utc(t, timezone) for t in times])
-    except ValueError as err:  # pandas' ambiguous and nonexistent time errors are ValueErrors
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise GridError(f"grid file {path}: local times that grid.timezone={timezone}'s clock changes make ambiguous "
-                        f"or nonexistent ({first_line}); give the times in UTC or with their offset") from None
+        zone = ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise GridError(f"grid.timezone={timezone!r} is not a time zone (e.g. America/New_York, Europe/Paris)") from None
+    text = column.astype(str).reset_index(drop=True)
+    offset = text.str.contains(OFFSET, regex=True).to_numpy()
+    parts = []  # (row positions, their UTC times)
+    if offset.any():
+        parts.append((text.index[offset], pd.DatetimeIndex(pd.to_datetime(text[offset], utc=True, errors="coerce",
+                                                                          format="mixed"))))
+    if (~offset).any():
+        naive = pd.DatetimeIndex(pd.to_datetime(text[~offset], errors="coerce", format="mixed"))
+        if naive.isna().any():
+            bad = int(naive.isna().sum())
+            raise GridError(f"grid file {path}: {bad} unparseable times in column {column.name!r}")
+        try:
+            if naive.is_monotonic_decreasing and not naive.is_monotonic_increasing:
+                local = naive[::-1].tz_localize(zone, ambiguous="infer")[::-1]
+            elif naive.is_monotonic_increasing:
+                local = naive.tz_localize(zone, ambiguous="infer")
+            else:  # out of order: only where no hour is ambiguous
+                local = naive.tz_localize(zone, ambiguous="raise")
+        except ValueError as err:  # pandas' ambiguous and nonexistent time errors are ValueErrors
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise GridError(f"grid file {path}: local times that grid.timezone={timezone}'s clock changes make "
+                            f"ambiguous or nonexistent ({first_line}); give the times in UTC or with their offset, "
+                            f"in time order") from None
+        parts.append((text.index[~offset], local.tz_convert("UTC")))
+    if len(parts) == 1:
+        utc = parts[0][1]
+    else:  # both kinds: back in the file's row order
+        both = pd.concat([pd.Series(times, index=rows) for rows, times in parts])
+        utc = pd.DatetimeIndex(both.sort_index())
+    if utc.isna().any():
+        raise GridError(f"grid file {path}: {int(utc.isna().sum())} unparseable times in column {column.name!r}")
+    return utc
 
 
 def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column: str = "intensity_g_per_kwh",
@@ -66,13 +103,7 @@ def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column:
     if missing:
         raise GridError(f"grid file {path} lacks column(s) {missing}; it has {list(df.columns)} "
                         f"(set grid.time_column / grid.intensity_column)")
-    try:
-        times = pd.to_datetime(df[time_column], utc=False, errors="coerce", format="mixed")
-    except ValueError:  # times with and without an offset in one column: each read as it is
-        times = pd.Series([pd.to_datetime(cell, errors="coerce") for cell in df[time_column]], dtype=object)
-    if times.isna().any():
-        raise GridError(f"grid file {path}: {int(times.isna().sum())} unparseable times in column {time_column!r}")
-    times = _utc_index(times, timezone, path)
+    times = _utc_times(df[time_column], timezone, path)
     values = _numbers(df[intensity_column], intensity_column, path) * UNITS[units]
     series = pd.Series(values.to_numpy(), index=times).sort_index(kind="stable")
     repeated = series.index.duplicated(keep=False)
@@ -82,7 +113,7 @@ def from_csv(path: str | Path, time_column: str = "timestamp", intensity_column:
             when = differ[differ].index[0]
             raise GridError(f"grid file {path}: {int(differ.sum())} time(s) given twice with different values, e.g. "
                             f"{when} ({', '.join(f'{v:g}' for v in series[when])}); keep one row per time")
-        series = series[~series.index.duplicated(keep="first")]
+        series = series.groupby(level=0).first()  # (the value, where one of the rows is empty)
     bad = series[(series < 0) | (series > MAX_PLAUSIBLE_G_PER_KWH)]
     if len(bad):
         raise GridError(f"grid file {path}: {len(bad)} values outside 0-{MAX_PLAUSIBLE_G_PER_KWH:g} g/kWh after "
