@@ -335,14 +335,16 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
     periods = idle.periods_s
     slowest_s = max(periods, default=0.0)
     slowest = periods.index(slowest_s) if periods else 0
-    # An edge's timing error is half the gap between the polls around it; a window's bound is the
-    # sum at its two ends, one gap, so the window is sized at twice the gap over the target. The
-    # gap is the one the idle phase saw when that is longer than asked for: on the lent H200's VM
-    # a counter read took ~5 ms (2026-12-04), so 1 ms-sized windows were all redone.
-    gaps = runner.recorder.poll_gaps_s() if runner.recorder is not None else []
-    poll_error_s = max(protocol.monitor_interval_s, statistics.median(gaps) if gaps else 0.0)
+    # A window's error bound is its two edges' timing errors over its span, so the window is sized
+    # at twice that sum (a margin) over the target. An edge's error is what the idle phase's polls
+    # imply (half a gap plus a read: `Recorder.edge_error_s`), at least half the gap asked for: on
+    # the lent H200's VM a counter read took ~5 ms (2026-12-04), so windows sized from the 1 ms
+    # asked for were all redone; sized from the gap alone, ignoring the read, the margin was gone
+    # and a loaded host redid one window in three (CI, 2026-12-07).
+    seen_s = runner.recorder.edge_error_s() if runner.recorder is not None else math.nan
+    edge_error_s = max(protocol.monitor_interval_s / 2, seen_s if math.isfinite(seen_s) else 0.0)
     base_target_s = max([protocol.min_window_s, protocol.min_updates * slowest_s]
-                        + [2 * poll_error_s / protocol.target_rel_error for m in meters if kind(m) == "quantised"])
+                        + [_precise_s(edge_error_s, protocol) for m in meters if kind(m) == "quantised"])
     lead_s = max(protocol.lead_in_s, slowest_s)
     max_power_w = [getattr(m, "max_power_w", None) for m in meters]
     preheat_s = 0.0
@@ -370,7 +372,7 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
                 break
             if attempt < protocol.max_retries:
                 rejections.append(problem + (f" ({window.faults[0]})" if window.faults else ""))
-                target_s *= _growth(problem, window, protocol)
+                target_s *= _growth(problem, window, protocol, target_s)
                 continue
             if problem == "fault":
                 raise MeasurementError(f"meter fault in {protocol.max_retries + 1} tries of a window, last: "
@@ -387,12 +389,23 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
                    cooldown_s, step, lead_s, clock() - t_begin)
 
 
-def _growth(problem: str, window: Window, protocol: Protocol) -> float:
-    """How much longer the retry of a rejected window runs: an edge's timing error does not shrink
-    with the window, so an imprecise one grows by the ratio its error bound missed by (with 10%
-    margin, at least 25%); a window with too few counter updates doubles; a starved one keeps its
-    length (its chunks grew instead: the runner queues more ahead)."""
+def _precise_s(edge_error_s: float, protocol: Protocol) -> float:
+    """The span that keeps a window's bound (two edges' errors over its span) at half the target."""
+    return 2 * 2 * edge_error_s / protocol.target_rel_error
+
+
+def _growth(problem: str, window: Window, protocol: Protocol, target_s: float) -> float:
+    """How much longer the retry of a rejected window runs. An edge's timing error does not shrink
+    with the window, so an imprecise one grows to the span its typical edge error (the poll gaps
+    and reads inside it: a host loaded by the work polls slower than the idle phase saw) needs
+    with the sizing's margin, at least 25% (a miss from one edge late by a descheduled poll);
+    without polls to go by, by the ratio its bound missed by, with 10% margin. (Grown by that
+    ratio alone, a retry missed again whenever its own edges fell a little later: one point in
+    three on a loaded 2-core host.) A window with too few counter updates doubles; a starved one
+    keeps its length (its chunks grew instead: the runner queues more ahead)."""
     if problem == "imprecise":
+        if math.isfinite(window.edge_error_s) and window.edge_error_s > 0:
+            return max(1.25, _precise_s(window.edge_error_s, protocol) / target_s)
         worst = max((d.rel_error for d in window.domains if d is not None), default=math.nan)
         if math.isfinite(worst) and worst > 0:
             return max(1.25, 1.1 * worst / protocol.target_rel_error)

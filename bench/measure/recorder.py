@@ -58,10 +58,12 @@ class Recorder:
         self.samples: list[GpuSample] = []
         self._last: list[tuple[float, float] | None] = [None] * len(self.meters)  # (poll start, value)
         self._polls: list[float] = []
+        self._reads_s: list[float] = []  # each round's longest meter read (pre to post)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def _poll_meters(self) -> None:
+        longest_s = 0.0
         for i, meter in enumerate(self.meters):
             # The value seen held at some instant between these two clock reads: an edge lies
             # after the start of the last poll that saw the old value and before the end of the
@@ -74,12 +76,14 @@ class Recorder:
                 self._last[i] = None  # the next value cannot be timed against an old poll
                 continue
             post = self.clock()
+            longest_s = max(longest_s, post - pre)
             last = self._last[i]
             if last is not None and value != last[1]:
                 if value < last[1]:
                     self.faults.append(Fault(post, meter.domain, f"counter went backwards ({last[1]:.6g} -> {value:.6g})"))
                 self.edges[i].append(Edge(last[0], post, value))
             self._last[i] = (pre, value)
+        self._reads_s.append(longest_s)
         self._polls.append(self.clock())
 
     def _sample(self) -> None:
@@ -130,6 +134,20 @@ class Recorder:
     def poll_gaps_s(self) -> list[float]:
         polls = list(self._polls)
         return [b - a for a, b in zip(polls, polls[1:])]
+
+    def edge_error_s(self, t0_s: float = -math.inf, t1_s: float = math.inf) -> float:
+        """The timing error of a typical edge among the polling rounds that ended in [t0_s, t1_s]:
+        an edge lies between the start of the last poll that saw the old value and the end of the
+        first that saw the new one, a poll gap plus one read apart, and is carried as half that.
+        With fast reads it is half a gap; where a read takes as long as the wait between reads (the
+        lent H200's VM: ~5 ms, 2026-12-04) it is a whole gap. Medians, so one round delayed by the
+        scheduler does not move it; NaN with fewer than two rounds."""
+        polls = list(self._polls)
+        lo, hi = bisect.bisect_left(polls, t0_s), bisect.bisect_right(polls, t1_s)
+        if hi - lo < 2:
+            return math.nan
+        gaps = [b - a for a, b in zip(polls[lo:hi], polls[lo + 1:hi])]
+        return (statistics.median(gaps) + statistics.median(self._reads_s[lo:hi])) / 2
 
     def stats(self, t0_s: float, t1_s: float, updates: dict[str, int]) -> WindowStats:
         """Telemetry over [t0_s, t1_s] and the updates the window used."""

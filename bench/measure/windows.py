@@ -66,6 +66,7 @@ class Window:
     faults: list[str] = field(default_factory=list)
     starved: int = 0  # times after the lead-in the device had finished all queued work: it idled
     busy_s_per_call: float | None = None  # the device's own time per call, where it was kept busy
+    edge_error_s: float = math.nan  # a typical edge's timing error in this window (`Recorder.edge_error_s`)
 
     @property
     def time_per_call_s(self) -> float:
@@ -263,12 +264,13 @@ class WindowRunner:
             else:
                 domains.append(None)
         updates = {m.domain: d.updates if d else 0 for m, d in zip(self.meters, domains)}
-        stats = WindowStats(updates, 0)
+        stats, edge_error_s = WindowStats(updates, 0), math.nan
         if self.recorder is not None:
             faults += [f"{f.domain}: {f.message}" for f in self.recorder.faults_between(t_start, now)]
             stats = self.recorder.stats(t_lead, now, updates)
+            edge_error_s = self.recorder.edge_error_s(t_lead, now)
         return Window(now - t_lead, calls - calls_lead, domains, stats, faults, starved,
-                      1 / rate if rate else None)
+                      1 / rate if rate else None, edge_error_s)
 
     def wait_for_edge(self, meter_index: int, timeout_s: float) -> None:
         """Sleep until the recorder sees the next update of meter `meter_index`."""

@@ -1,5 +1,6 @@
 """The recorder thread and GPU telemetry over the NVML emulator."""
 import math
+import statistics
 import time
 
 import pytest
@@ -36,6 +37,21 @@ def test_slow_telemetry_calls_do_not_widen_the_counter_polls():
     gaps = recorder.poll_gaps_s()
     assert len(recorder.samples) >= 5 and len(gaps) > 50
     assert sum(g > 0.010 for g in gaps) < 0.05 * len(gaps)
+
+
+def test_an_edge_is_known_to_half_a_poll_gap_plus_a_read():
+    # Reads of 4 ms: the last poll before an edge starts a gap before the first after it, which
+    # ends a read later, so an edge's error is about a whole gap, not half of one.
+    device, nvml, meter = gpu(counter_call_s=0.004)
+    recorder = Recorder([meter], interval_s=0.001)
+    recorder.start()
+    time.sleep(0.25)
+    recorder.close()
+    gap_s = statistics.median(recorder.poll_gaps_s())
+    edges = recorder.edges[0]
+    assert len(edges) >= 10 and gap_s >= 0.005
+    assert recorder.edge_error_s() >= gap_s / 2 + 0.004 / 2
+    assert statistics.median(e.error_s for e in edges) == pytest.approx(recorder.edge_error_s(), rel=0.2)
 
 
 def test_a_meter_error_is_recorded_and_the_thread_goes_on():

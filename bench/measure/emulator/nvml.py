@@ -9,10 +9,11 @@ The total-energy counter (mJ, an integer, as NVML gives it) changes only at upda
   al., SC24), exact only while power is steady.
 Instant power (`nvmlDeviceGetPowerUsage`, field `NVML_FI_DEV_POWER_INSTANT`) is the average over
 what the last update sensed. Faults are injected per function (`Fault`), and the counter can be
-reset mid-run (`reset_at_s`), as a driver reload does: at the first read after that time that
-follows another read within `RESET_BETWEEN_READS_S`, so that it falls between two polls of one
-meter (on a real clock a busy machine may stretch the gaps between measuring windows past any fixed
-instant, and a reset in such a gap is never seen by anyone, nor harmful).
+reset mid-run, as a driver reload does: at the first read after `reset_at_s` that follows another
+read within `RESET_BETWEEN_READS_S`, so that it falls between two polls of one meter, or at the
+next read after `reset_counter()` (which a test calls from inside a measuring window: on a real
+clock a busy machine may stretch the gaps between windows past any fixed instant, and a reset in
+such a gap is seen by no window, nor harmful to any).
 
 GPU utilisation is sampled every `util_period_s`: each sample is the share of its period in which
 a kernel ran, of this device's work or of another tenant's (`other_tenant_busy`, seen in
@@ -132,6 +133,7 @@ class EmulatedNvml:
         self._counter_j = 0.0
         self._last_sensed_w = device.model.idle_w
         self._reset_offset_j: float | None = None
+        self._reset_next_read = False
         self._last_read_s: float | None = None
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
@@ -164,10 +166,18 @@ class EmulatedNvml:
                 polled = self._last_read_s is not None and now - self._last_read_s <= RESET_BETWEEN_READS_S
                 if self._reset_offset_j is None and polled:
                     self._reset_offset_j = value  # the counter restarts from zero
-                if self._reset_offset_j is not None:
-                    value -= self._reset_offset_j
+            if self._reset_next_read:
+                self._reset_offset_j = value  # (the raw count: the counter reads zero from here)
+                self._reset_next_read = False
+            if self._reset_offset_j is not None:
+                value -= self._reset_offset_j
             self._last_read_s = now
             return value
+
+    def reset_counter(self) -> None:
+        """The counter restarts from zero at the next read (a driver reload now)."""
+        with self._lock:
+            self._reset_next_read = True
 
     # -- utilisation ----------------------------------------------------------------------
     def wall_s(self, t_s: float | None = None) -> float:
