@@ -7,6 +7,10 @@ import pytest
 
 from tests.cli.runner import run_cli
 
+# Refusals before any work (compositions, validation, a small CSV or JSON read by pandas' C parser:
+# one thread, no subprocess): these run beside the realtime tests (tests/conftest.py).
+pytestmark = pytest.mark.quiet
+
 REPO = Path(__file__).resolve().parents[2]
 
 TRACE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"

@@ -5,6 +5,10 @@ import pytest
 
 from tests.cli.runner import run_cli
 
+# Refusals before any work (compositions, validation, a small CSV or JSON read by pandas' C parser:
+# one thread, no subprocess): these run beside the realtime tests (tests/conftest.py).
+pytestmark = pytest.mark.quiet
+
 GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms\n8,7.9,400,0.45,7.7\n"
 
 
