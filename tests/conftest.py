@@ -3,19 +3,30 @@ import os
 import tempfile
 
 import pytest
-import torch
 
-# Without a GPU, Triton kernels run in its interpreter, which must be chosen before any kernel
-# module is imported (test modules import `kernels` after this file).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# Tests that compose configs with Hydra's `compose` compose as the entry does (bench.cli.main installs
-# this when imported, which a test module composing directly may not have done): the ConfigStore
-# shared, not deep-copied into every composition (a third of each one's time).
-from bench.cli import composing  # noqa: E402 - after the interpreter is chosen
+def _collects(config) -> bool:
+    """Whether this process collects and runs tests: a pytest-xdist worker or a run without workers,
+    not the controller of a run with them (which only hands tests out: importing torch there cost
+    every run ~3 s before its workers started)."""
+    return hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None)
 
-composing.install()
+
+def pytest_configure(config):
+    if not _collects(config):
+        return
+    import torch
+
+    # Without a GPU, Triton kernels run in its interpreter, which must be chosen before any kernel
+    # module is imported (test modules import `kernels` after this hook).
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    # Tests that compose configs with Hydra's `compose` compose as the entry does (bench.cli.main
+    # installs this when imported, which a test module composing directly may not have done): the
+    # ConfigStore shared, not deep-copied into every composition (a third of each one's time).
+    from bench.cli import composing
+
+    composing.install()
 
 
 def _has(item, marker: str) -> bool:
@@ -44,6 +55,8 @@ def _order(items) -> None:
 
 @pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselect: the halves are of what runs
 def pytest_collection_modifyitems(config, items):
+    import torch
+
     _order(items)
     if torch.cuda.is_available():
         return
@@ -96,17 +109,3 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(turnstile, fcntl.LOCK_UN)
             turnstile.close()
             shared.close()
-
-
-DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64; NaN anywhere fails."""
-    out64 = out.detach().to("cpu", torch.float64)
-    assert torch.isfinite(out64).all(), "non-finite values in the output"
-    return float((out64 - ref).norm() / ref.norm())
-
-
-# Tolerances of the device library's METHOD.md: fp32 far under 1e-3, bf16/fp16 within 1e-2.
-TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 1.5e-2}

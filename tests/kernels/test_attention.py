@@ -4,7 +4,7 @@ import torch
 import kernels
 from kernels.cases import make_paged_cache
 from kernels.torch_attention import CUDA_ONLY
-from tests.conftest import DEVICES, TOL, rel_err
+from tests.tensors import DEVICES, TOL, rel_err
 from tests.kernels.reference import attention_ref, decode_ref
 
 

@@ -15,7 +15,7 @@ from kernels.layer import (
     random_weights,
     rope_tables,
 )
-from tests.conftest import TOL, rel_err
+from tests.tensors import TOL, rel_err
 from tests.kernels.reference import attention_ref
 
 TINY = ARCHS["tiny"]

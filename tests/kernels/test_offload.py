@@ -6,7 +6,7 @@ import torch
 
 import kernels
 from kernels.offload import cpu_threads, host_share, merge_lse, split_cache
-from tests.conftest import DEVICES, TOL, rel_err
+from tests.tensors import DEVICES, TOL, rel_err
 from tests.kernels.reference import decode_ref
 from tests.kernels.test_attention import decode_inputs, dtype_for
 
