@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.profile.fit import Fit, FitError
+from bench.profile.fit import Fit, FitError, t_quantile_975
 
 TERMS = ("c0", "elem", "kv")  # the design columns: 1, tokens x hidden, KV-cache elements read
 FORMS = (("c0", "elem"), ("c0", "elem", "kv"))
@@ -148,12 +148,10 @@ def fit(model: str, names: tuple[str, str, str], r: Residuals) -> tuple[Fit, np.
 
 def _intervals(names: tuple[str, ...], x: np.ndarray, y: np.ndarray, w: np.ndarray, theta: np.ndarray
                ) -> dict[str, tuple[float, float]]:
-    from scipy import stats
-
     design = x * w[:, None]
     resid = design @ theta - y * w
     dof = len(y) - len(theta)
     cov = (float(resid @ resid) / dof if dof else math.inf) * np.linalg.pinv(design.T @ design)
-    t = stats.t.ppf(0.975, dof) if dof else math.inf
+    t = t_quantile_975(dof)
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     return {k: (float(v - t * s), float(v + t * s)) for k, v, s in zip(names, theta, se)}
