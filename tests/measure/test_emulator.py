@@ -86,6 +86,18 @@ def test_faults_are_raised_on_schedule_and_a_reset_sends_the_counter_back():
     assert nvml.nvmlDeviceGetEnforcedPowerLimit(h) == 700_000
 
 
+def test_a_reset_asked_for_lands_on_the_next_read_and_the_counter_counts_on_from_zero():
+    clock, device, nvml = emulated("exact")
+    h = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(0.35)
+    before = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
+    nvml.reset_counter()
+    clock.advance(0.2)  # long after the request: it still lands on the read that follows
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) == 0 < before
+    clock.advance(0.2)  # two idle periods of 50 W: counted on from zero, not reset again
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(h) == pytest.approx(50.0 * 0.2 * 1000, abs=1)
+
+
 def test_utilisation_samples_are_the_busy_share_of_each_period_ours_and_another_tenants():
     clock, device, nvml = emulated("exact", util_period_s=0.1, wall_start_s=1000.0)
     h = nvml.nvmlDeviceGetHandleByIndex(0)
