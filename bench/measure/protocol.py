@@ -9,8 +9,8 @@
    never assumed) and the energy between the first and last edge after `lead_in_s` gives idle
    power. Continuous meters (process CPU time) are read at the phase's ends.
 3. Window length: the longest of `min_window_s`, `min_updates` update periods, and what keeps
-   the edge-timing error bound (half a poll gap at each end over the window) under
-   `target_rel_error`.
+   the edge-timing error bound (at each end, half of one poll gap plus one counter read, over the
+   window; twice for margin) under `target_rel_error`.
 4. Thermal state: optionally cool down before the idle phase or pre-heat after it.
 5. Trials: each starts after an update edge of the slowest meter plus a phase offset (spread over
    one period across trials, with a random part), runs the kernel for `lead_in_s` (at least one
@@ -21,8 +21,9 @@
    ran dry inside it (all queued work done before the next chunk was queued: the host was
    descheduled longer than the work queued ahead, or launches are slower than the calls; chunks
    then grow, up to 16x, and `starved` is flagged if it persists), when it spanned
-   fewer than `min_updates` updates or its error bound exceeds the target (redone twice as long;
-   flagged `too-few-updates` / `imprecise` if it persists), or when a power is implausible:
+   fewer than `min_updates` updates (redone twice as long) or its error bound exceeds the target
+   (redone as long as its own polls need: `_growth`); flagged `too-few-updates` / `imprecise` if it
+   persists, or when a power is implausible:
    negative, below idle minus `plausible_tolerance`, or above the device's power limit
    (flagged `implausible` if it persists).
 6. Report per call: time, energy per domain with its method, dynamic energy (total - idle power x
@@ -201,7 +202,7 @@ def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol
             counts = [need if e is None else len(e) for e in edges]
             enough = min(counts, default=need) >= need and now - settled >= protocol.lead_in_s
             # Idle power is energy between two edges over their span: it runs on until the edges'
-            # timing error (half a poll gap each, longer on a loaded host) is within the target
+            # timing error (half a poll gap plus a read each, longer on a loaded host) is within the target
             # too, as a window does, or until the deadline.
             precise = all(e is None or (len(e) >= 2 and e[0].error_s + e[-1].error_s
                                         <= protocol.target_rel_error * (e[-1].time_s - e[0].time_s)) for e in edges)
@@ -337,7 +338,7 @@ def _measure(step: Step, meters: Sequence[Meter], protocol: Protocol,
     slowest = periods.index(slowest_s) if periods else 0
     # A window's error bound is its two edges' timing errors over its span, so the window is sized
     # at twice that sum (a margin) over the target. An edge's error is what the idle phase's polls
-    # imply (half a gap plus a read: `Recorder.edge_error_s`), at least half the gap asked for: on
+    # imply (half of a gap plus a read: `Recorder.edge_error_s`), at least half the gap asked for: on
     # the lent H200's VM a counter read took ~5 ms (2026-12-04), so windows sized from the 1 ms
     # asked for were all redone; sized from the gap alone, ignoring the read, the margin was gone
     # and a loaded host redid one window in three (CI, 2026-12-07).

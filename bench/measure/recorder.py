@@ -2,8 +2,9 @@
 energy counter, RAPL) and timestamps every change, so the protocol can take energy between two
 observed edges instead of between two arbitrary reads.
 
-An edge is known to lie between the poll before it and the poll that saw it; the protocol uses
-the midpoint and carries half that gap as the edge's timing error. A second thread samples GPU
+An edge is known to lie between the start of the poll before it and the end of the poll that saw
+it (a poll gap plus one read); the protocol uses the midpoint and carries half that span as the
+edge's timing error. A second thread samples GPU
 telemetry (clocks, temperature, clock-event reasons, instant power) for every window, so its
 slower calls never widen the gaps between the counter's polls.
 
@@ -109,7 +110,7 @@ class Recorder:
         # Telemetry has a thread of its own: a sample is five NVML calls, and on a virtualised GPU
         # (the lent H200's Firecracker VM, 2026-12-04) they took long enough that, polled in the
         # same loop, the counter was read only every 4.5-6.6 ms instead of every 1 ms. An edge's
-        # timing error is half the gap between the polls around it, so every window had to grow
+        # timing error is half a gap between the polls around it (plus a read), so every window had to grow
         # to 2 s before it met the precision target. ctypes releases the GIL during NVML calls.
         self._threads = [threading.Thread(target=self._run, name="edge-recorder", daemon=True)]
         if self.telemetry is not None:

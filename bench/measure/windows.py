@@ -8,7 +8,7 @@ meter the energy is taken between the first update edge after the lead-in and th
 before the end, and the calls between those two edges come from the boundaries (at the device's
 rate where it is kept busy, otherwise interpolated): no fraction of a counter period is lost or
 gained at either end, so quantisation error vanishes and what remains is the edges' timing error
-(half a poll gap each, carried as `rel_error`). Continuous meters (a process's CPU time) are read
+(half of a poll gap plus a read each, carried as `rel_error`). Continuous meters (a process's CPU time) are read
 at the boundaries themselves; meters that only integrate (sampled power) are started and stopped
 at them.
 """

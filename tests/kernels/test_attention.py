@@ -161,8 +161,9 @@ def test_decode_paged_equals_reference(device, impl, page_size, poisoned_outputs
 def test_triton_decode_any_split_count_gives_the_same_answer(device, num_splits, impl, poisoned_outputs):
     dtype = dtype_for(device)
     # Over a 520-token cache, 8 asked for are 5 splits of 128 (3 are 3 of 256): request 0 leaves all
-    # but one empty, the others end inside a split, one a token into it.
-    seq_lens = [1, 400, 129, 260]
+    # but one empty, 400 ends inside a split, 129 a token into one, 256 exactly at a split's end
+    # (the next split starts at its length).
+    seq_lens = [1, 400, 129, 256]
     q, k, v, lens = decode_inputs(4, 8, 2, 520, 64, seq_lens, device, dtype, seed=num_splits)
     out = kernels.decode(q, k, v, lens, impl=impl, num_splits=num_splits)
     assert rel_err(out, decode_ref(q, k, v, lens)) < TOL[dtype]

@@ -182,7 +182,7 @@ def _pages_of(held, page_tokens, unit, past_unit, share, held_cap_tokens, cap_pa
 
 
 # The growers copy element by element: a slice assignment compiles numba's shape-mismatch error
-# (its message formatting: str, repr, join), 6 of the loop's 22 s of compiling.
+# (its message formatting: str, repr, join), 6 of the loop's 21 s of compiling.
 def _grow_f(a, k):
     if k < len(a):
         return a
