@@ -60,8 +60,12 @@ def measure_one(protocol: str, call_s: float, period_s: float, mode: str, grid: 
     device, nvml, handle = _gpu(call_s, period_s, mode, grid.emulation, phase_s)
     t0 = time.perf_counter()
     if protocol == "ours":
+        # As on a GPU (session.py): chunks queued ahead behind a mark, and `done` (a CUDA event's
+        # query) to see a device run dry and to take calls at its own rate. Without `done` this ran
+        # a mode no GPU measurement uses (calls interpolated between late boundaries, dry runs unseen).
         result = measure_point(device.call, [NvmlEnergyMeter(nvml, handle)], Protocol(), sync=device.sync,
-                               graph=lambda n: (lambda: device.replay(n)), mark=device.mark, wait=device.wait)
+                               graph=lambda n: (lambda: device.replay(n)), mark=device.mark, wait=device.wait,
+                               done=device.done)
         measured, spread = result.domains[0].energy_per_call_j, result.domains[0].energy_per_call_j_cv
     else:
         fn: Callable[..., float] = (baselines.window_energy_per_call_j if protocol == "window"
