@@ -197,6 +197,8 @@ def idle_phase(meters: Sequence[Meter], runner: WindowRunner, protocol: Protocol
         need = protocol.period_samples + 1
         while True:
             now = clock()
+            if recorder is not None and recorder.faults_between(t0, now):
+                break  # a failing meter is named as failing, not as one that never changed
             edges = [recorder.edges_between(i, settled, now) if recorder and k == "quantised" else None
                      for i, k in enumerate(kinds)]
             counts = [need if e is None else len(e) for e in edges]

@@ -120,6 +120,17 @@ def test_an_nvml_error_that_persists_fails_the_point_with_one_line():
     assert "\n" not in str(err.value) and "NVMLError" in str(err.value)
 
 
+def test_a_meter_failing_from_the_start_is_named_in_one_line_not_as_one_that_never_changed():
+    # Failing throughout the idle phase, the meter was reported as "changed 0 times in 5 s"
+    # after waiting out the deadline (the failed CI run of 2026-12-07, where a loaded host had
+    # stretched the run to a fault meant for the windows).
+    device, nvml, meter = gpu(faults=(Fault("nvmlDeviceGetTotalEnergyConsumption", at_s=0.0, calls=10**9),))
+    with pytest.raises(MeasurementError) as err:
+        measure(device, [meter], fast(max_retries=1, period_timeout_s=60.0))
+    message = str(err.value)
+    assert "\n" not in message and "NVMLError" in message and "idle power" in message
+
+
 def test_a_counter_reset_mid_run_is_detected_and_never_stored():
     device, nvml, meter = gpu()
     result = measure(device, [meter], wait=inside_first_window(device, nvml.reset_counter))
