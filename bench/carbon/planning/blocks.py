@@ -50,7 +50,7 @@ def solve_long(s: Setting, objective: str, pillars: Pillars, econ: Economics, na
     tie-break solves (nothing idle is provisioned, as ever).
 
     Within the plan's budget (`solve_by`): the search keeps to what is left of it (at least
-    `fleets.FLEET_MIN_S`, its floor then the LP's at `top`); past it each of the blocks' passes that find
+    `fleets.FLEET_MIN_S`); past it each of the blocks' passes that find
     the plan keeps to `PAST_PASS_S` in all, and
     what only narrows the bound (the blocks after a search, the second fleet's pass, the pooled and
     priced bounds) is left undone, said in the plan's note and flagged."""

@@ -274,7 +274,13 @@ def solve_hours(s: Setting, objective: str, pillars: Pillars, econ: Economics, n
         lower[L.i], upper[L.i] = 0.0, block.inherit_max
         cost[L.i] = -block.inherit_price
     if block is not None and block.fixed_n is not None:
+        # A fixed fleet fixes its nodes too: the fewest that hold its GPUs, the only whole number the
+        # node rows allow. Left to the LP relaxation, it bought a fraction of a node, and the fleet
+        # search's floors (its LPs at the largest fleets) fell up to a node's embodied carbon short
+        # (72 kg of a year's ~800 kg running cost for H100s alone).
         lower[L.n:L.n + C] = upper[L.n:L.n + C] = block.fixed_n
+        lower[L.m:L.m + L.T] = upper[L.m:L.m + L.T] = np.ceil(
+            np.bincount(type_of, weights=np.asarray(block.fixed_n, float) * tp, minlength=L.T) / per_node - 1e-9)
     if block is not None and block.hold_at >= 0:
         if block.backlog_in > upper[L.b + block.hold_at] + 1e-9:
             raise Infeasible(f"plan {name}: a backlog of {block.backlog_in:.6g} cannot wait at hour {block.hold_at}")
