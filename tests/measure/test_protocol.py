@@ -126,7 +126,7 @@ def test_a_meter_failing_from_the_start_is_named_in_one_line_not_as_one_that_nev
     # stretched the run to a fault meant for the windows).
     device, nvml, meter = gpu(faults=(Fault("nvmlDeviceGetTotalEnergyConsumption", at_s=0.0, calls=10**9),))
     with pytest.raises(MeasurementError) as err:
-        measure(device, [meter], fast(max_retries=1, period_timeout_s=60.0))
+        measure(device, [meter], fast(max_retries=1, period_timeout_s=10.0))
     message = str(err.value)
     assert "\n" not in message and "NVMLError" in message and "idle power" in message
 

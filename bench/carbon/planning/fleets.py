@@ -39,7 +39,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     O(n) = F(n) - E(n). More replicas never cost more to run (parked ones draw nothing), and past
     `top` (per candidate, enough to serve alone, on its GPUs and on its share of host CPUs, the
     most work any hour can hold) none is ever needed, so O(n) >= O(top) for every fleet: the
-    solver's dual bound at `top`, less E(top), is a floor on every fleet's running cost, and
+    LP relaxation's optimum at `top` (its nodes fixed, as every fixed fleet's), less E(top), is a floor on every fleet's running cost, and
     E(n) + floor bounds F(n) (raised to E(n) + O's bound of any solved fleet that holds n). Fleets
     are taken in order of E (a heap over the lattice) and solved while that bound is under the
     best plan found; every fleet not solved keeps its bound, so the least bound over all fleets is
@@ -101,10 +101,12 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
 
     started = time.perf_counter()
     # `top` counts host CPUs too, so no larger fleet gains cores: its solve bounds every fleet. Its LP
-    # relaxation: the MILP there, the hardest of the search, took 9.0 s of its 10 s limit on a year
-    # of 6 candidates and overran a 5 s limit to 14 s elsewhere (HiGHS checks its clock between
-    # phases); the LP took 5.9 s there, and with the fleet's nodes fixed (`milp.solve_hours`) its
-    # floor was within 5% of the MILP's bound (310 against 326 kg of a long-prompt year's running cost).
+    # relaxation: the MILP there, the hardest of the search, took 9.0 s of its 10 s limit on the
+    # benchmark's poisson year (6 candidates; the LP 5.9 s) and overran a 5 s limit to 14 s
+    # elsewhere (HiGHS checks its clock between phases). Its floor is a little weaker: on the
+    # long-prompt year (3 candidates) 310 against the MILP bound's 326 kg of running cost, the
+    # search's least bound 539.5 against 547.5 kg; on the poisson year 999.2 against 997.7 (runs
+    # here, 2026-12-07, not committed). Past the budget it gets FLEET_MIN_S, as the LP did before.
     at_top = solve_fleet(top, relax=True)
     if not isinstance(at_top, tuple) or not np.isfinite(at_top[0].bound):
         return None

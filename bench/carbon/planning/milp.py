@@ -275,9 +275,9 @@ def solve_hours(s: Setting, objective: str, pillars: Pillars, econ: Economics, n
         cost[L.i] = -block.inherit_price
     if block is not None and block.fixed_n is not None:
         # A fixed fleet fixes its nodes too: the fewest that hold its GPUs, the only whole number the
-        # node rows allow. Left to the LP relaxation, it bought a fraction of a node, and the fleet
-        # search's floors (its LPs at the largest fleets) fell up to a node's embodied carbon short
-        # (72 kg of a year's ~800 kg running cost for H100s alone).
+        # node rows allow. Left to the LP relaxation, it bought a fraction of a node of each GPU type,
+        # and the fleet search's floors (its LPs at the largest fleets) fell short by up to a node per
+        # type (on the long-prompt year, H100s alone with Reduce's host: 728.8 against 801 kg).
         lower[L.n:L.n + C] = upper[L.n:L.n + C] = block.fixed_n
         lower[L.m:L.m + L.T] = upper[L.m:L.m + L.T] = np.ceil(
             np.bincount(type_of, weights=np.asarray(block.fixed_n, float) * tp, minlength=L.T) / per_node - 1e-9)
