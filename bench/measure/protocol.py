@@ -7,8 +7,8 @@
 2. Idle phase, device idle: a recorder thread timestamps every update edge of each quantised
    meter (NVML energy counter, RAPL); the intervals give each meter's update period (measured,
    never assumed) and the energy between the first and last edge after `lead_in_s` gives idle
-   power. Continuous meters (process CPU time) are read at the phase's ends. A meter fault ends the
-   phase at once; it is redone, then refused in one line naming the fault.
+   power. Continuous meters (process CPU time) are read at the phase's ends. A polled meter's fault
+   ends the phase at once; it is redone, then refused in one line naming the fault.
 3. Window length: the longest of `min_window_s`, `min_updates` update periods, and what keeps
    the edge-timing error bound (at each end, half of one poll gap plus one counter read, over the
    window; twice for margin) under `target_rel_error`.

@@ -125,10 +125,12 @@ def test_a_meter_failing_from_the_start_is_named_in_one_line_not_as_one_that_nev
     # after waiting out the deadline (the failed CI run of 2026-12-07, where a loaded host had
     # stretched the run to a fault meant for the windows).
     device, nvml, meter = gpu(faults=(Fault("nvmlDeviceGetTotalEnergyConsumption", at_s=0.0, calls=10**9),))
+    started = time.monotonic()
     with pytest.raises(MeasurementError) as err:
         measure(device, [meter], fast(max_retries=1, period_timeout_s=10.0))
     message = str(err.value)
     assert "\n" not in message and "NVMLError" in message and "idle power" in message
+    assert time.monotonic() - started < 5.0  # at the fault, not at the 10 s deadline (twice over)
 
 
 def test_a_counter_reset_mid_run_is_detected_and_never_stored():
