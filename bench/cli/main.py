@@ -24,6 +24,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from bench.carbon.planning.errors import PlanError  # noqa: E402
+from bench.carbon.validation.measurements import MeasurementsError  # noqa: E402
 from bench.cli import composing  # noqa: E402
 from bench.cli.errors import PointFailed, hydra_error_line, is_hydra_input_error  # noqa: E402
 from bench.cli.schema import to_typed  # noqa: E402
@@ -41,7 +42,8 @@ register_configs()
 composing.install()
 
 # Refusals a user can act on: one line and exit status 3, not a traceback (2 is a bad config).
-REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterFault, MeterUnavailable, ProfileError, PlanError)
+REFUSALS = (ClockError, DeviceBusy, MeasurementError, MeterFault, MeterUnavailable, ProfileError, PlanError,
+            MeasurementsError)
 # Of those, the ones that concern one point (its windows kept failing, the GPU was busy then): in a
 # sweep the next point may well succeed, so the sweep goes on and lists them at the end.
 POINT_FAILURES = (MeasurementError, MeterFault)

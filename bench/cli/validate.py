@@ -389,3 +389,11 @@ def validate_validation(cfg: BenchConf) -> None:
     refuse_rows_vllm_could_not_run("validate.measurements", v, rows)
     if v.calibration == "refit" and rows["num_gpus"].nunique() > 1:
         raise ConfigError("validate.calibration", "refit", "needs one num_gpus throughout the file")
+    if v.calibration == "refit":
+        from bench.carbon.validation.calibrate import fitted_parameters
+
+        names = fitted_parameters(v.gpu)
+        if len(rows) < len(names):  # each row one operating point: fewer cannot pin the parameters down
+            raise ConfigError("validate.calibration", "refit",
+                              f"fits {len(names)} parameters ({', '.join(names)}) and needs at least as many rows "
+                              f"(max batches); {v.measurements} has {len(rows)}")

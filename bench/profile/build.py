@@ -42,19 +42,50 @@ def gather(pattern: str) -> pd.DataFrame:
                 rows.append(row)
         csvs = [path] if path.suffix == ".csv" else (sorted(path.glob("**/*points.csv")) if path.is_dir() and not files else [])
         for csv in csvs:
-            rows += pd.read_csv(csv).to_dict("records")
+            try:
+                table = pd.read_csv(csv)
+            except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+                unreadable.append(str(csv))
+                continue
+            for i, row in enumerate(table.to_dict("records")):
+                row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                if usable_point(row):
+                    rows.append(row)
+                else:
+                    unreadable.append(f"{csv} row {i + 2}")  # (its line: after the header)
     if not rows:
-        bad = f"; {len(unreadable)} unreadable point files, e.g. {unreadable[0]}" if unreadable else ""
+        bad = f"; {len(unreadable)} unreadable or unusable points (files or csv rows), e.g. {unreadable[0]}" if unreadable else ""
         raise ProfileError(f"no measured points under {pattern!r} (expected <dir>/points/*.json or a points.csv){bad}")
     frame = pd.DataFrame(rows).drop_duplicates("key", keep="last").reset_index(drop=True)
     frame.attrs["unreadable_points"] = unreadable  # skipped and counted, never a traceback
     return frame
 
 
+# A point's figures the profile computes with: numbers (or empty) wherever a point has them.
+NUMERIC_FIELDS = ("batch_size", "seq_len", "context_len", "flops_per_call", "min_bytes_per_call", "tokens_per_call",
+                  "time_per_call_s", "gpu_energy_per_call_j", "energy_per_call_j", "host_energy_per_call_j",
+                  "energy_per_call_j_incl_model", "measured_energy_per_call_j", "clocks_sm_mhz_requested")
+
+
+def usable_point(row: dict[str, Any]) -> bool:
+    """Whether a measured row can enter a profile: a key and a kernel named, a positive finite time per
+    call, and numbers (or nothing) where its figures are (a file edited by hand, or of another tool,
+    is skipped and counted, not a traceback)."""
+    if not isinstance(row.get("key"), str) or not isinstance(row.get("kernel"), str):
+        return False
+    for name in NUMERIC_FIELDS:
+        value = row.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return False
+    t = row.get("time_per_call_s")
+    return t is not None and math.isfinite(t) and t > 0
+
+
 def read_point(path: Path) -> dict[str, Any] | None:
-    """One point file, or None if it is not a point (unreadable, not a JSON object, no key)."""
+    """One point file, or None if it is not a usable point (unreadable, not a JSON object, no key or
+    kernel, a figure that is not a number: `usable_point`)."""
     row = read_json_object(path)
-    return row if row is not None and "key" in row else None
+    return row if row is not None and usable_point(row) else None
 
 
 def _legacy_quality(row: pd.Series) -> str:

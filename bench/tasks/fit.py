@@ -45,7 +45,7 @@ def print_summary(profile: Profile, paths: list[Path]) -> None:
         console.print(f"  {row['fit']:16} {row['group']:44} R2={row['R2']:.3f} CV error={row['CV error rms']:.1%} "
                       f"{row['quality']:5} {row['coefficients [95% CI]']}", highlight=False)
     for path in m.get("points_unreadable", []):
-        console.print(f"  skipped an unreadable point file: {path}", highlight=False)
+        console.print(f"  skipped an unreadable point file (or csv row): {path}", highlight=False)
     for line in m["skipped_fits"]:
         console.print(f"  not fitted: {line}", highlight=False)
     for row in m.get("composition", []):

@@ -25,6 +25,19 @@ GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms
     (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,avg_power_w\n").replace("7.7\n", "7.7,lots\n"), [],
      "validate.measurements='.*column avg_power_w"),
     (GOOD, ["validate.runtime_reserve_gib=-1"], "validate.runtime_reserve_gib"),
+    # Rows no server measured: refused, never a traceback, a truncated batch or a silent choice of row.
+    (GOOD.replace("8,7.9", "inf,7.9"), [], "validate.measurements='.*max_num_seqs must be positive finite"),
+    (GOOD.replace("0.45", "inf"), [], "validate.measurements='.*energy_per_token_j must be positive finite"),
+    (GOOD.replace("8,7.9", "64.7,60"), [], "validate.measurements='.*max_num_seqs must be a whole number"),
+    (GOOD + "8,7.8,390,0.5,7.9\n", [], "validate.measurements='.*max_num_seqs 8 appears in more than one row"),
+    (GOOD.replace("8,7.9", "8,50"), [], "validate.measurements='.*avg_batch_size 50 is more than max_num_seqs 8"),
+    (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,median_itl_ms\n").replace("7.7\n", "7.7,9.1\n"), [],
+     "validate.measurements='.*p90_itl_ms 7.7 is below median_itl_ms 9.1"),
+    (GOOD.replace("p90_itl_ms\n", "p90_itl_ms,energy_per_token_j\n").replace("7.7\n", "7.7,0.5\n"), [],
+     "validate.measurements='.*energy_per_token_j appear more than once"),
+    ("dir", [], "validate.measurements='.*is a directory"),
+    # A refit of five or more parameters on one operating point.
+    (GOOD, ["validate.calibration=refit"], "validate.calibration='refit': fits \\d parameters .* needs at least as many rows"),
     # A row vLLM could not have run: Qwen3-32B on one H100 at 3,072 requests leaves some KV cache (3.2 GiB,
     # before any runtime reserve) but not the 5 GiB of one 20,480-token request once its logits are reserved.
     (GOOD.replace("8,7.9", "3072,3000"), ["validate.model=qwen3_32b"], "validate.measurements='.*max_num_seqs 3072: "
@@ -32,7 +45,9 @@ GOOD = "max_num_seqs,avg_batch_size,avg_output_len,energy_per_token_j,p90_itl_ms
 ])
 def test_bad_validate_input_is_one_line_naming_the_field(tmp_path, content, override, field):
     path = tmp_path / "m.csv"
-    if content is not None:
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
         path.write_text(content)
     results = tmp_path / "results"
     base = {"validate.model": "llama3_8b", "validate.gpu": "h100_sxm"}

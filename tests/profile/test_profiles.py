@@ -244,3 +244,28 @@ def test_a_corrupt_point_file_is_skipped_and_counted_not_a_traceback(points, tmp
     assert len(store_.rows()) == len(points) and not store_.has("deadbeef")  # measured again, not reused
     out = run_bench("task=fit", f"results={tmp_path / 'res'}", "hardware=fake-h100", f"profiles_dir={tmp_path / 'p'}")
     assert out.code == 0 and "skipped an unreadable point file" in out.stdout, out.stderr[-2000:]
+
+
+def test_points_a_profile_cannot_use_are_skipped_and_counted_whatever_is_wrong_with_them(points, tmp_path):
+    # A csv that is empty or not of points, a point without its kernel, one whose time is text or
+    # negative: each skipped and named, the usable points gathered (never a KeyError or ValueError).
+    good = points.head(4).to_dict("records")
+    (tmp_path / "a" / "points").mkdir(parents=True)
+    for row in good:
+        (tmp_path / "a" / "points" / f"{row['key']}.json").write_text(json.dumps(row))
+    for name, bad in {"nokernel": {k: v for k, v in good[0].items() if k != "kernel"} | {"key": "nokernel"},
+                      "text": good[1] | {"key": "text", "time_per_call_s": "fast"},
+                      "negative": good[2] | {"key": "negative", "time_per_call_s": -1.0},
+                      "keyonly": {"key": "keyonly"}}.items():
+        (tmp_path / "a" / "points" / f"{name}.json").write_text(json.dumps(bad))
+    gathered = profiles.gather(str(tmp_path / "a"))
+    assert sorted(gathered["key"]) == sorted(r["key"] for r in good) and len(gathered.attrs["unreadable_points"]) == 4
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "points.csv").write_text("")
+    (tmp_path / "c_points.csv").write_text("when,value\n2022-01-01,1\n")
+    with pytest.raises(profiles.ProfileError, match="no measured points.* 1 unreadable or unusable"):
+        profiles.gather(str(tmp_path / "b"))
+    with pytest.raises(profiles.ProfileError, match="no measured points.* 1 unreadable or unusable.*row 2"):
+        profiles.gather(str(tmp_path / "c_points.csv"))
+    pd.DataFrame(good).to_csv(tmp_path / "d_points.csv", index=False)
+    assert len(profiles.gather(str(tmp_path / "d_points.csv"))) == 4  # a points csv: every row usable

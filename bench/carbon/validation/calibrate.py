@@ -125,6 +125,11 @@ def _free(anchor: pd.DataFrame | None) -> tuple[str, ...]:
     return tuple(k for k in devices.PHYSICAL if anchor is None or k not in ANCHORED)
 
 
+def fitted_parameters(gpu: str) -> tuple[str, ...]:
+    """The parameters a refit of `gpu` fits (those its measured anchors do not fix)."""
+    return _free(anchors(gpu))
+
+
 def _params(x: np.ndarray, anchor: pd.DataFrame | None) -> dict:
     params = dict(zip(_free(anchor), (float(v) for v in x)))
     return anchored({**params, "e_flop_pj": 0.0, "e_byte_pj": 0.0}, anchor) if anchor is not None else params

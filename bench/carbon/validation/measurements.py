@@ -67,6 +67,8 @@ class MeasurementsError(ValueError):
 def read(path: str | Path) -> pd.DataFrame:
     """The rows sorted by max_num_seqs; refuses a missing file, missing columns or bad values."""
     p = Path(path)
+    if p.is_dir():
+        raise MeasurementsError(f"{p} is a directory, not a csv file")
     if not p.is_file():
         raise MeasurementsError(f"no such file {p}")
     try:
@@ -78,26 +80,49 @@ def read(path: str | Path) -> pd.DataFrame:
         raise MeasurementsError(f"{p} lacks column(s) {', '.join(missing)} (needs {', '.join(REQUIRED)})")
     if df.empty:
         raise MeasurementsError(f"{p} has no rows")
+    twice = sorted({str(c) for c in df.columns if str(c).rsplit(".", 1)[0] in df.columns and "." in str(c)
+                    and str(c).rsplit(".", 1)[1].isdigit()})
+    if twice:  # pandas renames a repeated header "x" to "x.1": which one was meant is not known
+        raise MeasurementsError(f"{p}: column(s) {', '.join(t.rsplit('.', 1)[0] for t in twice)} appear more than once")
     numeric = df[list(REQUIRED)].apply(pd.to_numeric, errors="coerce")
-    bad = [c for c in REQUIRED if not (numeric[c] > 0).all()]
+    bad = [c for c in REQUIRED if not ((numeric[c] > 0) & (numeric[c] < float("inf"))).all()]
     if bad:
-        raise MeasurementsError(f"{p}: column(s) {', '.join(bad)} must be positive numbers in every row")
+        raise MeasurementsError(f"{p}: column(s) {', '.join(bad)} must be positive finite numbers in every row")
+    if not (numeric["max_num_seqs"] == numeric["max_num_seqs"].round()).all():
+        raise MeasurementsError(f"{p}: column max_num_seqs must be a whole number in every row")
     df = df.copy()
     df[list(REQUIRED)] = numeric
     df["max_num_seqs"] = df["max_num_seqs"].astype(int)
     if "num_gpus" not in df.columns:
         df["num_gpus"] = 1
     gpus = pd.to_numeric(df["num_gpus"], errors="coerce")
-    if not ((gpus >= 1) & (gpus == gpus.round())).all():
+    if not ((gpus >= 1) & (gpus < float("inf")) & (gpus == gpus.round())).all():
         raise MeasurementsError(f"{p}: column num_gpus must be a whole number >= 1 in every row")
     df["num_gpus"] = gpus.astype(int)
     for c in ("avg_power_w", "output_tokens_per_s", "median_itl_ms"):  # optional, but numbers where given
         if c in df.columns:
             values = pd.to_numeric(df[c], errors="coerce")
-            if (values.isna() & df[c].notna()).any() or (values <= 0).any():
-                raise MeasurementsError(f"{p}: column {c} must be positive numbers where given")
+            if (values.isna() & df[c].notna()).any() or (values <= 0).any() or (values == float("inf")).any():
+                raise MeasurementsError(f"{p}: column {c} must be positive finite numbers where given")
             df[c] = values
-    return df.sort_values("max_num_seqs").reset_index(drop=True)
+    # What a server cannot have measured: a configuration twice (which row would count?), more requests
+    # running on average than it admits (a 1% slack for rounding), a p90 below the median.
+    dup = df.duplicated(["max_num_seqs", "num_gpus"], keep=False)
+    if dup.any():
+        raise MeasurementsError(f"{p}: max_num_seqs {int(df.loc[dup, 'max_num_seqs'].iloc[0])} appears in more than one "
+                                "row (with the same num_gpus); one row per configuration")
+    over = df["avg_batch_size"] > df["max_num_seqs"] * 1.01
+    if over.any():
+        row = df[over].iloc[0]
+        raise MeasurementsError(f"{p}: avg_batch_size {row['avg_batch_size']:g} is more than max_num_seqs "
+                                f"{int(row['max_num_seqs'])} in a row: a server runs at most max_num_seqs requests")
+    if "median_itl_ms" in df.columns:
+        low = df["p90_itl_ms"] < df["median_itl_ms"] * (1 - 1e-6)
+        if low.any():
+            row = df[low].iloc[0]
+            raise MeasurementsError(f"{p}: p90_itl_ms {row['p90_itl_ms']:g} is below median_itl_ms "
+                                    f"{row['median_itl_ms']:g} at max_num_seqs {int(row['max_num_seqs'])}")
+    return df.sort_values(["num_gpus", "max_num_seqs"]).reset_index(drop=True)
 
 
 REPEATS = Path(__file__).resolve().parents[1] / "data" / "mlenergy_v3_request_repeats.csv"

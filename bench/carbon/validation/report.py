@@ -68,6 +68,11 @@ def validate(conf: ValidateConf) -> Validation:
         if not steady.any():
             raise measurements.MeasurementsError("calibration=refit needs a row whose replay has a steady state "
                                                  "(a backlog larger than its max batch + 1: validate.num_requests)")
+        names = calibrate.fitted_parameters(conf.gpu)
+        if int(steady.sum()) < len(names):  # each row is one operating point: fewer cannot pin them down
+            raise measurements.MeasurementsError(
+                f"calibration=refit fits {len(names)} parameters ({', '.join(names)}) and needs at least as many "
+                f"comparable rows (max batches); {conf.measurements} has {int(steady.sum())}")
         # Fitted on the comparable rows only (its residuals and leave-one-out errors are of those rows).
         cal = calibrate.fit(model, conf.gpu, rows[steady].reset_index(drop=True),
                             [s for s, k in zip(scheds, steady) if k], Path(conf.measurements).stem, tps[0],
@@ -102,8 +107,12 @@ def validate(conf: ValidateConf) -> Validation:
             t[c] = np.nan
             t.loc[steady, c] = cal.residuals[c].to_numpy()
     t["method"] = methods
-    label = ", ".join(sorted({str(v) for v in rows.get("model_id", pd.Series(["?"])).unique()}))
-    gpus = ", ".join(sorted({str(v) for v in rows.get("gpu_model", pd.Series(["?"])).unique()}))
+
+    def named(col: str) -> str:  # the values a column names (an empty cell names nothing)
+        values = {str(v).strip() for v in rows.get(col, pd.Series([], dtype=object)).dropna() if str(v).strip()}
+        return ", ".join(sorted(values)) or "?"
+
+    label, gpus = named("model_id"), named("gpu_model")
     source = f"{conf.measurements} ({label} on {gpus}; measured GPU energy, steady state, per output token)"
     mismatch = ""
     if "model_id" in rows:
@@ -112,7 +121,7 @@ def validate(conf: ValidateConf) -> Validation:
         parts = model.name.lower().split("-")
         ids = {h.lower() for h in model.hf_ids}
         if not all(str(m).lower() in ids or (parts[0] in str(m).lower() and parts[-1] in str(m).lower())
-                   for m in rows["model_id"]):
+                   for m in rows["model_id"].dropna() if str(m).strip()):  # (an empty cell: of the preset)
             mismatch = f"the measurements are of {label}, replayed here as {conf.model}"
     if "gpu_model" in rows and not mismatch:
         from bench.carbon.inputs import embodied
@@ -139,25 +148,33 @@ def choice(t: pd.DataFrame, slo_s: float, which: str) -> int | None:
 
 
 def slo_lines(t: pd.DataFrame, slos_s: list[float]) -> list[str]:
+    """One line per SLO (and per GPU count, where the file has several: a max batch is chosen among
+    the same servers), or one saying there is nothing to choose from."""
+    if comparable(t).empty:
+        return ["- no comparable row: no max batch is chosen"]
+    tps = sorted({int(x) for x in t["num_gpus"]}) if "num_gpus" in t else [1]
     out = []
-    for slo in slos_s:
-        m, p = choice(t, slo, "measured"), choice(t, slo, "predicted")
-        verdict = "same" if m == p else "differs"
-        m_s, p_s = ("none" if x is None else x for x in (m, p))
-        out.append(f"- p90 ITL <= {slo * 1e3:g} ms: least energy per token at max batch {m_s} (measured), "
-                   f"{p_s} (predicted): {verdict}")
+    for tp in tps:
+        part = t[t["num_gpus"] == tp] if "num_gpus" in t else t
+        on = f"{tp} GPU(s), " if len(tps) > 1 else ""
+        for slo in slos_s:
+            m, p = choice(part, slo, "measured"), choice(part, slo, "predicted")
+            verdict = "same" if m == p else "differs"
+            m_s, p_s = ("none" if x is None else x for x in (m, p))
+            out.append(f"- {on}p90 ITL <= {slo * 1e3:g} ms: least energy per token at max batch {m_s} (measured), "
+                       f"{p_s} (predicted): {verdict}")
     return out
 
 
 def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str:
     t = v.table
-    shown = t[[c for c in COLUMNS] + ["energy_rel_error", "p90_itl_rel_error"]
+    several = "num_gpus" in t and t["num_gpus"].nunique() > 1  # then rows are told apart by their GPUs too
+    shown = t[[COLUMNS[0]] + (["num_gpus"] if several else []) + list(COLUMNS[1:]) + ["energy_rel_error", "p90_itl_rel_error"]
               + [c for c in ("loo_energy_rel_error", "loo_p90_itl_rel_error") if c in t]].copy()
     for c in shown.columns:
         if c.endswith("rel_error"):
             shown[c] = shown[c].map(lambda x: f"{x:+.1%}")
     kept = comparable(t)
-    worst_e, worst_t = kept.energy_rel_error.abs().max(), kept.p90_itl_rel_error.abs().max()
     title = (f"# Sensitivity, not a validation: {v.model} on {v.gpu} ({v.mismatch})" if v.mismatch
              else f"# Validation: {v.model} on {v.gpu}")
     lines = [title, "",
@@ -166,12 +183,14 @@ def markdown(v: Validation, slos_s: list[float], plot: str | None = None) -> str
              ("- predicted: the serving simulator replaying each configuration as it ran (a backlog queued at once, "
               "the same max batch, vLLM's token budget and memory share, paged KV with preemption); workload "
               "assumptions in `validate.*` (prompt lengths are not in the file)"),
-             f"- worst |error|: energy per token {worst_e:.1%}, p90 ITL {worst_t:.1%} (predicted / measured - 1; "
-             "comparable rows)"]
+             (f"- worst |error|: energy per token {kept.energy_rel_error.abs().max():.1%}, p90 ITL "
+              f"{kept.p90_itl_rel_error.abs().max():.1%} (predicted / measured - 1; comparable rows)" if len(kept)
+              else "- worst |error|: none: no row is comparable (below)")]
     if "in-sample" in v.method:
         lines.append("- **in-sample**: the device model was calibrated on this same file"
                      + ("; the `loo_*` columns predict each row from a calibration without it (leave-one-out)"
-                        if v.calibration is not None else "; `validate.calibration=refit` adds a leave-one-out check"))
+                        if "loo_energy_rel_error" in t else
+                        "" if v.calibration is not None else "; `validate.calibration=refit` adds a leave-one-out check"))
     unsteady = t.loc[~t["steady_state_replayed"], "max_num_seqs"].tolist()
     if unsteady:
         lines.append(f"- **not comparable** at max batch {', '.join(map(str, unsteady))}: the replay has no "

@@ -268,3 +268,23 @@ def test_the_plan_report_does_not_replay_a_file_on_a_gpu_it_took_from_a_measured
     assert "- h100_sxm: the plan used a measured profile, not the datasheet model this file validates" in lines
     with pytest.raises(AssertionError, match="replayed"):  # without the profile it is replayed
         report.plan_section(str(path), "qwen3_32b", ["h100_sxm", "l4"], 0.05, measured=[])
+
+
+def test_without_a_comparable_row_nothing_is_chosen_and_choices_keep_to_one_gpu_count(tmp_path):
+    # No steady state anywhere: no worst error ("nan%") and no "same" between two nones.
+    rows, _ = synthetic_rows(batches=(96,))
+    rows["model_id"], rows["gpu_model"] = "synthetic", "H100"
+    path = tmp_path / "m.csv"
+    rows.to_csv(path, index=False)
+    md = report.markdown(report.validate(dataclasses.replace(CONF, measurements=str(path), model="llama3_8b",
+                                                             gpu="h100_sxm")), [0.05])
+    assert "nan" not in md and "worst |error|: none" in md and "- no comparable row: no max batch is chosen" in md
+    # Servers of one and of two GPUs in one file: each count's max batch is chosen among its own rows (the
+    # two-GPU 64 has the least energy of all, yet the one-GPU choice is 32).
+    t = pd.DataFrame({"max_num_seqs": [8, 32, 8, 64], "num_gpus": [1, 1, 2, 2],
+                      "measured_energy_per_token_j": [0.4, 0.2, 0.3, 0.1], "predicted_energy_per_token_j": [0.4, 0.2, 0.3, 0.1],
+                      "measured_p90_itl_s": [0.01, 0.02, 0.01, 0.02], "predicted_p90_itl_s": [0.01, 0.02, 0.01, 0.02],
+                      "steady_state_replayed": [True] * 4})
+    lines = report.slo_lines(t, [0.05])
+    assert lines == ["- 1 GPU(s), p90 ITL <= 50 ms: least energy per token at max batch 32 (measured), 32 (predicted): same",
+                     "- 2 GPU(s), p90 ITL <= 50 ms: least energy per token at max batch 64 (measured), 64 (predicted): same"]
