@@ -11,6 +11,7 @@ import numpy as np
 from bench.carbon.inputs import embodied
 from bench.carbon.planning import milp
 from bench.carbon.planning.errors import PlanError
+from bench.carbon.planning.fleet_cuts import FleetCut
 from bench.carbon.planning.milp import (NEAR, Block, Infeasible, assemble, fleet_costs, per_hour, served,
                                         split_served, waiting_bounds)
 from bench.carbon.planning.pillars import Pillars
@@ -43,7 +44,11 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     E(n) + floor bounds F(n) (raised to E(n) + O's bound of any solved fleet that holds n). Fleets
     are taken in order of E (a heap over the lattice) and solved while that bound is under the
     best plan found; every fleet not solved keeps its bound, so the least bound over all fleets is
-    a bound on the period's optimum. A fleet without the capacity for the period's work on average
+    a bound on the period's optimum. Each fleet LP solved to optimality also gives a cut
+    (`fleet_cuts`): from its duals, an affine bound on every fleet's optimum up to `top` that, unlike
+    the floors, grows as a fleet gives up capacity; a fleet is judged by the highest of its bounds
+    before its own LP is solved, and the fleets left at a limit by each cut's least over the fleets
+    that hold them. A fleet without the capacity for the period's work on average
     (`serves_period`) has no plan and is skipped. Returns (plan, bound, whether a solve hit its
     limit, a note), or None where the largest fleet gave no floor."""
     import heapq
@@ -69,9 +74,12 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     per_node = np.array([float(gpus_tab.loc[t, "gpus_per_node"]) for t in types])
     fleet_cost, node_cost = fleet_costs(s, objective, levers, caps, types)
 
+    def nodes_of(n: np.ndarray) -> np.ndarray:
+        """The fewest nodes per GPU type that hold fleet n's GPUs (as every fixed fleet's solve)."""
+        return np.ceil(np.bincount(type_of, weights=np.asarray(n, float) * tp, minlength=len(types)) / per_node - 1e-9)
+
     def fleet_terms(n: np.ndarray) -> float:
-        gpus = np.bincount(type_of, weights=n * tp, minlength=len(types))
-        return float(fleet_cost @ n + node_cost @ np.ceil(gpus / per_node - 1e-9))
+        return float(fleet_cost @ n + node_cost @ nodes_of(n))
 
     rate = np.array([c.requests_per_hour for c in caps])[None, :] * np.ones((H, C))
     for j, c in enumerate(caps):
@@ -92,12 +100,23 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         # bounds that fleet), so the search ends near it, not a whole fleet's limit past it.
         limit_s = min(time_limit_s, FLEET_LIMIT_S, max(FLEET_SOLVE_MIN_S, budget_s - (time.perf_counter() - started)))
         try:
-            return milp.solve_hours(s, objective, pillars, econ, name, derate, limit_s,
-                         Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax))
+            res = milp.solve_hours(s, objective, pillars, econ, name, derate, limit_s,
+                                   Block(caps, waiting, fixed_n=n, rel_gap=FLEET_GAP, relax=relax,
+                                         fleet_max=top if relax else None))
         except Infeasible:
             return "infeasible"
         except PlanError:  # stopped at its limit without a plan
             return None
+        if res[0].cut is not None:
+            cuts.append(res[0].cut)
+        return res
+
+    cuts: list[FleetCut] = []  # from every fleet LP solved to optimality: bounds on every fleet up to `top`
+    top_nodes = nodes_of(top)
+
+    def cut_at(n: np.ndarray) -> float:
+        """The best cut's bound on fleet n's optimum."""
+        return max((float(c.at(n, nodes_of(n))) for c in cuts), default=-math.inf)
 
     started = time.perf_counter()
     # `top` counts host CPUs too, so no larger fleet gains cores: its solve bounds every fleet. Its LP
@@ -152,13 +171,17 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         candidate of S it lacks, so its fleet terms are at least n's plus those replicas' own (node
         terms only grow), and its running cost at least S's floor. Per support m of the heap's
         fleets, the least over the supports S holding it of those replicas' terms plus S's floor."""
-        least: dict[int, float] = {}
-        for terms_, key_ in heap:
-            m = mask_of(np.array(key_, float))
-            least[m] = min(least.get(m, math.inf), terms_)
+        if not heap:
+            return math.inf
+        keys = np.array([key_ for _, key_ in heap], float)
+        masks = [mask_of(k) for k in keys]
         add = {m: min(float(sum(fleet_cost[j] for j in range(C) if (s_ >> j) & 1 and not (m >> j) & 1))
-                      + support_floor(s_) for s_ in range(full + 1) if s_ & m == m) for m in least}
-        return min((t + add[m] for m, t in least.items()), default=math.inf)
+                      + support_floor(s_) for s_ in range(full + 1) if s_ & m == m) for m in set(masks)}
+        bound = np.array([terms_ for terms_, _ in heap]) + np.array([add[m] for m in masks])
+        if cuts:  # and at least each cut's least over the fleets between n and `top`
+            nodes = np.ceil((keys * tp) @ (type_of[:, None] == np.arange(len(types))[None, :]) / per_node - 1e-9)
+            bound = np.maximum(bound, np.max([c.over_box(keys, nodes, top, top_nodes) for c in cuts], axis=0))
+        return float(bound.min())
 
     zero = tuple([0] * C)
     heap = [(fleet_terms(np.zeros(C)), zero)]
@@ -193,10 +216,14 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         if terms + running >= cut:
             lowest = min(lowest, terms + running)
             continue
+        cut_bound = cut_at(n)  # the fleet LPs' duals: a bound that tracks its capacity
+        if cut_bound >= cut:
+            lowest = min(lowest, max(cut_bound, terms + running))
+            continue
         mask = mask_of(n)
         if mask not in floors:
             learn_floor(mask)
-        running = max(running, support_floor(mask))
+        running = max(running, support_floor(mask), cut_at(n) - terms)
         if terms + running >= cut:
             lowest = min(lowest, terms + running)
             continue
@@ -214,12 +241,12 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         evals += 1
         if res == "infeasible":
             continue
-        if res is None:  # stopped without a plan: bounded as if not solved
-            lowest = min(lowest, terms + running)
+        if res is None:  # stopped without a plan: bounded by its LP
+            lowest = min(lowest, max(terms + running, lp[0].fun))
             hit = True
             continue
         hit = hit or res[0].hit_limit
-        bound = res[0].bound if np.isfinite(res[0].bound) else terms + running  # no dual bound: what holds it
+        bound = max(res[0].bound if np.isfinite(res[0].bound) else -math.inf, lp[0].fun)  # (no dual bound: its LP's)
         solved.append((n, bound - terms))
         lowest = min(lowest, bound)
         if res[0].fun < best[0]:
@@ -237,7 +264,8 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
     plan.solve_s = time.perf_counter() - started
     note = (f"the period solved whole for {evals} fleet(s), fleets taken in order of their "
             + "embodied carbon; gap against the least bound over every fleet (where a fleet was not solved: its "
-            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them)"
+            "terms plus the running-cost floor of the candidates it may hold, the LP at the largest useful fleet of them, "
+            "or the cuts from the fleet LPs' duals where higher)"
             + ("" if complete else f"; the search stopped at its limit ({FLEET_EVALS} solves, {budget_s:.0f} s)"))
     plan.notes.append(f"MILP over {len(caps)} undominated of {len(s.capacities)} candidates (near-copies within "
                       f"{NEAR:.0%} merged); {note}")

@@ -32,6 +32,7 @@ class Result:
     status: str  # "optimal", "infeasible", "limit" (a time or other limit stopped it), "unbounded",
     # "infeasible_or_unbounded" (presolve could not tell), "error"
     message: str
+    row_dual: np.ndarray | None = None  # an LP solved to optimality: its rows' duals (HiGHS's signs)
 
 
 def _inf(a: np.ndarray) -> np.ndarray:
@@ -123,4 +124,7 @@ def milp(cost: np.ndarray, constraints: list[optimize.LinearConstraint], integra
         kind = "infeasible_or_unbounded"
     else:
         kind = "error"
-    return Result(x, fun, gap, bound, kind, h.modelStatusToString(status))
+    row_dual = None
+    if not mip and kind == "optimal" and info.dual_solution_status == 2:
+        row_dual = np.asarray(h.getSolution().row_dual, float)
+    return Result(x, fun, gap, bound, kind, h.modelStatusToString(status), row_dual)

@@ -38,6 +38,7 @@ from scipy import optimize, sparse
 
 from bench.carbon.inputs import embodied
 from bench.carbon.planning import highs
+from bench.carbon.planning.fleet_cuts import FleetCut, fleet_cut
 from bench.carbon.planning.pillars import Pillars, host_for, lifetimes_for
 from bench.carbon.planning.errors import PlanError
 from bench.carbon.planning.setting import J_PER_KWH, Economics, Plan, Setting
@@ -157,6 +158,9 @@ class Block:
     hold_at: int = -1  # >= 0: the backlog at this hour of the block is `backlog_in` (it repeats)
     rel_gap: float = 0.0  # the solver's stopping gap; 0: BLOCK_GAP
     relax: bool = False  # the LP relaxation only (a quick lower bound)
+    # With `relax` and `fixed_n`: the largest fleet the cut from this LP's duals must hold for (the
+    # solve's `cut`, a bound on every fleet up to it: `fleet_cuts`); None: no cut.
+    fleet_max: np.ndarray | None = None
 
 
 def solve_hours(s: Setting, objective: str, pillars: Pillars, econ: Economics, name: str,
@@ -295,6 +299,10 @@ def solve_hours(s: Setting, objective: str, pillars: Pillars, econ: Economics, n
     # Blocks solve tighter: their bounds add up, and so do their gaps.
     first = _milp(cost, [base], integrality, bounds, time_limit_s, name, rel_gap=MIP_GAP if block is None else (block.rel_gap or BLOCK_GAP))
     if block is not None:  # a block: its raw solution and bound, for `blocks.py` and `fleets.py` to assemble
+        if block.relax and block.fixed_n is not None and block.fleet_max is not None and first.row_dual is not None:
+            first.cut = fleet_cut(cost, base.A, base.lb, base.ub, lower,
+                                  _safe_upper(L, upper, online, offline, np.asarray(block.fleet_max, float)),
+                                  first.row_dual, L.n + np.arange(C), L.m + np.arange(L.T))
         return first, L, caps
     problem = _Problem(s, objective, pillars, econ, name, L, caps, types, cost, base, integrality, bounds, time_limit_s,
                        first, time.perf_counter() - started, plan_notes, hour_type)
@@ -550,6 +558,8 @@ class _Solved:
     gap: float
     hit_limit: bool
     bound: float = math.nan  # the solver's dual bound (a lower bound on the optimum)
+    row_dual: np.ndarray | None = None  # an LP solved to optimality: its rows' duals
+    cut: FleetCut | None = None  # a fixed-fleet LP's bound on other fleets (`fleet_cuts`)
 
 
 def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str, required: bool = True,
@@ -565,7 +575,23 @@ def _milp(cost, constraints, integrality, bounds, time_limit_s: float, name: str
         # "infeasible or unbounded" is infeasible for them.
         raise (Infeasible if res.status in ("infeasible", "infeasible_or_unbounded") else PlanError)(
             f"plan {name}: the MILP found no feasible plan ({res.message})")
-    return _Solved(res.x, res.fun, res.gap, res.status == "limit", res.bound)  # no bound known: the gap is NaN
+    return _Solved(res.x, res.fun, res.gap, res.status == "limit", res.bound, res.row_dual)  # no bound known: the gap is NaN
+
+
+def _safe_upper(L: _Layout, upper: np.ndarray, online: np.ndarray, offline: np.ndarray,
+                fleet_max: np.ndarray) -> np.ndarray:
+    """Column upper bounds that every plan of a fleet no larger than `fleet_max` keeps, for the
+    columns the model leaves unbounded: active replicas u_hc <= n_c <= fleet_max_c; the offline
+    requests served, on GPUs (y_h) or host CPUs (z_h), at most all offline work and the inherited
+    backlog (the backlog rows, with b >= 0); a candidate's requests w_hc at most the hour's online
+    ones plus those (the first rows: sum_c w_hc = online_h + y_h)."""
+    safe = np.asarray(upper, float).copy()
+    offline_all = float(np.sum(offline)) + max(0.0, float(upper[L.i]))
+    safe[L.hc(L.u)] = np.minimum(safe[L.hc(L.u)], np.broadcast_to(fleet_max, (L.H, L.C)))
+    safe[L.hc(L.w)] = np.minimum(safe[L.hc(L.w)], (np.asarray(online, float) + offline_all)[:, None])
+    for base in (L.y, L.z):
+        safe[base:base + L.H] = np.minimum(safe[base:base + L.H], offline_all)
+    return safe
 
 
 def _embodied(s: Setting, hardware: str, levers) -> tuple[float, float]:

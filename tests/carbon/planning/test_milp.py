@@ -860,3 +860,49 @@ def test_a_re_planning_round_leaves_the_bound_narrowing_until_its_plan_meets_the
     assert after is not searched and after.total_kg <= modelled * (1 + 1e-9) and after.solver_gap <= gap + 1e-12
     assert "blocks of" in after.notes[-1] or "the blocks that followed" in after.notes[-1]
     assert "not tried (a re-planning round)" not in after.notes[-1]
+
+
+def test_a_fleet_lps_duals_bound_every_fleets_optimum_and_meet_it_at_their_own_fleet():
+    # The fleet search's cuts (`fleet_cuts`): from the duals of one fixed fleet's LP, an affine bound
+    # on every fleet's optimum up to `fleet_max`, equal to that LP at its own fleet, and its least
+    # over a box of fleets under every fleet in it. Held against exact MILPs of fleets small and large
+    # (a daily clean window and 8-hour deadlines: backlog rows and offline columns in the duals).
+    from bench.carbon.planning import milp
+    from bench.carbon.planning.milp import Block
+
+    s, pillars, _ = _three_type_period(7)
+    caps = s.capacities
+    waiting = milp.waiting_bounds(np.asarray(s.offline_per_hour, float), s.deadline_h)
+    most = np.array([6.0, 8.0, 12.0])
+    nodes = lambda n: np.ceil(n / 8 - 1e-9)  # one candidate per GPU type, 8 GPUs a node
+
+    def fixed(n, relax):
+        try:
+            res, _, _ = milp.solve_hours(s, "carbon", pillars, Economics(), "t", None, 30.0,
+                                         Block(caps, waiting, fixed_n=np.asarray(n, float), relax=relax, rel_gap=0.0,
+                                               fleet_max=most if relax else None))
+        except milp.Infeasible:
+            return None
+        return res
+
+    cuts = {n: fixed(n, True) for n in [(1, 1, 2), (2, 0, 0), (0, 3, 6), (6, 8, 12)]}
+    for n, lp in cuts.items():
+        assert lp is not None and lp.cut is not None
+        assert float(lp.cut.at(np.array(n, float), nodes(np.array(n, float)))) == pytest.approx(lp.fun, rel=1e-6)
+    rng = np.random.default_rng(3)
+    fleets = {tuple(int(v) for v in rng.integers(0, most + 1)) for _ in range(10)} | {(1, 0, 0), (0, 0, 3), (2, 2, 2)}
+    exact = {n: fixed(n, False) for n in fleets}
+    tighter = 0
+    for n, res in exact.items():
+        if res is None:  # no plan with this fleet: any bound holds
+            continue
+        x = np.array(n, float)
+        for lp in cuts.values():
+            assert float(lp.cut.at(x, nodes(x))) <= res.fun * (1 + 1e-7) + 1e-9
+        at_most = float(cuts[(6, 8, 12)].cut.at(x, nodes(x)))  # the floor's own cut: its LP less the terms it saves
+        tighter += max(float(lp.cut.at(x, nodes(x))) for lp in cuts.values()) > at_most * (1 + 1e-3)
+        for m, other in exact.items():  # the least over the box from n to `most` is under every fleet in it
+            if other is not None and all(a <= b for a, b in zip(n, m)):
+                low = min(float(lp.cut.over_box(x, nodes(x), most, nodes(most))) for lp in cuts.values())
+                assert low <= other.fun * (1 + 1e-7) + 1e-9
+    assert tighter  # and somewhere above the LP at the largest fleet's, which floors every fleet now
