@@ -69,10 +69,27 @@ def run_load(w: Workload, cost: StepCost, max_batch: int, load: float, slo: Slo 
     part = at_load(w, load)
     online = ~part.offline
     limit = int(math.floor((1 - slo.attainment) * online.sum())) if (slo and abort) else None
-    # A replica must clear its requests well within twice their span, or it is overloaded.
+    # A replica must clear its requests well within twice their span, or it is overloaded; and at least
+    # have the time to serve its longest request alone after the last arrives (a sparse slice, a request
+    # or two, spans seconds: its longest request alone took longer, and the replica counted as overloaded
+    # at every load, so a trace of ten requests an hour was refused as if no GPU could serve it).
+    horizon_s = 2 * max(part.duration_s, 1.0) + solo_s(part, cost)
     res = simulate(part.arrival_s, part.prompt, part.output, cost, max_batch, online=online, slo=slo,
-                   abort_violations=limit, horizon_s=2 * max(part.duration_s, 1.0), max_prefill_tokens=max_prefill_tokens)
+                   abort_violations=limit, horizon_s=horizon_s, max_prefill_tokens=max_prefill_tokens)
     return res, part
+
+
+def solo_s(w: Workload, cost: StepCost) -> float:
+    """An upper bound on the time one replica takes to serve `w`'s longest request alone: its whole
+    prompt in one prefill (every causal pair attended) and each output token one decode step at the
+    request's full context."""
+    if not len(w.arrival_s):
+        return 0.0
+    i = int(np.argmax(np.asarray(w.prompt, float) + np.asarray(w.output, float)))
+    p, o = float(w.prompt[i]), float(w.output[i])
+    prefill = float(np.asarray(cost.time_energy(p, p * (p + 1) / 2, 0.0, 0.0, 1.0)[0]).ravel()[0])
+    decode = float(np.asarray(cost.time_energy(0.0, 0.0, 1.0, p + o, 0.0)[0]).ravel()[0])
+    return prefill + o * decode
 
 
 def _loads() -> list[float]:
@@ -81,11 +98,17 @@ def _loads() -> list[float]:
     return low + [2 ** (i / 4) for i in range(0, 4 * MAX_LOAD_LOG2 + 1)]
 
 
+WINDOW_MIN_ONLINE = 100  # online requests a capacity window must hold for its percentiles to mean much
+
+
 def capacity(c: Candidate, model: ModelSpec, w: Workload, slo: Slo, window_s: float | None = 900.0) -> Capacity:
     """Capacity from the first `window_s` of the trace (a quarter hour by default: enough
-    requests for the percentiles, a quarter of the simulation time)."""
+    requests for the percentiles, a quarter of the simulation time), or the whole trace where that
+    window holds fewer than `WINDOW_MIN_ONLINE` online requests (a sparse hour: every one counts)."""
     if window_s is not None and w.duration_s > window_s:
-        w = w.subset(w.arrival_s < window_s)
+        head = w.subset(w.arrival_s < window_s)
+        if int((~head.offline).sum()) >= WINDOW_MIN_ONLINE:
+            w = head
     cost = StepCost.of(model, c.device)
     if model.weight_bytes > c.device.memory_bytes:
         return Capacity(c, 0.0, math.nan, c.device.idle_w, 0.0, 0, math.nan, math.nan, math.nan)

@@ -41,3 +41,19 @@ def test_the_energy_line_passes_through_both_simulated_loads_and_never_below_idl
     predicted = c.active_w * 3600 + c.dynamic_j_per_request * rate_h
     assert c.active_w > cand.device.idle_w  # not clamped here, so the line passes the half-load point too
     assert predicted == pytest.approx(cap_mod.hourly_j(res_h, part_h, cand.device.idle_w), rel=1e-6)
+
+
+def test_a_sparse_hour_has_a_capacity_not_a_refusal():
+    # Ten requests over the hour, the first offline and the next 25 minutes on: the quarter-hour window
+    # held that one request alone and a replica counted as overloaded at every load (it could not finish
+    # a 1,000-token request within twice a one-request span), so no GPU was feasible. The window is the
+    # whole hour here, and the longest request alone fits inside the horizon.
+    arrivals = np.array([280.0, 1700, 1710, 2000, 2300, 2500, 2900, 3100, 3300, 3500])
+    w = Workload(arrivals, np.full(10, 1000), np.full(10, 280), np.arange(10) == 0, "sparse")
+    model = serving.PRESETS["llama3_8b"]
+    cand = cap_mod.Candidate("l4:32", "l4", serving.datasheet("l4"), 32)
+    c = cap_mod.capacity(cand, model, w, Slo())
+    assert c.feasible and c.attainment == 1.0 and c.requests_per_hour >= 10
+    one = Workload(np.array([0.0]), np.array([1000]), np.array([280]), np.array([False]), "one")
+    res, _ = cap_mod.run_load(one, serving.StepCost.of(model, cand.device), 32, 1.0, Slo(), abort=True)
+    assert not res.aborted and cap_mod.solo_s(one, serving.StepCost.of(model, cand.device)) >= float(res.finish_s[0])
