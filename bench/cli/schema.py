@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
 from omegaconf import OmegaConf, open_dict
@@ -24,9 +25,11 @@ from bench.measure.codecarbon_span import CodecarbonConf
 from bench.measure.lock import LockConf
 from bench.measure.meters import MeterConf
 from bench.measure.protocol import Protocol
+from bench.profile.store import PROFILES_DIR as SHIPPED_PROFILES_DIR
 from bench.tasks import NAMES as TASKS  # noqa: F401  (the choices cli.validate checks task= against)
 from kernels.arch import ARCHS
 
+DEFAULT_PROFILES_DIR = "profiles"  # relative to the working directory; the shipped one where it has none (`to_typed`)
 _DEFAULT_DIMS = ARCHS["llama3_8b"]  # the layer widths of the linear and layer cases, unless arch= sets them
 
 
@@ -110,7 +113,7 @@ class BenchConf:
     results: Optional[str] = None  # fit/report: directory or glob of measured points (default: results_dir)
     hardware: Optional[str] = None  # fit: profile name (default: the measured device's name)
     profile: Optional[str] = None  # report: a profile to render instead of results
-    profiles_dir: str = "profiles"
+    profiles_dir: str = DEFAULT_PROFILES_DIR
     report_dir: Optional[str] = None  # report: where tables and plots go (default: results_dir/report)
     offload: OffloadConf = field(default_factory=OffloadConf)
     gpu: GpuConf = field(default_factory=GpuConf)
@@ -133,4 +136,10 @@ def to_typed(cfg: Any) -> BenchConf:
         cfg = copy.copy(cfg)
         with open_dict(cfg):
             del cfg["hydra"]
-    return OmegaConf.to_object(cfg)
+    typed = OmegaConf.to_object(cfg)
+    # The default profiles folder read from anywhere: the shipped one where the working directory has
+    # none (a plan run from another folder refused its default CPU profile as missing). task=fit writes
+    # there, so it keeps the folder as given.
+    if typed.profiles_dir == DEFAULT_PROFILES_DIR and typed.task != "fit" and not Path(DEFAULT_PROFILES_DIR).is_dir():
+        typed.profiles_dir = str(SHIPPED_PROFILES_DIR)
+    return typed

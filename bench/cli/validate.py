@@ -268,6 +268,9 @@ def validate_plan(cfg: BenchConf) -> None:
                  "dram_gb_per_s_per_socket"):
         if not getattr(p, name) > 0:
             raise ConfigError(f"plan.{name}", getattr(p, name), "must be > 0")
+    if not (math.isfinite(p.recycle_extra_gpu_years) and p.recycle_extra_gpu_years >= 0):
+        raise ConfigError("plan.recycle_extra_gpu_years", p.recycle_extra_gpu_years,
+                          "must be >= 0 years (Recycle extends a GPU's life; it cannot shorten it)")
     if not 0 < p.slo_attainment <= 1:
         raise ConfigError("plan.slo_attainment", p.slo_attainment, "must be in (0, 1]")
     if not 0 < p.host_spare_share <= 1:
@@ -311,6 +314,17 @@ def validate_plan(cfg: BenchConf) -> None:
                 measurements=p.validation_measurements, model=p.model, gpu=gpu), rows)
     w = cfg.workload
     _at_least("workload.deadline_h", w.deadline_h, 1)
+    _at_least("workload.seed", w.seed, 0)
+    _at_least("grid.max_gap_h", cfg.grid.max_gap_h, 0)
+    if cfg.grid.start is not None:
+        import pandas as pd
+
+        try:
+            start = pd.Timestamp(cfg.grid.start)
+        except (ValueError, TypeError, OverflowError):
+            start = pd.NaT
+        if pd.isna(start):
+            raise ConfigError("grid.start", cfg.grid.start, "is not a date and time (e.g. 2022-01-01 or 2022-06-01T08:00)")
     _choice("workload.time_unit", w.time_unit, tuple(workload.TIME_UNITS_S))
     _choice("workload.over_context", w.over_context, workload.OVER_CONTEXT)
     try:

@@ -247,3 +247,16 @@ def test_a_sweep_that_measures_a_layer_measures_its_parts(composer, option, tmp_
     assert layers
     for layer in layers:
         assert {name for name, _ in REGISTRY.get(layer).parts(Shape(1, 1, 1, 1))} <= swept, layer
+
+
+def test_the_default_profiles_folder_is_the_shipped_one_where_the_working_directory_has_none(composer, tmp_path,
+                                                                                              monkeypatch):
+    # A plan run from another folder read its default CPU profile from ./profiles and refused it as
+    # missing; task=fit writes to the folder as given.
+    from bench.profile.store import PROFILES_DIR
+
+    monkeypatch.chdir(tmp_path)
+    assert composer("task=plan").profiles_dir == str(PROFILES_DIR)
+    assert composer("task=fit").profiles_dir == "profiles"
+    (tmp_path / "profiles").mkdir()
+    assert composer("task=plan").profiles_dir == "profiles"  # a folder of one's own is kept

@@ -22,6 +22,12 @@ BAD_TRACES = {
     "nan_time.csv": TRACE_HEADER + "0,1,1\n,1,1\n",
     "ms_as_s.csv": TRACE_HEADER + "0,1,1\n40000000,1,1\n",
     "long_prompt.csv": TRACE_HEADER + "0,100000,10\n",  # with workload.over_context=refuse
+    # Epoch milliseconds read as seconds: an hour of them spans 42 days, under the year's check.
+    "epoch_ms.csv": TRACE_HEADER + "1700000000000,10,5\n1700003600000,10,5\n",
+    "mixed.jsonl": "".join(json.dumps({"TIMESTAMP": t, "ContextTokens": 10, "GeneratedTokens": 5}) + "\n"
+                           for t in (4.5, "2023-11-16 18:15:46", 9.0, "2023-11-16 18:20:00")),
+    "bool_tokens.csv": TRACE_HEADER + "0,True,5\n1,False,5\n",
+    "fraction_tokens.csv": TRACE_HEADER + "0,100.7,5\n",
 }
 
 
@@ -41,6 +47,10 @@ def one_line_exit_2(ran, results) -> str:
     ("nan_time.csv", "missing time in column 'TIMESTAMP' at row 1"),
     ("ms_as_s.csv", "set workload.time_unit=ms"),
     ("long_prompt.csv", "1 of 1 request exceeds the model's 8192-token context"),
+    ("epoch_ms.csv", "starts 53870 years after 1970; set workload.time_unit=ms"),
+    ("mixed.jsonl", "column 'TIMESTAMP' mixes numbers and dates (e.g. '4.5' at row 0)"),
+    ("bool_tokens.csv", "column 'ContextTokens' holds true/false at row 0"),
+    ("fraction_tokens.csv", "column 'ContextTokens' has 100.7 tokens at row 0, not a whole number"),
 ])
 def test_a_bad_trace_is_one_line_and_exit_2(tmp_path, name, says):
     path = tmp_path / name
@@ -54,6 +64,10 @@ def test_a_bad_trace_is_one_line_and_exit_2(tmp_path, name, says):
     ("workload.time_unit=h", "workload.time_unit"),
     ("workload.over_context=clip", "workload.over_context"),
     ("workload.offline_share=1.0", "workload"),
+    ("workload.seed=-1", "workload.seed"),
+    ("grid.start=garbage", "grid.start"),
+    ("grid.max_gap_h=-1", "grid.max_gap_h"),
+    ("plan.recycle_extra_gpu_years=-10", "plan.recycle_extra_gpu_years"),
 ])
 def test_a_bad_workload_setting_names_its_field(tmp_path, override, field):
     results = tmp_path / "results"
@@ -63,6 +77,8 @@ def test_a_bad_workload_setting_names_its_field(tmp_path, override, field):
 
 @pytest.mark.parametrize("content, says", [
     ("timestamp,intensity_g_per_kwh\n2022-07-15 00:00+00:00,n/a\n", "has text 'n/a' at row 0"),
+    # One hour of values is a series of one hour, not a constant for every hour of the period.
+    ("timestamp,intensity_g_per_kwh\n2022-07-15 00:00+00:00,100\n", "24 h from 2022-07-15 00:00:00+00:00 is outside it"),
     ("", "is empty"),
 ])
 def test_a_bad_grid_file_is_one_line_and_exit_2(tmp_path, content, says):

@@ -25,6 +25,7 @@ MAX_TOKENS = 2**31 - 1  # a token count past this is no trace's (the longest con
 # A trace spanning more than a year is far more likely milliseconds read as seconds than a year of
 # requests; the hint names the next finer unit.
 MAX_SPAN_S = 366 * 86400.0
+EPOCH_MAX_S = 1e11  # seconds after 1970 no trace has (year 5138): a coarser unit's reading of a finer one
 FINER_UNIT = {"s": "ms", "ms": "us"}
 
 
@@ -167,6 +168,11 @@ def _arrival_s(times: pd.Series, column: str, time_unit: str, name: str) -> np.n
         if missing.any():
             raise WorkloadError(f"trace {name}: missing time in column {column!r} at row {_first(missing)}")
         seconds = values * TIME_UNITS_S[time_unit]
+        finer = FINER_UNIT.get(time_unit)
+        if finer and float(np.min(np.abs(seconds))) > EPOCH_MAX_S:  # e.g. epoch milliseconds read as seconds
+            raise WorkloadError(f"trace {name}: column {column!r} read in workload.time_unit={time_unit} starts "
+                                f"{float(np.min(seconds)) / (365.25 * 86400):.0f} years after 1970; set "
+                                f"workload.time_unit={finer}")
         span_s = float(seconds.max() - seconds.min())
         if span_s > MAX_SPAN_S:
             finer = FINER_UNIT.get(time_unit)
@@ -188,6 +194,15 @@ def _arrival_s(times: pd.Series, column: str, time_unit: str, name: str) -> np.n
         row = _first(bad)
         what = "missing time" if pd.isna(times.iloc[row]) else f"unparseable time {str(times.iloc[row])!r}"
         raise WorkloadError(f"trace {name}: {what} in column {column!r} at row {row}")
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        # Numbers beside dates are read as nanoseconds after 1970 (a compact date such as 20231116 is
+        # a date): a period of hours would then span decades and drop one kind quietly.
+        numbers = pd.to_numeric(times, errors="coerce").notna().to_numpy()
+        epoch = numbers & (parsed.dt.year <= 1970).to_numpy()
+        if epoch.any() and (~numbers & (parsed.dt.year > 1970).to_numpy()).any():
+            row = _first(epoch)
+            raise WorkloadError(f"trace {name}: column {column!r} mixes numbers and dates (e.g. "
+                                f"{str(times.iloc[row])!r} at row {row}); one kind per column")
     return (parsed - parsed.min()).dt.total_seconds().to_numpy()
 
 
@@ -227,10 +242,25 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
     seconds = _arrival_s(df[time_column].reset_index(drop=True), time_column, time_unit, path.name)
     tokens = {}
     for col in (prompt_column, output_column):
+        flags = (np.ones(len(df), bool) if pd.api.types.is_bool_dtype(df[col]) else
+                 df[col].map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy() if df[col].dtype == object else None)
+        if flags is not None and flags.any():
+            row = _first(flags)
+            raise WorkloadError(f"trace {path.name}: column {col!r} holds true/false at row {row}, not a token count")
         values = pd.to_numeric(df[col], errors="coerce")
+        text = (values.isna() & df[col].notna()).to_numpy()
+        if text.any():
+            row = _first(text)
+            raise WorkloadError(f"trace {path.name}: column {col!r} has text {str(df[col].iloc[row])!r} at row {row}, "
+                                "not a token count")
         if values.isna().any() or (values < 0).any():
             row = _first((values.isna() | (values < 0)).to_numpy())
             raise WorkloadError(f"trace {path.name}: column {col!r} has a negative or missing token count at row {row}")
+        fraction = (values != values.round()).to_numpy() & np.isfinite(values.to_numpy(float))
+        if fraction.any():
+            row = _first(fraction)
+            raise WorkloadError(f"trace {path.name}: column {col!r} has {values.iloc[row]:g} tokens at row {row}, "
+                                "not a whole number")
         # Past any context window by far (inf cast to an integer is garbage, not an error: it passed
         # the context check and crashed the compiled simulation).
         if (values > MAX_TOKENS).any():
@@ -248,8 +278,13 @@ def load(path: str | Path | None = None, time_column: str = "TIMESTAMP", prompt_
     notes = [f"{_requests(len(df))} over {_span_text(float(seconds[-1] - seconds[0]))}", f"{offline_share:.0%} offline"]
     if resorted:
         notes.append(f"{resorted} out-of-order arrivals sorted")
-    return Workload(seconds - seconds[0], tokens[prompt_column][order], np.maximum(tokens[output_column][order], 1),
-                    offline, f"{path.name} ({', '.join(notes)})")
+    # A request produces at least one token (its first, with the prefill); a prompt has at least one.
+    for col, what in ((prompt_column, "prompts"), (output_column, "outputs")):
+        zero = int((tokens[col] == 0).sum())
+        if zero:
+            notes.append(f"{zero} {what} of 0 tokens counted as 1")
+    return Workload(seconds - seconds[0], np.maximum(tokens[prompt_column][order], 1),
+                    np.maximum(tokens[output_column][order], 1), offline, f"{path.name} ({', '.join(notes)})")
 
 
 def fit_to_context(w: Workload, context_tokens: int, policy: str) -> Workload:

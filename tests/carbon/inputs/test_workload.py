@@ -188,3 +188,9 @@ def test_dates_with_a_number_like_one_still_parse(tmp_path):
     # A compact date reads as a number too; in a column of dates it is a date, not the stray word.
     path = write_trace(tmp_path, ["2023-11-16 18:15:46,10,5", "20231116,10,5", "2023-11-16 18:15:49,10,5"])
     assert len(workload.load(path).arrival_s) == 3
+
+
+def test_zero_token_prompts_and_outputs_count_as_one_and_the_label_says_so(tmp_path):
+    w = workload.load(write_trace(tmp_path, ["0,0,5", "1,10,0", "2,10,5"]))
+    assert w.prompt.tolist() == [1, 10, 10] and w.output.tolist() == [5, 1, 5]
+    assert "1 prompts of 0 tokens counted as 1" in w.label and "1 outputs of 0 tokens counted as 1" in w.label

@@ -24,4 +24,5 @@ def country(iso3: str) -> Intensity:
                         f"USA, FRA, SWE")
     row = table[iso3]
     return Intensity(np.array([float(row["carbon_intensity"])]), pd.Timestamp(f"{row.get('year', 2022)}-01-01", tz="UTC"),
-                     f"{row['country_name']} annual average {row.get('year', '')} (codecarbon global_energy_mix)")
+                     f"{row['country_name']} annual average {row.get('year', '')} (codecarbon global_energy_mix)",
+                     repeats=True)

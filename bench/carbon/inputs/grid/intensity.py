@@ -22,11 +22,13 @@ class Intensity:
     label: str
     gaps_filled: int = 0
     scope: str = "unstated"  # what the series counts: direct (combustion) or lifecycle emissions
+    repeats: bool = False  # one value for every hour (a constant or a country's annual mean), not a series
 
     def window(self, start: str | pd.Timestamp | None, hours: int) -> "Intensity":
         """`hours` values from `start` (UTC; None: the series start). A constant series repeats."""
-        if len(self.g_per_kwh) == 1:
-            return Intensity(np.full(hours, self.g_per_kwh[0]), self.start_utc, self.label, self.gaps_filled, self.scope)
+        if self.repeats:  # (a series of one hour, from a csv, is a series: it covers one hour, not every)
+            return Intensity(np.full(hours, self.g_per_kwh[0]), self.start_utc, self.label, self.gaps_filled, self.scope,
+                             True)
         first = 0 if start is None else int((to_utc(pd.Timestamp(start)) - self.start_utc) / pd.Timedelta(hours=1))
         if first < 0 or first + hours > len(self.g_per_kwh):
             end = self.start_utc + pd.Timedelta(hours=len(self.g_per_kwh))
