@@ -18,7 +18,6 @@ from omegaconf import OmegaConf, open_dict
 from bench.carbon.inputs.grid import GridConf
 from bench.carbon.inputs.workload import WorkloadConf
 from bench.carbon.planning.pillars import Pillars
-from bench.carbon.planning.options import SOLVE_BUDGET_S
 from bench.carbon.validation.measurements import ValidateConf
 from bench.measure.clocks import GpuConf
 from bench.measure.codecarbon_span import CodecarbonConf
@@ -59,9 +58,9 @@ class PlanConf:
     routing: str = "round_robin"  # round_robin | least_loaded: how each hour's requests reach the replicas
     workers: int = 0  # processes solving plans side by side: 0 one per core, 1 serially here
     # Seconds of MILP solving one plan may take, its re-planning rounds together; past them it keeps
-    # the best plan and bound found (each later solve gets a few seconds), flagged and noted (why 35 s:
-    # `planning.options.SOLVE_BUDGET_S`).
-    solve_budget_s: float = SOLVE_BUDGET_S
+    # the best plan and bound found (each later solve gets a few seconds), flagged and noted. None: 10 s
+    # up to a week, 35 s beyond (why: `planning.options`).
+    solve_budget_s: Optional[float] = None
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
     max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps
     prefill_token_budgets: List[int] = field(default_factory=lambda: [0, 8192])  # prompt tokens per step, 0: no cap

@@ -283,7 +283,8 @@ def validate_plan(cfg: BenchConf) -> None:
     _choice("plan.routing", p.routing, ROUTINGS)
     if not isinstance(p.workers, int) or p.workers < 0:
         raise ConfigError("plan.workers", p.workers, "must be a whole number >= 0 (0: one process per core)")
-    if not isinstance(p.solve_budget_s, (int, float)) or not math.isfinite(p.solve_budget_s) or p.solve_budget_s <= 0:
+    if p.solve_budget_s is not None and (not isinstance(p.solve_budget_s, (int, float))
+                                         or not math.isfinite(p.solve_budget_s) or p.solve_budget_s <= 0):
         raise ConfigError("plan.solve_budget_s", p.solve_budget_s, "must be a number of seconds > 0")
     from bench.carbon.serving.device import measured_profiles
     from bench.profile import store

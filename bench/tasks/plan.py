@@ -9,6 +9,7 @@ from bench.carbon import serving
 from bench.carbon.inputs import embodied, grid, workload
 from bench.carbon.planning import report as plan_report
 from bench.carbon.planning import run as plan
+from bench.carbon.planning.options import default_solve_budget_s
 from bench.carbon.planning.pillars import Pillars
 from bench.carbon.serving.device import measured_profiles
 from bench.carbon.serving.simulate import Slo
@@ -37,7 +38,7 @@ def inputs_of(cfg: "BenchConf") -> plan.PlanInputs:
         cpu_profile=store.load(p.cpu_profile, cfg.profiles_dir) if p.cpu_profile else None,
         host_spare_share=p.host_spare_share, dram_gb_per_s_per_socket=p.dram_gb_per_s_per_socket,
         embodied_level=p.embodied, slo_scope=p.slo_scope, routing=p.routing, workers=p.workers,
-        solve_budget_s=float(p.solve_budget_s),
+        solve_budget_s=float(p.solve_budget_s) if p.solve_budget_s is not None else default_solve_budget_s(p.hours),
         gpu_profiles=measured_profiles(list(p.gpus), cfg.profiles_dir),
     )
 

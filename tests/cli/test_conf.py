@@ -260,3 +260,13 @@ def test_the_default_profiles_folder_is_the_shipped_one_where_the_working_direct
     assert composer("task=fit").profiles_dir == "profiles"
     (tmp_path / "profiles").mkdir()
     assert composer("task=plan").profiles_dir == "profiles"  # a folder of one's own is kept
+
+
+def test_a_plans_solving_budget_is_short_for_a_day_and_long_for_a_year_unless_set(composer, tmp_path):
+    # The 24 h bar is 30 s: a day's plan spent 35 s on one flat objective for the plan it had at 10 s.
+    from bench.tasks.plan import inputs_of
+
+    base = (f"results_dir={tmp_path}", "task=plan")
+    assert inputs_of(composer(*base)).solve_budget_s == 10.0
+    assert inputs_of(composer(*base, "plan.hours=8760", "grid.start=2022-01-01")).solve_budget_s == 35.0
+    assert inputs_of(composer(*base, "plan.solve_budget_s=20")).solve_budget_s == 20.0
