@@ -43,7 +43,7 @@ def gather(pattern: str) -> pd.DataFrame:
         csvs = [path] if path.suffix == ".csv" else (sorted(path.glob("**/*points.csv")) if path.is_dir() and not files else [])
         for csv in csvs:
             try:
-                table = pd.read_csv(csv)
+                table = pd.read_csv(csv, dtype={"key": str})  # (hex keys of digits alone are keys, not numbers)
             except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
                 unreadable.append(str(csv))
                 continue

@@ -47,7 +47,7 @@ def one_line_exit_2(ran, results) -> str:
     ("nan_time.csv", "missing time in column 'TIMESTAMP' at row 1"),
     ("ms_as_s.csv", "set workload.time_unit=ms"),
     ("long_prompt.csv", "1 of 1 request exceeds the model's 8192-token context"),
-    ("epoch_ms.csv", "starts 53870 years after 1970; set workload.time_unit=ms"),
+    ("epoch_ms.csv", "is 53870 years or more from 1970; set workload.time_unit=ms"),
     ("mixed.jsonl", "column 'TIMESTAMP' mixes numbers and dates (e.g. '4.5' at row 0)"),
     ("bool_tokens.csv", "column 'ContextTokens' holds true/false at row 0"),
     ("fraction_tokens.csv", "column 'ContextTokens' has 100.7 tokens at row 0, not a whole number"),

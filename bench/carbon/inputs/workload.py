@@ -169,10 +169,11 @@ def _arrival_s(times: pd.Series, column: str, time_unit: str, name: str) -> np.n
             raise WorkloadError(f"trace {name}: missing time in column {column!r} at row {_first(missing)}")
         seconds = values * TIME_UNITS_S[time_unit]
         finer = FINER_UNIT.get(time_unit)
-        if finer and float(np.min(np.abs(seconds))) > EPOCH_MAX_S:  # e.g. epoch milliseconds read as seconds
-            raise WorkloadError(f"trace {name}: column {column!r} read in workload.time_unit={time_unit} starts "
-                                f"{float(np.min(seconds)) / (365.25 * 86400):.0f} years after 1970; set "
-                                f"workload.time_unit={finer}")
+        if float(np.min(np.abs(seconds))) > EPOCH_MAX_S:  # e.g. epoch milliseconds read as seconds
+            hint = f"set workload.time_unit={finer}" if finer else "is it in a unit finer than microseconds?"
+            raise WorkloadError(f"trace {name}: column {column!r} read in workload.time_unit={time_unit} is "
+                                f"{float(np.min(np.abs(seconds))) / (365.25 * 86400):.0f} years or more from 1970; "
+                                f"{hint}")
         span_s = float(seconds.max() - seconds.min())
         if span_s > MAX_SPAN_S:
             finer = FINER_UNIT.get(time_unit)

@@ -223,7 +223,7 @@ def search_fleets(s: Setting, objective: str, pillars: Pillars, econ: Economics,
         mask = mask_of(n)
         if mask not in floors:
             learn_floor(mask)
-        running = max(running, support_floor(mask), cut_at(n) - terms)
+        running = max(running, support_floor(mask), cut_bound - terms)
         if terms + running >= cut:
             lowest = min(lowest, terms + running)
             continue

@@ -80,13 +80,13 @@ def run_load(w: Workload, cost: StepCost, max_batch: int, load: float, slo: Slo 
 
 
 def solo_s(w: Workload, cost: StepCost) -> float:
-    """An upper bound on the time one replica takes to serve `w`'s longest request alone: its whole
-    prompt in one prefill (every causal pair attended) and each output token one decode step at the
-    request's full context."""
+    """About the most time one replica takes to serve any one of `w`'s requests alone: the largest
+    prompt in one prefill (every causal pair attended), then the largest output, each token one decode
+    step at the largest prompt plus the largest output (step times grow with both, so no request alone
+    takes longer, but for a prefill split into chunks, each chunk a step's overhead more)."""
     if not len(w.arrival_s):
         return 0.0
-    i = int(np.argmax(np.asarray(w.prompt, float) + np.asarray(w.output, float)))
-    p, o = float(w.prompt[i]), float(w.output[i])
+    p, o = float(np.max(w.prompt)), float(np.max(w.output))
     prefill = float(np.asarray(cost.time_energy(p, p * (p + 1) / 2, 0.0, 0.0, 1.0)[0]).ravel()[0])
     decode = float(np.asarray(cost.time_energy(0.0, 0.0, 1.0, p + o, 0.0)[0]).ravel()[0])
     return prefill + o * decode

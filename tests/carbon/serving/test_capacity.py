@@ -54,6 +54,10 @@ def test_a_sparse_hour_has_a_capacity_not_a_refusal():
     cand = cap_mod.Candidate("l4:32", "l4", serving.datasheet("l4"), 32)
     c = cap_mod.capacity(cand, model, w, Slo())
     assert c.feasible and c.attainment == 1.0 and c.requests_per_hour >= 10
-    one = Workload(np.array([0.0]), np.array([1000]), np.array([280]), np.array([False]), "one")
-    res, _ = cap_mod.run_load(one, serving.StepCost.of(model, cand.device), 32, 1.0, Slo(), abort=True)
-    assert not res.aborted and cap_mod.solo_s(one, serving.StepCost.of(model, cand.device)) >= float(res.finish_s[0])
+    # A slice of two requests a second apart, one long prompt and one long output: each alone takes
+    # seconds to a minute and a half, far past twice their span. Neither counts as overload.
+    cost = serving.StepCost.of(model, cand.device)
+    two = Workload(np.array([0.0, 1.0]), np.array([8000, 10]), np.array([10, 2000]), np.zeros(2, bool), "two")
+    res, _ = cap_mod.run_load(two, cost, 32, 1.0, Slo(ttft_s=60.0, tpot_s=1.0), abort=True)
+    assert not res.aborted and np.isfinite(res.finish_s).all()
+    assert cap_mod.solo_s(two, cost) >= float(np.max(res.finish_s - two.arrival_s)) > 2 * 1.0
