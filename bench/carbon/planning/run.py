@@ -471,9 +471,10 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
             continue  # its CPU schedule was sized for another host
         counted = dataclasses.replace(other, pillars=plan.pillars, notes=list(other.notes))
         account(counted, counted.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
-        # Better by any amount: a plan that emits 1e-7 more than a feasible baseline open to its levers
-        # is not carbon-optimal (a fuzzed trace showed one, "adds 0.0%"), however small the difference.
-        if getattr(counted, metric) < best_value:
+        # Better by more than rounding (1e-9): a plan that emits 4.6e-7 more than a feasible baseline
+        # open to its levers is not carbon-optimal (a fuzzed trace showed one, "adds 0.0%"); at 1e-9 and
+        # below, the same plan summed in another order (an ablation step adopted it, and read a gap of -1e-9).
+        if getattr(counted, metric) < best_value * (1 - 1e-9):
             best, best_value = (other, counted), getattr(counted, metric)
     if best is None:
         return plan
@@ -511,7 +512,7 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
         elif adopted_model <= 0:
             unknown = "its modelled figure is zero"
         else:
-            gap = (adopted_model - own_bound) / adopted_model
+            gap = max(0.0, (adopted_model - own_bound) / adopted_model)  # (within 1e-6 below: rounding, 0)
     return dataclasses.replace(
         counted, name=plan.name, objective=plan.objective, kind=plan.kind, solver_gap=gap, derated=plan.derated,
         first_bound=plan.first_bound,
