@@ -59,7 +59,7 @@ class PlanConf:
     workers: int = 0  # processes solving plans side by side: 0 one per core, 1 serially here
     # Seconds of MILP solving one plan may take, its re-planning rounds together; past them it keeps
     # the best plan and bound found (each later solve gets a few seconds), flagged and noted. None: 10 s
-    # up to a week, 35 s beyond (why: `planning.options`).
+    # up to a week, 25 s beyond (why: `planning.options`).
     solve_budget_s: Optional[float] = None
     gpus: List[str] = field(default_factory=lambda: ["h100_sxm", "a100_sxm", "l4"])
     max_batches: List[int] = field(default_factory=lambda: [32, 128, 512])  # decode batch caps

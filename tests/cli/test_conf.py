@@ -268,5 +268,5 @@ def test_a_plans_solving_budget_is_short_for_a_day_and_long_for_a_year_unless_se
 
     base = (f"results_dir={tmp_path}", "task=plan")
     assert inputs_of(composer(*base)).solve_budget_s == 10.0
-    assert inputs_of(composer(*base, "plan.hours=8760", "grid.start=2022-01-01")).solve_budget_s == 35.0
+    assert inputs_of(composer(*base, "plan.hours=8760", "grid.start=2022-01-01")).solve_budget_s == 25.0
     assert inputs_of(composer(*base, "plan.solve_budget_s=20")).solve_budget_s == 20.0
