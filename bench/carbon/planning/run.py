@@ -456,6 +456,9 @@ def _within_levers(other: Pillars, plan: Pillars) -> bool:
     return all(getattr(plan, f.name) or not getattr(other, f.name) for f in dataclasses.fields(Pillars))
 
 
+ADOPT_REL_TOL = 1e-7  # a plan adopts one better on its objective by more than this share (rounding is below)
+
+
 def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
     """A plan optimal for its objective is the best SLO-meeting plan on that objective among those
     open to its levers: another verified plan whose pillars are a subset of its own (its fleet and
@@ -471,10 +474,10 @@ def adopt_better(plan: Plan, others: list[Plan], ctx: Context, econ_of) -> Plan:
             continue  # its CPU schedule was sized for another host
         counted = dataclasses.replace(other, pillars=plan.pillars, notes=list(other.notes))
         account(counted, counted.candidates, ctx.setting, plan.pillars, econ_of(plan.pillars))
-        # Better by more than rounding (1e-9): a plan that emits 4.6e-7 more than a feasible baseline
-        # open to its levers is not carbon-optimal (a fuzzed trace showed one, "adds 0.0%"); at 1e-9 and
-        # below, the same plan summed in another order (an ablation step adopted it, and read a gap of -1e-9).
-        if getattr(counted, metric) < best_value * (1 - 1e-9):
+        # Better by more than rounding (ADOPT_REL_TOL): a plan that emits 4.6e-7 more than a feasible
+        # baseline open to its levers is not carbon-optimal (a fuzzed trace showed one, "adds 0.0%"); near
+        # 1e-9, the same plan summed in another order (an ablation step adopted it, and read a gap of -1e-9).
+        if getattr(counted, metric) < best_value * (1 - ADOPT_REL_TOL):
             best, best_value = (other, counted), getattr(counted, metric)
     if best is None:
         return plan
